@@ -1,0 +1,328 @@
+"""From a run's raw history to named metrics: aliases, derived columns, sampling and stats.
+
+An alias resolves per run to the first of its keys that the run logged (the report says which);
+a derived alias is computed where all its inputs were logged. Sampling puts every alias of a run
+on one step grid; a value logged as NaN stays NaN and is never confused with "not logged".
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from reportgen.expressions import evaluate, parse_expression
+from reportgen.runs import STEP, History, Run
+from reportgen.spec import MetricAlias, Sampling
+
+# Names that mean "lower is better" when an alias has no explicit goal.
+_MINIMIZE_WORDS = (
+    "loss",
+    "error",
+    "err",
+    "perplexity",
+    "ppl",
+    "kl",
+    "regret",
+    "wer",
+    "cer",
+    "mse",
+    "mae",
+)
+
+
+@dataclass(frozen=True)
+class ResolvedMetric:
+    """One alias in one run: which key it resolved to, and its logged points."""
+
+    alias: str
+    key: str | None
+    x_key: str
+    series: pd.Series
+    tried: tuple[str, ...] = ()
+    closest: tuple[str, ...] = ()
+    expr: str | None = None
+
+    @property
+    def found(self) -> bool:
+        return self.key is not None
+
+    def missing_note(self, run_name: str) -> str:
+        tried = ", ".join(self.tried)
+        note = f"metric '{self.alias}' is missing in run {run_name}: none of [{tried}] was logged"
+        if self.closest:
+            note += f"; closest keys that exist: {', '.join(self.closest)}"
+        return note
+
+
+def goal_for(alias: MetricAlias | None, name: str) -> str:
+    """The better direction: the alias's `goal`, else a guess from the name."""
+    if alias is not None and alias.goal:
+        return alias.goal
+    lowered = name.lower()
+    return "minimize" if any(word in lowered for word in _MINIMIZE_WORDS) else "maximize"
+
+
+def resolve_metrics(
+    run: Run, history: History, aliases: Mapping[str, MetricAlias], x: str | None = None
+) -> dict[str, ResolvedMetric]:
+    """Resolve every alias for one run, derived ones after the keys they use.
+
+    With `x=None` each metric is indexed on its natural axis: the alias's own `x`, else the step
+    metric the run declared for the key, else `_step` (stats and health checks use this). With
+    an `x`, every alias without its own `x` shares that axis (a sampled table needs one).
+    """
+    resolved: dict[str, ResolvedMetric] = {}
+    logged = history.keys()
+    for name, alias in aliases.items():
+        if alias.expr is None:
+            resolved[name] = _resolve_keys(run, history, alias, x, logged)
+    for name, alias in _in_dependency_order(aliases):
+        resolved[name] = _resolve_expr(alias, resolved, x or STEP)
+    return {name: resolved[name] for name in aliases}
+
+
+def _x_key(run: Run, alias: MetricAlias, key: str, x: str | None) -> str:
+    return alias.x or x or run.x_key_for(key)
+
+
+def _resolve_keys(
+    run: Run, history: History, alias: MetricAlias, x: str | None, logged: list[str]
+) -> ResolvedMetric:
+    for key in alias.keys:
+        if key in history:
+            x_key = _x_key(run, alias, key, x)
+            return ResolvedMetric(alias.name, key, x_key, history.series(key, x_key), alias.keys)
+    closest: list[str] = []
+    for key in alias.keys:
+        closest += [
+            c for c in difflib.get_close_matches(key, logged, n=3, cutoff=0.5) if c not in closest
+        ]
+    x_key = alias.x or x or STEP
+    return ResolvedMetric(
+        alias.name, None, x_key, history.series("", x_key), alias.keys, tuple(closest[:3])
+    )
+
+
+def _in_dependency_order(aliases: Mapping[str, MetricAlias]) -> list[tuple[str, MetricAlias]]:
+    derived = {n: a for n, a in aliases.items() if a.expr is not None}
+    ordered: list[tuple[str, MetricAlias]] = []
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in visiting or any(n == name for n, _ in ordered):
+            return
+        visiting.add(name)
+        assert derived[name].expr is not None
+        for used in parse_expression(derived[name].expr or ""):
+            if used in derived:
+                visit(used)
+        ordered.append((name, derived[name]))
+
+    for name in derived:
+        visit(name)
+    return ordered
+
+
+def _resolve_expr(
+    alias: MetricAlias, resolved: Mapping[str, ResolvedMetric], default_x: str
+) -> ResolvedMetric:
+    assert alias.expr is not None
+    used = sorted(parse_expression(alias.expr))
+    inputs = [resolved[name] for name in used if name in resolved]
+    missing = [m.alias for m in inputs if not m.found]
+    x_key = inputs[0].x_key if inputs else default_x
+    if missing or len(inputs) != len(used):
+        empty = pd.Series(
+            [], dtype=float, index=pd.Index([], dtype=np.int64, name=x_key), name=alias.name
+        )
+        return ResolvedMetric(alias.name, None, x_key, empty, tuple(used), expr=alias.expr)
+    joined = pd.concat(
+        [m.series.rename(m.alias) for m in inputs], axis=1, join="inner"
+    ).sort_index()
+    values = evaluate(alias.expr, {name: joined[name].to_numpy(dtype=float) for name in used})
+    values = np.broadcast_to(values, (len(joined),))
+    series = pd.Series(values, index=joined.index, name=alias.name)
+    return ResolvedMetric(alias.name, f"={alias.expr}", x_key, series, tuple(used), expr=alias.expr)
+
+
+# --- sampling ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SampledTable:
+    """Aliases of one run on one step grid; `present[alias]` is False where nothing applies."""
+
+    steps: np.ndarray
+    values: dict[str, np.ndarray]
+    present: dict[str, np.ndarray]
+    notes: tuple[str, ...] = ()
+
+
+def sample_grid(xs: np.ndarray, sampling: Sampling) -> tuple[np.ndarray, str | None]:
+    """Steps start, start+every, … within the logged range, plus the first and last logged step."""
+    keep = xs >= sampling.start
+    if sampling.stop is not None:
+        keep &= xs <= sampling.stop
+    xs = xs[keep]
+    if len(xs) == 0:
+        return np.array([], dtype=np.int64), None
+    first, last = xs.min(), xs.max()
+    if last - sampling.start < sampling.every:
+        note = (
+            f"the run ends at step {last:g}, within one sampling interval ({sampling.every}) "
+            f"of the start: all {len(xs)} logged steps are kept"
+        )
+        return np.unique(xs), note
+    regular = np.arange(sampling.start, last + 1, sampling.every)
+    grid = np.unique(np.concatenate([regular, [first, last]]))
+    return grid, None
+
+
+def align(series: pd.Series, grid: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
+    """Values of a series on grid steps, and whether each grid step has one."""
+    xs = series.index.to_numpy()
+    vs = series.to_numpy(dtype=float)
+    n = len(xs)
+    values = np.full(len(grid), np.nan)
+    present = np.zeros(len(grid), dtype=bool)
+    if n == 0 or len(grid) == 0:
+        return values, present
+    if how == "exact":
+        idx = np.clip(np.searchsorted(xs, grid), 0, n - 1)
+        present = xs[idx] == grid
+        values[present] = vs[idx[present]]
+    elif how == "asof":
+        idx = np.searchsorted(xs, grid, side="right") - 1
+        present = idx >= 0
+        values[present] = vs[idx[present]]
+    elif how == "nearest":
+        right = np.clip(np.searchsorted(xs, grid), 0, n - 1)
+        left = np.clip(right - 1, 0, n - 1)
+        take_left = np.abs(grid - xs[left]) <= np.abs(xs[right] - grid)
+        idx = np.where(take_left, left, right)
+        present[:] = True
+        values = vs[idx].astype(float)
+    elif how == "interpolate":
+        present = (grid >= xs[0]) & (grid <= xs[-1])
+        right = np.clip(np.searchsorted(xs, grid), 0, n - 1)
+        left = np.clip(right - 1, 0, n - 1)
+        exact = xs[right] == grid
+        span = (xs[right] - xs[left]).astype(float)
+        with np.errstate(all="ignore"):
+            weight = np.where(span > 0, (grid - xs[left]) / np.where(span > 0, span, 1), 0.0)
+            mixed = vs[left] + (vs[right] - vs[left]) * weight
+        values = np.where(exact, vs[right], mixed)
+        values[~present] = np.nan
+    else:
+        raise ValueError(f"unknown alignment {how!r}")
+    return values, present
+
+
+def sample(resolved: Mapping[str, ResolvedMetric], sampling: Sampling) -> SampledTable:
+    """Put a run's aliases on one grid (found aliases only decide the grid's extent)."""
+    found = [m for m in resolved.values() if m.found and len(m.series)]
+    if not found:
+        empty = np.array([], dtype=np.int64)
+        return SampledTable(
+            empty,
+            {a: empty.astype(float) for a in resolved},
+            {a: empty.astype(bool) for a in resolved},
+        )
+    xs = np.unique(np.concatenate([m.series.index.to_numpy() for m in found]))
+    grid, note = sample_grid(xs, sampling)
+    values: dict[str, np.ndarray] = {}
+    present: dict[str, np.ndarray] = {}
+    for alias, metric in resolved.items():
+        how = "exact" if note else sampling.align
+        values[alias], present[alias] = align(metric.series, grid, how)
+    return SampledTable(grid, values, present, (note,) if note else ())
+
+
+# --- stats -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetricStats:
+    """What a table of one metric in one run says at a glance."""
+
+    points: int
+    non_finite: int
+    first: float | None = None
+    first_step: float | None = None
+    last: float | None = None
+    last_step: float | None = None
+    min: float | None = None
+    min_step: float | None = None
+    max: float | None = None
+    max_step: float | None = None
+    mean: float | None = None
+    trend: str = "n/a"
+    percentiles: dict[str, float] = field(default_factory=dict)
+
+
+PERCENTILES = (10, 25, 50, 75, 90)
+
+
+def describe(series: pd.Series) -> MetricStats:
+    """First/last/min/max/mean over finite values, a trend word, and percentiles."""
+    values = series.to_numpy(dtype=float)
+    steps = series.index.to_numpy()
+    finite = np.isfinite(values)
+    count = int(finite.sum())
+    if count == 0:
+        return MetricStats(points=len(values), non_finite=len(values))
+    fv, fs = values[finite], steps[finite]
+    lo, hi = int(np.argmin(fv)), int(np.argmax(fv))
+    return MetricStats(
+        points=len(values),
+        non_finite=len(values) - count,
+        first=float(fv[0]),
+        first_step=float(fs[0]),
+        last=float(fv[-1]),
+        last_step=float(fs[-1]),
+        min=float(fv[lo]),
+        min_step=float(fs[lo]),
+        max=float(fv[hi]),
+        max_step=float(fs[hi]),
+        mean=float(fv.mean()),
+        trend=trend_word(fv),
+        percentiles={f"p{p}": float(np.percentile(fv, p)) for p in PERCENTILES},
+    )
+
+
+def trend_word(values: np.ndarray) -> str:
+    """rising / falling / flat, comparing the means of the first and last fifths to the spread."""
+    n = len(values)
+    if n < 4:
+        return "n/a"
+    part = max(1, n // 5)
+    head, tail = float(np.mean(values[:part])), float(np.mean(values[-part:]))
+    spread = float(np.percentile(values, 95) - np.percentile(values, 5))
+    scale = max(spread, abs(head), abs(tail), 1e-12)
+    change = (tail - head) / scale
+    if abs(change) < 0.05:
+        return "flat"
+    return "rising" if change > 0 else "falling"
+
+
+def reduce(series: pd.Series, how: str) -> float | None:
+    """One number from a series (finite values only): mean, first, last, min or max."""
+    values = series.to_numpy(dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return None
+    if how == "mean":
+        return float(values.mean())
+    if how == "first":
+        return float(values[0])
+    if how == "last":
+        return float(values[-1])
+    if how == "min":
+        return float(values.min())
+    if how == "max":
+        return float(values.max())
+    raise ValueError(f"unknown reduction {how!r}")

@@ -1,0 +1,134 @@
+"""report.json: the machine-readable contract other tools rely on (keys documented in README).
+
+JSON has no NaN or infinity: such numbers are written as the strings "NaN", "Infinity" and
+"-Infinity", so a logged NaN is never turned into a silent null.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from reportgen.report import MetricReport, Report, RunReport, TableReport
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON values: non-finite floats as strings, datetimes as ISO 8601, tuples as lists."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return jsonable(value.item())
+    return value
+
+
+def _metric(metric: MetricReport) -> dict[str, Any]:
+    stats = asdict(metric.stats) if metric.stats else None
+    return {
+        "alias": metric.alias,
+        "key": metric.key,
+        "x": metric.x_key,
+        "goal": metric.goal,
+        "stats": stats,
+        "missing": metric.missing_note,
+    }
+
+
+def _run(run: RunReport) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "name": run.name,
+        "state": run.state,
+        "exit_code": run.exit_code,
+        "url": run.url,
+        "tags": list(run.tags),
+        "group": run.group,
+        "job_type": run.job_type,
+        "created_at": run.created_at,
+        "config": run.config,
+        "summary": run.summary,
+        "steps": {"first": run.first_step, "last": run.last_step, "rows": run.rows},
+        "verdict": run.verdict,
+        "findings": [
+            {
+                "check": f.check,
+                "severity": f.severity,
+                "metric": f.metric,
+                "key": f.key,
+                "step": f.step,
+                "value": f.value,
+                "message": f.message,
+            }
+            for f in run.findings
+        ],
+        "metrics": [_metric(m) for m in run.metrics],
+        "notes": list(run.notes),
+    }
+
+
+def _table(table: TableReport) -> dict[str, Any]:
+    return {
+        "name": table.file.removesuffix(".csv"),
+        "path": table.file,
+        "run_id": table.run_id,
+        "selection": table.selection,
+        "x": table.x,
+        "columns": ["step", *table.columns],
+        "keys": table.keys,
+        "rows": table.rows,
+        "notes": list(table.notes),
+    }
+
+
+def report_dict(report: Report) -> dict[str, Any]:
+    """The report as the documented report.json structure."""
+    return jsonable(
+        {
+            "reportgen_version": report.reportgen_version,
+            "title": report.title,
+            "generated_at": report.generated_at,
+            "spec": {"path": report.spec_path, "sha256": report.spec_sha256},
+            "source": report.source,
+            "runs_found": report.runs_found,
+            "sampling": report.sampling,
+            "runs": [_run(r) for r in report.runs],
+            "selections": {s.name: s.run_id for s in report.selections},
+            "selection_details": [
+                {
+                    "name": s.name,
+                    "by": s.by,
+                    "key": s.key,
+                    "reduce": s.reduce,
+                    "pick": s.pick,
+                    "run_id": s.run_id,
+                    "value": s.value,
+                    "ranking": [{"run_id": r.run_id, "value": r.value} for r in s.ranking],
+                }
+                for s in report.selections
+            ],
+            "tables": [_table(t) for t in report.tables],
+            "notes": list(report.notes),
+            "gate": {
+                "fail_on": report.gate.fail_on,
+                "failed": report.gate.failed,
+                "reasons": list(report.gate.reasons),
+            },
+        }
+    )
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(report_dict(report), indent=2, ensure_ascii=False, allow_nan=False) + "\n"

@@ -1,0 +1,56 @@
+"""report.md, rendered from templates/report.md.j2."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from reportgen.render.templates import code_span, markdown_environment
+from reportgen.render.text import escape_markdown
+from reportgen.report import Report, RunReport
+
+
+def source_label(source: dict[str, Any]) -> str:
+    """`wandb-offline examples/wandb` or `wandb entity/project (server)`, as Markdown."""
+    if source.get("type") == "wandb":
+        where = f"{source.get('entity')}/{source.get('project')}"
+        server = f" on {escape_markdown(source['base_url'])}" if source.get("base_url") else ""
+        return f"W&B {code_span(where)}{server}"
+    return f"local runs in {code_span(source.get('path', ''))}"
+
+
+def sampling_label(sampling: dict[str, Any]) -> str:
+    stop = f" to {sampling['stop']}" if sampling.get("stop") is not None else " to the last step"
+    every = sampling["every"]
+    step_word = "every step" if every == 1 else f"every {every} steps"
+    axis = code_span(sampling["x"])
+    return f"{step_word} of {axis} from {sampling['start']}{stop} ({sampling['align']})"
+
+
+def state_label(run: RunReport) -> str:
+    if run.state == "failed" and run.exit_code is not None:
+        return f"failed (exit {run.exit_code})"
+    return run.state
+
+
+def all_notes(report: Report) -> list[str]:
+    """The report's own notes, then each run's, prefixed with the run where it is not named."""
+    notes = list(report.notes)
+    for run in report.runs:
+        for note in run.notes:
+            notes.append(note if run.name in note else f"{run.name}: {note}")
+    return notes
+
+
+def render_markdown(report: Report, template_dirs: Sequence[Path] = ()) -> str:
+    env = markdown_environment(template_dirs)
+    template = env.get_template("report.md.j2")
+    return template.render(
+        report=report,
+        source_label=source_label(report.source),
+        sampling_label=sampling_label(report.sampling),
+        generated=report.generated_at.strftime("%Y-%m-%d %H:%M UTC"),
+        state_label=state_label,
+        notes=all_notes(report),
+    )

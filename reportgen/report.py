@@ -1,0 +1,345 @@
+"""The Report: everything a renderer needs, as plain data. No I/O, no formatting.
+
+`assemble` is the last pure stage of the pipeline; renderers (Markdown, JSON, CSV, PDF, PR
+comments) read a Report and know nothing about W&B.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from reportgen.metrics import MetricStats, ResolvedMetric, SampledTable, describe, goal_for
+from reportgen.runs import History, Run
+from reportgen.select import SelectionResult
+from reportgen.spec import Spec
+
+SEVERITIES = ("bad", "ugly")
+VERDICTS = ("good", "bad", "ugly")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing a health check noticed in one run."""
+
+    check: str
+    severity: str
+    message: str
+    metric: str | None = None
+    key: str | None = None
+    step: float | None = None
+    value: float | None = None
+
+
+def verdict(findings: Sequence[Finding]) -> str:
+    """ugly if any finding is ugly, bad if any is bad, else good."""
+    severities = {f.severity for f in findings}
+    if "ugly" in severities:
+        return "ugly"
+    if "bad" in severities:
+        return "bad"
+    return "good"
+
+
+@dataclass(frozen=True)
+class MetricReport:
+    alias: str
+    key: str | None
+    x_key: str
+    goal: str
+    stats: MetricStats | None
+    missing_note: str | None = None
+
+
+@dataclass(frozen=True)
+class RunReport:
+    id: str
+    name: str
+    state: str
+    exit_code: int | None
+    url: str | None
+    tags: tuple[str, ...]
+    group: str | None
+    job_type: str | None
+    created_at: datetime | None
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    first_step: int | None
+    last_step: int | None
+    rows: int
+    metrics: tuple[MetricReport, ...]
+    verdict: str = "good"
+    findings: tuple[Finding, ...] = ()
+    notes: tuple[str, ...] = ()
+    locations: tuple[str, ...] = ()
+    console_tail: tuple[str, ...] = ()
+
+    def metric(self, alias: str) -> MetricReport | None:
+        return next((m for m in self.metrics if m.alias == alias), None)
+
+
+@dataclass(frozen=True)
+class RankedRun:
+    run_id: str
+    run_name: str
+    value: float | None
+
+
+@dataclass(frozen=True)
+class SelectionReport:
+    name: str
+    by: str
+    reduce: str
+    pick: str
+    run_id: str | None
+    run_name: str | None
+    value: float | None
+    key: str | None
+    ranking: tuple[RankedRun, ...]
+
+
+@dataclass(frozen=True)
+class TableReport:
+    """A sampled table bound for a CSV file: `file` is a bare, sanitised file name."""
+
+    file: str
+    run_id: str
+    run_name: str
+    selection: str | None
+    x: str
+    columns: tuple[str, ...]
+    steps: np.ndarray
+    values: dict[str, np.ndarray]
+    present: dict[str, np.ndarray]
+    keys: dict[str, str | None]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def rows(self) -> int:
+        return len(self.steps)
+
+
+@dataclass(frozen=True)
+class GateResult:
+    fail_on: str
+    failed: bool
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Report:
+    title: str
+    description: str | None
+    generated_at: datetime
+    reportgen_version: str
+    spec_path: str
+    spec_sha256: str
+    source: dict[str, Any]
+    runs_found: int
+    runs: tuple[RunReport, ...]
+    selections: tuple[SelectionReport, ...]
+    tables: tuple[TableReport, ...]
+    gate: GateResult
+    notes: tuple[str, ...] = ()
+    sampling: dict[str, Any] = field(default_factory=dict)
+
+    def run(self, run_id: str) -> RunReport:
+        return next(r for r in self.runs if r.id == run_id)
+
+
+# --- assembling --------------------------------------------------------------------------------
+
+
+def assemble(
+    *,
+    spec: Spec,
+    source: dict[str, Any],
+    runs_found: int,
+    runs: Sequence[Run],
+    histories: Mapping[str, History],
+    metrics: Mapping[str, Mapping[str, ResolvedMetric]],
+    selections: Sequence[SelectionResult],
+    tables: Mapping[str, SampledTable],
+    findings: Mapping[str, Sequence[Finding]],
+    generated_at: datetime,
+    version: str,
+    notes: Sequence[str] = (),
+) -> Report:
+    """Bind the pipeline's results into one Report."""
+    names = {run.id: run.name for run in runs}
+    run_reports = tuple(
+        _run_report(spec, run, histories[run.id], metrics[run.id], findings.get(run.id, ()))
+        for run in runs
+    )
+    selection_reports = tuple(_selection_report(s, names, metrics) for s in selections)
+    table_reports = _table_reports(spec, runs, selection_reports, tables, metrics)
+    return Report(
+        title=spec.title,
+        description=spec.description,
+        generated_at=generated_at,
+        reportgen_version=version,
+        spec_path=str(spec.path),
+        spec_sha256=spec.sha256,
+        source=source,
+        runs_found=runs_found,
+        runs=run_reports,
+        selections=selection_reports,
+        tables=table_reports,
+        gate=gate_result(spec.gate.fail_on, run_reports),
+        notes=tuple(notes),
+        sampling={
+            "x": spec.sampling.x,
+            "start": spec.sampling.start,
+            "every": spec.sampling.every,
+            "stop": spec.sampling.stop,
+            "align": spec.sampling.align,
+        },
+    )
+
+
+def _run_report(
+    spec: Spec,
+    run: Run,
+    history: History,
+    resolved: Mapping[str, ResolvedMetric],
+    findings: Sequence[Finding],
+) -> RunReport:
+    steps = history.steps()
+    metric_reports = []
+    notes = list(run.read_notes)
+    for alias, metric in resolved.items():
+        note = None if metric.found else metric.missing_note(run.name)
+        if note:
+            notes.append(note)
+        metric_reports.append(
+            MetricReport(
+                alias=alias,
+                key=metric.key,
+                x_key=metric.x_key,
+                goal=goal_for(spec.metrics.get(alias), alias),
+                stats=describe(metric.series) if metric.found else None,
+                missing_note=note,
+            )
+        )
+    return RunReport(
+        id=run.id,
+        name=run.name,
+        state=run.state,
+        exit_code=run.exit_code,
+        url=run.url,
+        tags=run.tags,
+        group=run.group,
+        job_type=run.job_type,
+        created_at=run.created_at,
+        config=run.config,
+        summary=run.summary,
+        first_step=int(steps[0]) if len(steps) else None,
+        last_step=int(steps[-1]) if len(steps) else None,
+        rows=len(steps),
+        metrics=tuple(metric_reports),
+        verdict=verdict(findings),
+        findings=tuple(findings),
+        notes=tuple(notes),
+        locations=run.locations,
+        console_tail=run.console_tail,
+    )
+
+
+def _selection_report(
+    result: SelectionResult,
+    names: Mapping[str, str],
+    metrics: Mapping[str, Mapping[str, ResolvedMetric]],
+) -> SelectionReport:
+    s = result.selection
+    best = result.ranking[0] if result.run_id else None
+    key = metrics[result.run_id][s.by].key if result.run_id else None
+    return SelectionReport(
+        name=s.name,
+        by=s.by,
+        reduce=s.reduce,
+        pick=s.pick,
+        run_id=result.run_id,
+        run_name=names.get(result.run_id) if result.run_id else None,
+        value=best.value if best else None,
+        key=key,
+        ranking=tuple(RankedRun(r.run_id, names[r.run_id], r.value) for r in result.ranking),
+    )
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_file_name(text: str) -> str:
+    """A file name from run-derived text: no separators, no dots first, nothing odd."""
+    cleaned = _UNSAFE.sub("_", text).strip("._-")
+    return cleaned[:120] or "run"
+
+
+def _table_reports(
+    spec: Spec,
+    runs: Sequence[Run],
+    selections: Sequence[SelectionReport],
+    tables: Mapping[str, SampledTable],
+    metrics: Mapping[str, Mapping[str, ResolvedMetric]],
+) -> tuple[TableReport, ...]:
+    """One table per selection that picked a run; with no selections, one per run."""
+    names = {run.id: run.name for run in runs}
+    wanted: list[tuple[str | None, str]] = []
+    if spec.select:
+        wanted = [(s.name, s.run_id) for s in selections if s.run_id]
+    else:
+        wanted = [(None, run.id) for run in runs]
+    csv = spec.outputs.csv
+    reports: list[TableReport] = []
+    used: set[str] = set()
+    for selection, run_id in wanted:
+        by = spec.select[selection].by if selection else ""
+        template = csv.name or (
+            "{selection}_{by}_experiment.csv" if selection else "{run}_experiment.csv"
+        )
+        fields = {"selection": selection or "", "by": by, "run": names[run_id], "run_id": run_id}
+        file = safe_file_name(template.format(**fields))
+        if not file.endswith(".csv"):
+            file += ".csv"
+        if file in used:
+            file = f"{file[:-4]}-{safe_file_name(run_id)}.csv"
+        used.add(file)
+        sampled = tables[run_id]
+        resolved = metrics[run_id]
+        columns = list(csv.columns) if csv.columns is not None else list(spec.metrics)
+        if csv.missing == "drop":
+            columns = [c for c in columns if resolved[c].found]
+        reports.append(
+            TableReport(
+                file=file,
+                run_id=run_id,
+                run_name=names[run_id],
+                selection=selection,
+                x=spec.sampling.x,
+                columns=tuple(columns),
+                steps=sampled.steps,
+                values={c: sampled.values[c] for c in columns},
+                present={c: sampled.present[c] for c in columns},
+                keys={c: resolved[c].key for c in columns},
+                notes=sampled.notes,
+            )
+        )
+    return tuple(reports)
+
+
+def gate_result(fail_on: str, runs: Sequence[RunReport]) -> GateResult:
+    """Whether the build should fail: any run at or beyond the `fail_on` verdict."""
+    if fail_on == "never":
+        return GateResult(fail_on, False)
+    failing = {"ugly": ("ugly",), "bad": ("bad", "ugly")}[fail_on]
+    reasons = []
+    for run in runs:
+        if run.verdict in failing:
+            checks = ", ".join(sorted({f.check for f in run.findings}))
+            reasons.append(f"run {run.name} ({run.id}) is {run.verdict}: {checks}")
+    return GateResult(fail_on, bool(reasons), tuple(reasons))

@@ -1,0 +1,165 @@
+"""Local W&B run folders: the embedded default source, no account and no network.
+
+Every `run-<id>.wandb` below the folder is read; folders that share a run id (resumed runs,
+several writer processes) are merged into one run, newer fragments winning where they overlap.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from reportgen.errors import SourceError
+from reportgen.runs import History, Run
+from reportgen.sources.wandb_file import FileContents, iter_wandb_files, read_wandb_file
+from reportgen.spec import RunsSpec, SourceSpec
+
+_ID_FROM_NAME = re.compile(r"^run-(?P<id>[^.]+)\.wandb$")
+
+Progress = Callable[[int, int, str], None]
+
+
+class OfflineSource:
+    """Runs read from `.wandb` transaction logs under one folder."""
+
+    kind = "wandb-offline"
+
+    def __init__(self, spec: SourceSpec, *, now: float | None = None):
+        assert spec.path is not None
+        self.root = Path(spec.path)
+        self.stale_after = spec.stale_after.total_seconds()
+        self._now = now
+        self._histories: dict[str, History] = {}
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": self.kind, "path": str(self.root)}
+
+    def list_runs(
+        self, runs: RunsSpec | None = None, progress: Progress | None = None
+    ) -> list[Run]:
+        """Read every run under the folder (filters are applied by the caller)."""
+        if not self.root.exists():
+            raise SourceError(
+                f"source.path: folder '{self.root}' does not exist "
+                "(it should hold W&B run folders such as wandb/offline-run-*)"
+            )
+        files = list(iter_wandb_files(self.root))
+        if not files:
+            raise SourceError(
+                f"source.path: no run-*.wandb files found under '{self.root}' "
+                "(point it at the folder that holds wandb/offline-run-* or wandb/run-* folders)"
+            )
+        fragments: dict[str, list[FileContents]] = defaultdict(list)
+        for done, path in enumerate(files, start=1):
+            if progress:
+                progress(done, len(files), path.parent.name)
+            contents = read_wandb_file(path)
+            run_id = contents.run_id or _id_from_path(path)
+            fragments[run_id].append(contents)
+        found = []
+        for run_id, parts in fragments.items():
+            run, history = self._merge(run_id, parts)
+            self._histories[run_id] = history
+            found.append(run)
+        return found
+
+    def history(self, run: Run, keys: Sequence[str] | None = None) -> History:
+        """The run's history (already read while listing)."""
+        return self._histories[run.id]
+
+    def _merge(self, run_id: str, parts: list[FileContents]) -> tuple[Run, History]:
+        parts = sorted(parts, key=lambda c: (c.start_time or datetime.min, c.mtime))
+        newest = parts[-1]
+        config: dict[str, Any] = {}
+        summary: dict[str, Any] = {}
+        step_metrics: dict[str, str] = {}
+        history = History()
+        notes: list[str] = []
+        for part in parts:
+            _deep_update(config, part.config)
+            summary.update(part.summary)
+            step_metrics.update(part.step_metrics)
+            history = history.merged(History.from_points(part.points))
+            notes.extend(_damage_notes(part))
+        first = parts[0]
+        now = self._now if self._now is not None else time.time()
+        heartbeat = max(p.mtime for p in parts)
+        state, exit_code = _state(parts, now - heartbeat > self.stale_after)
+        if len(parts) > 1:
+            notes.append(f"merged {len(parts)} folders that share run id {run_id}")
+        console = "".join(p.console for p in parts)
+        run = Run(
+            id=run_id,
+            name=newest.name or first.name or run_id,
+            state=state,
+            project=newest.project,
+            entity=newest.entity,
+            group=newest.group,
+            job_type=newest.job_type,
+            notes=newest.notes,
+            tags=newest.tags or first.tags,
+            created_at=_utc(first.start_time),
+            heartbeat_at=datetime.fromtimestamp(heartbeat, tz=timezone.utc),
+            exit_code=exit_code,
+            config=config,
+            summary=summary,
+            step_metrics=step_metrics,
+            console_tail=tuple(console.splitlines()[-60:]),
+            url=None,
+            read_notes=tuple(notes),
+            locations=tuple(str(p.path.parent) for p in parts),
+        )
+        return run, history
+
+
+def _id_from_path(path: Path) -> str:
+    match = _ID_FROM_NAME.match(path.name)
+    return match.group("id") if match else path.stem
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=timezone.utc) if moment else None
+
+
+def _deep_update(tree: dict[str, Any], newer: dict[str, Any]) -> None:
+    for key, value in newer.items():
+        if isinstance(value, dict) and isinstance(tree.get(key), dict):
+            _deep_update(tree[key], value)
+        else:
+            tree[key] = value
+
+
+def _state(parts: list[FileContents], stale: bool) -> tuple[str, int | None]:
+    """The newest fragment decides: a run that failed and was resumed to success is finished.
+
+    With no exit record in the newest fragment, an earlier failure still stands; otherwise the
+    run is killed when its files stopped changing long ago, and running when they did not.
+    """
+    newest = parts[-1]
+    if newest.exit_code is not None:
+        return ("finished" if newest.exit_code == 0 else "failed"), newest.exit_code
+    failed = [p for p in parts if p.exit_code not in (None, 0)]
+    if failed:
+        return "failed", failed[-1].exit_code
+    return ("killed" if stale else "running"), None
+
+
+def _damage_notes(part: FileContents) -> list[str]:
+    name = f"{part.path.parent.name}/{part.path.name}"
+    notes = []
+    for damage in part.damages:
+        if damage.lost_bytes:
+            where = f" at byte {damage.offset}" if damage.offset else ""
+            notes.append(
+                f"{name}: {damage.reason}{where}; {damage.lost_bytes:,} bytes could not be read"
+            )
+        else:
+            notes.append(f"{name}: {damage.reason}")
+    if part.damages and part.records:
+        notes.append(f"{name}: {part.records:,} intact records were read")
+    return notes

@@ -1,0 +1,592 @@
+"""Load a YAML spec into `Spec` dataclasses, or fail with every problem located.
+
+Validation happens before any data is touched: the JSON Schema (spec.schema.json) says what a
+spec may contain, then a few cross-field rules (an alias used by a selection must exist, a regex
+must compile) are checked here. Each problem names file:line:column, the path inside the spec,
+what was expected and, for unknown names, the closest valid one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from reportgen.errors import SpecError, SpecProblem
+
+SpecPath = tuple[str | int, ...]
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+CSV_NAME_FIELDS = {"selection", "by", "run", "run_id"}
+
+
+@cache
+def load_schema() -> dict[str, Any]:
+    """The spec's JSON Schema, shipped inside the package."""
+    text = resources.files("reportgen").joinpath("spec.schema.json").read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+# --- the Spec ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    type: str
+    path: str | None = None
+    entity: str | None = None
+    project: str | None = None
+    base_url: str | None = None
+    stale_after: timedelta = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class TimeBound:
+    """A creation-time limit: an absolute moment, or an age measured back from 'now'."""
+
+    text: str
+    moment: datetime | None = None
+    age: timedelta | None = None
+
+    def resolve(self, now: datetime) -> datetime:
+        if self.moment is not None:
+            return self.moment
+        assert self.age is not None
+        return now - self.age
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    states: tuple[str, ...] = ()
+    tags_any: tuple[str, ...] = ()
+    tags_all: tuple[str, ...] = ()
+    tags_none: tuple[str, ...] = ()
+    name: str | None = None
+    groups: tuple[str, ...] = ()
+    job_types: tuple[str, ...] = ()
+    config: dict[str, dict[str, Any]] = field(default_factory=dict)
+    created_after: TimeBound | None = None
+    created_before: TimeBound | None = None
+
+
+@dataclass(frozen=True)
+class RunsSpec:
+    filters: RunFilters = field(default_factory=RunFilters)
+    ids: tuple[str, ...] = ()
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class MetricAlias:
+    """A name for a metric: candidate keys tried in order, or an expression over other aliases."""
+
+    name: str
+    keys: tuple[str, ...] = ()
+    expr: str | None = None
+    goal: str | None = None
+    x: str | None = None
+
+
+@dataclass(frozen=True)
+class Selection:
+    name: str
+    by: str
+    reduce: str = "mean"
+    pick: str = "min"
+
+
+@dataclass(frozen=True)
+class Sampling:
+    x: str = "_step"
+    start: int = 0
+    every: int = 1
+    stop: int | None = None
+    align: str = "asof"
+
+
+@dataclass(frozen=True)
+class HealthSpec:
+    preset: str = "auto"
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    disable: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CsvSpec:
+    name: str | None = None
+    columns: tuple[str, ...] | None = None
+    missing: str = "empty"
+
+
+@dataclass(frozen=True)
+class CommentSpec:
+    forge: str | None = None
+    marker: str | None = None
+
+
+@dataclass(frozen=True)
+class OutputsSpec:
+    dir: Path
+    formats: tuple[str, ...] = ("markdown", "csv", "json")
+    csv: CsvSpec = field(default_factory=CsvSpec)
+    comment: CommentSpec | None = None
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    fail_on: str = "never"
+
+
+@dataclass(frozen=True)
+class Spec:
+    path: Path
+    sha256: str
+    title: str
+    description: str | None
+    source: SourceSpec
+    runs: RunsSpec
+    metrics: dict[str, MetricAlias]
+    select: dict[str, Selection]
+    sampling: Sampling
+    health: HealthSpec
+    outputs: OutputsSpec
+    gate: GateSpec
+    raw: dict[str, Any]
+
+
+# --- YAML with positions -----------------------------------------------------------------------
+
+
+@dataclass
+class _Located:
+    """The plain data of a YAML document, plus where each path's key and value start."""
+
+    data: Any
+    value_marks: dict[SpecPath, tuple[int, int]]
+    key_marks: dict[SpecPath, tuple[int, int]]
+    duplicates: list[tuple[SpecPath, tuple[int, int]]]
+
+    def mark(self, path: SpecPath, *, key: bool = False) -> tuple[int, int]:
+        """The closest known position to `path` (1-based line and column)."""
+        p = tuple(path)
+        while p:
+            if key and p in self.key_marks:
+                return self.key_marks[p]
+            if p in self.value_marks:
+                return self.value_marks[p]
+            p = p[:-1]
+        return self.value_marks.get((), (1, 1))
+
+
+def _compose(text: str, file: str) -> _Located:
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = exc.problem or str(exc)
+        raise SpecError([SpecProblem(file, line, col, "", f"not valid YAML: {problem}")]) from None
+    finally:
+        loader.dispose()
+    located = _Located(None, {}, {}, [])
+    if root is None:
+        located.value_marks[()] = (1, 1)
+        return located
+    located.data = _build(root, (), loader, located)
+    return located
+
+
+def _build(node: yaml.Node, path: SpecPath, loader: yaml.SafeLoader, out: _Located) -> Any:
+    out.value_marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                key = str(key)
+            child = (*path, key)
+            key_mark = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            if key in result:
+                out.duplicates.append((child, key_mark))
+            out.key_marks[child] = key_mark
+            result[key] = _build(value_node, child, loader, out)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(item, (*path, i), loader, out) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+# --- problems ----------------------------------------------------------------------------------
+
+
+def format_path(path: SpecPath) -> str:
+    """`('runs', 'filters', 'tags')` → `runs.filters.tags`; list items as `[2]`."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + str(part)
+    return text
+
+
+def _closest(word: str, choices: list[str]) -> str | None:
+    found = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    best = _closest(word, choices)
+    return f"; did you mean '{best}'?" if best else f"; valid: {', '.join(sorted(choices))}"
+
+
+def _describe(value: Any) -> str:
+    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{kinds.get(type(value), type(value).__name__)} {json.dumps(value, default=str)}"
+
+
+_TYPE_WORDS = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
+
+
+def _expected_type(schema_type: Any) -> str:
+    types = schema_type if isinstance(schema_type, list) else [schema_type]
+    return " or ".join(_TYPE_WORDS.get(str(t), str(t)) for t in types)
+
+
+def _schema_problems(located: _Located, file: str) -> Iterator[SpecProblem]:
+    validator = jsonschema.Draft202012Validator(load_schema())
+    errors = sorted(validator.iter_errors(located.data), key=lambda e: list(e.absolute_path))
+    for error in errors:
+        yield from _explain(error, located, file)
+
+
+def _explain(
+    error: jsonschema.ValidationError, located: _Located, file: str
+) -> Iterator[SpecProblem]:
+    path: SpecPath = tuple(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+
+    def problem(at: SpecPath, message: str, *, key: bool = False) -> SpecProblem:
+        line, col = located.mark(at, key=key)
+        return SpecProblem(file, line, col, format_path(at), message)
+
+    if error.validator == "additionalProperties":
+        known = list(schema.get("properties", {}))
+        instance = error.instance if isinstance(error.instance, dict) else {}
+        for name in instance:
+            if name not in known:
+                yield problem(
+                    (*path, name), f"unknown key '{name}'{_did_you_mean(name, known)}", key=True
+                )
+    elif error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        yield problem(path, f"missing required key '{missing}'")
+    elif error.validator == "type":
+        expected = _expected_type(error.validator_value)
+        yield problem(path, f"expected {expected}, got {_describe(error.instance)}")
+    elif error.validator == "enum":
+        choices = [str(c) for c in error.validator_value]  # type: ignore[union-attr]
+        hint = _closest(str(error.instance), choices)
+        tail = f"; did you mean '{hint}'?" if hint else ""
+        yield problem(
+            path, f"expected one of {', '.join(choices)}; got {_describe(error.instance)}{tail}"
+        )
+    elif error.validator == "const":
+        yield problem(
+            path, f"expected {json.dumps(error.validator_value)}, got {_describe(error.instance)}"
+        )
+    elif error.validator in ("minimum", "exclusiveMinimum", "maximum"):
+        yield problem(
+            path,
+            f"expected a value {error.validator} {error.validator_value}, got {error.instance}",
+        )
+    elif error.validator in ("minItems", "minLength", "minProperties"):
+        yield problem(path, "must not be empty")
+    elif error.validator == "uniqueItems":
+        yield problem(path, "has repeated items")
+    elif error.validator == "pattern":
+        what = schema.get("description") or f"text matching {error.validator_value}"
+        yield problem(path, f"{_describe(error.instance)} is not valid here: expected {what}")
+    elif error.validator == "propertyNames":
+        name = error.instance
+        yield problem(
+            (*path, name) if isinstance(name, str) else path,
+            f"'{name}' is not a valid name: use letters, digits and _ (not starting with a digit)",
+            key=True,
+        )
+    elif error.validator in ("oneOf", "anyOf") and error.context:
+        yield from _explain_alternatives(error, located, file, problem)
+    else:
+        yield problem(path, error.message)
+
+
+def _explain_alternatives(error, located, file, problem):
+    """A value matched none of several shapes: explain against the shape it resembles most."""
+    instance = error.instance
+    shapes = []
+    for option in error.validator_value:
+        ref = option.get("$ref", "") if isinstance(option, dict) else ""
+        target = located_schema(ref) if ref else option
+        shapes.append(target)
+    same_kind = [e for e in error.context if _instance_kind_matches(e, instance)]
+    if isinstance(instance, dict) and any(s.get("type") == "object" for s in shapes):
+        inner = [e for e in same_kind if e.validator != "type"]
+        if inner:
+            best = min(inner, key=lambda e: len(list(e.relative_schema_path)))
+            yield from _explain(best, located, file)
+            return
+    if same_kind and not isinstance(instance, dict):
+        best = jsonschema.exceptions.best_match(same_kind)
+        if best is not None and best.validator != "type":
+            yield from _explain(best, located, file)
+            return
+    kinds = sorted({_expected_type(s["type"]) for s in shapes if "type" in s})
+    if isinstance(instance, dict) and all("required" in s for s in error.validator_value):
+        keys = [s["required"][0] for s in error.validator_value]
+        yield problem(tuple(error.absolute_path), f"give exactly one of {', '.join(keys)}")
+        return
+    expected = " or ".join(kinds) if kinds else "a different value"
+    yield problem(tuple(error.absolute_path), f"expected {expected}, got {_describe(instance)}")
+
+
+def located_schema(ref: str) -> dict[str, Any]:
+    """Follow a local `#/$defs/...` reference inside the spec schema."""
+    node: Any = load_schema()
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def _instance_kind_matches(error: jsonschema.ValidationError, instance: Any) -> bool:
+    return error.validator != "type" or not list(error.relative_path)
+
+
+# --- cross-field rules -------------------------------------------------------------------------
+
+
+def _rule_problems(data: dict[str, Any], located: _Located, file: str) -> Iterator[SpecProblem]:
+    def problem(at: SpecPath, message: str, *, key: bool = False) -> SpecProblem:
+        line, col = located.mark(at, key=key)
+        return SpecProblem(file, line, col, format_path(at), message)
+
+    aliases = list(data.get("metrics", {}))
+    for name, rule in data.get("select", {}).items():
+        if rule["by"] not in aliases:
+            hint = _did_you_mean(rule["by"], aliases) if aliases else "; define it under metrics"
+            yield problem(("select", name, "by"), f"unknown alias '{rule['by']}'{hint}")
+    columns = data.get("outputs", {}).get("csv", {}).get("columns", [])
+    for i, column in enumerate(columns):
+        if column not in aliases:
+            hint = _did_you_mean(column, aliases) if aliases else "; define it under metrics"
+            yield problem(("outputs", "csv", "columns", i), f"unknown alias '{column}'{hint}")
+    name_template = data.get("outputs", {}).get("csv", {}).get("name")
+    if name_template is not None:
+        for found in re.findall(r"\{([^{}]*)\}", name_template):
+            if found not in CSV_NAME_FIELDS:
+                fields = sorted(CSV_NAME_FIELDS)
+                yield problem(
+                    ("outputs", "csv", "name"),
+                    f"unknown field '{{{found}}}'{_did_you_mean(found, fields)}",
+                )
+    pattern = data.get("runs", {}).get("filters", {}).get("name")
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            yield problem(("runs", "filters", "name"), f"not a valid regular expression: {exc}")
+    for name, rule in data.get("metrics", {}).items():
+        if isinstance(rule, dict) and "expr" in rule:
+            yield from _expr_problems(name, rule["expr"], aliases, problem)
+
+
+def _expr_problems(name, expr, aliases, problem):
+    from reportgen.expressions import ExpressionError, parse_expression
+
+    try:
+        used = parse_expression(expr)
+    except ExpressionError as exc:
+        yield problem(("metrics", name, "expr"), str(exc))
+        return
+    for other in sorted(used):
+        if other == name:
+            yield problem(("metrics", name, "expr"), "an expression cannot use its own alias")
+        elif other not in aliases:
+            hint = _did_you_mean(other, aliases) if aliases else ""
+            yield problem(("metrics", name, "expr"), f"unknown alias '{other}'{hint}")
+
+
+# --- building the Spec -------------------------------------------------------------------------
+
+
+def parse_duration(text: str) -> timedelta:
+    return timedelta(seconds=float(text[:-1]) * DURATION_UNITS[text[-1]])
+
+
+def _time_bound(text: str | None) -> TimeBound | None:
+    if text is None:
+        return None
+    if text[-1] in DURATION_UNITS and text[:-1].replace(".", "", 1).isdigit():
+        return TimeBound(text, age=parse_duration(text))
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return TimeBound(text, moment=moment)
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _alias(name: str, rule: Any) -> MetricAlias:
+    if isinstance(rule, str):
+        return MetricAlias(name, keys=(rule,))
+    if isinstance(rule, list):
+        return MetricAlias(name, keys=tuple(rule))
+    return MetricAlias(
+        name,
+        keys=_strings(rule.get("key")),
+        expr=rule.get("expr"),
+        goal=rule.get("goal"),
+        x=rule.get("x"),
+    )
+
+
+def _comparison(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else {"eq": value}
+
+
+def _build_spec(data: dict[str, Any], path: Path, sha256: str) -> Spec:
+    source = data["source"]
+    runs = data.get("runs", {})
+    filters = runs.get("filters", {})
+    tags = filters.get("tags", {})
+    outputs = data.get("outputs", {})
+    csv = outputs.get("csv", {})
+    comment = outputs.get("comment")
+    health = data.get("health", {})
+    sampling = data.get("sampling", {})
+    return Spec(
+        path=path,
+        sha256=sha256,
+        title=data.get("title", "Training report"),
+        description=data.get("description"),
+        source=SourceSpec(
+            type=source["type"],
+            path=source.get("path"),
+            entity=source.get("entity"),
+            project=source.get("project"),
+            base_url=source.get("base_url"),
+            stale_after=parse_duration(source.get("stale_after", "15m")),
+        ),
+        runs=RunsSpec(
+            filters=RunFilters(
+                states=tuple(filters.get("state", ())),
+                tags_any=tuple(tags.get("any", ())),
+                tags_all=tuple(tags.get("all", ())),
+                tags_none=tuple(tags.get("none", ())),
+                name=filters.get("name"),
+                groups=_strings(filters.get("group")),
+                job_types=_strings(filters.get("job_type")),
+                config={k: _comparison(v) for k, v in filters.get("config", {}).items()},
+                created_after=_time_bound(filters.get("created_after")),
+                created_before=_time_bound(filters.get("created_before")),
+            ),
+            ids=tuple(runs.get("ids", ())),
+            limit=runs.get("limit"),
+        ),
+        metrics={name: _alias(name, rule) for name, rule in data.get("metrics", {}).items()},
+        select={
+            name: Selection(name, rule["by"], rule.get("reduce", "mean"), rule.get("pick", "min"))
+            for name, rule in data.get("select", {}).items()
+        },
+        sampling=Sampling(
+            x=sampling.get("x", "_step"),
+            start=sampling.get("start", 0),
+            every=sampling.get("every", 1),
+            stop=sampling.get("stop"),
+            align=sampling.get("align", "asof"),
+        ),
+        health=HealthSpec(
+            preset=health.get("preset", "auto"),
+            checks={k: dict(v) for k, v in health.get("checks", {}).items()},
+            disable=tuple(health.get("disable", ())),
+        ),
+        outputs=OutputsSpec(
+            dir=Path(outputs.get("dir", f"outputs/{path.stem}")),
+            formats=tuple(outputs.get("formats", ("markdown", "csv", "json"))),
+            csv=CsvSpec(
+                name=csv.get("name"),
+                columns=tuple(csv["columns"]) if "columns" in csv else None,
+                missing=csv.get("missing", "empty"),
+            ),
+            comment=CommentSpec(comment.get("forge"), comment.get("marker")) if comment else None,
+        ),
+        gate=GateSpec(fail_on=data.get("gate", {}).get("fail_on", "never")),
+        raw=data,
+    )
+
+
+def parse_spec(text: str, path: Path | str = "<spec>") -> Spec:
+    """Validate spec text and build the Spec; raise SpecError listing every problem."""
+    path = Path(path)
+    file = str(path)
+    located = _compose(text, file)
+    if not isinstance(located.data, dict):
+        line, col = located.mark(())
+        got = "an empty file" if located.data is None else _describe(located.data)
+        raise SpecError(
+            [SpecProblem(file, line, col, "", f"expected a mapping at the top, got {got}")]
+        )
+    problems = [
+        SpecProblem(file, line, col, format_path(dup), "this key is given twice; keep one")
+        for dup, (line, col) in located.duplicates
+    ]
+    problems += list(_schema_problems(located, file))
+    if not problems:
+        problems += list(_rule_problems(located.data, located, file))
+    if problems:
+        raise SpecError(problems)
+    sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return _build_spec(located.data, path, sha256)
+
+
+def load_spec(path: Path | str) -> Spec:
+    """Read and validate a spec file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([SpecProblem(str(path), 1, 1, "", "no such file")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([SpecProblem(str(path), 1, 1, "", f"cannot be read: {exc}")]) from None
+    return parse_spec(text, path)
