@@ -163,23 +163,26 @@ class SampledTable:
 
 
 def sample_grid(xs: np.ndarray, sampling: Sampling) -> tuple[np.ndarray, str | None]:
-    """Steps start, start+every, … within the logged range, plus the first and last logged step."""
-    keep = xs >= sampling.start
-    if sampling.stop is not None:
-        keep &= xs <= sampling.stop
-    xs = xs[keep]
+    """Steps start, start+every, … up to the end, and the end itself.
+
+    The end is the last logged step, or `stop` when the run goes beyond it. A range shorter
+    than one interval keeps every logged step in it instead (with a note saying so).
+    """
     if len(xs) == 0:
         return np.array([], dtype=np.int64), None
-    first, last = xs.min(), xs.max()
-    if last - sampling.start < sampling.every:
+    last = xs.max()
+    end = min(sampling.stop, last) if sampling.stop is not None else last
+    if end < sampling.start:
+        return np.array([], dtype=np.int64), None
+    if end - sampling.start < sampling.every:
+        kept = np.unique(xs[(xs >= sampling.start) & (xs <= end)])
         note = (
-            f"the run ends at step {last:g}, within one sampling interval ({sampling.every}) "
-            f"of the start: all {len(xs)} logged steps are kept"
+            f"the run ends at step {end:g}, within one sampling interval ({sampling.every}) "
+            f"of the start: all {len(kept)} logged steps are kept"
         )
-        return np.unique(xs), note
-    regular = np.arange(sampling.start, last + 1, sampling.every)
-    grid = np.unique(np.concatenate([regular, [first, last]]))
-    return grid, None
+        return kept, note
+    regular = np.arange(sampling.start, end + 1, sampling.every)
+    return np.unique(np.concatenate([regular, [end]])), None
 
 
 def align(series: pd.Series, grid: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:

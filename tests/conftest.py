@@ -1,0 +1,111 @@
+"""Shared fixtures: real runs written once per session by the real wandb client."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from runwriter import PlannedRun, write_runs  # noqa: E402
+
+LONG_STEPS = 1050  # steps 0..1049: the last step is not on the 100-step grid
+
+
+def response_length(run_index: int, step: int) -> float:
+    """Each RL run's length curve; run 0 is shortest on average."""
+    return 40.0 + 15.0 * run_index + 5.0 * math.sin(step / 37.0) - step / 200.0
+
+
+def rl_rows(run_index: int) -> list[dict[str, float]]:
+    return [
+        {
+            "actor/entropy_loss": 1.5 - step / 2000.0 + 0.01 * math.cos(step / 11.0 + run_index),
+            "response_length/clip_ratio": 0.02 * run_index + 0.001 * (step % 7),
+            "response_length/mean": response_length(run_index, step),
+        }
+        for step in range(LONG_STEPS)
+    ]
+
+
+RL_IDS = ["rlmid001", "rlshort1", "rllong01"]
+RL_INDEX = {"rlshort1": 0, "rlmid001": 1, "rllong01": 2}
+
+
+def supervised_rows() -> list[dict[str, float]]:
+    rows = []
+    for step in range(200):
+        row = {"train/loss": float("nan") if step >= 120 else 2.0 / (1 + step)}
+        if step % 10 == 0:
+            row["val/loss"] = 2.5 / (1 + step)
+        rows.append(row)
+    return rows
+
+
+def project_plans() -> list[PlannedRun]:
+    plans = [
+        PlannedRun(
+            name=f"grpo-{run_id}",
+            run_id=run_id,
+            rows=rl_rows(RL_INDEX[run_id]),
+            config={"actor": {"lr": 1e-6 * (1 + RL_INDEX[run_id])}, "seed": RL_INDEX[run_id]},
+            tags=["grpo", "sweep"],
+            group="grpo-sweep",
+        )
+        for run_id in RL_IDS
+    ]
+    plans += [
+        PlannedRun(name="sft-nan", run_id="sftnan01", rows=supervised_rows(), tags=["sft"]),
+        PlannedRun(
+            name="grpo-tiny",
+            run_id="grpotiny",
+            rows=rl_rows(0)[:30],
+            tags=["grpo"],
+            config={"actor": {"lr": 5e-7}},
+        ),
+        PlannedRun(
+            name="resumed",
+            run_id="resume01",
+            rows=[{"train/loss": 1.0 / (1 + s)} for s in range(50)],
+            tags=["sft"],
+        ),
+        PlannedRun(
+            name="resumed",
+            run_id="resume01",
+            rows=[{"train/loss": 1.0 / (1 + s)} for s in range(50, 100)],
+            steps=list(range(50, 100)),
+            resume=True,
+            tags=["sft"],
+        ),
+        PlannedRun(
+            name="crasher",
+            run_id="crash001",
+            rows=[{"train/loss": 1.0} for _ in range(20)],
+            crash="CUDA out of memory. Tried to allocate 2.00 GiB",
+            tags=["sft"],
+        ),
+    ]
+    return plans
+
+
+@pytest.fixture(scope="session")
+def project_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of real offline runs shared by the tests that only read it."""
+    return write_runs(tmp_path_factory.mktemp("project"), project_plans())
+
+
+@pytest.fixture
+def project_copy(project_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the project, for tests that damage files."""
+    target = tmp_path / "project"
+    shutil.copytree(project_dir, target, symlinks=True)
+    return target
+
+
+def write_spec(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
