@@ -207,7 +207,7 @@ class ToyTokenTask:
         self.allowed = allowed
 
     def score(self, prompts, tokens, lengths):
-        n = len(prompts)
+        len(prompts)
         pos = np.arange(self.max_len)[None, :]
         valid = (pos < np.minimum(lengths, self.L)[:, None]) & (tokens >= 0) & (tokens < self.V)
         tok = np.where(valid, tokens, 0)
@@ -241,7 +241,7 @@ def train_rl(run, cfg: dict, log_every: int = 100) -> None:
     a, ro = cfg["actor"], cfg["rollout"]
     K, G, T = ro["n_prompts"], ro["group_size"], ro["max_response_length"]
     task = ToyTokenTask(cfg["task"], K, T)
-    V, EOS, A = task.V, task.V, task.V + 1
+    _V, EOS, A = task.V, task.V, task.V + 1
     rng = np.random.default_rng(cfg["seed"])
     loader = SimulatedDataLoader(K, cfg.get("data_loader", {}).get("fail_at_step"))
 

@@ -23,7 +23,7 @@ def log_plan(root: str, plan: dict) -> None:
     for metric in plan["define_metrics"]:
         run.define_metric(**metric)
     steps = plan["steps"] or list(range(len(plan["rows"])))
-    for step, row in zip(steps, plan["rows"]):
+    for step, row in zip(steps, plan["rows"], strict=False):
         run.log(row, step=step)
     for line in plan["prints"]:
         print(line, flush=True)

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from runwriter import PlannedRun, write_runs  # noqa: E402
+from runwriter import PlannedRun, write_runs
 
 LONG_STEPS = 1050  # steps 0..1049: the last step is not on the 100-step grid
 

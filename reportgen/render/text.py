@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 import re
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+# Characters that start Markdown markup anywhere in a line (inline code, emphasis, links,
+# table cells, strikethrough). HTML and mentions are neutralised separately, with entities.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 
 
 def escape_markdown(value: object) -> str:
