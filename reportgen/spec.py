@@ -363,7 +363,9 @@ def _explain_alternatives(error, located, file, problem):
         inner = [
             e
             for e in error.context
-            if e.relative_schema_path and e.relative_schema_path[0] in object_options and e.validator != "type"
+            if e.relative_schema_path
+            and e.relative_schema_path[0] in object_options
+            and e.validator != "type"
         ]
         if inner:
             for found in inner:

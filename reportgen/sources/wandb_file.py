@@ -119,9 +119,13 @@ def read_payloads(data: bytes) -> tuple[list[bytes], list[Damage]]:
             # The tail of a record whose start was lost: part of the previous loss, if any.
             if damages and damages[-1].offset + damages[-1].lost_bytes == start - CHUNK_HEADER:
                 last = damages.pop()
-                damages.append(Damage(last.offset, last.lost_bytes + CHUNK_HEADER + length, last.reason))
+                damages.append(
+                    Damage(last.offset, last.lost_bytes + CHUNK_HEADER + length, last.reason)
+                )
             else:
-                damages.append(Damage(start - CHUNK_HEADER, length, "a record continues a lost start"))
+                damages.append(
+                    Damage(start - CHUNK_HEADER, length, "a record continues a lost start")
+                )
         elif kind == MIDDLE:
             pending.append(chunk)
         else:
