@@ -147,6 +147,7 @@ class Report:
     gate: GateResult
     notes: tuple[str, ...] = ()
     sampling: dict[str, Any] = field(default_factory=dict)
+    incomplete: bool = False  # some chosen runs could not be fetched (their notes say which)
 
     def run(self, run_id: str) -> RunReport:
         return next(r for r in self.runs if r.id == run_id)
@@ -169,6 +170,7 @@ def assemble(
     generated_at: datetime,
     version: str,
     notes: Sequence[str] = (),
+    incomplete: bool = False,
 ) -> Report:
     """Bind the pipeline's results into one Report."""
     names = {run.id: run.name for run in runs}
@@ -192,6 +194,7 @@ def assemble(
         tables=table_reports,
         gate=gate_result(spec.gate.fail_on, run_reports),
         notes=tuple(notes),
+        incomplete=incomplete,
         sampling={
             "x": spec.sampling.x,
             "start": spec.sampling.start,

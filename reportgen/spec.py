@@ -50,6 +50,7 @@ class SourceSpec:
     project: str | None = None
     base_url: str | None = None
     stale_after: timedelta = timedelta(minutes=15)
+    workers: int = 6
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,11 @@ class OutputsSpec:
 
 
 @dataclass(frozen=True)
+class CacheSpec:
+    dir: Path | None = None
+
+
+@dataclass(frozen=True)
 class GateSpec:
     fail_on: str = "never"
 
@@ -164,6 +170,7 @@ class Spec:
     outputs: OutputsSpec
     gate: GateSpec
     raw: dict[str, Any]
+    cache: CacheSpec = field(default_factory=CacheSpec)
 
 
 # --- YAML with positions -----------------------------------------------------------------------
@@ -515,6 +522,7 @@ def _build_spec(data: dict[str, Any], path: Path, sha256: str) -> Spec:
             project=source.get("project"),
             base_url=source.get("base_url"),
             stale_after=parse_duration(source.get("stale_after", "15m")),
+            workers=source.get("workers", 6),
         ),
         runs=RunsSpec(
             filters=RunFilters(
@@ -561,6 +569,7 @@ def _build_spec(data: dict[str, Any], path: Path, sha256: str) -> Spec:
         ),
         gate=GateSpec(fail_on=data.get("gate", {}).get("fail_on", "never")),
         raw=data,
+        cache=CacheSpec(dir=Path(data["cache"]["dir"]) if "dir" in data.get("cache", {}) else None),
     )
 
 

@@ -121,6 +121,7 @@ def report_dict(report: Report) -> dict[str, Any]:
             ],
             "tables": [_table(t) for t in report.tables],
             "notes": list(report.notes),
+            "incomplete": report.incomplete,
             "gate": {
                 "fail_on": report.gate.fail_on,
                 "failed": report.gate.failed,
