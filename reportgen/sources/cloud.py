@@ -18,6 +18,7 @@ history still cannot be fetched is reported as a failure for that run, and the r
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import re
@@ -49,6 +50,17 @@ SERVER_STATES = {
 LISTING_PAGE = 100
 HISTORY_PAGE = 1000
 LISTING = "listing.json"
+
+
+class _QuietScanCleanup(logging.Filter):
+    """wandb 0.31 logs an ERROR each time a finished `scan_history` is garbage collected (the
+    cleanup's reply has no mailbox slot). It is harmless; users would only see noise on stderr."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Received response with no mailbox slot" not in record.getMessage()
+
+
+logging.getLogger("wandb.sdk.mailbox.mailbox").addFilter(_QuietScanCleanup())
 
 
 class CloudSource:
