@@ -125,21 +125,17 @@ class RunCache:
         return found
 
     def clear(self) -> int:
-        """Remove every entry; returns the bytes freed. Only reportgen's own layout is touched."""
+        """Remove every entry; returns the bytes freed. Only reportgen's own layout is touched.
+
+        Each area is removed under its exclusive lock, so no build is writing into it then.
+        """
         freed = 0
         base = self.root / LAYOUT
         if base.is_dir():
             for folder in [p for p in base.iterdir() if p.is_dir()]:
-                area = CacheArea(self, folder, "", {})
-                with area.locked(shared=False):
+                with CacheArea(self, folder, "", {}).locked(shared=False):
                     freed += _folder_bytes(folder)
-                    for child in folder.iterdir():
-                        if child.name == ".lock":
-                            continue
-                        if child.is_dir():
-                            shutil.rmtree(child)
-                        else:
-                            child.unlink()
+                    shutil.rmtree(folder)
         return freed
 
 
@@ -198,8 +194,10 @@ class CacheArea:
         if not self.cache.reads:
             return None
         folder = self.entry_dir(name)
+        meta_path = folder / "meta.json"
+        if not meta_path.exists():
+            return None
         with self.locked(shared=True):
-            meta_path = folder / "meta.json"
             if not meta_path.exists():
                 return None
             try:
@@ -253,7 +251,7 @@ class CacheArea:
 
     def read_document(self, file: str) -> Any:
         """A JSON document kept beside the entries (the run listing); None when absent."""
-        if not self.cache.reads:
+        if not self.cache.reads or not (self.path / file).exists():
             return None
         with self.locked(shared=True):
             return _read_json_quietly(self.path / file)

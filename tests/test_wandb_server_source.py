@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,9 @@ from wandb_server import Fault, ServedRun, WandbServer, runs_from_folder
 
 from reportgen import build
 from reportgen.cli import main
+from reportgen.sources.cloud import server_filters
 from reportgen.sources.offline import OfflineSource
-from reportgen.spec import SourceSpec
+from reportgen.spec import RunFilters, SourceSpec, TimeBound
 
 KEY = "rgtest" + "0123456789abcdef" * 2 + "feedc0de"
 HISTORY_STEPS_SHORT = 1050
@@ -272,6 +274,39 @@ def test_named_run_ids_are_fetched_without_listing_the_project(served_runs, wand
     assert any("nosuch99" in note for note in result.report.notes)
 
 
+def test_what_cannot_be_evaluated_exactly_by_the_server_is_not_sent():
+    filters = RunFilters(
+        states=("running", "killed"),
+        tags_all=("a", "b"),
+        tags_none=("old",),
+        name=r"^(?!tmp)grpo",  # a lookahead: Python's re has it, RE2 does not
+        config={
+            "actor.lr": {"gte": 1e-6},  # dotted: the server would read it as nesting
+            "lr": {"eq": 0.1, "gt": 0.0},
+            "opt": {"in": ["adam", "sgd"], "ne": "x"},
+            "flag": {"eq": True},
+        },
+        created_after=TimeBound("7d", age=timedelta(days=7)),
+    )
+    now = datetime(2026, 11, 20, 12, 0, 0, 500000, tzinfo=timezone.utc)
+    assert server_filters(filters, now) == {
+        "$and": [
+            {"state": {"$in": ["killed", "pending", "preempted", "preempting", "running"]}},
+            {"tags": {"$in": ["a"]}},
+            {"tags": {"$in": ["b"]}},
+            {"tags": {"$nin": ["old"]}},
+            {"createdAt": {"$gte": "2026-11-13T11:59:59"}},
+            {"config.lr.value": {"$gte": 0.1 - 1e-10, "$lte": 0.1 + 1e-10}},
+            {"config.lr.value": {"$gt": 0.0}},
+            {"config.opt.value": {"$in": ["adam", "sgd"]}},
+        ]
+    }
+
+
+def test_no_filters_send_an_empty_filter():
+    assert server_filters(RunFilters(), datetime.now(timezone.utc)) == {}
+
+
 # --- the cache ---------------------------------------------------------------------------------
 
 
@@ -478,6 +513,7 @@ def test_two_builds_racing_on_one_cache_both_succeed_and_leave_it_whole(
         ]
         outcomes = [racer.communicate(timeout=120) for racer in racers]
         assert [racer.returncode for racer in racers] == [0, 0], outcomes
+        assert [err for _, err in outcomes] == ["", ""]  # -q: nothing but errors
         offline, _ = offline_build
         for name in ("racer1", "racer2"):
             assert csv_files(tmp_path / f"out-{name}") == csv_files(offline.out_dir)
