@@ -612,7 +612,8 @@ def rows_to_points(rows: Iterable[Mapping[str, Any]]) -> dict[str, tuple[list[in
     """History rows (one dict per step) as {key: (steps, values)}, as the offline reader gives.
 
     Keys logged at different cadences are simply absent from rows where they were not logged
-    (the Parquet path says None); both mean "not logged". A logged NaN stays NaN.
+    (the Parquet path says None); both mean "not logged". A logged NaN stays NaN. Nested dicts
+    (other than W&B media, which carry "_type") become dotted keys, like the offline reader's.
     """
     points: dict[str, tuple[list[int], list[float]]] = {}
     for row in rows:
@@ -620,11 +621,21 @@ def rows_to_points(rows: Iterable[Mapping[str, Any]]) -> dict[str, tuple[list[in
         if step is None:
             continue
         step = int(step)
-        for key, raw in _flat_items(row):
-            if key == STEP:
+        # The hot loop of a fetch (one pass per logged value): kept flat on purpose.
+        for key, raw in row.items():
+            kind = type(raw)
+            if kind is float or kind is int:
+                value = float(raw)
+            elif kind is dict:
+                if "_type" not in raw:
+                    _add_nested(points, step, key, raw)
                 continue
-            value = _number(raw)
-            if value is None:
+            else:
+                number = _number(raw)
+                if number is None:
+                    continue
+                value = number
+            if key == STEP:
                 continue
             column = points.get(key)
             if column is None:
@@ -634,12 +645,20 @@ def rows_to_points(rows: Iterable[Mapping[str, Any]]) -> dict[str, tuple[list[in
     return points
 
 
-def _flat_items(row: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
-    for key, value in row.items():
-        if isinstance(value, Mapping) and "_type" not in value:
-            yield from _flat_items(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
+def _add_nested(
+    points: dict[str, tuple[list[int], list[float]]], step: int, prefix: str, tree: Mapping
+) -> None:
+    for key, raw in tree.items():
+        name = f"{prefix}.{key}"
+        if isinstance(raw, Mapping):
+            if "_type" not in raw:
+                _add_nested(points, step, name, raw)
+            continue
+        value = _number(raw)
+        if value is not None:
+            column = points.setdefault(name, ([], []))
+            column[0].append(step)
+            column[1].append(value)
 
 
 _SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
