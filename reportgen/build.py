@@ -13,7 +13,7 @@ from pathlib import Path
 from reportgen.errors import EXIT_GATE_FAILED, EXIT_OK
 from reportgen.metrics import ResolvedMetric, SampledTable, resolve_metrics, sample
 from reportgen.render import write_outputs
-from reportgen.report import Finding, Report, assemble
+from reportgen.report import Finding, Report, RunHealth, assemble
 from reportgen.runs import History, Run
 from reportgen.select import choose, filter_runs
 from reportgen.sources import Source, open_source
@@ -64,7 +64,7 @@ def make_report(
     metrics = {run.id: resolve_metrics(run, histories[run.id], spec.metrics) for run in runs}
     selections = [choose(selection, metrics) for selection in spec.select.values()]
     tables = _sampled_tables(spec, runs, histories)
-    findings = _health(spec, runs, histories, metrics)
+    findings, health = _health(spec, runs, histories, metrics, now)
     return assemble(
         spec=spec,
         source=source.describe(),
@@ -77,6 +77,7 @@ def make_report(
         findings=findings,
         generated_at=now,
         version=__version__,
+        health=health,
     )
 
 
@@ -96,6 +97,9 @@ def _health(
     runs: list[Run],
     histories: dict[str, History],
     metrics: dict[str, dict[str, ResolvedMetric]],
-) -> dict[str, list[Finding]]:
-    """Health checks arrive with their own stage; until then no run has findings."""
-    return {run.id: [] for run in runs}
+    now: datetime,
+) -> tuple[dict[str, list[Finding]], dict[str, RunHealth]]:
+    """Training-health checks on each run's whole history: findings, and what looks healthy."""
+    from reportgen.health import check_runs
+
+    return check_runs(spec.health, spec.metrics, runs, histories, metrics, now)

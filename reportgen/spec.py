@@ -433,6 +433,45 @@ def _rule_problems(data: dict[str, Any], located: _Located, file: str) -> Iterat
     for name, rule in data.get("metrics", {}).items():
         if isinstance(rule, dict) and "expr" in rule:
             yield from _expr_problems(name, rule["expr"], aliases, problem)
+    yield from _health_problems(data.get("health", {}), aliases, problem)
+
+
+def _health_problems(health, aliases, problem):
+    """Check ids and parameters exist, and values fit: the health registry is their source."""
+    from reportgen.health import CHECKS
+    from reportgen.health.registry import param_problems
+
+    ids = list(CHECKS)
+    for check_id, params in health.get("checks", {}).items():
+        at = ("health", "checks", check_id)
+        check = CHECKS.get(check_id)
+        if check is None:
+            yield problem(at, f"unknown check '{check_id}'{_did_you_mean(check_id, ids)}", key=True)
+            continue
+        names = [p.name for p in check.all_params]
+        for name, value in params.items():
+            param = check.param(name)
+            if param is None:
+                hint = _did_you_mean(name, names)
+                yield problem(
+                    (*at, name), f"unknown parameter '{name}' of {check_id}{hint}", key=True
+                )
+                continue
+            for found in param_problems(param, value, aliases):
+                where = (*at, name) if found.index is None else (*at, name, found.index)
+                choices = found.extra.get("choices")
+                hint = (
+                    _did_you_mean(
+                        str(value if found.index is None else value[found.index]), choices
+                    )
+                    if choices
+                    else ""
+                )
+                yield problem(where, f"{found.message}{hint}")
+    for i, check_id in enumerate(health.get("disable", [])):
+        if check_id not in CHECKS:
+            hint = _did_you_mean(check_id, ids)
+            yield problem(("health", "disable", i), f"unknown check '{check_id}'{hint}")
 
 
 def _expr_problems(name, expr, aliases, problem):

@@ -71,9 +71,16 @@ def _run(run: RunReport) -> dict[str, Any]:
                 "step": f.step,
                 "value": f.value,
                 "message": f.message,
+                "likely_cause": f.likely_cause,
+                "next_step": f.next_step,
             }
             for f in run.findings
         ],
+        "health": {
+            "preset": run.health.preset,
+            "checks": list(run.health.checks),
+            "healthy": list(run.health.healthy),
+        },
         "metrics": [_metric(m) for m in run.metrics],
         "notes": list(run.notes),
     }
@@ -120,6 +127,10 @@ def report_dict(report: Report) -> dict[str, Any]:
                 for s in report.selections
             ],
             "tables": [_table(t) for t in report.tables],
+            "next_experiments": [
+                {"action": e.action, "reason": e.reason, "checks": e.checks, "runs": e.runs}
+                for e in report.next_experiments
+            ],
             "notes": list(report.notes),
             "gate": {
                 "fail_on": report.gate.fail_on,

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reportgen.render.templates import code_span, markdown_environment
+from reportgen.render.templates import MarkdownSafe, code_span, markdown_environment
 from reportgen.render.text import escape_markdown
-from reportgen.report import Report, RunReport
+from reportgen.report import Report, RunProblems, RunReport
 
 
 def source_label(source: dict[str, Any]) -> str:
@@ -43,6 +43,24 @@ def all_notes(report: Report) -> list[str]:
     return notes
 
 
+def finding_ids(run: RunReport) -> MarkdownSafe:
+    """The distinct check ids of a run's findings, as code spans."""
+    ids = dict.fromkeys(f.check for f in run.findings)
+    return MarkdownSafe(", ".join(code_span(i) for i in ids))
+
+
+def problem_block(problem: RunProblems) -> MarkdownSafe:
+    """One run's findings of a severity: a bullet each, the likely cause once per group."""
+    run = problem.run
+    lines = [f"**{escape_markdown(run.name)}** ({code_span(run.id)})", ""]
+    for group in problem.groups:
+        for f in group.findings:
+            lines.append(f"- {code_span(f.check)}: {escape_markdown(f.message)}.")
+        if group.cause:
+            lines.append(f"  *Likely cause:* {escape_markdown(group.cause)}.")
+    return MarkdownSafe("\n".join(lines) + "\n")
+
+
 def render_markdown(report: Report, template_dirs: Sequence[Path] = ()) -> str:
     env = markdown_environment(template_dirs)
     template = env.get_template("report.md.j2")
@@ -52,5 +70,7 @@ def render_markdown(report: Report, template_dirs: Sequence[Path] = ()) -> str:
         sampling_label=sampling_label(report.sampling),
         generated=report.generated_at.strftime("%Y-%m-%d %H:%M UTC"),
         state_label=state_label,
+        finding_ids=finding_ids,
+        problem_block=problem_block,
         notes=all_notes(report),
     )
