@@ -61,7 +61,10 @@ def problem_block(problem: RunProblems) -> MarkdownSafe:
     return MarkdownSafe("\n".join(lines) + "\n")
 
 
-def render_markdown(report: Report, template_dirs: Sequence[Path] = ()) -> str:
+def render_markdown(
+    report: Report, template_dirs: Sequence[Path] = (), *, csv_files: bool = True
+) -> str:
+    """report.md; `csv_files` says whether the tables' CSV files exist to link to."""
     env = markdown_environment(template_dirs)
     template = env.get_template("report.md.j2")
     return template.render(
@@ -73,4 +76,5 @@ def render_markdown(report: Report, template_dirs: Sequence[Path] = ()) -> str:
         finding_ids=finding_ids,
         problem_block=problem_block,
         notes=all_notes(report),
+        csv_files=csv_files,
     )
