@@ -64,12 +64,17 @@ def centred_median(values: np.ndarray, w: int) -> np.ndarray:
     return _memo("centred", values, w, compute)
 
 
-def noise_sigma(values: np.ndarray, w: int) -> float:
-    """Point-to-point noise: the MAD of the values around their centred rolling median."""
+def noise_sigma(values: np.ndarray, w: int = 0) -> float:
+    """Point-to-point noise, from the MAD of first differences (a slow trend cancels out).
+
+    Differences of independent noise have √2 times its spread; residuals around a short
+    rolling median would underestimate it instead, since the median follows the noise.
+    """
     if len(values) < 3:
         return 0.0
-    residual = values - centred_median(values, w)
-    return float(MAD_TO_SIGMA * np.median(np.abs(residual)))
+    steps = np.diff(values)
+    spread = np.median(np.abs(steps - np.median(steps)))
+    return float(MAD_TO_SIGMA * spread / np.sqrt(2))
 
 
 def head_level(values: np.ndarray, w: int) -> float:

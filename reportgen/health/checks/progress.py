@@ -30,6 +30,12 @@ def _position(steps: np.ndarray, index: int) -> float:
     return float(steps[index] - steps[0]) / span if span > 0 else 1.0
 
 
+def _level_window(n: int, window: int | None) -> int:
+    """Windows for judging progress: at least 10 points where the run has 50 (5-point
+    medians of a noisy curve are too jumpy to say whether it still improves)."""
+    return stats.window_size(n, window) if window else max(stats.window_size(n), min(10, n // 5))
+
+
 def _word(signal: Signal) -> tuple[str, str]:
     return ("falling", "fell") if signal.goal == "minimize" else ("rising", "rose")
 
@@ -58,8 +64,8 @@ def _word(signal: Signal) -> tuple[str, str]:
             "“Reached its final level” means within this fraction of the best value (or within "
             "three noise standard errors of the rolling median, whichever is larger).",
         ),
-        Param("min_points", INTEGER, 20, "Runs with fewer logged points are not judged."),
-        window_param(),
+        Param("min_points", INTEGER, 50, "Runs with fewer logged points are not judged."),
+        window_param("10 (on runs of 50 points or more)"),
     ],
 )
 def plateau(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
@@ -71,7 +77,7 @@ def plateau(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     n = len(s)
     if n < p["min_points"]:
         return []
-    w = stats.window_size(n, p["window"])
+    w = _level_window(n, p["window"])
     u = _lower_is_better(s, stats.rolling_median(s.values, w))
     valid = np.flatnonzero(np.isfinite(u))
     if not len(valid):
@@ -126,19 +132,19 @@ def plateau(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
             "Fires when that tail brought at least this share of the run's whole improvement.",
         ),
         Param("min_points", INTEGER, 20, "Runs with fewer logged points are not judged."),
-        window_param(),
+        window_param("10 (on runs of 50 points or more)"),
     ],
 )
 def still_improving(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
-    """The objective was still getting better when the run ended: the last `tail` share of the run brought at least `min_share` of the whole improvement, by more than noise, and the run ended at its best."""
+    """The objective was still getting better when the run ended: the last `tail` share of the run brought at least `min_share` of the whole improvement, by more than noise, and the run ended at its best. Runs still running are not judged."""
     signal = ctx.signal(p["metric"])
-    if signal is None:
+    if signal is None or ctx.run.state == "running":
         return []
     s = signal.finite
     n = len(s)
     if n < p["min_points"]:
         return []
-    w = stats.window_size(n, p["window"])
+    w = _level_window(n, p["window"])
     values = _lower_is_better(s, s.values)
     start = stats.head_level(values, w)
     end = stats.tail_level(values, w)

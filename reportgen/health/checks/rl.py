@@ -54,7 +54,7 @@ def _held_above(
     return [ctx.finding(p, message, signal=s, step=float(s.steps[first]), value=peak)]
 
 
-def _held_below_from(s: Signal, rolling: np.ndarray, threshold: np.ndarray) -> int | None:
+def _held_below_from(rolling: np.ndarray, threshold: np.ndarray) -> int | None:
     """Index from which the rolling median stays below the threshold to the end."""
     with np.errstate(invalid="ignore"):
         below = rolling < threshold
@@ -99,7 +99,7 @@ def entropy_collapse(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     if threshold <= 0:
         return []
     rolling = stats.rolling_median(values, w)
-    since = _held_below_from(s, rolling, np.full(n, threshold))
+    since = _held_below_from(rolling, np.full(n, threshold))
     if since is None or n - since < p["min_points"]:
         return []
     first = stats.first_at_or_after(values < threshold, max(0, since - w + 1))
@@ -279,7 +279,7 @@ def length_collapse(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     w = stats.window_size(n, p["window"])
     rolling = stats.rolling_median(s.values, w)
     peak = np.fmax.accumulate(np.nan_to_num(rolling, nan=-np.inf))
-    since = _held_below_from(s, rolling, p["ratio"] * peak)
+    since = _held_below_from(rolling, p["ratio"] * peak)
     if since is None or n - since < p["min_points"]:
         return []
     top = int(np.argmax(rolling[: since + 1] == peak[since]))

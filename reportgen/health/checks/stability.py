@@ -38,12 +38,13 @@ def _numeric_advice(ctx: CheckContext) -> str:
     )
 
 
-def window_param(what: str = "rolling medians") -> Param:
+def window_param(least: str = "5") -> Param:
     return Param(
         "window",
         INTEGER,
         None,
-        f"Points per window for {what}; null picks about 2% of the run's points (5 to 50).",
+        "Points per rolling window; null picks about 2% of the run's points, at least "
+        f"{least} and at most 50.",
         optional=True,
     )
 
