@@ -161,6 +161,29 @@ def report(runs_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     return build(spec).report
 
 
+VERDICTS = {
+    "rlnoisya": "good",
+    "rlnoisyb": "good",
+    "sftnoisa": "good",
+    "sftnoisb": "good",
+    "nanfrom1": "ugly",
+    "spiky001": "bad",
+    "zeros001": "ugly",
+    "shortans": "ugly",
+    "klrising": "bad",
+    "collapse": "ugly",
+    "hacker01": "good",
+    "overfit1": "bad",
+    "undertr1": "bad",
+    "plateau1": "bad",
+    "oom00001": "ugly",
+}
+
+
+def test_each_run_gets_the_verdict_of_its_worst_finding(report):
+    assert {run.id: run.verdict for run in report.runs} == VERDICTS
+
+
 def findings(report, run_id: str) -> list[tuple[str, str, float | None]]:
     return [(f.check, f.severity, f.step) for f in report.run(run_id).findings]
 

@@ -14,16 +14,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from reportgen.health.roles import OBJECTIVE, ROLES
+from reportgen.report import SEVERITIES
 from reportgen.spec import located_schema, parse_duration
 
 if TYPE_CHECKING:
     from reportgen.health.context import CheckContext
     from reportgen.report import Finding
 
-SEVERITIES = ("bad", "ugly")
-PRESETS = ("auto", "rl", "supervised", "none")
+# The spec schema lists the presets (auto, rl, supervised, none).
+PRESETS = tuple(located_schema("#/properties/health/properties/preset")["enum"])
 
-# Kinds of parameter values, each with a validator in `param_problem`.
+# Kinds of parameter values, each with a validator in `param_problems`.
 NUMBER, FRACTION, INTEGER, DURATION, METRIC, METRICS, SEVERITY = (
     "number",
     "fraction",
