@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from reportgen.analysis import Analysis
 from reportgen.metrics import MetricStats, ResolvedMetric, SampledTable, describe, goal_for
 from reportgen.runs import History, Run
 from reportgen.select import SelectionResult
@@ -147,6 +148,7 @@ class Report:
     gate: GateResult
     notes: tuple[str, ...] = ()
     sampling: dict[str, Any] = field(default_factory=dict)
+    analysis: Analysis = field(default_factory=Analysis)
 
     def run(self, run_id: str) -> RunReport:
         return next(r for r in self.runs if r.id == run_id)
@@ -169,6 +171,7 @@ def assemble(
     generated_at: datetime,
     version: str,
     notes: Sequence[str] = (),
+    analysis: Analysis | None = None,
 ) -> Report:
     """Bind the pipeline's results into one Report."""
     names = {run.id: run.name for run in runs}
@@ -199,6 +202,7 @@ def assemble(
             "stop": spec.sampling.stop,
             "align": spec.sampling.align,
         },
+        analysis=analysis or Analysis(),
     )
 
 
