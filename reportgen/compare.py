@@ -268,13 +268,21 @@ def compare_histories(
     names: Sequence[str],
     sampling: Sampling,
 ) -> HistoryComparison:
-    """Every compared run's aliases on one grid spanning all of them (first and last kept)."""
+    """Every compared run's aliases on one grid spanning all of them (first and last kept).
+
+    A run that ended earlier than the others has empty cells after its own last logged step,
+    whatever the alignment: carrying its last value forward would invent training it never did.
+    """
     resolved = {
         c.run_id: resolve_metrics(runs[c.run_id], histories[c.run_id], aliases, x=sampling.x)
         for c in compared
     }
+    ends = {}
+    for run_id, metrics in resolved.items():
+        logged = [m.series.index.max() for m in metrics.values() if m.found and len(m.series)]
+        ends[run_id] = max(logged) if logged else -np.inf
     series = {
-        f"{alias}.{c.run_id}": resolved[c.run_id][alias].series for alias in names for c in compared
+        (alias, c.run_id): resolved[c.run_id][alias].series for alias in names for c in compared
     }
     found = [s.index.to_numpy() for s in series.values() if len(s)]
     xs = np.unique(np.concatenate(found)) if found else np.array([], dtype=np.int64)
@@ -282,13 +290,15 @@ def compare_histories(
     how = "exact" if note else sampling.align
     values: dict[str, np.ndarray] = {}
     present: dict[str, np.ndarray] = {}
-    for column, points in series.items():
+    for (alias, run_id), points in series.items():
+        column = f"{alias}.{run_id}"
         values[column], present[column] = align(points, grid, how)
+        present[column] &= grid <= ends[run_id]
     return HistoryComparison(
         file="compare_history.csv",
         x=sampling.x,
         sampling=sampling,
-        columns=tuple(series),
+        columns=tuple(values),
         steps=grid,
         values=values,
         present=present,

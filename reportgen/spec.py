@@ -370,6 +370,8 @@ def _explain(
             path,
             f"expected a value {error.validator} {error.validator_value}, got {error.instance}",
         )
+    elif error.validator == "minItems" and error.validator_value not in (0, 1):
+        yield problem(path, f"needs at least {error.validator_value} items")
     elif error.validator in ("minItems", "minLength", "minProperties"):
         yield problem(path, "must not be empty")
     elif error.validator == "uniqueItems":
