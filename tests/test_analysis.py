@@ -55,11 +55,16 @@ def rows(lri: int, seed: int) -> list[dict[str, float]]:
     return result
 
 
+HOSTILE = "a|b `c` @everyone <script>"
+
+
 def config(lri: int, seed: int) -> dict:
     model: dict = {"width": 64, "depth": 2}
+    extra = {}
     if (lri, seed) == (0, 1):
         model["dropout"] = 0.1
-    return {"optim": {"lr": LRS[lri], "schedule": "cosine"}, "seed": seed, "model": model}
+        extra["note"] = HOSTILE
+    return {"optim": {"lr": LRS[lri], "schedule": "cosine"}, "seed": seed, "model": model, **extra}
 
 
 def plans() -> list[PlannedRun]:
@@ -206,13 +211,15 @@ def test_config_diff_lists_exactly_the_keys_that_differ_flattened(result):
     comparison = result.report.analysis.comparison
     assert [(d.key, d.values, d.present) for d in comparison.config] == [
         ("model.dropout", (None, 0.1, None), (False, True, False)),
+        ("note", (None, HOSTILE, None), (False, True, False)),
         ("optim.lr", (0.01, 0.001, 0.01), (True, True, True)),
         ("seed", (0, 1, 2), (True, True, True)),
     ]
-    assert comparison.config_keys == 6
+    assert comparison.config_keys == 7
     table = read_csv(result.out_dir / "compare_config.csv")
     assert table == [
         {"key": "model.dropout", BEST: "", "sweepl0s1": "0.1", "sweepl1s2": ""},
+        {"key": "note", BEST: "", "sweepl0s1": HOSTILE, "sweepl1s2": ""},
         {"key": "optim.lr", BEST: "0.01", "sweepl0s1": "0.001", "sweepl1s2": "0.01"},
         {"key": "seed", BEST: "0", "sweepl0s1": "1", "sweepl1s2": "2"},
     ]
@@ -274,9 +281,11 @@ def test_history_comparison_shares_one_grid_and_stops_each_run_at_its_end(result
 
 def test_markdown_shows_the_config_diff_and_the_marked_changes(result):
     text = (result.out_dir / "report.md").read_text()
-    assert "3 of 6 config keys differ" in text
+    assert "4 of 7 config keys differ" in text
     assert "| `model.dropout` | – | `0.1` | – |" in text
     assert "| `optim.lr` | `0.01` | `0.001` | `0.01` |" in text
+    # Run-derived text cannot break the table or ping anyone: it stays inside a code span.
+    assert "| `note` | – | ``a\\|b `c` @everyone <script>`` | – |" in text
     change = 100 * (last_loss("sweepl0s1") - last_loss(BEST)) / last_loss(BEST)
     assert f"| loss | lower | sweep-lr0.001-seed1 | {last_loss('sweepl0s1'):.4g} |" in text
     assert f"+{change:.4g}% | worse |" in text
@@ -311,6 +320,7 @@ def test_project_table_has_config_metric_and_raw_json_columns(result):
         "config.model.depth",
         "config.model.dropout",
         "config.model.width",
+        "config.note",
         "config.optim.lr",
         "config.optim.schedule",
         "config.seed",

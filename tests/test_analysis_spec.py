@@ -169,3 +169,27 @@ def test_compare_sampling_overrides_the_spec_grid(tmp_path):
     assert spec.compare is not None
     assert (spec.compare.sampling.every, spec.compare.sampling.align) == (10, "exact")
     assert spec.compare.reduce == "summary"
+
+
+def test_a_comparison_with_nan_is_false_except_not_equal():
+    import numpy as np
+
+    from reportgen.expressions import evaluate_condition
+
+    columns = {"a": np.array([1.0, np.nan, 3.0])}
+    assert evaluate_condition("a < 2", columns, 3).tolist() == [True, False, False]
+    assert evaluate_condition("a != 1", columns, 3).tolist() == [False, True, True]
+    assert evaluate_condition("1 <= a <= 3 and a != 3", columns, 3).tolist() == [True, False, False]
+
+
+def test_the_analysis_demo_spec_builds_on_the_bundled_runs(tmp_path, monkeypatch):
+    from reportgen import build
+
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(root)
+    result = build(root / "specs" / "analysis-demo.yaml", out_dir=tmp_path)
+    analysis = result.report.analysis
+    assert [c.run_id for c in analysis.comparison.runs] == ["47a724db", "8e054617"]
+    assert analysis.project.top[0].run_id == "47a724db"
+    assert {c.column for c in analysis.project.correlations} >= {"config.actor.entropy_coef"}
+    assert (tmp_path / "project.parquet").exists()
