@@ -401,11 +401,19 @@ def _explain_alternatives(error, located, file, problem):
         target = located_schema(ref) if ref else option
         shapes.append(target)
     same_kind = [e for e in error.context if _instance_kind_matches(e, instance)]
-    if isinstance(instance, dict) and any(s.get("type") == "object" for s in shapes):
-        inner = [e for e in same_kind if e.validator != "type"]
+    object_options = [i for i, s in enumerate(shapes) if s.get("type") == "object"]
+    if isinstance(instance, dict) and object_options:
+        # The value is a mapping: explain every way it fails the mapping shape.
+        inner = [
+            e
+            for e in error.context
+            if e.relative_schema_path
+            and e.relative_schema_path[0] in object_options
+            and e.validator != "type"
+        ]
         if inner:
-            best = min(inner, key=lambda e: len(list(e.relative_schema_path)))
-            yield from _explain(best, located, file)
+            for found in inner:
+                yield from _explain(found, located, file)
             return
     if same_kind and not isinstance(instance, dict):
         best = jsonschema.exceptions.best_match(same_kind)
@@ -719,7 +727,7 @@ def parse_spec(text: str, path: Path | str = "<spec>") -> Spec:
     if not problems:
         problems += list(_rule_problems(located.data, located, file))
     if problems:
-        raise SpecError(problems)
+        raise SpecError(sorted(set(problems), key=lambda p: (p.line, p.column, p.message)))
     sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return _build_spec(located.data, path, sha256)
 

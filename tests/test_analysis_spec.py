@@ -182,14 +182,33 @@ def test_a_comparison_with_nan_is_false_except_not_equal():
     assert evaluate_condition("1 <= a <= 3 and a != 3", columns, 3).tolist() == [True, False, False]
 
 
-def test_the_analysis_demo_spec_builds_on_the_bundled_runs(tmp_path, monkeypatch):
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory):
+    """specs/analysis-demo.yaml built on the bundled runs (its relative path made absolute)."""
     from reportgen import build
 
-    root = Path(__file__).resolve().parent.parent
-    monkeypatch.chdir(root)
-    result = build(root / "specs" / "analysis-demo.yaml", out_dir=tmp_path)
-    analysis = result.report.analysis
+    tmp = tmp_path_factory.mktemp("analysis-demo")
+    text = (ROOT / "specs" / "analysis-demo.yaml").read_text()
+    text = text.replace("path: examples/wandb", f'path: "{ROOT / "examples" / "wandb"}"')
+    return build(write_spec(tmp / "analysis-demo.yaml", text), out_dir=tmp / "out")
+
+
+def test_the_analysis_demo_spec_builds_on_the_bundled_runs(demo):
+    analysis = demo.report.analysis
     assert [c.run_id for c in analysis.comparison.runs] == ["47a724db", "8e054617"]
     assert analysis.project.top[0].run_id == "47a724db"
     assert {c.column for c in analysis.project.correlations} >= {"config.actor.entropy_coef"}
-    assert (tmp_path / "project.parquet").exists()
+    assert (demo.out_dir / "project.parquet").exists()
+    text = (demo.out_dir / "report.md").read_text()
+    assert "config keys differ (nested keys joined with dots): [compare\\_config.csv]" in text
+
+
+def test_analysis_sections_link_no_files_when_no_csv_was_written(demo):
+    from reportgen.render.markdown import render_markdown
+
+    text = render_markdown(demo.report, csv_files=False)
+    assert "](" not in text
+    assert "config keys differ (nested keys joined with dots)." in text

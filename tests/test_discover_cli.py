@@ -117,8 +117,8 @@ def test_a_bad_spec_exits_2(tmp_path, capsys):
     spec = write_spec(tmp_path / "bad.yaml", "version: 1\nsource: {type: wandb-offline}\nrun: {}\n")
     assert main(["keys", str(spec)]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        f"{spec}:3:1: run: unknown key 'run'; did you mean 'runs'?",
         f"{spec}:2:9: source: missing required key 'path'",
+        f"{spec}:3:1: run: unknown key 'run'; did you mean 'runs'?",
     ]
 
 

@@ -61,7 +61,10 @@ def signed(value: float | None, suffix: str = "") -> MarkdownSafe:
     return MarkdownSafe(f"{sign}{format_number(value)}{suffix}")
 
 
-def render_markdown(report: Report, template_dirs: Sequence[Path] = ()) -> str:
+def render_markdown(
+    report: Report, template_dirs: Sequence[Path] = (), *, csv_files: bool = True
+) -> str:
+    """report.md; `csv_files` says whether the tables' CSV files exist to link to."""
     env = markdown_environment(template_dirs)
     template = env.get_template("report.md.j2")
     return template.render(
@@ -73,4 +76,5 @@ def render_markdown(report: Report, template_dirs: Sequence[Path] = ()) -> str:
         notes=all_notes(report),
         value_cell=value_cell,
         signed=signed,
+        csv_files=csv_files,
     )
