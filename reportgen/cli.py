@@ -29,6 +29,12 @@ EPILOG = """exit codes:
 Quickstart: reportgen init my-report.yaml && reportgen build my-report.yaml"""
 
 
+DISCOVERY_EPILOG = """exit codes:
+  0  listed (also when nothing matches)
+  2  bad spec or usage
+  3  the data source failed (missing folder, auth, network)"""
+
+
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
@@ -317,7 +323,7 @@ def make_parser() -> argparse.ArgumentParser:
         help="list the runs a spec (or a folder) covers",
         description="List runs: id, name, state, steps, created, tags. Give a SPEC (its source "
         "and runs.filters apply) or --source; the options below narrow either.",
-        epilog=EPILOG,
+        epilog=DISCOVERY_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _discovery_arguments(runs)
@@ -328,7 +334,7 @@ def make_parser() -> argparse.ArgumentParser:
         help="list the metric keys the runs logged, with counts, steps and ranges",
         description="List every metric key: type, runs, count, first/last step, min/max, "
         "non-finite count and x axis. Give a SPEC or --source; --run restricts to one run.",
-        epilog=EPILOG,
+        epilog=DISCOVERY_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _discovery_arguments(keys)

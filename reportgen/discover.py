@@ -7,6 +7,7 @@ the CLI prints them as a table or as JSON.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Sequence
@@ -87,8 +88,6 @@ def pick_run(runs: Sequence[Run], wanted: str) -> Run:
     if len(named) > 1:
         ids = ", ".join(run.id for run in named)
         raise UsageError(f"--run '{wanted}': {len(named)} runs have that name ({ids}); give an id")
-    import difflib
-
     close = difflib.get_close_matches(wanted, [r.id for r in runs] + [r.name for r in runs], 1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     raise UsageError(f"--run '{wanted}': no such run among the {len(runs)} chosen{hint}")
