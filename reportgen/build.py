@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from reportgen.analysis import analyse
 from reportgen.errors import EXIT_GATE_FAILED, EXIT_OK
-from reportgen.metrics import ResolvedMetric, SampledTable, resolve_metrics, sample
+from reportgen.metrics import ResolvedMetric, SampledTable, keep_rows, resolve_metrics, sample
 from reportgen.render import write_outputs
 from reportgen.report import Finding, Report, RunHealth, assemble
 from reportgen.runs import History, Run
@@ -65,6 +66,7 @@ def make_report(
     selections = [choose(selection, metrics) for selection in spec.select.values()]
     tables = _sampled_tables(spec, runs, histories)
     findings, health = _health(spec, runs, histories, metrics, now)
+    analysis = analyse(spec, runs, histories, metrics, selections)
     return assemble(
         spec=spec,
         source=source.describe(),
@@ -78,6 +80,7 @@ def make_report(
         generated_at=now,
         version=__version__,
         health=health,
+        analysis=analysis,
     )
 
 
@@ -89,6 +92,8 @@ def _sampled_tables(
     for run in runs:
         on_axis = resolve_metrics(run, histories[run.id], spec.metrics, x=spec.sampling.x)
         tables[run.id] = sample(on_axis, spec.sampling)
+        if spec.outputs.csv.where:
+            tables[run.id] = keep_rows(tables[run.id], spec.outputs.csv.where)
     return tables
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from reportgen.analysis import Analysis
 from reportgen.metrics import MetricStats, ResolvedMetric, SampledTable, describe, goal_for
 from reportgen.runs import History, Run
 from reportgen.select import SelectionResult
@@ -184,6 +185,7 @@ class Report:
     notes: tuple[str, ...] = ()
     sampling: dict[str, Any] = field(default_factory=dict)
     next_experiments: tuple[NextExperiment, ...] = ()
+    analysis: Analysis = field(default_factory=Analysis)
 
     def run(self, run_id: str) -> RunReport:
         return next(r for r in self.runs if r.id == run_id)
@@ -226,6 +228,7 @@ def assemble(
     version: str,
     notes: Sequence[str] = (),
     health: Mapping[str, RunHealth] | None = None,
+    analysis: Analysis | None = None,
 ) -> Report:
     """Bind the pipeline's results into one Report."""
     names = {run.id: run.name for run in runs}
@@ -265,6 +268,7 @@ def assemble(
             "align": spec.sampling.align,
         },
         next_experiments=next_experiments(run_reports),
+        analysis=analysis or Analysis(),
     )
 
 

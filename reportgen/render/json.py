@@ -13,6 +13,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from reportgen.render.analysis_json import analysis_dict
 from reportgen.report import MetricReport, Report, RunReport, TableReport
 
 
@@ -137,6 +138,7 @@ def report_dict(report: Report) -> dict[str, Any]:
                 "failed": report.gate.failed,
                 "reasons": list(report.gate.reasons),
             },
+            **analysis_dict(report.analysis),
         }
     )
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from reportgen.render.templates import MarkdownSafe, code_span, markdown_environment
-from reportgen.render.text import escape_markdown
+from reportgen.render.text import escape_markdown, format_number
 from reportgen.report import Report, RunProblems, RunReport
 
 
@@ -60,6 +61,22 @@ def problem_block(problem: RunProblems) -> MarkdownSafe:
             lines.append(f"  *Likely cause:* {escape_markdown(group.cause)}.")
     return MarkdownSafe("\n".join(lines) + "\n")
 
+def value_cell(value: Any, present: bool = True) -> MarkdownSafe:
+    """A config value exactly as logged, as inline code; a dash where the key is missing."""
+    if not present:
+        return MarkdownSafe("–")
+    if isinstance(value, str):
+        return code_span(value)
+    return code_span(json.dumps(value, sort_keys=True, default=str))
+
+
+def signed(value: float | None, suffix: str = "") -> MarkdownSafe:
+    """A change with its sign (+0.12, -3.4%); a dash where there is none."""
+    if value is None:
+        return MarkdownSafe("–")
+    sign = "+" if value > 0 else ""
+    return MarkdownSafe(f"{sign}{format_number(value)}{suffix}")
+
 
 def render_markdown(
     report: Report, template_dirs: Sequence[Path] = (), *, csv_files: bool = True
@@ -76,5 +93,7 @@ def render_markdown(
         finding_ids=finding_ids,
         problem_block=problem_block,
         notes=all_notes(report),
+        value_cell=value_cell,
+        signed=signed,
         csv_files=csv_files,
     )
