@@ -61,6 +61,7 @@ def problem_block(problem: RunProblems) -> MarkdownSafe:
             lines.append(f"  *Likely cause:* {escape_markdown(group.cause)}.")
     return MarkdownSafe("\n".join(lines) + "\n")
 
+
 def value_cell(value: Any, present: bool = True) -> MarkdownSafe:
     """A config value exactly as logged, as inline code; a dash where the key is missing."""
     if not present:
