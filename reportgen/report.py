@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from reportgen.baseline import Comparison
 from reportgen.metrics import MetricStats, ResolvedMetric, SampledTable, describe, goal_for
 from reportgen.runs import History, Run
 from reportgen.select import SelectionResult
@@ -147,6 +148,7 @@ class Report:
     gate: GateResult
     notes: tuple[str, ...] = ()
     sampling: dict[str, Any] = field(default_factory=dict)
+    comparison: Comparison | None = None
 
     def run(self, run_id: str) -> RunReport:
         return next(r for r in self.runs if r.id == run_id)
@@ -169,6 +171,7 @@ def assemble(
     generated_at: datetime,
     version: str,
     notes: Sequence[str] = (),
+    comparison: Comparison | None = None,
 ) -> Report:
     """Bind the pipeline's results into one Report."""
     names = {run.id: run.name for run in runs}
@@ -190,7 +193,7 @@ def assemble(
         runs=run_reports,
         selections=selection_reports,
         tables=table_reports,
-        gate=gate_result(spec.gate.fail_on, run_reports),
+        gate=with_comparison(gate_result(spec.gate.fail_on, run_reports), comparison),
         notes=tuple(notes),
         sampling={
             "x": spec.sampling.x,
@@ -199,6 +202,7 @@ def assemble(
             "stop": spec.sampling.stop,
             "align": spec.sampling.align,
         },
+        comparison=comparison,
     )
 
 
@@ -343,3 +347,10 @@ def gate_result(fail_on: str, runs: Sequence[RunReport]) -> GateResult:
             checks = ", ".join(sorted({f.check for f in run.findings}))
             reasons.append(f"run {run.name} ({run.id}) is {run.verdict}: {checks}")
     return GateResult(fail_on, bool(reasons), tuple(reasons))
+
+
+def with_comparison(gate: GateResult, comparison: Comparison | None) -> GateResult:
+    """A tolerance exceeded against the baseline fails the gate, whatever `fail_on` says."""
+    if comparison is None or not comparison.failed:
+        return gate
+    return GateResult(gate.fail_on, True, (*gate.reasons, *comparison.reasons))

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from reportgen.baseline import Comparison
 from reportgen.report import MetricReport, Report, RunReport, TableReport
 
 
@@ -93,6 +94,35 @@ def _table(table: TableReport) -> dict[str, Any]:
     }
 
 
+def _comparison(comparison: Comparison) -> dict[str, Any]:
+    return {
+        "baseline_runs": list(comparison.baseline_ids),
+        "candidate_runs": list(comparison.candidate_ids),
+        "metrics": list(comparison.aliases),
+        "failed": comparison.failed,
+        "reasons": list(comparison.reasons),
+        "rows": [
+            {
+                "metric": row.alias,
+                "key": row.key,
+                "goal": row.goal,
+                "reduce": row.reduce,
+                "run_id": row.run_id,
+                "baseline": row.baseline,
+                "candidate": row.candidate,
+                "change": row.change,
+                "percent": row.percent,
+                "tolerance": (
+                    {"abs": row.tolerance.abs, "rel": row.tolerance.rel} if row.tolerance else None
+                ),
+                "allowed": row.allowed,
+                "status": row.status,
+            }
+            for row in comparison.rows
+        ],
+    }
+
+
 def report_dict(report: Report) -> dict[str, Any]:
     """The report as the documented report.json structure."""
     return jsonable(
@@ -121,6 +151,7 @@ def report_dict(report: Report) -> dict[str, Any]:
             ],
             "tables": [_table(t) for t in report.tables],
             "notes": list(report.notes),
+            "comparison": _comparison(report.comparison) if report.comparison else None,
             "gate": {
                 "fail_on": report.gate.fail_on,
                 "failed": report.gate.failed,

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from reportgen.render.comparison import row_cells
 from reportgen.render.templates import code_span, markdown_environment
 from reportgen.render.text import escape_markdown
 from reportgen.report import Report, RunReport
@@ -53,4 +54,5 @@ def render_markdown(report: Report, template_dirs: Sequence[Path] = ()) -> str:
         generated=report.generated_at.strftime("%Y-%m-%d %H:%M UTC"),
         state_label=state_label,
         notes=all_notes(report),
+        comparison_cells=row_cells,
     )
