@@ -63,7 +63,7 @@ class ForgeServer:
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
 
     def __enter__(self) -> ForgeServer:
         self.thread.start()
@@ -140,7 +140,7 @@ class ForgeServer:
             self.state.requests.append(Recorded(method, path, query, headers, body))
             failure = self._take_failure(method)
             if failure is not None:
-                return self._failure(failure, headers)
+                return self._failure(failure, headers, gitlab=path.startswith("/api/v4/"))
             if path.startswith("/api/v3/"):
                 return self._github(method, path, query, headers, body)
             if path.startswith("/api/v4/"):
@@ -154,10 +154,9 @@ class ForgeServer:
                 return failure
         return None
 
-    def _failure(self, failure: Failure, headers: dict[str, str]):
-        message = {401: "Bad credentials", 404: "Not Found", 422: "Validation Failed"}.get(
-            failure.status, "Server Error"
-        )
+    def _failure(self, failure: Failure, headers: dict[str, str], gitlab: bool):
+        words = _GITLAB_WORDS if gitlab else _GITHUB_WORDS
+        message = words.get(failure.status, "Server Error")
         if failure.echo_token:
             sent = [v for k, v in headers.items() if k.lower() in _TOKEN_HEADERS]
             message += f" (you sent {sent})"
@@ -280,6 +279,10 @@ class ForgeServer:
 
 
 _TOKEN_HEADERS = {"authorization", "private-token", "job-token"}
+_GITHUB_WORDS = {401: "Bad credentials", 403: "Resource not accessible by integration",
+                 404: "Not Found", 422: "Validation Failed"}  # fmt: skip
+_GITLAB_WORDS = {401: "401 Unauthorized", 403: "403 Forbidden", 404: "404 Not found",
+                 422: "422 Unprocessable Entity"}  # fmt: skip
 
 
 def _handler(server: ForgeServer) -> type[BaseHTTPRequestHandler]:

@@ -147,7 +147,7 @@ def _html_url(data: Any) -> str | None:
 def explain(error: ForgeHTTPError, target: CommentTarget) -> str:
     """What went wrong, in the forge's words, and what to do about it."""
     where = f"{target.project}#{target.number}"
-    said = f"({error.status} {error.detail})" if error.status else f"({error.detail})"
+    said = error.said
     if error.status == 401:
         return f"GitHub refused the token {said}: check that GITHUB_TOKEN holds a valid token"
     if error.status == 403:

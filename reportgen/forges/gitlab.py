@@ -125,7 +125,7 @@ def _note_url(target: CommentTarget, note_id: int) -> str | None:
 def explain(error: ForgeHTTPError, target: CommentTarget) -> str:
     """What went wrong, in GitLab's words, and what to do about it."""
     where = f"project {target.project} merge request !{target.number}"
-    said = f"({error.status} {error.detail})" if error.status else f"({error.detail})"
+    said = error.said
     token_name = "GITLAB_TOKEN" if target.token_header == "PRIVATE-TOKEN" else "CI_JOB_TOKEN"
     if error.status == 401:
         return (

@@ -34,6 +34,13 @@ class ForgeHTTPError(Exception):
         super().__init__(f"{status or 'no answer'}: {detail}")
 
     @property
+    def said(self) -> str:
+        """`(404 Not Found)`: the status and the server's words, the status once."""
+        if self.status is None or self.detail.startswith(str(self.status)):
+            return f"({self.detail})"
+        return f"({self.status} {self.detail})"
+
+    @property
     def retryable(self) -> bool:
         """Worth another try: no answer, rate limited, or a server error."""
         return self.status is None or self.status == 429 or self.status >= 500
