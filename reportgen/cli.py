@@ -81,7 +81,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     if result.comment is not None:
         _report_comment(result.comment, args.quiet)
     if report.gate.failed:
-        _stderr(f"gate failed (fail_on: {report.gate.fail_on}):")
+        _stderr("gate failed:")
         for reason in report.gate.reasons:
             _stderr(f"  {reason}")
     return result.exit_code

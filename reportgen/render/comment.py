@@ -18,10 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from reportgen.baseline import FAIL, MISSING, Comparison, ComparisonRow, Trace
 from reportgen.render.comparison import row_cells
 from reportgen.render.templates import MarkdownSafe, markdown_environment
-from reportgen.render.text import escape_markdown, format_number
+from reportgen.render.text import escape_markdown
 from reportgen.report import Report
 
 GITHUB_LIMIT = 65_536  # characters in an issue or pull-request comment body
@@ -279,7 +281,7 @@ def _filled(values: list[float | None]) -> list[float | None]:
 
 
 def _mermaid(alias: str, grid: Trace, lines: list[tuple[str, list[float | None]]]) -> str:
-    xs = ", ".join(format_number(x) for x in grid.steps)
+    xs = ", ".join(_plain(x) for x in grid.steps)
     body = [
         "xychart-beta",
         f'    title "{alias}"',
@@ -287,8 +289,13 @@ def _mermaid(alias: str, grid: Trace, lines: list[tuple[str, list[float | None]]
         f'    y-axis "{alias}"',
     ]
     for _, values in lines:
-        body.append("    line [" + ", ".join(f"{v:.4g}" for v in values if v is not None) + "]")
+        body.append("    line [" + ", ".join(_plain(v) for v in values if v is not None) + "]")
     return "\n".join(body)
+
+
+def _plain(value: float) -> str:
+    """4 significant digits without an exponent: Mermaid's parser reads only plain decimals."""
+    return np.format_float_positional(value, precision=4, unique=False, fractional=False, trim="-")
 
 
 # --- the last resort ---------------------------------------------------------------------------
