@@ -21,7 +21,7 @@ def write_outputs(report: Report, out_dir: Path, formats: tuple[str, ...]) -> li
             written.append(path)
     if "markdown" in formats:
         path = out_dir / "report.md"
-        atomic.write_text(path, render_markdown(report))
+        atomic.write_text(path, render_markdown(report, csv_files="csv" in formats))
         written.append(path)
     if "json" in formats:
         path = out_dir / "report.json"

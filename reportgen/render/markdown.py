@@ -44,7 +44,10 @@ def all_notes(report: Report) -> list[str]:
     return notes
 
 
-def render_markdown(report: Report, template_dirs: Sequence[Path] = ()) -> str:
+def render_markdown(
+    report: Report, template_dirs: Sequence[Path] = (), *, csv_files: bool = True
+) -> str:
+    """report.md; `csv_files` says whether the tables' CSV files exist to link to."""
     env = markdown_environment(template_dirs)
     template = env.get_template("report.md.j2")
     return template.render(
@@ -54,5 +57,6 @@ def render_markdown(report: Report, template_dirs: Sequence[Path] = ()) -> str:
         generated=report.generated_at.strftime("%Y-%m-%d %H:%M UTC"),
         state_label=state_label,
         notes=all_notes(report),
+        csv_files=csv_files,
         comparison_cells=row_cells,
     )
