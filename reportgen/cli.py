@@ -98,7 +98,7 @@ def _report_comment(comment: CommentResult, quiet: bool) -> None:
     elif outcome.failed:
         label = "error" if comment.fails_build else "warning"
         _stderr(f"{label}: comment not posted: {outcome.message}; it is in {comment.path}")
-    else:
+    elif not quiet:
         _stderr(f"comment not posted: {outcome.message}; it is in {comment.path}")
 
 

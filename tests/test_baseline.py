@@ -73,6 +73,13 @@ def test_a_candidate_rule_limits_what_is_compared(runs_dir, tmp_path):
     assert {row.run_id for row in comparison.rows} == {"candok01"}
 
 
+def test_metrics_limits_the_compared_aliases_but_toleranced_ones_stay(runs_dir, tmp_path):
+    body = "baseline:\n  ids: [basea001]\n  metrics: [score]\n  tolerances: {loss: {abs: 1}}\n"
+    comparison = build_with(runs_dir, tmp_path, body).report.comparison
+    assert comparison.aliases == ("score", "loss")
+    assert len(comparison.rows) == 3 * 2  # baseb002 is a candidate here
+
+
 def test_each_row_holds_baseline_candidate_change_and_percent(runs_dir, tmp_path):
     rows = rows_by(build_with(runs_dir, tmp_path, TOLERANCES))
     loss = rows[("loss", "candbad1")]

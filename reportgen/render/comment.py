@@ -14,7 +14,7 @@ runs, say), its end is cut at a line boundary, leaving every HTML block and code
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,14 +72,15 @@ def default_marker(spec_path: str | Path) -> str:
 def render_comment(report: Report, options: CommentOptions) -> str:
     """The comment body, at most `options.limit` characters long."""
     droppable = [(part, label) for part, label in SHORTENING if _present(report, options, part)]
-    text = _render(report, options, dropped=())
+    trend = _trends(report.comparison)
+    text = _render(report, options, trend, dropped=())
     for level in range(1, len(droppable) + 1):
         if len(text) <= options.limit:
             return text
-        text = _render(report, options, dropped=tuple(droppable[:level]))
+        text = _render(report, options, trend, dropped=tuple(droppable[:level]))
     if len(text) <= options.limit:
         return text
-    return _cut(report, options, tuple(droppable))
+    return _cut(report, options, trend, tuple(droppable))
 
 
 # --- what a comment shows ----------------------------------------------------------------------
@@ -106,6 +107,7 @@ def _present(report: Report, options: CommentOptions, part: str) -> bool:
 def _render(
     report: Report,
     options: CommentOptions,
+    trend: Callable[[ComparisonRow], str],
     dropped: Sequence[tuple[str, str]],
     cut: bool = False,
 ) -> str:
@@ -135,7 +137,7 @@ def _render(
         hidden_rows=len(rows) - len(shown_rows),
         row_cells=row_cells,
         sparklines=comparison is not None and "sparklines" not in gone and bool(comparison.traces),
-        trend=lambda row: MarkdownSafe(trend_cell(comparison, row)) if comparison else "",
+        trend=trend,
         runs=shown_runs,
         hidden_runs=len(runs) - len(shown_runs),
         show_findings="findings" not in gone and any(r.findings for r in runs),
@@ -145,6 +147,24 @@ def _render(
         notice=_notice(report, options, [label for _, label in dropped], cut),
         full_report=_link(options.full_report),
     )
+
+
+def _trends(comparison: Comparison | None) -> Callable[[ComparisonRow], str]:
+    """Trend cells, each computed once however often the comment is re-rendered."""
+    done: dict[tuple[str, str], str] = {}
+    curves: dict[str, list[float | None]] = {}
+
+    def trend(row: ComparisonRow) -> str:
+        if comparison is None:
+            return ""
+        key = (row.alias, row.run_id)
+        if key not in done:
+            if row.alias not in curves:
+                curves[row.alias] = baseline_curve(comparison, row.alias)
+            done[key] = MarkdownSafe(trend_cell(comparison, row, curves[row.alias]))
+        return done[key]
+
+    return trend
 
 
 def _roles(comparison: Comparison | None) -> dict[str, str]:
@@ -216,9 +236,12 @@ def baseline_curve(comparison: Comparison, alias: str) -> list[float | None]:
     return curve
 
 
-def trend_cell(comparison: Comparison, row: ComparisonRow) -> str:
+def trend_cell(
+    comparison: Comparison, row: ComparisonRow, base: list[float | None] | None = None
+) -> str:
     """`baseline → candidate` sparklines of a row's alias on one scale."""
-    base = baseline_curve(comparison, row.alias)
+    if base is None:
+        base = baseline_curve(comparison, row.alias)
     trace = comparison.trace(row.alias, row.run_id)
     cand = list(trace.values) if trace else []
     known = [v for v in (*base, *cand) if v is not None]
@@ -301,9 +324,14 @@ def _plain(value: float) -> str:
 # --- the last resort ---------------------------------------------------------------------------
 
 
-def _cut(report: Report, options: CommentOptions, dropped: tuple[tuple[str, str], ...]) -> str:
+def _cut(
+    report: Report,
+    options: CommentOptions,
+    trend: Callable[[ComparisonRow], str],
+    dropped: tuple[tuple[str, str], ...],
+) -> str:
     """The shortest form, cut at a line boundary with its blocks closed and the footer kept."""
-    text = _render(report, options, dropped, cut=True)
+    text = _render(report, options, trend, dropped, cut=True)
     footer_at = text.rfind("\n---\n")
     body, footer = (text[:footer_at], text[footer_at:]) if footer_at >= 0 else (text, "")
     closing_room = 64
