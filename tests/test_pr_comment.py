@@ -481,3 +481,12 @@ def test_the_last_resort_cut_keeps_blocks_closed_and_the_footer(runs_dir, tmp_pa
     assert "and the end of the comment. The full report is at <https://ci/job/1>." in body
     assert "| bad run 0 |" in body and "| bad run 299 |" not in body
     assert body.rstrip().endswith("</sub>")
+
+
+def test_without_a_baseline_the_comment_shows_picks_and_verdicts(runs_dir, tmp_path):
+    body = "select:\n  best: {by: loss, reduce: last, pick: min}\n"
+    result = build(spec_file(runs_dir, tmp_path, body), comment=True, env={})
+    text = result.comment.path.read_text()
+    assert "**Picks:** best → **pr-good** (last loss 0.49)" in text
+    assert "| Run | Id | State | Verdict | Findings |" in text
+    assert "Compared with the baseline" not in text and "Gate passed" in text

@@ -82,7 +82,13 @@ def post_comment(
         return PostOutcome(NOT_POSTED, str(exc))
     for attempt in range(ATTEMPTS):
         try:
-            return _post_once(module, target, body, marker)
+            outcome = _post_once(module, target, body, marker)
+        except (KeyError, TypeError, ValueError) as exc:
+            message = (
+                f"{module.NAME} answered in an unexpected form ({type(exc).__name__}): check "
+                "that the API URL points at the forge's REST API"
+            )
+            return PostOutcome(FAILED, message)
         except ForgeHTTPError as error:
             if error.retryable and attempt + 1 < ATTEMPTS:
                 wait = (
@@ -93,6 +99,9 @@ def post_comment(
             tries = f" (after {attempt + 1} tries)" if attempt else ""
             message = redact(module.explain(error, target) + tries, target.token)
             return PostOutcome(FAILED, message)
+        else:
+            url = redact(outcome.url, target.token) if outcome.url else None
+            return PostOutcome(outcome.status, redact(outcome.message, target.token), url)
     raise AssertionError("unreachable")
 
 

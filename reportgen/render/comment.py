@@ -16,8 +16,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
+import jinja2
 import numpy as np
 
 from reportgen.baseline import FAIL, MISSING, Comparison, ComparisonRow, Trace
@@ -120,9 +122,7 @@ def _render(
     runs = list(report.runs)
     shown_runs = [r for r in runs if r.verdict != "good"] if "good_runs" in gone else runs
     per_run = FINDINGS_PER_RUN if "finding_details" in gone else None
-    env = markdown_environment()
-    template = env.get_template("comment.md.j2")
-    return template.render(
+    return _template().render(
         report=report,
         marker=MarkdownSafe(marker_line(options.marker)),
         roles=_roles(comparison),
@@ -147,6 +147,12 @@ def _render(
         notice=_notice(report, options, [label for _, label in dropped], cut),
         full_report=_link(options.full_report),
     )
+
+
+@cache
+def _template() -> jinja2.Template:
+    """Compiled once per process: a comment may be rendered up to seven times."""
+    return markdown_environment().get_template("comment.md.j2")
 
 
 def _trends(comparison: Comparison | None) -> Callable[[ComparisonRow], str]:
