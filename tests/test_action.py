@@ -102,3 +102,10 @@ def test_the_build_step_posts_the_comment_and_records_the_exit_code(action, tmp_
     assert len(comments) == 1 and comments[0]["body"].startswith("<!-- reportgen:pr -->")
     assert (tmp_path / "out" / "comment.md").read_text() == comments[0]["body"]
     assert TOKEN not in done.stdout + done.stderr
+
+
+def test_the_example_workflow_uses_the_action_on_a_spec_that_exists():
+    workflow = yaml.safe_load((ROOT / "examples" / "ci" / "github-workflow.yml").read_text())
+    assert workflow["permissions"]["pull-requests"] == "write"
+    (uses,) = [s for s in workflow["jobs"]["report"]["steps"] if s.get("uses") == "./"]
+    assert (ROOT / uses["with"]["spec"]).is_file()

@@ -250,3 +250,13 @@ def test_a_baseline_must_say_which_runs_it_is(tmp_path):
     assert [str(p) for p in caught.value.problems] == [
         f"{spec}:4:1: baseline: say which runs are the baseline: give ids, filters, or both"
     ]
+
+
+def test_the_pr_demo_spec_fails_on_the_run_whose_entropy_collapsed(tmp_path, monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    result = build("specs/pr-demo.yaml", out_dir=tmp_path, env={})
+    assert result.exit_code == 1
+    assert [r.split(":")[0] for r in result.report.gate.reasons] == [
+        "score (last) in run grpo-lr3e-1-ent0 (8e054617)"
+    ]
+    assert result.comment is not None and result.comment.outcome.status == "not posted"
