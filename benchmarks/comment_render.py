@@ -38,7 +38,7 @@ def main() -> None:
     spec = load_spec(HERE.parent / "specs" / "pr-demo.yaml")
     spec = replace(spec, source=replace(spec.source, path=str(HERE.parent / "examples" / "wandb")))
     report = make_report(spec, open_source(spec.source), datetime.now(timezone.utc))
-    assert report.comparison is not None
+    assert report.baseline is not None
     findings = tuple(
         Finding("loss_spike", "bad", f"train/loss spiked at step {i * 10}", step=float(i * 10))
         for i in range(args.findings)
@@ -52,9 +52,9 @@ def main() -> None:
     rows = tuple(
         replace(row, run_id=f"run{i:05d}", run_name=f"candidate {i}")
         for i in range(args.runs // 4)
-        for row in report.comparison.rows
+        for row in report.baseline.rows
     )
-    comparison = replace(report.comparison, rows=rows)
+    comparison = replace(report.baseline, rows=rows)
     big = replace(report, runs=runs, comparison=comparison)
 
     options = CommentOptions("bench", GITHUB_LIMIT, charts=True, full_report="https://ci/job")

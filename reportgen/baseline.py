@@ -31,7 +31,7 @@ TRACE_POINTS = 16  # points per curve: enough for a sparkline, small enough for 
 
 
 @dataclass(frozen=True)
-class ComparisonRow:
+class BaselineRow:
     """One alias in one candidate run, next to the baseline."""
 
     alias: str
@@ -84,12 +84,12 @@ class Trace:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class BaselineComparison:
     baseline_ids: tuple[str, ...]
     candidate_ids: tuple[str, ...]
     aliases: tuple[str, ...]
     reduce: str
-    rows: tuple[ComparisonRow, ...]
+    rows: tuple[BaselineRow, ...]
     reasons: tuple[str, ...]
     traces: tuple[Trace, ...] = ()
 
@@ -107,7 +107,7 @@ def compare_with_baseline(
     runs: Sequence[Run],
     metrics: Mapping[str, Mapping[str, ResolvedMetric]],
     now: datetime,
-) -> Comparison:
+) -> BaselineComparison:
     """Pick baseline and candidate runs among `runs` and compare every alias asked for."""
     baselines = filter_runs(runs, spec.runs, now)
     baseline_ids = {run.id for run in baselines}
@@ -116,7 +116,7 @@ def compare_with_baseline(
     names = list(spec.metrics) if spec.metrics is not None else list(aliases)
     names += [a for a in spec.tolerances if a not in names]
 
-    rows: list[ComparisonRow] = []
+    rows: list[BaselineRow] = []
     reasons: list[str] = []
     gating = bool(spec.tolerances) and spec.missing == "fail"
     if gating and not baselines:
@@ -131,7 +131,7 @@ def compare_with_baseline(
                 assert row.message is not None
                 reasons.append(row.message)
     traces = _traces(names, baselines, candidates, metrics)
-    return Comparison(
+    return BaselineComparison(
         baseline_ids=tuple(run.id for run in baselines),
         candidate_ids=tuple(run.id for run in candidates),
         aliases=tuple(names),
@@ -155,7 +155,7 @@ def _row(
     run: Run,
     baselines: Sequence[Run],
     metrics: Mapping[str, Mapping[str, ResolvedMetric]],
-) -> ComparisonRow:
+) -> BaselineRow:
     tolerance = spec.tolerances.get(alias)
     how = (tolerance.reduce if tolerance else None) or spec.reduce
     goal = goal_for(definition, alias)
@@ -164,7 +164,7 @@ def _row(
     known = [v for v in found if v is not None]
     base = float(np.mean(known)) if known else None
     cand = _reduced(resolved, how)
-    row = ComparisonRow(
+    row = BaselineRow(
         alias=alias,
         key=resolved.key if resolved else None,
         goal=goal,
@@ -180,7 +180,7 @@ def _row(
     return _judge(row, tolerance)
 
 
-def _judge(row: ComparisonRow, tolerance: Tolerance | None) -> ComparisonRow:
+def _judge(row: BaselineRow, tolerance: Tolerance | None) -> BaselineRow:
     """Pass or fail a row against its tolerance; rows without one are information only."""
     where = f"{row.alias} ({row.reduce}) in run {row.run_name} ({row.run_id})"
     if row.baseline is None or row.candidate is None:

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from reportgen.baseline import Comparison, compare_with_baseline
+from reportgen.analysis import analyse
+from reportgen.baseline import BaselineComparison, compare_with_baseline
 from reportgen.errors import EXIT_COMMENT, EXIT_GATE_FAILED, EXIT_OK
-from reportgen.metrics import ResolvedMetric, SampledTable, resolve_metrics, sample
+from reportgen.metrics import ResolvedMetric, SampledTable, keep_rows, resolve_metrics, sample
 from reportgen.publish import CommentResult, publish_comment
 from reportgen.render import write_outputs
 from reportgen.report import Finding, Report, assemble
@@ -84,7 +85,8 @@ def make_report(
     selections = [choose(selection, metrics) for selection in spec.select.values()]
     tables = _sampled_tables(spec, runs, histories)
     findings = _health(spec, runs, histories, metrics)
-    comparison = _compare(spec, runs, metrics, now)
+    baseline = _compare_with_baseline(spec, runs, metrics, now)
+    analysis = analyse(spec, runs, histories, metrics, selections)
     return assemble(
         spec=spec,
         source=source.describe(),
@@ -97,7 +99,8 @@ def make_report(
         findings=findings,
         generated_at=now,
         version=__version__,
-        comparison=comparison,
+        baseline=baseline,
+        analysis=analysis,
     )
 
 
@@ -109,6 +112,8 @@ def _sampled_tables(
     for run in runs:
         on_axis = resolve_metrics(run, histories[run.id], spec.metrics, x=spec.sampling.x)
         tables[run.id] = sample(on_axis, spec.sampling)
+        if spec.outputs.csv.where:
+            tables[run.id] = keep_rows(tables[run.id], spec.outputs.csv.where)
     return tables
 
 
@@ -122,9 +127,9 @@ def _health(
     return {run.id: [] for run in runs}
 
 
-def _compare(
+def _compare_with_baseline(
     spec: Spec, runs: list[Run], metrics: dict[str, dict[str, ResolvedMetric]], now: datetime
-) -> Comparison | None:
+) -> BaselineComparison | None:
     """Candidate runs against the spec's baseline runs (only when the spec has a baseline)."""
     if spec.baseline is None:
         return None

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from reportgen.baseline import Comparison
+from reportgen.analysis import Analysis
+from reportgen.baseline import BaselineComparison
 from reportgen.metrics import MetricStats, ResolvedMetric, SampledTable, describe, goal_for
 from reportgen.runs import History, Run
 from reportgen.select import SelectionResult
@@ -148,7 +149,8 @@ class Report:
     gate: GateResult
     notes: tuple[str, ...] = ()
     sampling: dict[str, Any] = field(default_factory=dict)
-    comparison: Comparison | None = None
+    baseline: BaselineComparison | None = None
+    analysis: Analysis = field(default_factory=Analysis)
 
     def run(self, run_id: str) -> RunReport:
         return next(r for r in self.runs if r.id == run_id)
@@ -171,7 +173,8 @@ def assemble(
     generated_at: datetime,
     version: str,
     notes: Sequence[str] = (),
-    comparison: Comparison | None = None,
+    baseline: BaselineComparison | None = None,
+    analysis: Analysis | None = None,
 ) -> Report:
     """Bind the pipeline's results into one Report."""
     names = {run.id: run.name for run in runs}
@@ -193,7 +196,7 @@ def assemble(
         runs=run_reports,
         selections=selection_reports,
         tables=table_reports,
-        gate=with_comparison(gate_result(spec.gate.fail_on, run_reports), comparison),
+        gate=with_baseline(gate_result(spec.gate.fail_on, run_reports), baseline),
         notes=tuple(notes),
         sampling={
             "x": spec.sampling.x,
@@ -202,7 +205,8 @@ def assemble(
             "stop": spec.sampling.stop,
             "align": spec.sampling.align,
         },
-        comparison=comparison,
+        baseline=baseline,
+        analysis=analysis or Analysis(),
     )
 
 
@@ -349,8 +353,8 @@ def gate_result(fail_on: str, runs: Sequence[RunReport]) -> GateResult:
     return GateResult(fail_on, bool(reasons), tuple(reasons))
 
 
-def with_comparison(gate: GateResult, comparison: Comparison | None) -> GateResult:
+def with_baseline(gate: GateResult, baseline: BaselineComparison | None) -> GateResult:
     """A tolerance exceeded against the baseline fails the gate, whatever `fail_on` says."""
-    if comparison is None or not comparison.failed:
+    if baseline is None or not baseline.failed:
         return gate
-    return GateResult(gate.fail_on, True, (*gate.reasons, *comparison.reasons))
+    return GateResult(gate.fail_on, True, (*gate.reasons, *baseline.reasons))

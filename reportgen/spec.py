@@ -128,6 +128,7 @@ class CsvSpec:
     name: str | None = None
     columns: tuple[str, ...] | None = None
     missing: str = "empty"
+    where: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,44 @@ class OutputsSpec:
 @dataclass(frozen=True)
 class GateSpec:
     fail_on: str = "never"
+
+
+DEFAULT_STATS = ("min", "p10", "p25", "p50", "p75", "p90", "max", "last")
+
+
+@dataclass(frozen=True)
+class StatsSpec:
+    """`stats:` — which aliases (None: all) and which statistics, in column order."""
+
+    metrics: tuple[str, ...] | None = None
+    stats: tuple[str, ...] = DEFAULT_STATS
+
+
+@dataclass(frozen=True)
+class CompareSpec:
+    """`compare:` — runs by selection name or id; the first is the reference."""
+
+    runs: tuple[str, ...]
+    metrics: tuple[str, ...] | None = None
+    reduce: str = "summary"
+    history: bool = True
+    sampling: Sampling = field(default_factory=Sampling)
+
+
+@dataclass(frozen=True)
+class ProjectTableSpec:
+    """`project_table:` — `metrics` maps each alias to its reduction (None: every alias)."""
+
+    name: str = "project"
+    metrics: dict[str, str] | None = None
+    reduce: str = "last"
+    summary: bool = True
+    primary: str | None = None
+    top: int = 10
+    group_by: tuple[str, ...] = ()
+    aggregate: tuple[str, ...] = ("count", "mean", "std", "min", "max")
+    correlate: bool = True
+    min_runs: int = 5
 
 
 @dataclass(frozen=True)
@@ -191,6 +230,9 @@ class Spec:
     gate: GateSpec
     raw: dict[str, Any]
     baseline: BaselineSpec | None = None
+    stats: StatsSpec | None = None
+    compare: CompareSpec | None = None
+    project_table: ProjectTableSpec | None = None
 
 
 # --- YAML with positions -----------------------------------------------------------------------
@@ -355,6 +397,8 @@ def _explain(
             path,
             f"expected a value {error.validator} {error.validator_value}, got {error.instance}",
         )
+    elif error.validator == "minItems" and error.validator_value not in (0, 1):
+        yield problem(path, f"needs at least {error.validator_value} items")
     elif error.validator in ("minItems", "minLength", "minProperties"):
         yield problem(path, "must not be empty")
     elif error.validator == "uniqueItems":
@@ -460,6 +504,7 @@ def _rule_problems(data: dict[str, Any], located: _Located, file: str) -> Iterat
     for name, rule in data.get("metrics", {}).items():
         if isinstance(rule, dict) and "expr" in rule:
             yield from _expr_problems(name, rule["expr"], aliases, problem)
+    yield from _analysis_problems(data, aliases, problem)
     yield from _baseline_problems(data, aliases, problem)
 
 
@@ -505,6 +550,48 @@ def _expr_problems(name, expr, aliases, problem):
         elif other not in aliases:
             hint = _did_you_mean(other, aliases) if aliases else ""
             yield problem(("metrics", name, "expr"), f"unknown alias '{other}'{hint}")
+
+
+def _analysis_problems(data, aliases, problem):
+    """Aliases named by where, stats, compare and project_table must exist."""
+    from reportgen.expressions import ExpressionError, parse_condition
+
+    def unknown(at: SpecPath, name: str) -> SpecProblem:
+        hint = _did_you_mean(name, aliases) if aliases else "; define it under metrics"
+        return problem(at, f"unknown alias '{name}'{hint}")
+
+    where = data.get("outputs", {}).get("csv", {}).get("where")
+    if where is not None:
+        at = ("outputs", "csv", "where")
+        try:
+            used = parse_condition(where)
+        except ExpressionError as exc:
+            yield problem(at, str(exc))
+        else:
+            names = [*aliases, "step"]
+            for name in sorted(used - set(names)):
+                yield problem(at, f"unknown name '{name}'{_did_you_mean(name, names)}")
+    for section in ("stats", "compare"):
+        for i, name in enumerate(data.get(section, {}).get("metrics", [])):
+            if name not in aliases:
+                yield unknown((section, "metrics", i), name)
+    table = data.get("project_table")
+    if table is None:
+        return
+    chosen = table.get("metrics", aliases)
+    for i, name in enumerate(chosen):
+        if name not in aliases:
+            yield unknown(
+                ("project_table", "metrics", name if isinstance(chosen, dict) else i), name
+            )
+    primary = table.get("primary")
+    if primary is not None and primary not in chosen:
+        names = list(chosen)
+        hint = _did_you_mean(primary, names) if names else "; define it under metrics"
+        yield problem(
+            ("project_table", "primary"),
+            f"'{primary}' is not one of the table's metrics{hint}",
+        )
 
 
 # --- building the Spec -------------------------------------------------------------------------
@@ -646,12 +733,69 @@ def _build_spec(data: dict[str, Any], path: Path, sha256: str) -> Spec:
                 name=csv.get("name"),
                 columns=tuple(csv["columns"]) if "columns" in csv else None,
                 missing=csv.get("missing", "empty"),
+                where=csv.get("where"),
             ),
             comment=_comment(outputs),
         ),
         gate=GateSpec(fail_on=data.get("gate", {}).get("fail_on", "never")),
         raw=data,
         baseline=_baseline(data),
+        stats=_stats_spec(data.get("stats")),
+        compare=_compare_spec(data.get("compare"), data.get("sampling", {})),
+        project_table=_project_table_spec(data.get("project_table"), list(data.get("metrics", {}))),
+    )
+
+
+def _stats_spec(section: dict[str, Any] | None) -> StatsSpec | None:
+    if section is None:
+        return None
+    metrics = section.get("metrics")
+    return StatsSpec(
+        metrics=tuple(metrics) if metrics is not None else None,
+        stats=tuple(section.get("stats", DEFAULT_STATS)),
+    )
+
+
+def _compare_spec(section: dict[str, Any] | None, sampling: dict[str, Any]) -> CompareSpec | None:
+    """The history comparison's grid is the spec's sampling with compare.sampling's changes."""
+    if section is None:
+        return None
+    metrics = section.get("metrics")
+    grid = {**sampling, **section.get("sampling", {})}
+    return CompareSpec(
+        runs=tuple(section["runs"]),
+        metrics=tuple(metrics) if metrics is not None else None,
+        reduce=section.get("reduce", "summary"),
+        history=section.get("history", True),
+        sampling=Sampling(
+            x=grid.get("x", "_step"),
+            start=grid.get("start", 0),
+            every=grid.get("every", 1),
+            stop=grid.get("stop"),
+            align=grid.get("align", "asof"),
+        ),
+    )
+
+
+def _project_table_spec(
+    section: dict[str, Any] | None, aliases: list[str]
+) -> ProjectTableSpec | None:
+    if section is None:
+        return None
+    reduce = section.get("reduce", "last")
+    chosen = section.get("metrics", aliases)
+    metrics = dict(chosen) if isinstance(chosen, dict) else dict.fromkeys(chosen, reduce)
+    return ProjectTableSpec(
+        name=section.get("name", "project"),
+        metrics=metrics,
+        reduce=reduce,
+        summary=section.get("summary", True),
+        primary=section.get("primary", next(iter(metrics), None)),
+        top=section.get("top", 10),
+        group_by=tuple(section.get("group_by", ())),
+        aggregate=tuple(section.get("aggregate", ("count", "mean", "std", "min", "max"))),
+        correlate=section.get("correlate", True),
+        min_runs=section.get("min_runs", 5),
     )
 
 

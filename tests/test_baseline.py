@@ -37,11 +37,11 @@ def build_with(runs_dir: Path, tmp_path: Path, body: str, **kwargs):
 
 
 def rows_by(result) -> dict[tuple[str, str], object]:
-    return {(row.alias, row.run_id): row for row in result.report.comparison.rows}
+    return {(row.alias, row.run_id): row for row in result.report.baseline.rows}
 
 
 def test_a_config_value_picks_the_baselines_and_the_rest_are_candidates(runs_dir, tmp_path):
-    comparison = build_with(runs_dir, tmp_path, TOLERANCES).report.comparison
+    comparison = build_with(runs_dir, tmp_path, TOLERANCES).report.baseline
     assert sorted(comparison.baseline_ids) == BASELINE_IDS
     assert sorted(comparison.candidate_ids) == sorted(CANDIDATE_IDS)
 
@@ -57,25 +57,25 @@ def test_a_config_value_picks_the_baselines_and_the_rest_are_candidates(runs_dir
 )
 def test_baselines_can_be_chosen_by_id_tag_group_or_config(runs_dir, tmp_path, rule):
     result = build_with(runs_dir, tmp_path, f"baseline: {{{rule}}}\n")
-    assert sorted(result.report.comparison.baseline_ids) == BASELINE_IDS
+    assert sorted(result.report.baseline.baseline_ids) == BASELINE_IDS
 
 
 def test_limit_keeps_the_newest_baseline(runs_dir, tmp_path):
     result = build_with(runs_dir, tmp_path, "baseline: {ids: [basea001, baseb002], limit: 1}\n")
     newest = max((result.report.run(i) for i in BASELINE_IDS), key=lambda r: (r.created_at, r.id))
-    assert result.report.comparison.baseline_ids == (newest.id,)
+    assert result.report.baseline.baseline_ids == (newest.id,)
 
 
 def test_a_candidate_rule_limits_what_is_compared(runs_dir, tmp_path):
     body = TOLERANCES + "candidate: {ids: [candok01]}\n"
-    comparison = build_with(runs_dir, tmp_path, body).report.comparison
+    comparison = build_with(runs_dir, tmp_path, body).report.baseline
     assert comparison.candidate_ids == ("candok01",)
     assert {row.run_id for row in comparison.rows} == {"candok01"}
 
 
 def test_metrics_limits_the_compared_aliases_but_toleranced_ones_stay(runs_dir, tmp_path):
     body = "baseline:\n  ids: [basea001]\n  metrics: [score]\n  tolerances: {loss: {abs: 1}}\n"
-    comparison = build_with(runs_dir, tmp_path, body).report.comparison
+    comparison = build_with(runs_dir, tmp_path, body).report.baseline
     assert comparison.aliases == ("score", "loss")
     assert len(comparison.rows) == 3 * 2  # baseb002 is a candidate here
 
@@ -159,9 +159,9 @@ def test_gate_reasons_list_each_exceeded_tolerance(runs_dir, tmp_path):
 
 def test_aliases_without_a_tolerance_are_shown_but_never_gate(runs_dir, tmp_path):
     result = build_with(runs_dir, tmp_path, "baseline: {ids: [basea001, baseb002]}\n")
-    assert {row.status for row in result.report.comparison.rows} == {"info"}
+    assert {row.status for row in result.report.baseline.rows} == {"info"}
     assert not result.report.gate.failed
-    assert len(result.report.comparison.rows) == 4  # 2 candidates × 2 aliases
+    assert len(result.report.baseline.rows) == 4  # 2 candidates × 2 aliases
 
 
 def test_a_missing_metric_fails_the_gate_unless_told_to_pass(runs_dir, tmp_path):
@@ -179,7 +179,7 @@ def test_a_missing_metric_fails_the_gate_unless_told_to_pass(runs_dir, tmp_path)
 def test_no_matching_baseline_fails_the_gate(runs_dir, tmp_path):
     body = "baseline:\n  filters: {config: {git_sha: nope}}\n  tolerances: {loss: {abs: 1}}\n"
     result = build_with(runs_dir, tmp_path, body)
-    assert result.report.comparison.baseline_ids == ()
+    assert result.report.baseline.baseline_ids == ()
     assert result.report.gate.reasons[0] == (
         "no baseline run: none of the chosen runs matched the baseline rule"
     )
@@ -199,10 +199,10 @@ def test_build_exits_0_when_every_tolerance_holds(runs_dir, tmp_path):
     assert main(["build", str(spec), "-q"]) == 0
 
 
-def test_report_json_carries_the_comparison(runs_dir, tmp_path):
+def test_report_json_carries_the_baseline_comparison(runs_dir, tmp_path):
     result = build_with(runs_dir, tmp_path, TOLERANCES)
     data = json.loads((result.out_dir / "report.json").read_text())
-    comparison = data["comparison"]
+    comparison = data["baseline"]
     assert sorted(comparison["baseline_runs"]) == BASELINE_IDS
     assert comparison["failed"] is True and len(comparison["reasons"]) == 2
     row = next(r for r in comparison["rows"] if (r["metric"], r["run_id"]) == ("loss", "candbad1"))

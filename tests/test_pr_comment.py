@@ -365,7 +365,7 @@ def test_sparklines_fall_with_a_falling_loss(runs_dir, tmp_path):
     result = build(spec_file(runs_dir, tmp_path, FAILING))
     from reportgen.render.comment import trend_cell
 
-    comparison = result.report.comparison
+    comparison = result.report.baseline
     row = next(r for r in comparison.rows if (r.alias, r.run_id) == ("loss", "candbad1"))
     left, right = trend_cell(comparison, row).split(" → ")
     assert len(left) == len(right) == 16

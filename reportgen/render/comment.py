@@ -22,8 +22,8 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from reportgen.baseline import FAIL, MISSING, Comparison, ComparisonRow, Trace
-from reportgen.render.comparison import row_cells
+from reportgen.baseline import FAIL, MISSING, BaselineComparison, BaselineRow, Trace
+from reportgen.render.baseline import row_cells
 from reportgen.render.templates import MarkdownSafe, markdown_environment
 from reportgen.render.text import escape_markdown
 from reportgen.report import Report
@@ -74,7 +74,7 @@ def default_marker(spec_path: str | Path) -> str:
 def render_comment(report: Report, options: CommentOptions) -> str:
     """The comment body, at most `options.limit` characters long."""
     droppable = [(part, label) for part, label in SHORTENING if _present(report, options, part)]
-    trend = _trends(report.comparison)
+    trend = _trends(report.baseline)
     text = _render(report, options, trend, dropped=())
     for level in range(1, len(droppable) + 1):
         if len(text) <= options.limit:
@@ -90,7 +90,7 @@ def render_comment(report: Report, options: CommentOptions) -> str:
 
 def _present(report: Report, options: CommentOptions, part: str) -> bool:
     """Whether dropping `part` would change anything (so the notice never names a no-op)."""
-    comparison = report.comparison
+    comparison = report.baseline
     if part == "charts":
         return options.charts and bool(comparison and comparison.traces)
     if part == "sparklines":
@@ -109,12 +109,12 @@ def _present(report: Report, options: CommentOptions, part: str) -> bool:
 def _render(
     report: Report,
     options: CommentOptions,
-    trend: Callable[[ComparisonRow], str],
+    trend: Callable[[BaselineRow], str],
     dropped: Sequence[tuple[str, str]],
     cut: bool = False,
 ) -> str:
     gone = {part for part, _ in dropped}
-    comparison = report.comparison
+    comparison = report.baseline
     rows = list(comparison.rows) if comparison else []
     shown_rows = (
         [r for r in rows if r.status in (FAIL, MISSING)] if "passing_rows" in gone else rows
@@ -155,12 +155,12 @@ def _template() -> jinja2.Template:
     return markdown_environment().get_template("comment.md.j2")
 
 
-def _trends(comparison: Comparison | None) -> Callable[[ComparisonRow], str]:
+def _trends(comparison: BaselineComparison | None) -> Callable[[BaselineRow], str]:
     """Trend cells, each computed once however often the comment is re-rendered."""
     done: dict[tuple[str, str], str] = {}
     curves: dict[str, list[float | None]] = {}
 
-    def trend(row: ComparisonRow) -> str:
+    def trend(row: BaselineRow) -> str:
         if comparison is None:
             return ""
         key = (row.alias, row.run_id)
@@ -173,7 +173,7 @@ def _trends(comparison: Comparison | None) -> Callable[[ComparisonRow], str]:
     return trend
 
 
-def _roles(comparison: Comparison | None) -> dict[str, str]:
+def _roles(comparison: BaselineComparison | None) -> dict[str, str]:
     if comparison is None:
         return {}
     roles = dict.fromkeys(comparison.candidate_ids, "candidate")
@@ -182,12 +182,12 @@ def _roles(comparison: Comparison | None) -> dict[str, str]:
 
 
 def _baseline_names(report: Report) -> str:
-    if report.comparison is None:
+    if report.baseline is None:
         return ""
     names = {run.id: run.name for run in report.runs}
     return ", ".join(
         f"{escape_markdown(names.get(i, i))} (`{escape_markdown(i)}`)"
-        for i in report.comparison.baseline_ids
+        for i in report.baseline.baseline_ids
     )
 
 
@@ -230,7 +230,7 @@ def sparkline(values: Sequence[float | None], lo: float, hi: float) -> str:
     return "".join(chars)
 
 
-def baseline_curve(comparison: Comparison, alias: str) -> list[float | None]:
+def baseline_curve(comparison: BaselineComparison, alias: str) -> list[float | None]:
     """The baseline runs' curves of an alias averaged point by point."""
     traces = [t for t in comparison.traces if t.alias == alias and t.role == "baseline"]
     if not traces:
@@ -243,7 +243,7 @@ def baseline_curve(comparison: Comparison, alias: str) -> list[float | None]:
 
 
 def trend_cell(
-    comparison: Comparison, row: ComparisonRow, base: list[float | None] | None = None
+    comparison: BaselineComparison, row: BaselineRow, base: list[float | None] | None = None
 ) -> str:
     """`baseline → candidate` sparklines of a row's alias on one scale."""
     if base is None:
@@ -268,7 +268,7 @@ class Chart:
 
 def _charts(report: Report) -> list[Chart]:
     """One Mermaid xychart-beta per compared alias: the baseline mean and the candidates."""
-    comparison = report.comparison
+    comparison = report.baseline
     if comparison is None:
         return []
     names = {run.id: run.name for run in report.runs}
@@ -333,7 +333,7 @@ def _plain(value: float) -> str:
 def _cut(
     report: Report,
     options: CommentOptions,
-    trend: Callable[[ComparisonRow], str],
+    trend: Callable[[BaselineRow], str],
     dropped: tuple[tuple[str, str], ...],
 ) -> str:
     """The shortest form, cut at a line boundary with its blocks closed and the footer kept."""

@@ -13,7 +13,8 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from reportgen.baseline import Comparison
+from reportgen.baseline import BaselineComparison
+from reportgen.render.analysis_json import analysis_dict
 from reportgen.report import MetricReport, Report, RunReport, TableReport
 
 
@@ -94,7 +95,7 @@ def _table(table: TableReport) -> dict[str, Any]:
     }
 
 
-def _comparison(comparison: Comparison) -> dict[str, Any]:
+def _baseline(comparison: BaselineComparison) -> dict[str, Any]:
     return {
         "baseline_runs": list(comparison.baseline_ids),
         "candidate_runs": list(comparison.candidate_ids),
@@ -151,12 +152,13 @@ def report_dict(report: Report) -> dict[str, Any]:
             ],
             "tables": [_table(t) for t in report.tables],
             "notes": list(report.notes),
-            "comparison": _comparison(report.comparison) if report.comparison else None,
+            "baseline": _baseline(report.baseline) if report.baseline else None,
             "gate": {
                 "fail_on": report.gate.fail_on,
                 "failed": report.gate.failed,
                 "reasons": list(report.gate.reasons),
             },
+            **analysis_dict(report.analysis),
         }
     )
 

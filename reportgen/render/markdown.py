@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reportgen.render.comparison import row_cells
-from reportgen.render.templates import code_span, markdown_environment
-from reportgen.render.text import escape_markdown
+from reportgen.render.baseline import row_cells
+from reportgen.render.templates import MarkdownSafe, code_span, markdown_environment
+from reportgen.render.text import escape_markdown, format_number
 from reportgen.report import Report, RunReport
 
 
@@ -44,6 +45,23 @@ def all_notes(report: Report) -> list[str]:
     return notes
 
 
+def value_cell(value: Any, present: bool = True) -> MarkdownSafe:
+    """A config value exactly as logged, as inline code; a dash where the key is missing."""
+    if not present:
+        return MarkdownSafe("–")
+    if isinstance(value, str):
+        return code_span(value)
+    return code_span(json.dumps(value, sort_keys=True, default=str))
+
+
+def signed(value: float | None, suffix: str = "") -> MarkdownSafe:
+    """A change with its sign (+0.12, -3.4%); a dash where there is none."""
+    if value is None:
+        return MarkdownSafe("–")
+    sign = "+" if value > 0 else ""
+    return MarkdownSafe(f"{sign}{format_number(value)}{suffix}")
+
+
 def render_markdown(
     report: Report, template_dirs: Sequence[Path] = (), *, csv_files: bool = True
 ) -> str:
@@ -57,6 +75,8 @@ def render_markdown(
         generated=report.generated_at.strftime("%Y-%m-%d %H:%M UTC"),
         state_label=state_label,
         notes=all_notes(report),
+        value_cell=value_cell,
+        signed=signed,
         csv_files=csv_files,
-        comparison_cells=row_cells,
+        baseline_cells=row_cells,
     )

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from reportgen.baseline import ComparisonRow
+from reportgen.baseline import BaselineRow
 from reportgen.render.text import format_number
 
 
-def row_cells(row: ComparisonRow) -> dict[str, str]:
+def row_cells(row: BaselineRow) -> dict[str, str]:
     """The text of a comparison row's cells (numbers and marks, never run-derived text)."""
     change = row.change
     percent = row.percent
