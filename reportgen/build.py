@@ -5,14 +5,17 @@ spec → source → filter → history → metrics (aliases, sampling) → selec
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from reportgen.analysis import analyse
-from reportgen.errors import EXIT_GATE_FAILED, EXIT_OK
+from reportgen.baseline import BaselineComparison, compare_with_baseline
+from reportgen.errors import EXIT_COMMENT, EXIT_GATE_FAILED, EXIT_OK
 from reportgen.metrics import ResolvedMetric, SampledTable, keep_rows, resolve_metrics, sample
+from reportgen.publish import CommentResult, publish_comment
 from reportgen.render import write_outputs
 from reportgen.report import Finding, Report, RunHealth, assemble
 from reportgen.runs import History, Run
@@ -28,10 +31,16 @@ class BuildResult:
     report: Report
     out_dir: Path
     files: tuple[Path, ...]
+    comment: CommentResult | None = None
 
     @property
     def exit_code(self) -> int:
-        return EXIT_GATE_FAILED if self.report.gate.failed else EXIT_OK
+        """1 when the gate failed (whatever else happened), 4 when the comment failed to post."""
+        if self.report.gate.failed:
+            return EXIT_GATE_FAILED
+        if self.comment is not None and self.comment.fails_build:
+            return EXIT_COMMENT
+        return EXIT_OK
 
 
 def build(
@@ -41,8 +50,14 @@ def build(
     now: datetime | None = None,
     source: Source | None = None,
     progress: Progress | None = None,
+    comment: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> BuildResult:
-    """Build every output the spec asks for; the caller decides what the gate means."""
+    """Build every output the spec asks for; the caller decides what the gate means.
+
+    With `comment` (or `outputs.comment` in the spec) the PR comment is written and posted to
+    the forge that `env` (default: os.environ) describes.
+    """
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
     now = now or datetime.now(timezone.utc)
@@ -50,7 +65,11 @@ def build(
     report = make_report(spec, source, now, progress)
     target = out_dir or spec.outputs.dir
     files = write_outputs(report, target, spec.outputs.formats)
-    return BuildResult(report, target, tuple(files))
+    posted = None
+    if comment or spec.outputs.comment is not None:
+        posted = publish_comment(spec, report, target, os.environ if env is None else env)
+        files.append(posted.path)
+    return BuildResult(report, target, tuple(files), posted)
 
 
 def make_report(
@@ -66,6 +85,7 @@ def make_report(
     selections = [choose(selection, metrics) for selection in spec.select.values()]
     tables = _sampled_tables(spec, runs, histories)
     findings, health = _health(spec, runs, histories, metrics, now)
+    baseline = _compare_with_baseline(spec, runs, metrics, now)
     analysis = analyse(spec, runs, histories, metrics, selections)
     return assemble(
         spec=spec,
@@ -80,6 +100,7 @@ def make_report(
         generated_at=now,
         version=__version__,
         health=health,
+        baseline=baseline,
         analysis=analysis,
     )
 
@@ -108,3 +129,12 @@ def _health(
     from reportgen.health import check_runs
 
     return check_runs(spec.health, spec.metrics, runs, histories, metrics, now)
+
+
+def _compare_with_baseline(
+    spec: Spec, runs: list[Run], metrics: dict[str, dict[str, ResolvedMetric]], now: datetime
+) -> BaselineComparison | None:
+    """Candidate runs against the spec's baseline runs (only when the spec has a baseline)."""
+    if spec.baseline is None:
+        return None
+    return compare_with_baseline(spec.baseline, spec.metrics, runs, metrics, now)

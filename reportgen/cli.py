@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from reportgen.errors import EXIT_OK, EXIT_USAGE, ReportgenError, SpecError, UsageError
 
 if TYPE_CHECKING:
+    from reportgen.publish import CommentResult
     from reportgen.runs import Run
     from reportgen.sources import Source
 
@@ -25,6 +26,7 @@ EPILOG = """exit codes:
   1  built, but the gate failed (gate.fail_on)
   2  bad spec or usage
   3  the data source failed (missing folder, auth, network)
+  4  built and the gate passed, but the PR comment could not be posted
 
 Quickstart: reportgen init my-report.yaml && reportgen build my-report.yaml"""
 
@@ -73,7 +75,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     progress = TerminalProgress("reading runs")
     try:
-        result = build(spec, out_dir=args.out, progress=progress)
+        result = build(spec, out_dir=args.out, progress=progress, comment=args.comment)
     finally:
         progress.close()
     report = result.report
@@ -84,11 +86,28 @@ def cmd_build(args: argparse.Namespace) -> int:
         )
         for path in result.files:
             _stderr(f"  {path}")
+    if result.comment is not None:
+        _report_comment(result.comment, args.quiet)
     if report.gate.failed:
-        _stderr(f"gate failed (fail_on: {report.gate.fail_on}):")
+        _stderr("gate failed:")
         for reason in report.gate.reasons:
             _stderr(f"  {reason}")
     return result.exit_code
+
+
+def _report_comment(comment: CommentResult, quiet: bool) -> None:
+    """One line on what happened to the PR comment; failures are printed even with --quiet."""
+    outcome = comment.outcome
+    for warning in comment.warnings:
+        _stderr(f"warning: {warning}")
+    if outcome.posted:
+        if not quiet:
+            _stderr(f"comment: {outcome.message}" + (f" ({outcome.url})" if outcome.url else ""))
+    elif outcome.failed:
+        label = "error" if comment.fails_build else "warning"
+        _stderr(f"{label}: comment not posted: {outcome.message}; it is in {comment.path}")
+    elif not quiet:
+        _stderr(f"comment not posted: {outcome.message}; it is in {comment.path}")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -291,6 +310,11 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("spec", help="the YAML spec, e.g. specs/demo.yaml")
     build.add_argument("--out", type=Path, help="output folder (overrides outputs.dir)")
     build.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    build.add_argument(
+        "--comment",
+        action="store_true",
+        help="post (or update) the pull-request comment; the forge, PR and token come from CI",
+    )
     build.set_defaults(func=cmd_build)
 
     validate = verbs.add_parser(

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from reportgen.analysis import Analysis
+from reportgen.baseline import BaselineComparison
 from reportgen.metrics import MetricStats, ResolvedMetric, SampledTable, describe, goal_for
 from reportgen.runs import History, Run
 from reportgen.select import SelectionResult
@@ -185,6 +186,7 @@ class Report:
     notes: tuple[str, ...] = ()
     sampling: dict[str, Any] = field(default_factory=dict)
     next_experiments: tuple[NextExperiment, ...] = ()
+    baseline: BaselineComparison | None = None
     analysis: Analysis = field(default_factory=Analysis)
 
     def run(self, run_id: str) -> RunReport:
@@ -228,6 +230,7 @@ def assemble(
     version: str,
     notes: Sequence[str] = (),
     health: Mapping[str, RunHealth] | None = None,
+    baseline: BaselineComparison | None = None,
     analysis: Analysis | None = None,
 ) -> Report:
     """Bind the pipeline's results into one Report."""
@@ -258,7 +261,7 @@ def assemble(
         runs=run_reports,
         selections=selection_reports,
         tables=table_reports,
-        gate=gate_result(spec.gate.fail_on, run_reports),
+        gate=with_baseline(gate_result(spec.gate.fail_on, run_reports), baseline),
         notes=tuple(notes),
         sampling={
             "x": spec.sampling.x,
@@ -268,6 +271,7 @@ def assemble(
             "align": spec.sampling.align,
         },
         next_experiments=next_experiments(run_reports),
+        baseline=baseline,
         analysis=analysis or Analysis(),
     )
 
@@ -478,3 +482,10 @@ def gate_result(fail_on: str, runs: Sequence[RunReport]) -> GateResult:
             checks = ", ".join(sorted({f.check for f in run.findings}))
             reasons.append(f"run {run.name} ({run.id}) is {run.verdict}: {checks}")
     return GateResult(fail_on, bool(reasons), tuple(reasons))
+
+
+def with_baseline(gate: GateResult, baseline: BaselineComparison | None) -> GateResult:
+    """A tolerance exceeded against the baseline fails the gate, whatever `fail_on` says."""
+    if baseline is None or not baseline.failed:
+        return gate
+    return GateResult(gate.fail_on, True, (*gate.reasons, *baseline.reasons))

@@ -135,6 +135,10 @@ class CsvSpec:
 class CommentSpec:
     forge: str | None = None
     marker: str | None = None
+    limit: int | None = None
+    charts: bool = False
+    report_url: str | None = None
+    on_error: str = "fail"
 
 
 @dataclass(frozen=True)
@@ -189,6 +193,28 @@ class ProjectTableSpec:
 
 
 @dataclass(frozen=True)
+class Tolerance:
+    """How much worse than the baseline an alias may get; the larger allowance applies."""
+
+    alias: str
+    abs: float | None = None
+    rel: float | None = None
+    reduce: str | None = None
+
+
+@dataclass(frozen=True)
+class BaselineSpec:
+    """Baseline runs (a rule over the chosen runs), the candidates, and per-alias tolerances."""
+
+    runs: RunsSpec
+    candidate: RunsSpec | None = None
+    metrics: tuple[str, ...] | None = None
+    reduce: str = "last"
+    tolerances: dict[str, Tolerance] = field(default_factory=dict)
+    missing: str = "fail"
+
+
+@dataclass(frozen=True)
 class Spec:
     path: Path
     sha256: str
@@ -203,6 +229,7 @@ class Spec:
     outputs: OutputsSpec
     gate: GateSpec
     raw: dict[str, Any]
+    baseline: BaselineSpec | None = None
     stats: StatsSpec | None = None
     compare: CompareSpec | None = None
     project_table: ProjectTableSpec | None = None
@@ -479,6 +506,7 @@ def _rule_problems(data: dict[str, Any], located: _Located, file: str) -> Iterat
             yield from _expr_problems(name, rule["expr"], aliases, problem)
     yield from _analysis_problems(data, aliases, problem)
     yield from _health_problems(data.get("health", {}), aliases, problem)
+    yield from _baseline_problems(data, aliases, problem)
 
 
 def _health_problems(health, aliases, problem):
@@ -517,6 +545,34 @@ def _health_problems(health, aliases, problem):
         if check_id not in CHECKS:
             hint = _did_you_mean(check_id, ids)
             yield problem(("health", "disable", i), f"unknown check '{check_id}'{hint}")
+
+
+def _baseline_problems(data, aliases, problem):
+    """A baseline must say which runs it is; compared and toleranced aliases must exist."""
+    baseline = data.get("baseline")
+    if baseline is None:
+        if "candidate" in data:
+            yield problem(("candidate",), "a candidate rule needs a baseline section", key=True)
+        return
+    if "ids" not in baseline and "filters" not in baseline:
+        yield problem(
+            ("baseline",), "say which runs are the baseline: give ids, filters, or both", key=True
+        )
+    for section in ("baseline", "candidate"):
+        pattern = data.get(section, {}).get("filters", {}).get("name")
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                yield problem(
+                    (section, "filters", "name"), f"not a valid regular expression: {exc}"
+                )
+    named = [("metrics", i, a) for i, a in enumerate(baseline.get("metrics", []))]
+    named += [("tolerances", a, a) for a in baseline.get("tolerances", {})]
+    for part, at, alias in named:
+        if alias not in aliases:
+            hint = _did_you_mean(alias, aliases) if aliases else "; define it under metrics"
+            yield problem(("baseline", part, at), f"unknown alias '{alias}'{hint}", key=True)
 
 
 def _expr_problems(name, expr, aliases, problem):
@@ -619,14 +675,63 @@ def _comparison(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, dict) else {"eq": value}
 
 
-def _build_spec(data: dict[str, Any], path: Path, sha256: str) -> Spec:
-    source = data["source"]
-    runs = data.get("runs", {})
+def _runs_spec(runs: dict[str, Any]) -> RunsSpec:
     filters = runs.get("filters", {})
     tags = filters.get("tags", {})
+    return RunsSpec(
+        filters=RunFilters(
+            states=tuple(filters.get("state", ())),
+            tags_any=tuple(tags.get("any", ())),
+            tags_all=tuple(tags.get("all", ())),
+            tags_none=tuple(tags.get("none", ())),
+            name=filters.get("name"),
+            groups=_strings(filters.get("group")),
+            job_types=_strings(filters.get("job_type")),
+            config={k: _comparison(v) for k, v in filters.get("config", {}).items()},
+            created_after=_time_bound(filters.get("created_after")),
+            created_before=_time_bound(filters.get("created_before")),
+        ),
+        ids=tuple(runs.get("ids", ())),
+        limit=runs.get("limit"),
+    )
+
+
+def _baseline(data: dict[str, Any]) -> BaselineSpec | None:
+    baseline = data.get("baseline")
+    if baseline is None:
+        return None
+    candidate = data.get("candidate")
+    return BaselineSpec(
+        runs=_runs_spec(baseline),
+        candidate=_runs_spec(candidate) if candidate is not None else None,
+        metrics=tuple(baseline["metrics"]) if "metrics" in baseline else None,
+        reduce=baseline.get("reduce", "last"),
+        tolerances={
+            alias: Tolerance(alias, rule.get("abs"), rule.get("rel"), rule.get("reduce"))
+            for alias, rule in baseline.get("tolerances", {}).items()
+        },
+        missing=baseline.get("missing", "fail"),
+    )
+
+
+def _comment(outputs: dict[str, Any]) -> CommentSpec | None:
+    comment = outputs.get("comment")
+    if comment is None:
+        return None
+    return CommentSpec(
+        forge=comment.get("forge"),
+        marker=comment.get("marker"),
+        limit=comment.get("limit"),
+        charts=comment.get("charts", False),
+        report_url=comment.get("report_url"),
+        on_error=comment.get("on_error", "fail"),
+    )
+
+
+def _build_spec(data: dict[str, Any], path: Path, sha256: str) -> Spec:
+    source = data["source"]
     outputs = data.get("outputs", {})
     csv = outputs.get("csv", {})
-    comment = outputs.get("comment")
     health = data.get("health", {})
     sampling = data.get("sampling", {})
     return Spec(
@@ -642,22 +747,7 @@ def _build_spec(data: dict[str, Any], path: Path, sha256: str) -> Spec:
             base_url=source.get("base_url"),
             stale_after=parse_duration(source.get("stale_after", "15m")),
         ),
-        runs=RunsSpec(
-            filters=RunFilters(
-                states=tuple(filters.get("state", ())),
-                tags_any=tuple(tags.get("any", ())),
-                tags_all=tuple(tags.get("all", ())),
-                tags_none=tuple(tags.get("none", ())),
-                name=filters.get("name"),
-                groups=_strings(filters.get("group")),
-                job_types=_strings(filters.get("job_type")),
-                config={k: _comparison(v) for k, v in filters.get("config", {}).items()},
-                created_after=_time_bound(filters.get("created_after")),
-                created_before=_time_bound(filters.get("created_before")),
-            ),
-            ids=tuple(runs.get("ids", ())),
-            limit=runs.get("limit"),
-        ),
+        runs=_runs_spec(data.get("runs", {})),
         metrics={name: _alias(name, rule) for name, rule in data.get("metrics", {}).items()},
         select={
             name: Selection(name, rule["by"], rule.get("reduce", "mean"), rule.get("pick", "min"))
@@ -684,10 +774,11 @@ def _build_spec(data: dict[str, Any], path: Path, sha256: str) -> Spec:
                 missing=csv.get("missing", "empty"),
                 where=csv.get("where"),
             ),
-            comment=CommentSpec(comment.get("forge"), comment.get("marker")) if comment else None,
+            comment=_comment(outputs),
         ),
         gate=GateSpec(fail_on=data.get("gate", {}).get("fail_on", "never")),
         raw=data,
+        baseline=_baseline(data),
         stats=_stats_spec(data.get("stats")),
         compare=_compare_spec(data.get("compare"), data.get("sampling", {})),
         project_table=_project_table_spec(data.get("project_table"), list(data.get("metrics", {}))),

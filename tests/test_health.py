@@ -412,4 +412,6 @@ def test_gate_exit_code_comes_after_every_output(runs_dir, tmp_path, capsys, run
     gate = json.loads((out / "report.json").read_text())["gate"]
     assert gate["failed"] is (code == 1)
     if code == 1:
-        assert f"gate failed (fail_on: {fail_on})" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert f"gate failed:\n  run {gate['reasons'][0].removeprefix('run ')}\n" in err
+        assert gate["reasons"][0].startswith("run ") and f"is {fail_on}" in gate["reasons"][0]

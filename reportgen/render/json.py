@@ -13,6 +13,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from reportgen.baseline import BaselineComparison
 from reportgen.render.analysis_json import analysis_dict
 from reportgen.report import MetricReport, Report, RunReport, TableReport
 
@@ -101,6 +102,35 @@ def _table(table: TableReport) -> dict[str, Any]:
     }
 
 
+def _baseline(comparison: BaselineComparison) -> dict[str, Any]:
+    return {
+        "baseline_runs": list(comparison.baseline_ids),
+        "candidate_runs": list(comparison.candidate_ids),
+        "metrics": list(comparison.aliases),
+        "failed": comparison.failed,
+        "reasons": list(comparison.reasons),
+        "rows": [
+            {
+                "metric": row.alias,
+                "key": row.key,
+                "goal": row.goal,
+                "reduce": row.reduce,
+                "run_id": row.run_id,
+                "baseline": row.baseline,
+                "candidate": row.candidate,
+                "change": row.change,
+                "percent": row.percent,
+                "tolerance": (
+                    {"abs": row.tolerance.abs, "rel": row.tolerance.rel} if row.tolerance else None
+                ),
+                "allowed": row.allowed,
+                "status": row.status,
+            }
+            for row in comparison.rows
+        ],
+    }
+
+
 def report_dict(report: Report) -> dict[str, Any]:
     """The report as the documented report.json structure."""
     return jsonable(
@@ -133,6 +163,7 @@ def report_dict(report: Report) -> dict[str, Any]:
                 for e in report.next_experiments
             ],
             "notes": list(report.notes),
+            "baseline": _baseline(report.baseline) if report.baseline else None,
             "gate": {
                 "fail_on": report.gate.fail_on,
                 "failed": report.gate.failed,

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from reportgen.render.baseline import row_cells
 from reportgen.render.templates import MarkdownSafe, code_span, markdown_environment
 from reportgen.render.text import escape_markdown, format_number
 from reportgen.report import Report, RunProblems, RunReport
@@ -97,4 +98,5 @@ def render_markdown(
         value_cell=value_cell,
         signed=signed,
         csv_files=csv_files,
+        baseline_cells=row_cells,
     )
