@@ -155,8 +155,8 @@ def csv_files(folder: Path) -> dict[str, list[list[str]]]:
 def comparable_runs(report_json: Path, local_notes: set[str]) -> dict[str, dict]:
     """report.json runs by id, without what only one kind of source can know.
 
-    url: only the server has one. created_at: the server keeps whole seconds. exit_code: the
-    server's public API has none beyond finished (0). Notes about local files (merged folders).
+    url: only the server has one. created_at: the server keeps whole seconds. Notes about local
+    files (merged folders) exist only offline.
     """
     data = json.loads(report_json.read_text())
     runs = {}
@@ -164,8 +164,6 @@ def comparable_runs(report_json: Path, local_notes: set[str]) -> dict[str, dict]
         run = dict(run)
         run.pop("url")
         run["created_at"] = run["created_at"][:19]
-        if run["state"] != "finished":
-            run.pop("exit_code")
         run["notes"] = [n for n in run["notes"] if n not in local_notes]
         runs[run["id"]] = run
     return runs

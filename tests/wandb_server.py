@@ -13,6 +13,8 @@ format measured from it (see /work/shared/wandb-facts.md and the request log of 
   SampledHistoryPage     scan_history(keys=...): one spec, minStep/maxStep inclusive
   RunSampledHistory      run.history(keys=...): server-sampled
   RunFullHistory         run.history(): server-sampled rows as JSON strings
+  RunConsoleLogTail      run.console_logs(last=N): the end of the console output
+  RunExitCode            a run's `exitcode` field (reportgen asks for it for failed runs)
 
 Shapes that bite are kept: `config` is a JSON string of {"key": {"value": v, "desc": null}},
 `summaryMetrics` is a JSON string, history rows are JSON strings with bare NaN/Infinity,
@@ -78,6 +80,8 @@ class ServedRun:
     rows: dict[int, dict[str, Any]] = field(default_factory=dict)
     exported_through: int = -1  # steps up to here are in the exported Parquet file
     storage_id: str = ""
+    exit_code: int | None = None
+    console: list[str] = field(default_factory=list)
 
     @property
     def last_step(self) -> int:
@@ -140,6 +144,8 @@ def runs_from_folder(root: Path, *, export_finished: bool = False) -> list[Serve
                 rows=dict(sorted(rows.items())),
                 exported_through=max(rows) if export_finished and rows else -1,
                 storage_id=base64.b64encode(f"Run:v1:{run.id}:{number}".encode()).decode(),
+                exit_code=run.exit_code,
+                console=list(run.console_tail),
             )
         )
     return served
@@ -295,6 +301,24 @@ class WandbServer:
             answers = [self._sampled(run, json.loads(spec)) for spec in specs]
             served = sum(len(a) for a in answers)
             return {"project": {"run": {"sampledHistory": answers}}}, served
+        if op == "RunConsoleLogTail":
+            first = max(0, len(run.console) - v["last"])
+            edges = [
+                {
+                    "node": {
+                        "number": n,
+                        "timestamp": _time(run.heartbeat_at),
+                        "level": "",
+                        "label": "",
+                        "line": run.console[n],
+                    }
+                }
+                for n in range(first, len(run.console))
+            ]
+            logs = {"logLineCount": len(run.console), "logLines": {"edges": edges}}
+            return {"project": {"run": logs}}, 0
+        if op == "RunExitCode":  # the field the client's sweep queries read
+            return {"project": {"run": {"exitcode": run.exit_code}}}, 0
         if op == "RunFullHistory":
             rows = _evenly(list(run.rows.values()), v.get("samples") or 500)
             return {"project": {"run": {"history": [json.dumps(r) for r in rows]}}}, len(rows)

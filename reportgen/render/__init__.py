@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reportgen import atomic
+from reportgen.render.analysis import analysis_files
 from reportgen.render.csv import render_csv
 from reportgen.render.json import render_json
 from reportgen.render.markdown import render_markdown
@@ -19,9 +20,12 @@ def write_outputs(report: Report, out_dir: Path, formats: tuple[str, ...]) -> li
             path = out_dir / table.file
             atomic.write_text(path, render_csv(table))
             written.append(path)
+        for name, data in analysis_files(report.analysis):
+            atomic.write_bytes(out_dir / name, data)
+            written.append(out_dir / name)
     if "markdown" in formats:
         path = out_dir / "report.md"
-        atomic.write_text(path, render_markdown(report))
+        atomic.write_text(path, render_markdown(report, csv_files="csv" in formats))
         written.append(path)
     if "json" in formats:
         path = out_dir / "report.json"

@@ -50,6 +50,12 @@ SERVER_STATES = {
 LISTING_PAGE = 100
 HISTORY_PAGE = 1000
 LISTING = "listing.json"
+CONSOLE_TAIL_LINES = 60  # as many as the offline reader keeps
+EXIT_CODE_QUERY = """
+query RunExitCode($project: String!, $entity: String!, $name: String!) {
+    project(name: $project, entityName: $entity) { run(name: $name) { exitcode } }
+}
+"""
 
 
 class _QuietScanCleanup(logging.Filter):
@@ -249,12 +255,36 @@ class CloudSource:
         if getattr(public, "_lazy", False):
             public.load_full_data()
         internal = public.rawconfig.get("_wandb") or {}
-        return dataclasses.replace(
+        run = dataclasses.replace(
             light,
             config=dict(public.config),
             summary=_summary(public.summary_metrics),
             step_metrics=_step_metrics(internal),
         )
+        if run.state == "failed":
+            run = self._failure_details(public, run)
+        return run
+
+    def _failure_details(self, public: Any, run: Run) -> Run:
+        """A failed run's exit code and the end of its console output (the crash's cause).
+
+        The console tail comes through `run.console_logs(last=...)`. The public run fragment
+        has no exit code, so it is asked for with the field the client's own sweep queries
+        use; a server without it leaves the code unknown.
+        """
+        notes = list(run.read_notes)
+        tail: tuple[str, ...] = ()
+        try:
+            tail = tuple(line.content for line in public.console_logs(last=CONSOLE_TAIL_LINES))
+        except Exception as exc:
+            notes.append(f"its console output could not be read: {self._message(exc)}")
+        code = None
+        try:
+            found = public._exec(EXIT_CODE_QUERY)["project"]["run"]["exitcode"]
+            code = int(found) if found is not None else None
+        except Exception:
+            code = None
+        return dataclasses.replace(run, exit_code=code, console_tail=tail, read_notes=tuple(notes))
 
     def _light_run(self, public: Any) -> Run:
         attrs = public._attrs
