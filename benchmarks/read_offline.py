@@ -42,7 +42,9 @@ def write_run(data: Path, steps: int) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env.update(WANDB_SILENT="true", WANDB_ERROR_REPORTING="false", WANDB_CONFIG_DIR=str(target / ".cfg"))
+    env.update(
+        WANDB_SILENT="true", WANDB_ERROR_REPORTING="false", WANDB_CONFIG_DIR=str(target / ".cfg")
+    )
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", WRITER, str(target), str(steps)], env=env, check=True)
     print(f"wrote {steps:,} steps with the real client in {time.perf_counter() - started:.1f} s")
@@ -59,7 +61,9 @@ def best_of(repeat: int, func):  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--data", type=Path, default=HERE / ".data")
     parser.add_argument("--repeat", type=int, default=3)
@@ -73,7 +77,7 @@ def main() -> None:
     size = path.stat().st_size
     data = path.read_bytes()
 
-    framing, (payloads, _) = best_of(args.repeat, lambda: read_payloads(data))
+    framing, (_payloads, _) = best_of(args.repeat, lambda: read_payloads(data))
 
     def decode_all() -> int:
         found, _ = read_payloads(data)
@@ -101,7 +105,9 @@ def main() -> None:
     tracemalloc.stop()
 
     rows = args.steps
-    print(f"file: {size / 1e6:.1f} MB, {records:,} records, {rows:,} steps × {len(METRICS)} metrics")
+    print(
+        f"file: {size / 1e6:.1f} MB, {records:,} records, {rows:,} steps × {len(METRICS)} metrics"
+    )
     print(f"{'stage':<34}{'seconds':>9}{'rows/s':>14}")
     for label, seconds in [
         ("framing only", framing),

@@ -5,12 +5,13 @@ spec → source → filter → history → metrics (aliases, sampling) → selec
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from reportgen.errors import EXIT_GATE_FAILED, EXIT_OK
+from reportgen.errors import EXIT_GATE_FAILED, EXIT_OK, UsageError
 from reportgen.metrics import ResolvedMetric, SampledTable, resolve_metrics, sample
 from reportgen.render import write_outputs
 from reportgen.report import Finding, Report, assemble
@@ -44,12 +45,40 @@ def build(
     """Build every output the spec asks for; the caller decides what the gate means."""
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
-    now = now or datetime.now(timezone.utc)
+    now = now or build_time()
+    template_dirs = _template_dirs(spec)
     source = source or open_source(spec.source)
     report = make_report(spec, source, now, progress)
     target = out_dir or spec.outputs.dir
-    files = write_outputs(report, target, spec.outputs.formats)
+    files = write_outputs(report, target, spec.outputs.formats, template_dirs)
     return BuildResult(report, target, tuple(files))
+
+
+def build_time() -> datetime:
+    """The moment a report is "generated at": SOURCE_DATE_EPOCH when set, so builds can be
+    repeated byte for byte (reproducible-builds.org), else the current time."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch is None or not epoch.strip():
+        return datetime.now(timezone.utc)
+    try:
+        return datetime.fromtimestamp(int(epoch), timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        raise UsageError(
+            f"SOURCE_DATE_EPOCH must be whole seconds since 1970-01-01, got {epoch!r}"
+        ) from None
+
+
+def _template_dirs(spec: Spec) -> tuple[Path, ...]:
+    """The spec's own template folder, checked before any data is read."""
+    folder = spec.outputs.templates
+    if folder is None:
+        return ()
+    if not folder.is_dir():
+        raise UsageError(
+            f"outputs.templates: folder '{folder}' does not exist (relative to the working "
+            f"directory {Path.cwd()}); it should hold report.md.j2, report.html.j2 or report.css"
+        )
+    return (folder,)
 
 
 def make_report(

@@ -11,6 +11,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
 from reportgen.errors import EXIT_OK, EXIT_USAGE, ReportgenError, SpecError, UsageError
@@ -60,9 +61,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     from reportgen.spec import load_spec
 
     spec = load_spec(args.spec)
+    now = parse_moment(args.now) if args.now is not None else None
     progress = TerminalProgress("reading runs")
     try:
-        result = build(spec, out_dir=args.out, progress=progress)
+        result = build(spec, out_dir=args.out, now=now, progress=progress)
     finally:
         progress.close()
     report = result.report
@@ -78,6 +80,23 @@ def cmd_build(args: argparse.Namespace) -> int:
         for reason in report.gate.reasons:
             _stderr(f"  {reason}")
     return result.exit_code
+
+
+def parse_moment(text: str) -> datetime:
+    """`--now`: an ISO 8601 date or time (UTC unless it says otherwise) or @seconds since 1970."""
+    stripped = text.strip()
+    try:
+        if stripped.lstrip("@").isdigit():
+            return datetime.fromtimestamp(int(stripped.lstrip("@")), timezone.utc)
+        moment = datetime.fromisoformat(stripped.replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        raise UsageError(
+            f"--now: expected a date or time such as 2026-11-01T12:00:00Z, or @1700000000; "
+            f"got {text!r}"
+        ) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(
+        timezone.utc
+    )
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -179,6 +198,13 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("spec", help="the YAML spec, e.g. specs/demo.yaml")
     build.add_argument("--out", type=Path, help="output folder (overrides outputs.dir)")
     build.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    build.add_argument(
+        "--now",
+        metavar="TIME",
+        help="the report's timestamp and the 'now' that ages such as 7d count back from "
+        "(ISO 8601 or @epoch-seconds; default: SOURCE_DATE_EPOCH, else the clock), "
+        "so the same inputs give the same files",
+    )
     build.set_defaults(func=cmd_build)
 
     validate = verbs.add_parser(

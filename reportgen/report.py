@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from reportgen.curves import smooth, thin
 from reportgen.metrics import MetricStats, ResolvedMetric, SampledTable, describe, goal_for
 from reportgen.runs import History, Run
 from reportgen.select import SelectionResult
@@ -57,6 +58,32 @@ class MetricReport:
 
 
 @dataclass(frozen=True)
+class Curve:
+    """One alias of one run on its own x axis, thinned for drawing (spikes and gaps kept).
+
+    `values` are as logged (NaN and inf included); `smoothed` is the moving average computed
+    over every logged point before thinning, or None when the spec asks for no smoothing.
+    """
+
+    alias: str
+    x_key: str
+    steps: np.ndarray
+    values: np.ndarray
+    smoothed: np.ndarray | None
+    points: int
+
+
+@dataclass(frozen=True)
+class PlotSettings:
+    """What the charts show: `metrics` in order, smoothing weight, aliases on a log scale."""
+
+    metrics: tuple[str, ...] = ()
+    smoothing: float = 0.0
+    log_y: tuple[str, ...] = ()
+    mermaid: bool = False
+
+
+@dataclass(frozen=True)
 class RunReport:
     id: str
     name: str
@@ -78,9 +105,13 @@ class RunReport:
     notes: tuple[str, ...] = ()
     locations: tuple[str, ...] = ()
     console_tail: tuple[str, ...] = ()
+    curves: tuple[Curve, ...] = ()
 
     def metric(self, alias: str) -> MetricReport | None:
         return next((m for m in self.metrics if m.alias == alias), None)
+
+    def curve(self, alias: str) -> Curve | None:
+        return next((c for c in self.curves if c.alias == alias), None)
 
 
 @dataclass(frozen=True)
@@ -147,6 +178,7 @@ class Report:
     gate: GateResult
     notes: tuple[str, ...] = ()
     sampling: dict[str, Any] = field(default_factory=dict)
+    plots: PlotSettings = field(default_factory=PlotSettings)
 
     def run(self, run_id: str) -> RunReport:
         return next(r for r in self.runs if r.id == run_id)
@@ -199,6 +231,12 @@ def assemble(
             "stop": spec.sampling.stop,
             "align": spec.sampling.align,
         },
+        plots=PlotSettings(
+            metrics=spec.plots.metrics if spec.plots.metrics is not None else tuple(spec.metrics),
+            smoothing=spec.plots.smoothing,
+            log_y=spec.plots.log_y,
+            mermaid=spec.plots.mermaid,
+        ),
     )
 
 
@@ -247,7 +285,21 @@ def _run_report(
         notes=tuple(notes),
         locations=run.locations,
         console_tail=run.console_tail,
+        curves=tuple(
+            _curve(metric, spec.plots.points, spec.plots.smoothing)
+            for metric in resolved.values()
+            if metric.found and len(metric.series)
+        ),
     )
+
+
+def _curve(metric: ResolvedMetric, max_points: int, smoothing: float) -> Curve:
+    """The points a chart draws for one alias: thinned, with the smoothing done on all of them."""
+    steps = metric.series.index.to_numpy()
+    values = metric.series.to_numpy(dtype=float)
+    keep = thin(steps, values, max_points)
+    smoothed = smooth(values, smoothing)[keep] if smoothing > 0 else None
+    return Curve(metric.alias, metric.x_key, steps[keep], values[keep], smoothed, len(values))
 
 
 def _selection_report(

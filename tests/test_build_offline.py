@@ -136,7 +136,9 @@ def test_report_json_follows_the_contract(shortest):
 
 def test_no_temporary_files_are_left_behind(shortest):
     names = sorted(p.name for p in shortest.out_dir.iterdir())
-    assert names == ["report.json", "report.md", "shortest_length_experiment.csv"]
+    assert names == ["plots", "report.json", "report.md", "shortest_length_experiment.csv"]
+    charts = sorted(p.name for p in (shortest.out_dir / "plots").iterdir())
+    assert charts == ["clip_ratio.png", "entropy_loss.png", "length.png"]
 
 
 def spec_for(project_dir: Path, tmp_path: Path, body: str, csv: str = "{}") -> Path:
@@ -296,4 +298,4 @@ def test_run_names_are_sanitised_into_file_names(tmp_path):
     spec = spec_for(root, tmp_path, "metrics: {loss: loss}\n")
     result = build(spec)
     assert [p.name for p in result.files if p.suffix == ".csv"] == ["etc_passwd_x_y_experiment.csv"]
-    assert all(p.parent == result.out_dir for p in result.files)
+    assert all(p.parent in (result.out_dir, result.out_dir / "plots") for p in result.files)

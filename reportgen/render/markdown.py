@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from reportgen.render.templates import code_span, markdown_environment
+from reportgen.curves import sparkline
+from reportgen.render.templates import (
+    MarkdownSafe,
+    code_span,
+    markdown_environment,
+    render_template,
+)
 from reportgen.render.text import escape_markdown
 from reportgen.report import Report, RunReport
 
@@ -43,14 +49,56 @@ def all_notes(report: Report) -> list[str]:
     return notes
 
 
-def render_markdown(report: Report, template_dirs: Sequence[Path] = ()) -> str:
+def sparkline_for(report: Report) -> Callable[[RunReport, str], str]:
+    """`sparkline(run, alias)` for templates: the alias's curve in block characters, or ""."""
+
+    def spark(run: RunReport, alias: str) -> str:
+        curve = run.curve(alias)
+        if curve is None:
+            return ""
+        return sparkline(curve.steps, curve.values, log=alias in report.plots.log_y)
+
+    return spark
+
+
+def markdown_plots(report: Report, images: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Per plotted alias: its image path (when a PNG was written) and its Mermaid block."""
+    from reportgen.render.mermaid import mermaid_chart
+    from reportgen.render.plots import plotted_aliases, run_styles
+
+    styles = run_styles(report)
+    plots = []
+    for alias in plotted_aliases(report):
+        chart = mermaid_chart(report, alias, styles) if report.plots.mermaid else None
+        if alias not in images and chart is None:
+            continue
+        plots.append(
+            {
+                "alias": alias,
+                "image": images.get(alias),
+                "mermaid": MarkdownSafe(chart.text) if chart else None,
+                "lines": chart.runs if chart else (),
+                "left_out": chart.left_out if chart else 0,
+            }
+        )
+    return plots
+
+
+def render_markdown(
+    report: Report, template_dirs: Sequence[Path] = (), images: Mapping[str, str] | None = None
+) -> str:
+    """report.md; `images` maps an alias to its chart's path relative to report.md."""
     env = markdown_environment(template_dirs)
-    template = env.get_template("report.md.j2")
-    return template.render(
+    spark = sparkline_for(report)
+    return render_template(
+        env,
+        "report.md.j2",
         report=report,
         source_label=source_label(report.source),
         sampling_label=sampling_label(report.sampling),
         generated=report.generated_at.strftime("%Y-%m-%d %H:%M UTC"),
         state_label=state_label,
         notes=all_notes(report),
+        plots=markdown_plots(report, images or {}),
+        sparkline=lambda run, alias: MarkdownSafe(spark(run, alias)),
     )
