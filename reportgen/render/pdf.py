@@ -19,7 +19,7 @@ from typing import Any
 from reportgen.errors import UsageError
 from reportgen.render.csv import render_csv
 from reportgen.render.html import draw_figures, render_html
-from reportgen.render.templates import find_template_file
+from reportgen.render.templates import builtin_template_dir
 from reportgen.report import Report
 
 _FONT_FILES = {
@@ -62,6 +62,22 @@ def _source_date_epoch(moment: datetime) -> Iterator[None]:
             os.environ["SOURCE_DATE_EPOCH"] = before
 
 
+def stylesheet_paths(template_dirs: Sequence[Path] = ()) -> list[Path]:
+    """The built-in report.css, then the first user folder's report.css: a user's stylesheet
+    holds only the rules it changes, and wins where both set something."""
+    paths = [builtin_template_dir() / "report.css"]
+    for folder in template_dirs:
+        if (Path(folder) / "report.css").is_file():
+            paths.append(Path(folder) / "report.css")
+            break
+    return paths
+
+
+def _base_folder(template_dirs: Sequence[Path]) -> Path:
+    """Where relative links in the HTML (a logo in a user's template) are looked up."""
+    return Path(template_dirs[0]).resolve() if template_dirs else builtin_template_dir()
+
+
 def _weasyprint() -> Any:
     try:
         import weasyprint
@@ -79,12 +95,10 @@ def render_pdf(report: Report, template_dirs: Sequence[Path] = ()) -> bytes:
     from weasyprint.text.fonts import FontConfiguration
 
     html = render_html(report, template_dirs, draw_figures(report))
-    css_path = find_template_file("report.css", template_dirs)
     fonts = FontConfiguration()
-    stylesheets = [
-        weasyprint.CSS(string=font_faces(), font_config=fonts),
-        weasyprint.CSS(filename=str(css_path), font_config=fonts),
-    ]
+    stylesheets = [weasyprint.CSS(string=font_faces(), font_config=fonts)]
+    for css_path in stylesheet_paths(template_dirs):
+        stylesheets.append(weasyprint.CSS(filename=str(css_path), font_config=fonts))
     moment = report.generated_at.replace(microsecond=0)
     attachments = [
         weasyprint.Attachment(
@@ -96,7 +110,7 @@ def render_pdf(report: Report, template_dirs: Sequence[Path] = ()) -> bytes:
         )
         for table in report.tables
     ]
-    document = weasyprint.HTML(string=html, base_url=str(css_path.parent))
+    document = weasyprint.HTML(string=html, base_url=str(_base_folder(template_dirs)))
     with _source_date_epoch(moment):
         pdf: bytes = document.write_pdf(
             stylesheets=stylesheets, font_config=fonts, attachments=attachments

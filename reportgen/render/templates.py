@@ -60,15 +60,6 @@ def template_loader(extra_dirs: Sequence[Path] = ()) -> jinja2.BaseLoader:
     )
 
 
-def find_template_file(name: str, extra_dirs: Sequence[Path] = ()) -> Path:
-    """A non-template asset (report.css) found the way templates are: user folders first."""
-    for folder in [*extra_dirs, builtin_template_dir()]:
-        candidate = Path(folder) / name
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(name)
-
-
 def markdown_environment(extra_dirs: Sequence[Path] = ()) -> jinja2.Environment:
     """Jinja2 for Markdown: every {{ value }} is escaped unless a filter marked it as Markdown."""
     env = jinja2.Environment(
