@@ -182,6 +182,15 @@ def test_pages_are_numbered_page_x_of_n(built):
         assert f"Page {number} of {total}" in page
 
 
+def test_headings_become_bookmarks(built):
+    pdf = built.pdf
+    top = pdf.outline[0].title
+    sections = [item.title for item in pdf.outline[1] if not isinstance(item, list)]
+    assert top == "Sweep health"
+    assert sections[:3] == ["Verdicts", "Metrics across runs", "Selections"]
+    assert {"steady", "diverge", HOSTILE, "Appendix: CSV attachments"} <= set(sections)
+
+
 def test_the_appendix_lists_the_csv_attachments(built):
     report = built.report
     pages = built.pages
