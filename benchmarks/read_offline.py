@@ -77,7 +77,7 @@ def main() -> None:
     size = path.stat().st_size
     data = path.read_bytes()
 
-    framing, (_payloads, _) = best_of(args.repeat, lambda: read_payloads(data))
+    framing, _ = best_of(args.repeat, lambda: read_payloads(data))
 
     def decode_all() -> int:
         found, _ = read_payloads(data)

@@ -6,15 +6,18 @@ spec → source → filter → history → metrics (aliases, sampling) → selec
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from reportgen.errors import EXIT_GATE_FAILED, EXIT_OK, UsageError
-from reportgen.metrics import ResolvedMetric, SampledTable, resolve_metrics, sample
+from reportgen.analysis import analyse
+from reportgen.baseline import BaselineComparison, compare_with_baseline
+from reportgen.errors import EXIT_COMMENT, EXIT_GATE_FAILED, EXIT_OK, UsageError
+from reportgen.metrics import ResolvedMetric, SampledTable, keep_rows, resolve_metrics, sample
+from reportgen.publish import CommentResult, publish_comment
 from reportgen.render import write_outputs
-from reportgen.report import Finding, Report, assemble
+from reportgen.report import Finding, Report, RunHealth, assemble
 from reportgen.runs import History, Run
 from reportgen.select import choose, filter_runs
 from reportgen.sources import Source, open_source
@@ -28,10 +31,16 @@ class BuildResult:
     report: Report
     out_dir: Path
     files: tuple[Path, ...]
+    comment: CommentResult | None = None
 
     @property
     def exit_code(self) -> int:
-        return EXIT_GATE_FAILED if self.report.gate.failed else EXIT_OK
+        """1 when the gate failed (whatever else happened), 4 when the comment failed to post."""
+        if self.report.gate.failed:
+            return EXIT_GATE_FAILED
+        if self.comment is not None and self.comment.fails_build:
+            return EXIT_COMMENT
+        return EXIT_OK
 
 
 def build(
@@ -41,8 +50,14 @@ def build(
     now: datetime | None = None,
     source: Source | None = None,
     progress: Progress | None = None,
+    comment: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> BuildResult:
-    """Build every output the spec asks for; the caller decides what the gate means."""
+    """Build every output the spec asks for; the caller decides what the gate means.
+
+    With `comment` (or `outputs.comment` in the spec) the PR comment is written and posted to
+    the forge that `env` (default: os.environ) describes.
+    """
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
     now = now or build_time()
@@ -51,7 +66,11 @@ def build(
     report = make_report(spec, source, now, progress)
     target = out_dir or spec.outputs.dir
     files = write_outputs(report, target, spec.outputs.formats, template_dirs)
-    return BuildResult(report, target, tuple(files))
+    posted = None
+    if comment or spec.outputs.comment is not None:
+        posted = publish_comment(spec, report, target, os.environ if env is None else env)
+        files.append(posted.path)
+    return BuildResult(report, target, tuple(files), posted)
 
 
 def build_time() -> datetime:
@@ -93,7 +112,9 @@ def make_report(
     metrics = {run.id: resolve_metrics(run, histories[run.id], spec.metrics) for run in runs}
     selections = [choose(selection, metrics) for selection in spec.select.values()]
     tables = _sampled_tables(spec, runs, histories)
-    findings = _health(spec, runs, histories, metrics)
+    findings, health = _health(spec, runs, histories, metrics, now)
+    baseline = _compare_with_baseline(spec, runs, metrics, now)
+    analysis = analyse(spec, runs, histories, metrics, selections)
     return assemble(
         spec=spec,
         source=source.describe(),
@@ -106,6 +127,9 @@ def make_report(
         findings=findings,
         generated_at=now,
         version=__version__,
+        health=health,
+        baseline=baseline,
+        analysis=analysis,
     )
 
 
@@ -117,6 +141,8 @@ def _sampled_tables(
     for run in runs:
         on_axis = resolve_metrics(run, histories[run.id], spec.metrics, x=spec.sampling.x)
         tables[run.id] = sample(on_axis, spec.sampling)
+        if spec.outputs.csv.where:
+            tables[run.id] = keep_rows(tables[run.id], spec.outputs.csv.where)
     return tables
 
 
@@ -125,6 +151,18 @@ def _health(
     runs: list[Run],
     histories: dict[str, History],
     metrics: dict[str, dict[str, ResolvedMetric]],
-) -> dict[str, list[Finding]]:
-    """Health checks arrive with their own stage; until then no run has findings."""
-    return {run.id: [] for run in runs}
+    now: datetime,
+) -> tuple[dict[str, list[Finding]], dict[str, RunHealth]]:
+    """Training-health checks on each run's whole history: findings, and what looks healthy."""
+    from reportgen.health import check_runs
+
+    return check_runs(spec.health, spec.metrics, runs, histories, metrics, now)
+
+
+def _compare_with_baseline(
+    spec: Spec, runs: list[Run], metrics: dict[str, dict[str, ResolvedMetric]], now: datetime
+) -> BaselineComparison | None:
+    """Candidate runs against the spec's baseline runs (only when the spec has a baseline)."""
+    if spec.baseline is None:
+        return None
+    return compare_with_baseline(spec.baseline, spec.metrics, runs, metrics, now)

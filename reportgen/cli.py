@@ -13,16 +13,29 @@ import traceback
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from reportgen.errors import EXIT_OK, EXIT_USAGE, ReportgenError, SpecError, UsageError
+
+if TYPE_CHECKING:
+    from reportgen.publish import CommentResult
+    from reportgen.runs import Run
+    from reportgen.sources import Source
 
 EPILOG = """exit codes:
   0  built
   1  built, but the gate failed (gate.fail_on)
   2  bad spec or usage
   3  the data source failed (missing folder, auth, network)
+  4  built and the gate passed, but the PR comment could not be posted
 
 Quickstart: reportgen init my-report.yaml && reportgen build my-report.yaml"""
+
+
+DISCOVERY_EPILOG = """exit codes:
+  0  listed (also when nothing matches)
+  2  bad spec or usage
+  3  the data source failed (missing folder, auth, network)"""
 
 
 def _stderr(message: str) -> None:
@@ -64,7 +77,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     now = parse_moment(args.now) if args.now is not None else None
     progress = TerminalProgress("reading runs")
     try:
-        result = build(spec, out_dir=args.out, now=now, progress=progress)
+        result = build(spec, out_dir=args.out, now=now, progress=progress, comment=args.comment)
     finally:
         progress.close()
     report = result.report
@@ -75,8 +88,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         )
         for path in result.files:
             _stderr(f"  {path}")
+    if result.comment is not None:
+        _report_comment(result.comment, args.quiet)
     if report.gate.failed:
-        _stderr(f"gate failed (fail_on: {report.gate.fail_on}):")
+        _stderr("gate failed:")
         for reason in report.gate.reasons:
             _stderr(f"  {reason}")
     return result.exit_code
@@ -97,6 +112,21 @@ def parse_moment(text: str) -> datetime:
     return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(
         timezone.utc
     )
+
+
+def _report_comment(comment: CommentResult, quiet: bool) -> None:
+    """One line on what happened to the PR comment; failures are printed even with --quiet."""
+    outcome = comment.outcome
+    for warning in comment.warnings:
+        _stderr(f"warning: {warning}")
+    if outcome.posted:
+        if not quiet:
+            _stderr(f"comment: {outcome.message}" + (f" ({outcome.url})" if outcome.url else ""))
+    elif outcome.failed:
+        label = "error" if comment.fails_build else "warning"
+        _stderr(f"{label}: comment not posted: {outcome.message}; it is in {comment.path}")
+    elif not quiet:
+        _stderr(f"comment not posted: {outcome.message}; it is in {comment.path}")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -172,6 +202,107 @@ def cmd_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _discovered(args: argparse.Namespace) -> tuple[Source, list[Run]]:
+    """The runs `runs`/`keys` describe: a spec's source and filters, or --source, then flags."""
+    from reportgen.discover import chosen_runs, runs_spec_from_options, source_from_argument
+    from reportgen.sources import open_source
+    from reportgen.spec import load_spec
+
+    if (args.spec is None) == (args.source is None):
+        raise UsageError("give either a SPEC or --source PATH (a folder of W&B runs)")
+    specs = []
+    if args.spec is not None:
+        spec = load_spec(args.spec)
+        source_spec = spec.source
+        specs.append(spec.runs)
+    else:
+        source_spec = source_from_argument(args.source)
+    if args.state or args.tag or args.name is not None or args.group or args.limit:
+        specs.append(
+            runs_spec_from_options(
+                args.state or (), args.tag or (), args.name, args.group or (), args.limit
+            )
+        )
+    source = open_source(source_spec)
+    progress = TerminalProgress("reading runs")
+    try:
+        return source, chosen_runs(source, specs, progress=progress)
+    finally:
+        progress.close()
+
+
+def _print_json(rows: list[dict[str, Any]]) -> None:
+    from reportgen.render.json import jsonable
+
+    print(json.dumps(jsonable(rows), indent=2, ensure_ascii=False, allow_nan=False))
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from reportgen.discover import run_rows
+    from reportgen.render.console import text_table
+
+    source, runs = _discovered(args)
+    rows = run_rows(source, runs)
+    if args.json:
+        _print_json([row.as_json() for row in rows])
+        return EXIT_OK
+    if not rows:
+        _stderr("no runs match")
+        return EXIT_OK
+    table = [
+        [
+            r.id,
+            r.name,
+            r.state,
+            str(r.rows),
+            r.created_at.strftime("%Y-%m-%d %H:%M") if r.created_at else "",
+            ", ".join(r.tags),
+        ]
+        for r in rows
+    ]
+    print(text_table(["id", "name", "state", "steps", "created", "tags"], table, right=[3]), end="")
+    return EXIT_OK
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from reportgen.discover import key_rows, pick_run
+    from reportgen.render.console import text_table
+    from reportgen.render.text import format_number
+
+    source, runs = _discovered(args)
+    if args.run is not None:
+        runs = [pick_run(runs, args.run)]
+    rows = key_rows(source, runs)
+    if args.json:
+        _print_json([row.as_json() for row in rows])
+        return EXIT_OK
+    if not rows:
+        _stderr("no keys: no run matches" if not runs else "no keys were logged")
+        return EXIT_OK
+
+    def step(value: int | None) -> str:
+        return "" if value is None else str(value)
+
+    table = [
+        [
+            r.key,
+            r.type,
+            str(r.runs),
+            str(r.count),
+            step(r.first_step),
+            step(r.last_step),
+            "" if r.min is None else format_number(r.min),
+            "" if r.max is None else format_number(r.max),
+            str(r.non_finite),
+            r.x,
+        ]
+        for r in rows
+    ]
+    headers = ["key", "type", "runs", "count", "first", "last", "min", "max", "non-finite", "x"]
+    print(text_table(headers, table, right=[2, 3, 4, 5, 6, 7, 8]), end="")
+    return EXIT_OK
+
+
 # --- parser ------------------------------------------------------------------------------------
 
 
@@ -205,6 +336,11 @@ def make_parser() -> argparse.ArgumentParser:
         "(ISO 8601 or @epoch-seconds; default: SOURCE_DATE_EPOCH, else the clock), "
         "so the same inputs give the same files",
     )
+    build.add_argument(
+        "--comment",
+        action="store_true",
+        help="post (or update) the pull-request comment; the forge, PR and token come from CI",
+    )
     build.set_defaults(func=cmd_build)
 
     validate = verbs.add_parser(
@@ -231,7 +367,51 @@ def make_parser() -> argparse.ArgumentParser:
     init.add_argument("path", nargs="?", default="reportgen.yaml", help="default: reportgen.yaml")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     init.set_defaults(func=cmd_init)
+
+    runs = verbs.add_parser(
+        "runs",
+        help="list the runs a spec (or a folder) covers",
+        description="List runs: id, name, state, steps, created, tags. Give a SPEC (its source "
+        "and runs.filters apply) or --source; the options below narrow either.",
+        epilog=DISCOVERY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _discovery_arguments(runs)
+    runs.set_defaults(func=cmd_runs)
+
+    keys = verbs.add_parser(
+        "keys",
+        help="list the metric keys the runs logged, with counts, steps and ranges",
+        description="List every metric key: type, runs, count, first/last step, min/max, "
+        "non-finite count and x axis. Give a SPEC or --source; --run restricts to one run.",
+        epilog=DISCOVERY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _discovery_arguments(keys)
+    keys.add_argument("--run", metavar="ID", help="only this run (an id, or a unique name)")
+    keys.set_defaults(func=cmd_keys)
     return parser
+
+
+def _discovery_arguments(parser: argparse.ArgumentParser) -> None:
+    from reportgen.runs import STATES
+
+    parser.add_argument("spec", nargs="?", help="a YAML spec (its source and runs.filters)")
+    parser.add_argument(
+        "--source",
+        metavar="PATH",
+        help="a folder of W&B runs (searched for offline-run-*/run-* folders) instead of a spec",
+    )
+    parser.add_argument(
+        "--state", action="append", choices=STATES, help="keep runs in this state (repeatable)"
+    )
+    parser.add_argument(
+        "--tag", action="append", help="keep runs with this tag (repeatable: any of them)"
+    )
+    parser.add_argument("--name", metavar="REGEX", help="keep runs whose name matches")
+    parser.add_argument("--group", action="append", help="keep runs in this group (repeatable)")
+    parser.add_argument("--limit", type=int, metavar="N", help="keep the newest N runs")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -251,6 +431,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _stderr("interrupted")
         return 130
+    except BrokenPipeError:
+        # The reader went away (`reportgen keys … | head`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def run() -> None:

@@ -11,6 +11,7 @@ EXIT_OK = 0
 EXIT_GATE_FAILED = 1
 EXIT_USAGE = 2
 EXIT_SOURCE = 3
+EXIT_COMMENT = 4  # built and the gate passed, but the PR comment could not be posted
 
 
 class ReportgenError(Exception):

@@ -1,8 +1,12 @@
-"""Derived metrics: a tiny arithmetic language over aliases, never evaluated as Python.
+"""Derived metrics and row filters: a tiny language over aliases, never evaluated as Python.
 
 `gap: {expr: "val_loss - train_loss"}` is parsed with Python's `ast` only to get a tree; the tree
 is checked against a short allow-list (numbers, alias names, + - * / ** and unary minus, and the
 functions in FUNCTIONS) and then computed node by node over NumPy arrays.
+
+Row filters (`where: "length < 10 and step >= 100"`) are conditions: comparisons between such
+values, joined with `and`, `or` and `not`. A comparison with NaN (a value that is missing or was
+logged as NaN) is false, except `!=`, which is true, as in IEEE arithmetic.
 """
 
 from __future__ import annotations
@@ -30,74 +34,179 @@ _OPERATORS: dict[type[ast.operator], Callable[[np.ndarray, np.ndarray], np.ndarr
     ast.Pow: np.power,
 }
 
+_COMPARISONS: dict[type[ast.cmpop], Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    ast.Lt: np.less,
+    ast.LtE: np.less_equal,
+    ast.Gt: np.greater,
+    ast.GtE: np.greater_equal,
+    ast.Eq: np.equal,
+    ast.NotEq: np.not_equal,
+}
+
 
 class ExpressionError(ValueError):
     """The expression uses something outside the allowed language."""
 
 
+def _normal(text: str) -> str:
+    """One line: a YAML block scalar may break an expression over several lines."""
+    return " ".join(text.split())
+
+
 def _tree(text: str) -> ast.expr:
     try:
-        return ast.parse(text, mode="eval").body
+        return ast.parse(_normal(text), mode="eval").body
     except SyntaxError as exc:
         raise ExpressionError(f"not a valid expression: {exc.msg}") from None
 
 
-def _check(node: ast.expr, used: set[str]) -> None:
-    if isinstance(node, ast.Constant):
-        if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
-            raise ExpressionError(f"only numbers may appear as constants, not {node.value!r}")
-    elif isinstance(node, ast.Name):
-        used.add(node.id)
-    elif isinstance(node, ast.BinOp):
-        if type(node.op) not in _OPERATORS:
-            raise ExpressionError("only + - * / ** are allowed between values")
-        _check(node.left, used)
-        _check(node.right, used)
-    elif isinstance(node, ast.UnaryOp):
-        if not isinstance(node.op, (ast.USub, ast.UAdd)):
-            raise ExpressionError("only unary minus is allowed")
-        _check(node.operand, used)
-    elif isinstance(node, ast.Call):
-        if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
-            allowed = ", ".join(sorted(FUNCTIONS))
-            raise ExpressionError(f"only these functions may be called: {allowed}")
-        if node.keywords or not node.args:
+class _Checker:
+    """Walks a tree and refuses anything outside the language, quoting the offending part."""
+
+    def __init__(self, text: str):
+        self.text = _normal(text)
+        self.used: set[str] = set()
+
+    def fragment(self, node: ast.AST) -> str:
+        segment = ast.get_source_segment(self.text, node) or ""
+        return f" ('{segment}')" if segment else ""
+
+    def value(self, node: ast.expr) -> None:
+        """A number-valued expression."""
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
+                raise ExpressionError(f"only numbers may appear as constants, not {node.value!r}")
+        elif isinstance(node, ast.Name):
+            self.used.add(node.id)
+        elif isinstance(node, ast.BinOp):
+            if type(node.op) not in _OPERATORS:
+                raise ExpressionError(
+                    f"only + - * / ** are allowed between values{self.fragment(node)}"
+                )
+            self.value(node.left)
+            self.value(node.right)
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            self.value(node.operand)
+        elif isinstance(node, ast.Call):
+            self.call(node)
+        elif isinstance(node, ast.Attribute):
+            raise ExpressionError(
+                f"attribute access (a.b) is not allowed in expressions{self.fragment(node)}"
+            )
+        elif isinstance(node, ast.Subscript):
+            raise ExpressionError(
+                f"indexing (a[b]) is not allowed in expressions{self.fragment(node)}"
+            )
+        elif isinstance(node, (ast.Compare, ast.BoolOp)) or (
+            isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not)
+        ):
+            raise ExpressionError(
+                f"a condition is not allowed where a number is expected{self.fragment(node)}"
+            )
+        else:
+            raise ExpressionError(
+                f"{type(node).__name__} is not allowed in expressions{self.fragment(node)}"
+            )
+
+    def call(self, node: ast.Call) -> None:
+        allowed = ", ".join(sorted(FUNCTIONS))
+        if not isinstance(node.func, ast.Name):
+            raise ExpressionError(
+                f"only these functions may be called: {allowed}{self.fragment(node.func)}"
+            )
+        if node.func.id not in FUNCTIONS:
+            raise ExpressionError(
+                f"'{node.func.id}' is not an allowed function; only these may be called: {allowed}"
+            )
+        if node.keywords or not node.args or any(isinstance(a, ast.Starred) for a in node.args):
             raise ExpressionError(f"{node.func.id}() takes positional arguments only")
         for arg in node.args:
-            _check(arg, used)
-    elif isinstance(node, ast.Attribute):
-        raise ExpressionError("attribute access (a.b) is not allowed in expressions")
-    elif isinstance(node, ast.Subscript):
-        raise ExpressionError("indexing (a[b]) is not allowed in expressions")
-    else:
-        raise ExpressionError(f"{type(node).__name__} is not allowed in expressions")
+            self.value(arg)
+
+    def condition(self, node: ast.expr) -> None:
+        """A true/false expression: comparisons joined by and / or / not."""
+        if isinstance(node, ast.Compare):
+            for op in node.ops:
+                if type(op) not in _COMPARISONS:
+                    raise ExpressionError(
+                        f"only < <= > >= == != may compare values{self.fragment(node)}"
+                    )
+            self.value(node.left)
+            for right in node.comparators:
+                self.value(right)
+        elif isinstance(node, ast.BoolOp):
+            for operand in node.values:
+                self.condition(operand)
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            self.condition(node.operand)
+        else:
+            raise ExpressionError(
+                "expected a condition such as 'length < 10' (comparisons joined by and, or, not)"
+                f"{self.fragment(node)}"
+            )
 
 
 def parse_expression(text: str) -> set[str]:
     """Check an expression and return the alias names it uses."""
-    used: set[str] = set()
-    _check(_tree(text), used)
-    return used
+    checker = _Checker(text)
+    checker.value(_tree(text))
+    return checker.used
+
+
+def parse_condition(text: str) -> set[str]:
+    """Check a row-filter condition and return the names it uses."""
+    checker = _Checker(text)
+    checker.condition(_tree(text))
+    return checker.used
+
+
+def _value(node: ast.expr, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    if isinstance(node, ast.Constant):
+        assert isinstance(node.value, (int, float))
+        return np.asarray(float(node.value))
+    if isinstance(node, ast.Name):
+        return columns[node.id]
+    if isinstance(node, ast.BinOp):
+        return _OPERATORS[type(node.op)](_value(node.left, columns), _value(node.right, columns))
+    if isinstance(node, ast.UnaryOp):
+        operand = _value(node.operand, columns)
+        return np.negative(operand) if isinstance(node.op, ast.USub) else operand
+    assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    return FUNCTIONS[node.func.id](*(_value(arg, columns) for arg in node.args))
+
+
+def _truth(node: ast.expr, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    if isinstance(node, ast.Compare):
+        result = np.asarray(True)
+        left = _value(node.left, columns)
+        for op, comparator in zip(node.ops, node.comparators, strict=True):
+            right = _value(comparator, columns)
+            result = np.logical_and(result, _COMPARISONS[type(op)](left, right))
+            left = right
+        return result
+    if isinstance(node, ast.BoolOp):
+        parts = [_truth(v, columns) for v in node.values]
+        join = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+        result = parts[0]
+        for part in parts[1:]:
+            result = join(result, part)
+        return result
+    assert isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not)
+    return np.logical_not(_truth(node.operand, columns))
 
 
 def evaluate(text: str, columns: Mapping[str, np.ndarray]) -> np.ndarray:
     """Compute an expression over equally long float arrays, one per alias it uses."""
-
-    def value(node: ast.expr) -> np.ndarray:
-        if isinstance(node, ast.Constant):
-            assert isinstance(node.value, (int, float))
-            return np.asarray(float(node.value))
-        if isinstance(node, ast.Name):
-            return columns[node.id]
-        if isinstance(node, ast.BinOp):
-            return _OPERATORS[type(node.op)](value(node.left), value(node.right))
-        if isinstance(node, ast.UnaryOp):
-            operand = value(node.operand)
-            return np.negative(operand) if isinstance(node.op, ast.USub) else operand
-        assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-        return FUNCTIONS[node.func.id](*(value(arg) for arg in node.args))
-
     tree = _tree(text)
-    _check(tree, set())
+    _Checker(text).value(tree)
     with np.errstate(all="ignore"):
-        return np.asarray(value(tree), dtype=float)
+        return np.asarray(_value(tree, columns), dtype=float)
+
+
+def evaluate_condition(text: str, columns: Mapping[str, np.ndarray], rows: int) -> np.ndarray:
+    """Which of `rows` rows satisfy a condition over equally long float arrays."""
+    tree = _tree(text)
+    _Checker(text).condition(tree)
+    with np.errstate(all="ignore"):
+        truth = np.asarray(_truth(tree, columns), dtype=bool)
+    return np.broadcast_to(truth, (rows,)).copy()

@@ -8,13 +8,13 @@ on one step grid; a value logged as NaN stays NaN and is never confused with "no
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from reportgen.expressions import evaluate, parse_expression
+from reportgen.expressions import evaluate, evaluate_condition, parse_expression
 from reportgen.runs import STEP, History, Run
 from reportgen.spec import MetricAlias, Sampling
 
@@ -245,6 +245,23 @@ def sample(resolved: Mapping[str, ResolvedMetric], sampling: Sampling) -> Sample
     return SampledTable(grid, values, present, (note,) if note else ())
 
 
+def keep_rows(table: SampledTable, where: str) -> SampledTable:
+    """Only the grid rows where a condition holds (a value not present there counts as NaN)."""
+    rows = len(table.steps)
+    columns = {
+        alias: np.where(table.present[alias], table.values[alias], np.nan) for alias in table.values
+    }
+    columns.setdefault("step", table.steps.astype(float))
+    keep = evaluate_condition(where, columns, rows)
+    note = f"where {where}: kept {int(keep.sum())} of {rows} sampled rows"
+    return SampledTable(
+        table.steps[keep],
+        {alias: values[keep] for alias, values in table.values.items()},
+        {alias: present[keep] for alias, present in table.present.items()},
+        (*table.notes, note),
+    )
+
+
 # --- stats -------------------------------------------------------------------------------------
 
 
@@ -329,3 +346,34 @@ def reduce(series: pd.Series, how: str) -> float | None:
     if how == "max":
         return float(values.max())
     raise ValueError(f"unknown reduction {how!r}")
+
+
+def stat_values(series: pd.Series, names: Sequence[str]) -> dict[str, float | None]:
+    """Named statistics of a series' finite values (None where none exist).
+
+    Percentiles `pNN` are numpy.percentile's default (linear); `std` is the sample standard
+    deviation; `count` and `non_finite` count logged points.
+    """
+    values = series.to_numpy(dtype=float)
+    finite = values[np.isfinite(values)]
+    wanted = [n for n in names if n.startswith("p") and n[1:].isdigit()]
+    percentiles: dict[str, float] = {}
+    if wanted and len(finite):
+        # One call for all of them: the same interpolation as one call per percentile.
+        found = np.percentile(finite, [int(n[1:]) for n in wanted])
+        percentiles = {n: float(v) for n, v in zip(wanted, found, strict=True)}
+    result: dict[str, float | None] = {}
+    for name in names:
+        if name == "count":
+            result[name] = len(finite)
+        elif name == "non_finite":
+            result[name] = len(values) - len(finite)
+        elif len(finite) == 0:
+            result[name] = None
+        elif name in percentiles:
+            result[name] = percentiles[name]
+        elif name == "std":
+            result[name] = float(np.std(finite, ddof=1)) if len(finite) > 1 else None
+        else:
+            result[name] = reduce(series, name)
+    return result

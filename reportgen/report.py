@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from reportgen.analysis import Analysis
+from reportgen.baseline import BaselineComparison
 from reportgen.curves import smooth, thin
 from reportgen.metrics import MetricStats, ResolvedMetric, SampledTable, describe, goal_for
 from reportgen.runs import History, Run
@@ -35,6 +37,41 @@ class Finding:
     key: str | None = None
     step: float | None = None
     value: float | None = None
+    likely_cause: str | None = None
+    next_step: str | None = None
+
+
+@dataclass(frozen=True)
+class RunHealth:
+    """What the health stage says about one run besides its findings."""
+
+    preset: str | None = None
+    checks: tuple[str, ...] = ()
+    healthy: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CauseGroup:
+    """Findings of one run that share a likely cause (shown once, under them)."""
+
+    cause: str | None
+    findings: tuple[Finding, ...]
+
+
+@dataclass(frozen=True)
+class RunProblems:
+    run: RunReport
+    groups: tuple[CauseGroup, ...]
+
+
+@dataclass(frozen=True)
+class NextExperiment:
+    """A concrete follow-up, derived from findings that share a check and a likely cause."""
+
+    action: str
+    reason: str
+    checks: tuple[str, ...]
+    runs: tuple[str, ...]
 
 
 def verdict(findings: Sequence[Finding]) -> str:
@@ -106,6 +143,7 @@ class RunReport:
     locations: tuple[str, ...] = ()
     console_tail: tuple[str, ...] = ()
     curves: tuple[Curve, ...] = ()
+    health: RunHealth = field(default_factory=RunHealth)
 
     def metric(self, alias: str) -> MetricReport | None:
         return next((m for m in self.metrics if m.alias == alias), None)
@@ -179,9 +217,31 @@ class Report:
     notes: tuple[str, ...] = ()
     sampling: dict[str, Any] = field(default_factory=dict)
     plots: PlotSettings = field(default_factory=PlotSettings)
+    next_experiments: tuple[NextExperiment, ...] = ()
+    baseline: BaselineComparison | None = None
+    analysis: Analysis = field(default_factory=Analysis)
 
     def run(self, run_id: str) -> RunReport:
         return next(r for r in self.runs if r.id == run_id)
+
+    def problems(self, severity: str) -> list[RunProblems]:
+        """Findings of one severity run by run, grouped by likely cause: Bad and Ugly sections."""
+        found = []
+        for run in self.runs:
+            groups: dict[str | None, list[Finding]] = {}
+            for f in run.findings:
+                if f.severity == severity:
+                    groups.setdefault(f.likely_cause, []).append(f)
+            if groups:
+                found.append(
+                    RunProblems(run, tuple(CauseGroup(c, tuple(fs)) for c, fs in groups.items()))
+                )
+        return found
+
+    @property
+    def good_runs(self) -> list[RunReport]:
+        """Runs no check found anything wrong with: the Good section."""
+        return [run for run in self.runs if run.verdict == "good"]
 
 
 # --- assembling --------------------------------------------------------------------------------
@@ -201,11 +261,22 @@ def assemble(
     generated_at: datetime,
     version: str,
     notes: Sequence[str] = (),
+    health: Mapping[str, RunHealth] | None = None,
+    baseline: BaselineComparison | None = None,
+    analysis: Analysis | None = None,
 ) -> Report:
     """Bind the pipeline's results into one Report."""
     names = {run.id: run.name for run in runs}
+    health = health or {}
     run_reports = tuple(
-        _run_report(spec, run, histories[run.id], metrics[run.id], findings.get(run.id, ()))
+        _run_report(
+            spec,
+            run,
+            histories[run.id],
+            metrics[run.id],
+            findings.get(run.id, ()),
+            health.get(run.id, RunHealth()),
+        )
         for run in runs
     )
     selection_reports = tuple(_selection_report(s, names, metrics) for s in selections)
@@ -222,8 +293,8 @@ def assemble(
         runs=run_reports,
         selections=selection_reports,
         tables=table_reports,
-        gate=gate_result(spec.gate.fail_on, run_reports),
-        notes=tuple(notes),
+        gate=with_baseline(gate_result(spec.gate.fail_on, run_reports), baseline),
+        notes=(*notes, *_plot_notes(spec)),
         sampling={
             "x": spec.sampling.x,
             "start": spec.sampling.start,
@@ -232,11 +303,14 @@ def assemble(
             "align": spec.sampling.align,
         },
         plots=PlotSettings(
-            metrics=spec.plots.metrics if spec.plots.metrics is not None else tuple(spec.metrics),
+            metrics=_plotted(spec),
             smoothing=spec.plots.smoothing,
             log_y=spec.plots.log_y,
             mermaid=spec.plots.mermaid,
         ),
+        next_experiments=next_experiments(run_reports),
+        baseline=baseline,
+        analysis=analysis or Analysis(),
     )
 
 
@@ -246,6 +320,7 @@ def _run_report(
     history: History,
     resolved: Mapping[str, ResolvedMetric],
     findings: Sequence[Finding],
+    health: RunHealth,
 ) -> RunReport:
     steps = history.steps()
     metric_reports = []
@@ -290,7 +365,28 @@ def _run_report(
             for metric in resolved.values()
             if metric.found and len(metric.series)
         ),
+        health=health,
     )
+
+
+# With no plots.metrics, this many aliases are charted: a spec with 120 aliases would otherwise
+# spend most of its build drawing charts nobody asked for.
+DEFAULT_PLOTS = 12
+
+
+def _plotted(spec: Spec) -> tuple[str, ...]:
+    if spec.plots.metrics is not None:
+        return spec.plots.metrics
+    return tuple(spec.metrics)[:DEFAULT_PLOTS]
+
+
+def _plot_notes(spec: Spec) -> tuple[str, ...]:
+    if spec.plots.metrics is None and len(spec.metrics) > DEFAULT_PLOTS:
+        return (
+            f"charts show the first {DEFAULT_PLOTS} of {len(spec.metrics)} aliases; "
+            "list the ones to chart in plots.metrics",
+        )
+    return ()
 
 
 def _curve(metric: ResolvedMetric, max_points: int, smoothing: float) -> Curve:
@@ -384,6 +480,69 @@ def _table_reports(
     return tuple(reports)
 
 
+MAX_EXPERIMENTS = 6
+MIN_EXPERIMENTS = 3
+
+
+def next_experiments(runs: Sequence[RunReport]) -> tuple[NextExperiment, ...]:
+    """3 to 6 follow-ups: one per likely cause found (ugly first), then general ones.
+
+    Findings that share a likely cause (a divergence and the NaN it caused, say) become one
+    experiment naming every run they affect; its action is the advice of the first, most
+    severe, such finding.
+    """
+    ordered = [
+        (run, f)
+        for severity in reversed(SEVERITIES)
+        for run in runs
+        for f in run.findings
+        if f.severity == severity and f.next_step
+    ]
+    groups: dict[str, list[tuple[RunReport, Finding]]] = {}
+    for run, f in ordered:
+        groups.setdefault(f.likely_cause or f.check, []).append((run, f))
+    experiments = []
+    for members in groups.values():
+        names = tuple(dict.fromkeys(run.name for run, _ in members))
+        checks = tuple(dict.fromkeys(f.check for _, f in members))
+        first = members[0][1]
+        assert first.next_step is not None
+        reason = first.likely_cause or first.message
+        experiments.append(NextExperiment(first.next_step, reason, checks, names))
+    experiments = experiments[:MAX_EXPERIMENTS]
+    if runs and len(experiments) < MIN_EXPERIMENTS:
+        experiments += _general_experiments(runs)[: MIN_EXPERIMENTS - len(experiments)]
+    return tuple(experiments)
+
+
+def _general_experiments(runs: Sequence[RunReport]) -> list[NextExperiment]:
+    """Follow-ups worth doing whatever the findings: confirm and extend the healthiest run."""
+    healthy = [r for r in runs if r.verdict == "good"] or list(runs)
+    best = healthy[0]
+    fixed = "" if best.verdict == "good" else ", once the problems above are fixed"
+    return [
+        NextExperiment(
+            f"Repeat {best.name} with two more seeds{fixed}.",
+            "One seed cannot tell a robust result from a lucky one.",
+            (),
+            (best.name,),
+        ),
+        NextExperiment(
+            f"Sweep the learning rate of {best.name} at 0.5× and 2×.",
+            "It shows whether the run sits near the best learning rate or at the edge of "
+            "instability.",
+            (),
+            (best.name,),
+        ),
+        NextExperiment(
+            f"Train {best.name} for twice as many steps.",
+            "It shows whether more compute still buys a better result.",
+            (),
+            (best.name,),
+        ),
+    ]
+
+
 def gate_result(fail_on: str, runs: Sequence[RunReport]) -> GateResult:
     """Whether the build should fail: any run at or beyond the `fail_on` verdict."""
     if fail_on == "never":
@@ -395,3 +554,10 @@ def gate_result(fail_on: str, runs: Sequence[RunReport]) -> GateResult:
             checks = ", ".join(sorted({f.check for f in run.findings}))
             reasons.append(f"run {run.name} ({run.id}) is {run.verdict}: {checks}")
     return GateResult(fail_on, bool(reasons), tuple(reasons))
+
+
+def with_baseline(gate: GateResult, baseline: BaselineComparison | None) -> GateResult:
+    """A tolerance exceeded against the baseline fails the gate, whatever `fail_on` says."""
+    if baseline is None or not baseline.failed:
+        return gate
+    return GateResult(gate.fail_on, True, (*gate.reasons, *baseline.reasons))

@@ -128,12 +128,17 @@ class CsvSpec:
     name: str | None = None
     columns: tuple[str, ...] | None = None
     missing: str = "empty"
+    where: str | None = None
 
 
 @dataclass(frozen=True)
 class CommentSpec:
     forge: str | None = None
     marker: str | None = None
+    limit: int | None = None
+    charts: bool = False
+    report_url: str | None = None
+    on_error: str = "fail"
 
 
 @dataclass(frozen=True)
@@ -161,6 +166,66 @@ class GateSpec:
     fail_on: str = "never"
 
 
+DEFAULT_STATS = ("min", "p10", "p25", "p50", "p75", "p90", "max", "last")
+
+
+@dataclass(frozen=True)
+class StatsSpec:
+    """`stats:` — which aliases (None: all) and which statistics, in column order."""
+
+    metrics: tuple[str, ...] | None = None
+    stats: tuple[str, ...] = DEFAULT_STATS
+
+
+@dataclass(frozen=True)
+class CompareSpec:
+    """`compare:` — runs by selection name or id; the first is the reference."""
+
+    runs: tuple[str, ...]
+    metrics: tuple[str, ...] | None = None
+    reduce: str = "summary"
+    history: bool = True
+    sampling: Sampling = field(default_factory=Sampling)
+
+
+@dataclass(frozen=True)
+class ProjectTableSpec:
+    """`project_table:` — `metrics` maps each alias to its reduction (None: every alias)."""
+
+    name: str = "project"
+    metrics: dict[str, str] | None = None
+    reduce: str = "last"
+    summary: bool = True
+    primary: str | None = None
+    top: int = 10
+    group_by: tuple[str, ...] = ()
+    aggregate: tuple[str, ...] = ("count", "mean", "std", "min", "max")
+    correlate: bool = True
+    min_runs: int = 5
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How much worse than the baseline an alias may get; the larger allowance applies."""
+
+    alias: str
+    abs: float | None = None
+    rel: float | None = None
+    reduce: str | None = None
+
+
+@dataclass(frozen=True)
+class BaselineSpec:
+    """Baseline runs (a rule over the chosen runs), the candidates, and per-alias tolerances."""
+
+    runs: RunsSpec
+    candidate: RunsSpec | None = None
+    metrics: tuple[str, ...] | None = None
+    reduce: str = "last"
+    tolerances: dict[str, Tolerance] = field(default_factory=dict)
+    missing: str = "fail"
+
+
 @dataclass(frozen=True)
 class Spec:
     path: Path
@@ -176,6 +241,10 @@ class Spec:
     outputs: OutputsSpec
     gate: GateSpec
     raw: dict[str, Any]
+    baseline: BaselineSpec | None = None
+    stats: StatsSpec | None = None
+    compare: CompareSpec | None = None
+    project_table: ProjectTableSpec | None = None
     plots: PlotsSpec = field(default_factory=PlotsSpec)
 
 
@@ -350,6 +419,8 @@ def _explain(
             f"expected a value {_BOUND_WORDS[str(error.validator)]} {error.validator_value}, "
             f"got {error.instance}",
         )
+    elif error.validator == "minItems" and error.validator_value not in (0, 1):
+        yield problem(path, f"needs at least {error.validator_value} items")
     elif error.validator in ("minItems", "minLength", "minProperties"):
         yield problem(path, "must not be empty")
     elif error.validator == "uniqueItems":
@@ -461,6 +532,75 @@ def _rule_problems(data: dict[str, Any], located: _Located, file: str) -> Iterat
     for name, rule in data.get("metrics", {}).items():
         if isinstance(rule, dict) and "expr" in rule:
             yield from _expr_problems(name, rule["expr"], aliases, problem)
+    yield from _analysis_problems(data, aliases, problem)
+    yield from _health_problems(data.get("health", {}), aliases, problem)
+    yield from _baseline_problems(data, aliases, problem)
+
+
+def _health_problems(health, aliases, problem):
+    """Check ids and parameters exist, and values fit: the health registry is their source."""
+    from reportgen.health import CHECKS
+    from reportgen.health.registry import param_problems
+
+    ids = list(CHECKS)
+    for check_id, params in health.get("checks", {}).items():
+        at = ("health", "checks", check_id)
+        check = CHECKS.get(check_id)
+        if check is None:
+            yield problem(at, f"unknown check '{check_id}'{_did_you_mean(check_id, ids)}", key=True)
+            continue
+        names = [p.name for p in check.all_params]
+        for name, value in params.items():
+            param = check.param(name)
+            if param is None:
+                hint = _did_you_mean(name, names)
+                yield problem(
+                    (*at, name), f"unknown parameter '{name}' of {check_id}{hint}", key=True
+                )
+                continue
+            for found in param_problems(param, value, aliases):
+                where = (*at, name) if found.index is None else (*at, name, found.index)
+                choices = found.extra.get("choices")
+                hint = (
+                    _did_you_mean(
+                        str(value if found.index is None else value[found.index]), choices
+                    )
+                    if choices
+                    else ""
+                )
+                yield problem(where, f"{found.message}{hint}")
+    for i, check_id in enumerate(health.get("disable", [])):
+        if check_id not in CHECKS:
+            hint = _did_you_mean(check_id, ids)
+            yield problem(("health", "disable", i), f"unknown check '{check_id}'{hint}")
+
+
+def _baseline_problems(data, aliases, problem):
+    """A baseline must say which runs it is; compared and toleranced aliases must exist."""
+    baseline = data.get("baseline")
+    if baseline is None:
+        if "candidate" in data:
+            yield problem(("candidate",), "a candidate rule needs a baseline section", key=True)
+        return
+    if "ids" not in baseline and "filters" not in baseline:
+        yield problem(
+            ("baseline",), "say which runs are the baseline: give ids, filters, or both", key=True
+        )
+    for section in ("baseline", "candidate"):
+        pattern = data.get(section, {}).get("filters", {}).get("name")
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                yield problem(
+                    (section, "filters", "name"), f"not a valid regular expression: {exc}"
+                )
+    named = [("metrics", i, a) for i, a in enumerate(baseline.get("metrics", []))]
+    named += [("tolerances", a, a) for a in baseline.get("tolerances", {})]
+    for part, at, alias in named:
+        if alias not in aliases:
+            hint = _did_you_mean(alias, aliases) if aliases else "; define it under metrics"
+            yield problem(("baseline", part, at), f"unknown alias '{alias}'{hint}", key=True)
 
 
 def _expr_problems(name, expr, aliases, problem):
@@ -477,6 +617,48 @@ def _expr_problems(name, expr, aliases, problem):
         elif other not in aliases:
             hint = _did_you_mean(other, aliases) if aliases else ""
             yield problem(("metrics", name, "expr"), f"unknown alias '{other}'{hint}")
+
+
+def _analysis_problems(data, aliases, problem):
+    """Aliases named by where, stats, compare and project_table must exist."""
+    from reportgen.expressions import ExpressionError, parse_condition
+
+    def unknown(at: SpecPath, name: str) -> SpecProblem:
+        hint = _did_you_mean(name, aliases) if aliases else "; define it under metrics"
+        return problem(at, f"unknown alias '{name}'{hint}")
+
+    where = data.get("outputs", {}).get("csv", {}).get("where")
+    if where is not None:
+        at = ("outputs", "csv", "where")
+        try:
+            used = parse_condition(where)
+        except ExpressionError as exc:
+            yield problem(at, str(exc))
+        else:
+            names = [*aliases, "step"]
+            for name in sorted(used - set(names)):
+                yield problem(at, f"unknown name '{name}'{_did_you_mean(name, names)}")
+    for section in ("stats", "compare"):
+        for i, name in enumerate(data.get(section, {}).get("metrics", [])):
+            if name not in aliases:
+                yield unknown((section, "metrics", i), name)
+    table = data.get("project_table")
+    if table is None:
+        return
+    chosen = table.get("metrics", aliases)
+    for i, name in enumerate(chosen):
+        if name not in aliases:
+            yield unknown(
+                ("project_table", "metrics", name if isinstance(chosen, dict) else i), name
+            )
+    primary = table.get("primary")
+    if primary is not None and primary not in chosen:
+        names = list(chosen)
+        hint = _did_you_mean(primary, names) if names else "; define it under metrics"
+        yield problem(
+            ("project_table", "primary"),
+            f"'{primary}' is not one of the table's metrics{hint}",
+        )
 
 
 # --- building the Spec -------------------------------------------------------------------------
@@ -531,14 +713,63 @@ def _comparison(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, dict) else {"eq": value}
 
 
-def _build_spec(data: dict[str, Any], path: Path, sha256: str) -> Spec:
-    source = data["source"]
-    runs = data.get("runs", {})
+def _runs_spec(runs: dict[str, Any]) -> RunsSpec:
     filters = runs.get("filters", {})
     tags = filters.get("tags", {})
+    return RunsSpec(
+        filters=RunFilters(
+            states=tuple(filters.get("state", ())),
+            tags_any=tuple(tags.get("any", ())),
+            tags_all=tuple(tags.get("all", ())),
+            tags_none=tuple(tags.get("none", ())),
+            name=filters.get("name"),
+            groups=_strings(filters.get("group")),
+            job_types=_strings(filters.get("job_type")),
+            config={k: _comparison(v) for k, v in filters.get("config", {}).items()},
+            created_after=_time_bound(filters.get("created_after")),
+            created_before=_time_bound(filters.get("created_before")),
+        ),
+        ids=tuple(runs.get("ids", ())),
+        limit=runs.get("limit"),
+    )
+
+
+def _baseline(data: dict[str, Any]) -> BaselineSpec | None:
+    baseline = data.get("baseline")
+    if baseline is None:
+        return None
+    candidate = data.get("candidate")
+    return BaselineSpec(
+        runs=_runs_spec(baseline),
+        candidate=_runs_spec(candidate) if candidate is not None else None,
+        metrics=tuple(baseline["metrics"]) if "metrics" in baseline else None,
+        reduce=baseline.get("reduce", "last"),
+        tolerances={
+            alias: Tolerance(alias, rule.get("abs"), rule.get("rel"), rule.get("reduce"))
+            for alias, rule in baseline.get("tolerances", {}).items()
+        },
+        missing=baseline.get("missing", "fail"),
+    )
+
+
+def _comment(outputs: dict[str, Any]) -> CommentSpec | None:
+    comment = outputs.get("comment")
+    if comment is None:
+        return None
+    return CommentSpec(
+        forge=comment.get("forge"),
+        marker=comment.get("marker"),
+        limit=comment.get("limit"),
+        charts=comment.get("charts", False),
+        report_url=comment.get("report_url"),
+        on_error=comment.get("on_error", "fail"),
+    )
+
+
+def _build_spec(data: dict[str, Any], path: Path, sha256: str) -> Spec:
+    source = data["source"]
     outputs = data.get("outputs", {})
     csv = outputs.get("csv", {})
-    comment = outputs.get("comment")
     health = data.get("health", {})
     sampling = data.get("sampling", {})
     return Spec(
@@ -554,22 +785,7 @@ def _build_spec(data: dict[str, Any], path: Path, sha256: str) -> Spec:
             base_url=source.get("base_url"),
             stale_after=parse_duration(source.get("stale_after", "15m")),
         ),
-        runs=RunsSpec(
-            filters=RunFilters(
-                states=tuple(filters.get("state", ())),
-                tags_any=tuple(tags.get("any", ())),
-                tags_all=tuple(tags.get("all", ())),
-                tags_none=tuple(tags.get("none", ())),
-                name=filters.get("name"),
-                groups=_strings(filters.get("group")),
-                job_types=_strings(filters.get("job_type")),
-                config={k: _comparison(v) for k, v in filters.get("config", {}).items()},
-                created_after=_time_bound(filters.get("created_after")),
-                created_before=_time_bound(filters.get("created_before")),
-            ),
-            ids=tuple(runs.get("ids", ())),
-            limit=runs.get("limit"),
-        ),
+        runs=_runs_spec(data.get("runs", {})),
         metrics={name: _alias(name, rule) for name, rule in data.get("metrics", {}).items()},
         select={
             name: Selection(name, rule["by"], rule.get("reduce", "mean"), rule.get("pick", "min"))
@@ -594,13 +810,71 @@ def _build_spec(data: dict[str, Any], path: Path, sha256: str) -> Spec:
                 name=csv.get("name"),
                 columns=tuple(csv["columns"]) if "columns" in csv else None,
                 missing=csv.get("missing", "empty"),
+                where=csv.get("where"),
             ),
-            comment=CommentSpec(comment.get("forge"), comment.get("marker")) if comment else None,
+            comment=_comment(outputs),
             templates=Path(outputs["templates"]) if "templates" in outputs else None,
         ),
         gate=GateSpec(fail_on=data.get("gate", {}).get("fail_on", "never")),
         raw=data,
+        baseline=_baseline(data),
+        stats=_stats_spec(data.get("stats")),
+        compare=_compare_spec(data.get("compare"), data.get("sampling", {})),
+        project_table=_project_table_spec(data.get("project_table"), list(data.get("metrics", {}))),
         plots=_plots(data.get("plots", {})),
+    )
+
+
+def _stats_spec(section: dict[str, Any] | None) -> StatsSpec | None:
+    if section is None:
+        return None
+    metrics = section.get("metrics")
+    return StatsSpec(
+        metrics=tuple(metrics) if metrics is not None else None,
+        stats=tuple(section.get("stats", DEFAULT_STATS)),
+    )
+
+
+def _compare_spec(section: dict[str, Any] | None, sampling: dict[str, Any]) -> CompareSpec | None:
+    """The history comparison's grid is the spec's sampling with compare.sampling's changes."""
+    if section is None:
+        return None
+    metrics = section.get("metrics")
+    grid = {**sampling, **section.get("sampling", {})}
+    return CompareSpec(
+        runs=tuple(section["runs"]),
+        metrics=tuple(metrics) if metrics is not None else None,
+        reduce=section.get("reduce", "summary"),
+        history=section.get("history", True),
+        sampling=Sampling(
+            x=grid.get("x", "_step"),
+            start=grid.get("start", 0),
+            every=grid.get("every", 1),
+            stop=grid.get("stop"),
+            align=grid.get("align", "asof"),
+        ),
+    )
+
+
+def _project_table_spec(
+    section: dict[str, Any] | None, aliases: list[str]
+) -> ProjectTableSpec | None:
+    if section is None:
+        return None
+    reduce = section.get("reduce", "last")
+    chosen = section.get("metrics", aliases)
+    metrics = dict(chosen) if isinstance(chosen, dict) else dict.fromkeys(chosen, reduce)
+    return ProjectTableSpec(
+        name=section.get("name", "project"),
+        metrics=metrics,
+        reduce=reduce,
+        summary=section.get("summary", True),
+        primary=section.get("primary", next(iter(metrics), None)),
+        top=section.get("top", 10),
+        group_by=tuple(section.get("group_by", ())),
+        aggregate=tuple(section.get("aggregate", ("count", "mean", "std", "min", "max"))),
+        correlate=section.get("correlate", True),
+        min_runs=section.get("min_runs", 5),
     )
 
 

@@ -1,7 +1,10 @@
 """Child process of runwriter.py: reads plans as JSON on stdin and logs them with wandb."""
 
 import json
+import os
+import signal
 import sys
+import time
 
 import wandb
 
@@ -31,6 +34,9 @@ def log_plan(root: str, plan: dict) -> None:
         run.summary[key] = value
     if plan["crash"]:
         raise RuntimeError(plan["crash"])
+    if plan.get("kill"):
+        time.sleep(1.0)  # let wandb-core write what it has, then die without an exit record
+        os.kill(os.getpid(), signal.SIGKILL)
     run.finish(exit_code=plan["exit_code"])
 
 

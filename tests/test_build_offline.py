@@ -299,3 +299,19 @@ def test_run_names_are_sanitised_into_file_names(tmp_path):
     result = build(spec)
     assert [p.name for p in result.files if p.suffix == ".csv"] == ["etc_passwd_x_y_experiment.csv"]
     assert all(p.parent in (result.out_dir, result.out_dir / "plots") for p in result.files)
+
+
+def test_markdown_does_not_link_csv_files_that_were_not_written(project_dir, tmp_path):
+    spec = spec_for(
+        project_dir,
+        tmp_path,
+        "runs: {ids: [grpotiny]}\nmetrics: {length: response_length/mean}\n"
+        f'outputs: {{dir: "{tmp_path / "md"}", formats: [markdown]}}\n',
+    )
+    spec.write_text(
+        spec.read_text().replace(f'outputs: {{dir: "{tmp_path / "out"}", csv: {{}}}}\n', "")
+    )
+    result = build(spec)
+    assert [p.name for p in result.files] == ["length.png", "report.md"]
+    text = (tmp_path / "md" / "report.md").read_text()
+    assert "30 rows sampled on `_step`." in text and ".csv" not in text

@@ -154,3 +154,18 @@ def test_sparkline_on_a_log_scale_spreads_decades_evenly():
     values = np.array([1.0, 10.0, 100.0, 1000.0])
     assert sparkline(np.arange(4), values, width=4) == "▁▁▂█"
     assert sparkline(np.arange(4), values, width=4, log=True) == "▁▃▆█"
+
+
+def test_without_plots_metrics_the_first_twelve_aliases_are_charted(project_dir, tmp_path):
+    aliases = "".join(f"  m{i:02d}: train/loss\n" for i in range(13))
+    spec = write_spec(
+        tmp_path / "s.yaml",
+        f'version: 1\nsource: {{type: wandb-offline, path: "{project_dir}"}}\n'
+        f"runs: {{ids: [sftnan01]}}\nmetrics:\n{aliases}"
+        f'outputs: {{dir: "{tmp_path / "out"}", formats: [json]}}\n',
+    )
+    assert main(["build", str(spec), "-q"]) == 0
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert data["notes"] == [
+        "charts show the first 12 of 13 aliases; list the ones to chart in plots.metrics"
+    ]

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reportgen import atomic
+from reportgen.render.analysis import analysis_files
 from reportgen.render.csv import render_csv
 from reportgen.render.json import render_json
 from reportgen.render.markdown import render_markdown
@@ -30,6 +31,9 @@ def write_outputs(
             path = out_dir / table.file
             atomic.write_text(path, render_csv(table))
             written.append(path)
+        for name, data in analysis_files(report.analysis):
+            atomic.write_bytes(out_dir / name, data)
+            written.append(out_dir / name)
     if "markdown" in formats:
         from reportgen.render.plots import write_png_plots
 
@@ -37,7 +41,8 @@ def write_outputs(
         written += pngs.values()
         images = {alias: path.relative_to(out_dir).as_posix() for alias, path in pngs.items()}
         path = out_dir / "report.md"
-        atomic.write_text(path, render_markdown(report, template_dirs, images))
+        text = render_markdown(report, template_dirs, images, csv_files="csv" in formats)
+        atomic.write_text(path, text)
         written.append(path)
     if "pdf" in formats:
         from reportgen.render.pdf import render_pdf

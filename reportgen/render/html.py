@@ -27,7 +27,7 @@ class Figures:
     """Charts ready to embed: per plotted alias, and per run (its small multiples)."""
 
     aliases: dict[str, str] = field(default_factory=dict)
-    runs: dict[str, str] = field(default_factory=dict)
+    runs: dict[str, list[str]] = field(default_factory=dict)
 
 
 def html_environment(extra_dirs: Sequence[Path] = ()) -> jinja2.Environment:
@@ -53,7 +53,7 @@ def draw_figures(report: Report) -> Figures:
         alias_figure,
         figure_bytes,
         plotted_aliases,
-        run_figure,
+        run_figures,
         run_styles,
     )
 
@@ -65,9 +65,9 @@ def draw_figures(report: Report) -> Figures:
             aliases[alias] = svg_data_uri(figure_bytes(fig, "svg"))
     runs = {}
     for run in report.runs:
-        fig = run_figure(report, run, styles)
-        if fig is not None:
-            runs[run.id] = svg_data_uri(figure_bytes(fig, "svg"))
+        figures = run_figures(report, run, styles)
+        if figures:
+            runs[run.id] = [svg_data_uri(figure_bytes(fig, "svg")) for fig in figures]
     return Figures(aliases, runs)
 
 

@@ -13,6 +13,8 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from reportgen.baseline import BaselineComparison
+from reportgen.render.analysis_json import analysis_dict
 from reportgen.report import MetricReport, Report, RunReport, TableReport
 
 
@@ -71,9 +73,16 @@ def _run(run: RunReport) -> dict[str, Any]:
                 "step": f.step,
                 "value": f.value,
                 "message": f.message,
+                "likely_cause": f.likely_cause,
+                "next_step": f.next_step,
             }
             for f in run.findings
         ],
+        "health": {
+            "preset": run.health.preset,
+            "checks": list(run.health.checks),
+            "healthy": list(run.health.healthy),
+        },
         "metrics": [_metric(m) for m in run.metrics],
         "notes": list(run.notes),
     }
@@ -90,6 +99,35 @@ def _table(table: TableReport) -> dict[str, Any]:
         "keys": table.keys,
         "rows": table.rows,
         "notes": list(table.notes),
+    }
+
+
+def _baseline(comparison: BaselineComparison) -> dict[str, Any]:
+    return {
+        "baseline_runs": list(comparison.baseline_ids),
+        "candidate_runs": list(comparison.candidate_ids),
+        "metrics": list(comparison.aliases),
+        "failed": comparison.failed,
+        "reasons": list(comparison.reasons),
+        "rows": [
+            {
+                "metric": row.alias,
+                "key": row.key,
+                "goal": row.goal,
+                "reduce": row.reduce,
+                "run_id": row.run_id,
+                "baseline": row.baseline,
+                "candidate": row.candidate,
+                "change": row.change,
+                "percent": row.percent,
+                "tolerance": (
+                    {"abs": row.tolerance.abs, "rel": row.tolerance.rel} if row.tolerance else None
+                ),
+                "allowed": row.allowed,
+                "status": row.status,
+            }
+            for row in comparison.rows
+        ],
     }
 
 
@@ -120,12 +158,18 @@ def report_dict(report: Report) -> dict[str, Any]:
                 for s in report.selections
             ],
             "tables": [_table(t) for t in report.tables],
+            "next_experiments": [
+                {"action": e.action, "reason": e.reason, "checks": e.checks, "runs": e.runs}
+                for e in report.next_experiments
+            ],
             "notes": list(report.notes),
+            "baseline": _baseline(report.baseline) if report.baseline else None,
             "gate": {
                 "fail_on": report.gate.fail_on,
                 "failed": report.gate.failed,
                 "reasons": list(report.gate.reasons),
             },
+            **analysis_dict(report.analysis),
         }
     )
 

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from reportgen.curves import sparkline
+from reportgen.render.baseline import row_cells
 from reportgen.render.templates import (
     MarkdownSafe,
     code_span,
     markdown_environment,
     render_template,
 )
-from reportgen.render.text import escape_markdown
-from reportgen.report import Report, RunReport
+from reportgen.render.text import escape_markdown, format_number
+from reportgen.report import Report, RunProblems, RunReport
 
 
 def source_label(source: dict[str, Any]) -> str:
@@ -84,10 +86,50 @@ def markdown_plots(report: Report, images: Mapping[str, str]) -> list[dict[str, 
     return plots
 
 
+def finding_ids(run: RunReport) -> MarkdownSafe:
+    """The distinct check ids of a run's findings, as code spans."""
+    ids = dict.fromkeys(f.check for f in run.findings)
+    return MarkdownSafe(", ".join(code_span(i) for i in ids))
+
+
+def problem_block(problem: RunProblems) -> MarkdownSafe:
+    """One run's findings of a severity: a bullet each, the likely cause once per group."""
+    run = problem.run
+    lines = [f"**{escape_markdown(run.name)}** ({code_span(run.id)})", ""]
+    for group in problem.groups:
+        for f in group.findings:
+            lines.append(f"- {code_span(f.check)}: {escape_markdown(f.message)}.")
+        if group.cause:
+            lines.append(f"  *Likely cause:* {escape_markdown(group.cause)}.")
+    return MarkdownSafe("\n".join(lines) + "\n")
+
+
+def value_cell(value: Any, present: bool = True) -> MarkdownSafe:
+    """A config value exactly as logged, as inline code; a dash where the key is missing."""
+    if not present:
+        return MarkdownSafe("–")
+    if isinstance(value, str):
+        return code_span(value)
+    return code_span(json.dumps(value, sort_keys=True, default=str))
+
+
+def signed(value: float | None, suffix: str = "") -> MarkdownSafe:
+    """A change with its sign (+0.12, -3.4%); a dash where there is none."""
+    if value is None:
+        return MarkdownSafe("–")
+    sign = "+" if value > 0 else ""
+    return MarkdownSafe(f"{sign}{format_number(value)}{suffix}")
+
+
 def render_markdown(
-    report: Report, template_dirs: Sequence[Path] = (), images: Mapping[str, str] | None = None
+    report: Report,
+    template_dirs: Sequence[Path] = (),
+    images: Mapping[str, str] | None = None,
+    *,
+    csv_files: bool = True,
 ) -> str:
-    """report.md; `images` maps an alias to its chart's path relative to report.md."""
+    """report.md; `images` maps an alias to its chart's path relative to report.md, and
+    `csv_files` says whether the tables' CSV files exist to link to."""
     env = markdown_environment(template_dirs)
     spark = sparkline_for(report)
     return render_template(
@@ -98,7 +140,13 @@ def render_markdown(
         sampling_label=sampling_label(report.sampling),
         generated=report.generated_at.strftime("%Y-%m-%d %H:%M UTC"),
         state_label=state_label,
+        finding_ids=finding_ids,
+        problem_block=problem_block,
         notes=all_notes(report),
+        value_cell=value_cell,
+        signed=signed,
+        csv_files=csv_files,
+        baseline_cells=row_cells,
         plots=markdown_plots(report, images or {}),
         sparkline=lambda run, alias: MarkdownSafe(spark(run, alias)),
     )

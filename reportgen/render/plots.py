@@ -25,6 +25,7 @@ from reportgen.report import Curve, Finding, Report, RunReport
 
 # Small multiples are a third of a page wide: this many points per curve is plenty there.
 SMALL_POINTS = 150
+PAGE_OF_CHARTS = 12
 
 # matplotlib's "tab10": distinct, print-safe, and named so a caption can say "blue".
 PALETTE = (
@@ -314,12 +315,17 @@ def alias_figure(report: Report, alias: str, styles: dict[str, RunStyle]) -> Any
     return fig
 
 
-def run_figure(report: Report, run: RunReport, styles: dict[str, RunStyle]) -> Any | None:
-    """A run's plotted aliases as small multiples in its colour; findings marked and named."""
+def run_figures(report: Report, run: RunReport, styles: dict[str, RunStyle]) -> list[Any]:
+    """A run's plotted aliases as small multiples, at most a page (12 charts) per figure."""
     curves = [c for alias in report.plots.metrics if (c := run.curve(alias)) is not None]
-    if not curves:
-        return None
-    style = styles[run.id]
+    return [
+        _small_multiples(report, run, curves[i : i + PAGE_OF_CHARTS], styles[run.id])
+        for i in range(0, len(curves), PAGE_OF_CHARTS)
+    ]
+
+
+def _small_multiples(report: Report, run: RunReport, curves: list[Curve], style: RunStyle) -> Any:
+    """Charts of one run in its colour, three a row; findings marked and named."""
     columns = min(3, len(curves))
     rows = math.ceil(len(curves) / columns)
     height = 1.7 * rows + 0.2

@@ -40,6 +40,15 @@ _KIND_BY_FIELD = {
     for f in pb.Record.DESCRIPTOR.fields
     if f.containing_oneof is not None and f.containing_oneof.name == "record_type"
 }
+# Writers emit fields in field-number order: `num` (field 1, a varint) and then the record type,
+# whose tag is one byte for fields below 16 and two bytes above. Anything else falls back to
+# scanning the tags one by one.
+_KIND_BY_TAG = {
+    bytes([(number << 3) | 2])
+    if number < 16
+    else bytes([((number << 3) | 2) & 0x7F | 0x80, (number << 3) >> 7]): kind
+    for number, kind in _KIND_BY_FIELD.items()
+}
 WANTED_KINDS = frozenset(
     {"run", "config", "summary", "history", "exit", "output", "output_raw", "metric"}
 )
@@ -142,6 +151,15 @@ def read_payloads(data: bytes) -> tuple[list[bytes], list[Damage]]:
 def record_kind(payload: bytes) -> str | None:
     """The record's type, read from its field tags without decoding it."""
     pos = 0
+    if payload[:1] == b"\x08":  # skip `num`
+        pos = 1
+        while pos < len(payload) and payload[pos] & 0x80:
+            pos += 1
+        pos += 1
+    kind = _KIND_BY_TAG.get(payload[pos : pos + 1]) or _KIND_BY_TAG.get(payload[pos : pos + 2])
+    if kind is not None:
+        return kind
+    pos = 0
     end = len(payload)
     while pos < end:
         tag, pos = _varint(payload, pos)
@@ -174,13 +192,6 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
         if not byte & 0x80:
             return result, pos
         shift += 7
-
-
-def _item_key(item: Any) -> str:
-    nested = item.nested_key
-    if nested:
-        return nested[0] if len(nested) == 1 else ".".join(nested)
-    return str(item.key)
 
 
 def _json_value(text: str) -> Any:
@@ -299,14 +310,21 @@ def read_wandb_file(path: Path) -> FileContents:
 
 
 def _add_history(history: Any, points: dict[str, tuple[list[int], list[float]]]) -> None:
-    step = int(history.step.num)
+    # The hot loop of the reader (one pass per logged value): kept flat on purpose.
+    step = history.step.num
     for item in history.item:
-        key = _item_key(item)
+        nested = item.nested_key
+        key = nested[0] if len(nested) == 1 else ".".join(nested) or item.key
         if key == "_step":
             continue
-        value = _number(item.value_json)
-        if value is None:
-            continue
+        text = item.value_json
+        try:
+            value = float(text)
+        except ValueError:
+            number = _number(text)
+            if number is None:
+                continue
+            value = number
         column = points.get(key)
         if column is None:
             column = points[key] = ([], [])
@@ -339,24 +357,31 @@ def _apply_config(config: Any, tree: dict[str, Any]) -> None:
 
 
 def _final_summary(payloads: list[bytes], damages: list[Damage]) -> dict[str, Any]:
-    """Apply summary updates newest first, so each key is decoded once, from its last write."""
+    """The summary after every update: the last write of each key wins, removals included.
+
+    Parsing the concatenated payloads as one message merges them (repeated fields append in
+    order), which is far cheaper than one parse per record. Removals would lose their place
+    among the updates in a merged message, and a damaged payload would spoil it: in either
+    case the records are applied one by one instead.
+    """
+    try:
+        merged = [pb.Record.FromString(b"".join(payloads)).summary]
+    except Exception:
+        merged = []
+    if not merged or merged[0].remove:
+        merged = []
+        for payload in payloads:
+            try:
+                merged.append(pb.Record.FromString(payload).summary)
+            except Exception:
+                damages.append(Damage(0, len(payload), "a summary record could not be decoded"))
     summary: dict[str, Any] = {}
-    settled: set[str] = set()
-    parse = pb.Record.FromString
-    for payload in reversed(payloads):
-        try:
-            record = parse(payload).summary
-        except Exception:
-            damages.append(Damage(0, len(payload), "a summary record could not be decoded"))
-            continue
-        for item in record.remove:
-            settled.add(_item_key(item))
+    for record in merged:
         for item in record.update:
-            key = _item_key(item)
-            if key not in settled:
-                settled.add(key)
-                summary[key] = _json_value(item.value_json)
-    return {k: summary[k] for k in sorted(summary) if not k.startswith("_wandb")}
+            summary[".".join(item.nested_key) or item.key] = item.value_json
+        for item in record.remove:
+            summary.pop(".".join(item.nested_key) or item.key, None)
+    return {k: _json_value(summary[k]) for k in sorted(summary) if not k.startswith("_wandb")}
 
 
 def iter_wandb_files(root: Path) -> Iterator[Path]:

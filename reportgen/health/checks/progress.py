@@ -1,0 +1,254 @@
+"""Is the compute well spent? plateau, still_improving, overfitting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from reportgen.health import stats
+from reportgen.health.checks.stability import window_param
+from reportgen.health.context import CheckContext, num
+from reportgen.health.registry import FRACTION, INTEGER, METRIC, NUMBER, Param, check
+from reportgen.health.roles import OBJECTIVE, Signal
+from reportgen.report import Finding
+
+BOTH = ("rl", "supervised")
+OBJECTIVE_DOC = (
+    "The alias or role to judge; `objective` is val_loss (else loss) for supervised runs and "
+    "reward for RL runs."
+)
+
+
+def _lower_is_better(signal: Signal, values: np.ndarray) -> np.ndarray:
+    """Values turned so that smaller is always better (rewards are negated)."""
+    return values if signal.goal == "minimize" else -values
+
+
+def _position(steps: np.ndarray, index: int) -> float:
+    span = float(steps[-1] - steps[0])
+    return float(steps[index] - steps[0]) / span if span > 0 else 1.0
+
+
+def _level_window(n: int, window: int | None) -> int:
+    """Windows for judging progress: at least 10 points where the run has 50 (5-point
+    medians of a noisy curve are too jumpy to say whether it still improves)."""
+    return stats.window_size(n, window) if window else max(stats.window_size(n), min(10, n // 5))
+
+
+def _word(signal: Signal) -> tuple[str, str]:
+    return ("falling", "fell") if signal.goal == "minimize" else ("rising", "rose")
+
+
+@check(
+    "plateau",
+    severity="bad",
+    presets=BOTH,
+    looks_at="the objective: val_loss (else loss) for supervised runs, reward for RL runs",
+    cause="the run stopped improving early: the learning rate is too small (or decayed too "
+    "soon) to make further progress, or the model has reached what it can learn from this data",
+    advice="Stop such runs earlier to save compute, or try a higher learning rate, a later "
+    "decay, or a larger model.",
+    params=[
+        Param("metric", METRIC, OBJECTIVE, OBJECTIVE_DOC),
+        Param(
+            "early",
+            FRACTION,
+            0.2,
+            "Fires when the metric reached its final level within this share of the run.",
+        ),
+        Param(
+            "rel_tol",
+            NUMBER,
+            0.01,
+            "“Reached its final level” means within this fraction of the best value (or within "
+            "three noise standard errors of the rolling median, whichever is larger).",
+        ),
+        Param("min_points", INTEGER, 50, "Runs with fewer logged points are not judged."),
+        window_param("10 (on runs of 50 points or more)"),
+    ],
+)
+def plateau(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
+    """The objective improved at first, then stopped: its rolling median came within noise of its final best during the first `early` share of the run and never got meaningfully better afterwards, so most of the compute bought nothing."""
+    signal = ctx.signal(p["metric"])
+    if signal is None:
+        return []
+    s = signal.finite
+    n = len(s)
+    if n < p["min_points"]:
+        return []
+    w = _level_window(n, p["window"])
+    u = _lower_is_better(s, stats.rolling_median(s.values, w))
+    valid = np.flatnonzero(np.isfinite(u))
+    if not len(valid):
+        return []
+    best = float(np.nanmin(u))
+    sigma = stats.noise_sigma(s.values, w)
+    delta = max(3 * stats.standard_error(sigma, w), p["rel_tol"] * abs(best), stats.TINY)
+    start = float(u[valid[0]])
+    if start - best <= delta:
+        return []  # never improved: reward_flat and flatline speak to that
+    settled = int(valid[np.argmax(u[valid] <= best + delta)])
+    raw = _lower_is_better(s, s.values)
+    reached = stats.first_at_or_after(raw <= best + delta, max(0, settled - w + 1))
+    position = _position(s.steps, reached)
+    if position > p["early"]:
+        return []
+    level = best if s.goal == "minimize" else -best
+    remaining = n - 1 - reached
+    message = (
+        f"{s.key} stopped improving at {s.at(float(s.steps[reached]))} "
+        f"({position:.0%} into the run): it was within {num(delta)} of its best "
+        f"({num(level)}) by then and did not get better over the remaining {remaining} "
+        f"logged steps"
+    )
+    return [
+        ctx.finding(
+            p,
+            message,
+            signal=s,
+            step=float(s.steps[reached]),
+            value=level,
+            next_step="Stop such runs earlier to save compute, or try a higher learning rate"
+            f"{ctx.config_text('lr', 'learning_rate')}, a later decay, or a larger model.",
+        )
+    ]
+
+
+@check(
+    "still_improving",
+    severity="bad",
+    presets=BOTH,
+    looks_at="the objective: val_loss (else loss) for supervised runs, reward for RL runs",
+    cause="undertrained: the run ended before the objective converged",
+    advice="Train longer (for example twice the steps) or resume from the last checkpoint.",
+    params=[
+        Param("metric", METRIC, OBJECTIVE, OBJECTIVE_DOC),
+        Param("tail", FRACTION, 0.2, "The closing share of the run that is examined."),
+        Param(
+            "min_share",
+            FRACTION,
+            0.15,
+            "Fires when that tail brought at least this share of the run's whole improvement.",
+        ),
+        Param("min_points", INTEGER, 20, "Runs with fewer logged points are not judged."),
+        window_param("10 (on runs of 50 points or more)"),
+    ],
+)
+def still_improving(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
+    """The objective was still getting better when the run ended: the last `tail` share of the run brought at least `min_share` of the whole improvement, by more than noise, and the run ended at its best. Runs still running are not judged."""
+    signal = ctx.signal(p["metric"])
+    if signal is None or ctx.run.state == "running":
+        return []
+    s = signal.finite
+    n = len(s)
+    if n < p["min_points"]:
+        return []
+    w = _level_window(n, p["window"])
+    values = _lower_is_better(s, s.values)
+    start = stats.head_level(values, w)
+    end = stats.tail_level(values, w)
+    cut = int(np.searchsorted(s.steps, s.steps[0] + (1 - p["tail"]) * (s.steps[-1] - s.steps[0])))
+    if cut < w or n - cut < w:
+        return []
+    before = float(np.median(values[cut - w : cut]))
+    gain, total = before - end, start - end
+    sigma = stats.noise_sigma(s.values, w)
+    if total <= 0 or gain <= 3 * np.sqrt(2) * stats.standard_error(sigma, w):
+        return []
+    if gain < p["min_share"] * total:
+        return []
+    if end > float(np.nanmin(stats.rolling_median(values, w))) + stats.TINY:
+        return []  # it got better before and worse again at the end: not "still improving"
+    going, went = _word(s)
+    sign = 1 if s.goal == "minimize" else -1
+    message = (
+        f"{s.key} was still {going} when the run ended: over the last {p['tail']:.0%} of the "
+        f"run (from {s.at(float(s.steps[cut]))}) it {went} from {num(sign * before)} to "
+        f"{num(sign * end)}, {gain / total:.0%} of the run's whole improvement"
+    )
+    steps_cfg = ctx.config_text("steps", "max_steps", "total_steps", "num_train_epochs")
+    return [
+        ctx.finding(
+            p,
+            message,
+            signal=s,
+            step=float(s.steps[cut]),
+            value=float(sign * end),
+            next_step=f"Train longer (for example twice the steps{steps_cfg}) or resume from "
+            "the last checkpoint: the objective had not converged.",
+        )
+    ]
+
+
+@check(
+    "overfitting",
+    severity="bad",
+    presets=("supervised",),
+    looks_at="val_loss against loss",
+    cause="the model is memorising the training data: validation gets worse while training "
+    "keeps improving",
+    advice="Keep the checkpoint from the best validation step; add regularisation (weight "
+    "decay, dropout), more data, or stop early on the validation metric.",
+    params=[
+        Param("metric", METRIC, "val_loss", "The validation alias or role."),
+        Param("train_metric", METRIC, "loss", "The training alias or role."),
+        Param(
+            "min_rise",
+            NUMBER,
+            0.1,
+            "How far the validation metric must end above its best, relative to the best "
+            "(0.1 = 10% worse), and by more than noise.",
+        ),
+        Param("min_points", INTEGER, 5, "Validation curves with fewer points are not judged."),
+        window_param(),
+    ],
+)
+def overfitting(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
+    """Validation got worse while training kept improving: the validation metric ends at least `min_rise` worse than its best, and the training metric is better at the end than it was at the validation best."""
+    val, train = ctx.signal(p["metric"]), ctx.signal(p["train_metric"])
+    if val is None or train is None:
+        return []
+    v, t = val.finite, train.finite
+    n = len(v)
+    if n < p["min_points"] or len(t) < 5:
+        return []
+    w = stats.window_size(n, p["window"])
+    u = _lower_is_better(v, stats.rolling_median(v.values, w, full=False))
+    settled = int(np.nanargmin(u))
+    if settled >= n - w:
+        return []
+    best = float(u[settled])
+    lowest = _lower_is_better(v, v.values)[max(0, settled - w + 1) : settled + 1]
+    b = max(0, settled - w + 1) + int(np.argmin(lowest))
+    end = stats.tail_level(_lower_is_better(v, v.values), w)
+    rise = end - best
+    sigma = stats.noise_sigma(v.values, w)
+    if rise < p["min_rise"] * abs(best) or rise <= 3 * stats.standard_error(sigma, w):
+        return []
+    tw = stats.window_size(len(t), None)
+    tu = _lower_is_better(t, stats.rolling_median(t.values, tw, full=False))
+    at_best = int(np.searchsorted(t.steps, v.steps[b], side="right")) - 1
+    if at_best < 0:
+        return []
+    train_then, train_end = float(tu[at_best]), float(tu[-1])
+    if train_end >= train_then:
+        return []
+    sign = 1 if v.goal == "minimize" else -1
+    tsign = 1 if t.goal == "minimize" else -1
+    message = (
+        f"{v.key} got worse after its best {num(v.values[b])} at {v.at(float(v.steps[b]))}, "
+        f"ending at {num(sign * end)} ({abs(rise / best) if best else 0:.0%} worse), while "
+        f"{t.key} kept improving ({num(tsign * train_then)} → {num(tsign * train_end)})"
+    )
+    return [
+        ctx.finding(
+            p,
+            message,
+            signal=v,
+            step=float(v.steps[b]),
+            value=float(sign * end),
+            next_step=f"Keep the checkpoint from {v.at(float(v.steps[b]))}; add regularisation "
+            "(weight decay, dropout) or more data, or stop early on the validation metric.",
+        )
+    ]

@@ -1,0 +1,103 @@
+"""Running the checks: per run, pick the preset, fill in parameters, collect findings.
+
+`auto` decides per run: a run that logs anything only RL logs (entropy, KL, clip fraction,
+response length, reward) is checked as RL, anything else as supervised training. A check the
+spec configures under `health.checks` runs even when its preset leaves it out; `disable` wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import numpy as np
+
+from reportgen.health import stats
+from reportgen.health.context import CheckContext, num
+from reportgen.health.registry import CHECKS, preset_checks
+from reportgen.health.roles import OBJECTIVE, SignalResolver, is_rl
+from reportgen.metrics import ResolvedMetric
+from reportgen.report import Finding, RunHealth
+from reportgen.runs import History, Run
+from reportgen.spec import HealthSpec, MetricAlias
+
+
+def check_runs(
+    health: HealthSpec,
+    aliases: Mapping[str, MetricAlias],
+    runs: Sequence[Run],
+    histories: Mapping[str, History],
+    metrics: Mapping[str, Mapping[str, ResolvedMetric]],
+    now: datetime,
+) -> tuple[dict[str, list[Finding]], dict[str, RunHealth]]:
+    """Findings and health notes for every run, keyed by run id."""
+    findings: dict[str, list[Finding]] = {}
+    notes: dict[str, RunHealth] = {}
+    for run in runs:
+        findings[run.id], notes[run.id] = check_run(
+            health, aliases, run, histories[run.id], metrics[run.id], now
+        )
+    return findings, notes
+
+
+def check_run(
+    health: HealthSpec,
+    aliases: Mapping[str, MetricAlias],
+    run: Run,
+    history: History,
+    resolved: Mapping[str, ResolvedMetric],
+    now: datetime,
+) -> tuple[list[Finding], RunHealth]:
+    resolver = SignalResolver(run, history, resolved, aliases)
+    kind = health.preset if health.preset in ("rl", "supervised") else _detect(resolver)
+    ids = [] if health.preset == "none" else preset_checks(kind)
+    ids += [i for i in CHECKS if i in health.checks and i not in ids]
+    ids = [i for i in CHECKS if i in ids and i not in health.disable]
+    context = CheckContext(run=run, history=history, now=now, preset=kind, resolver=resolver)
+    findings: list[Finding] = []
+    for check_id in ids:
+        check = CHECKS[check_id]
+        context.check = check
+        params = check.values(kind, health.checks.get(check_id, {}))
+        findings += check.function(context, params)
+    return findings, RunHealth(kind, tuple(ids), tuple(_healthy(context, ids, findings)))
+
+
+def _detect(resolver: SignalResolver) -> str:
+    return "rl" if is_rl(resolver) else "supervised"
+
+
+def _healthy(context: CheckContext, ids: list[str], findings: list[Finding]) -> list[str]:
+    """What looks fine in a run: a few plain sentences for the report's Good section."""
+    run = context.run
+    flagged = {f.key for f in findings}
+    checks = {f.check for f in findings}
+    lines = []
+    steps = context.history.steps()
+    if run.state == "finished" and (run.exit_code or 0) == 0 and len(steps):
+        lines.append(f"finished cleanly after {len(steps)} logged steps")
+    if "non_finite" in ids and "non_finite" not in checks:
+        tracked = len(context.resolver.tracked())
+        if tracked:
+            lines.append(f"no NaN or infinity in its {tracked} tracked metrics")
+    names = [OBJECTIVE, "entropy", "kl", "length"]
+    if context.preset == "supervised":
+        names.insert(1, "loss")
+    seen: set[str] = set()
+    for name in names:
+        signal = context.signal(name)
+        if signal is None or signal.key in flagged or signal.key in seen:
+            continue
+        seen.add(signal.key)
+        s = signal.finite
+        if len(s) < 2:
+            continue
+        w = stats.window_size(len(s), None)
+        start, end = stats.head_level(s.values, w), stats.tail_level(s.values, w)
+        if name == "kl":
+            lines.append(f"{s.key} stayed small (median {num(float(np.median(s.values)))})")
+        elif name == "entropy" and start > 0:
+            lines.append(f"{s.key} went from {num(start)} to {num(end)} without collapsing")
+        else:
+            lines.append(f"{s.key} went from {num(start)} to {num(end)}")
+    return lines

@@ -1,0 +1,400 @@
+"""The project table: one row per run, then group-by aggregates, top N and correlations.
+
+It replaces the export scripts teams keep: `config.*` columns (nested configs flattened with
+dots), `metric.*` columns (each alias reduced as the spec says, plus every numeric summary
+value), and the raw config and summary for anything the columns leave out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reportgen.metrics import ResolvedMetric, goal_for, reduce
+from reportgen.runs import History, Run, flatten
+from reportgen.spec import MetricAlias, ProjectTableSpec
+
+# Columns about the run itself, before the config.* and metric.* columns.
+RUN_COLUMNS = (
+    ("run_id", "string"),
+    ("run_name", "string"),
+    ("state", "string"),
+    ("group", "string"),
+    ("job_type", "string"),
+    ("tags", "string"),
+    ("created_at", "timestamp"),
+    ("steps", "integer"),
+    ("last_step", "integer"),
+)
+JSON_COLUMNS = ("config_json", "summary_json")
+
+
+@dataclass(frozen=True)
+class ProjectColumn:
+    """A column and the one type all its values share (json: written as JSON text)."""
+
+    name: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class TopRun:
+    rank: int
+    run_id: str
+    run_name: str
+    value: float
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    """One group: its key values, how many runs it has, and `values[column][aggregate]`."""
+
+    keys: tuple[Any, ...]
+    runs: int
+    values: dict[str, dict[str, float | None]]
+
+
+@dataclass(frozen=True)
+class GroupTable:
+    by: tuple[str, ...]
+    metrics: tuple[str, ...]
+    aggregates: tuple[str, ...]
+    rows: tuple[GroupRow, ...]
+    file: str
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """Spearman's rank correlation of one numeric config column with the primary metric."""
+
+    column: str
+    rho: float
+    runs: int
+
+
+@dataclass(frozen=True)
+class ProjectTable:
+    name: str
+    columns: tuple[ProjectColumn, ...]
+    rows: tuple[dict[str, Any], ...]
+    reductions: dict[str, str]
+    primary: str | None
+    goal: str | None
+    top_n: int
+    top: tuple[TopRun, ...]
+    groups: GroupTable | None
+    correlate: bool
+    min_runs: int
+    correlation_runs: int
+    correlations: tuple[Correlation, ...]
+    correlation_note: str | None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def csv_file(self) -> str:
+        return f"{self.name}.csv"
+
+    @property
+    def parquet_file(self) -> str:
+        return f"{self.name}.parquet"
+
+    @property
+    def top_file(self) -> str:
+        return f"{self.name}_top.csv"
+
+    @property
+    def correlations_file(self) -> str:
+        return f"{self.name}_correlations.csv"
+
+    @property
+    def primary_column(self) -> str | None:
+        return f"metric.{self.primary}" if self.primary else None
+
+    def column_names(self, kinds: Sequence[str] | None = None) -> list[str]:
+        return [c.name for c in self.columns if kinds is None or c.kind in kinds]
+
+
+# --- building the rows ---------------------------------------------------------------------------
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def column_kind(values: Sequence[Any]) -> str:
+    """The narrowest type every present value fits; mixed or nested values are JSON."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return "string"
+    if all(isinstance(v, bool) for v in present):
+        return "boolean"
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+        return "integer"
+    if all(_numeric(v) for v in present):
+        return "number"
+    if all(isinstance(v, str) for v in present):
+        return "string"
+    return "json"
+
+
+def _run_cells(run: Run, history: History) -> dict[str, Any]:
+    steps = history.steps()
+    return {
+        "run_id": run.id,
+        "run_name": run.name,
+        "state": run.state,
+        "group": run.group,
+        "job_type": run.job_type,
+        "tags": ", ".join(run.tags),
+        "created_at": run.created_at,
+        "steps": len(steps),
+        "last_step": int(steps[-1]) if len(steps) else None,
+    }
+
+
+def _summary_numbers(summary: Mapping[str, Any]) -> dict[str, float]:
+    """Numeric summary values by flattened key, W&B's own `_…` bookkeeping left out."""
+    return {
+        key: float(value)
+        for key, value in flatten(summary).items()
+        if not key.startswith("_") and _numeric(value)
+    }
+
+
+def build_rows(
+    spec: ProjectTableSpec,
+    runs: Sequence[Run],
+    histories: Mapping[str, History],
+    metrics: Mapping[str, Mapping[str, ResolvedMetric]],
+) -> tuple[list[ProjectColumn], list[dict[str, Any]], list[str]]:
+    """The table's columns and one dict of cells per run (None where a run has no value)."""
+    reductions = spec.metrics or {}
+    configs = {run.id: flatten(run.config) for run in runs}
+    summaries = {run.id: _summary_numbers(run.summary) if spec.summary else {} for run in runs}
+    config_keys = sorted(set().union(*configs.values())) if runs else []
+    alias_columns = [f"metric.{alias}" for alias in reductions]
+    summary_keys = sorted(set().union(*summaries.values())) if runs else []
+    shadowed = [k for k in summary_keys if f"metric.{k}" in alias_columns]
+    summary_columns = [f"metric.{k}" for k in summary_keys if k not in shadowed]
+    notes = [
+        f"summary value '{key}' is not a column: the alias of the same name is" for key in shadowed
+    ]
+    rows: list[dict[str, Any]] = []
+    for run in runs:
+        row = _run_cells(run, histories[run.id])
+        for key in config_keys:
+            row[f"config.{key}"] = configs[run.id].get(key)
+        for alias, how in reductions.items():
+            metric = metrics[run.id][alias]
+            row[f"metric.{alias}"] = reduce(metric.series, how) if metric.found else None
+        for key in summary_keys:
+            if key not in shadowed:
+                row[f"metric.{key}"] = summaries[run.id].get(key)
+        row["config_json"] = run.config
+        row["summary_json"] = run.summary
+        rows.append(row)
+    columns = [ProjectColumn(name, kind) for name, kind in RUN_COLUMNS]
+    for name in [f"config.{k}" for k in config_keys]:
+        columns.append(ProjectColumn(name, column_kind([r[name] for r in rows])))
+    columns += [ProjectColumn(name, "number") for name in alias_columns + summary_columns]
+    columns += [ProjectColumn(name, "json") for name in JSON_COLUMNS]
+    return columns, rows, notes
+
+
+# --- top N ---------------------------------------------------------------------------------------
+
+
+def _finite(value: Any) -> bool:
+    return _numeric(value) and math.isfinite(value)
+
+
+def top_runs(rows: Sequence[Mapping[str, Any]], column: str, goal: str, n: int) -> list[TopRun]:
+    """The n best runs by a column in the goal's direction; ties by run id; no value, no rank."""
+    ranked = [r for r in rows if _finite(r.get(column))]
+    sign = 1.0 if goal == "minimize" else -1.0
+    ranked.sort(key=lambda r: (sign * r[column], r["run_id"]))
+    return [
+        TopRun(i, r["run_id"], r["run_name"], float(r[column]))
+        for i, r in enumerate(ranked[:n], start=1)
+    ]
+
+
+# --- group by ------------------------------------------------------------------------------------
+
+
+def _group_key(value: Any) -> Any:
+    """A hashable stand-in for a cell (lists and dicts by their JSON text)."""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True, default=str)
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    return value
+
+
+def _sort_key(keys: tuple[Any, ...]) -> tuple[tuple[int, float, str], ...]:
+    """Groups in a stable order: numbers by value, then text, then missing values last."""
+    order = []
+    for value in keys:
+        if value is None:
+            order.append((3, 0.0, ""))
+        elif _numeric(value) or isinstance(value, bool):
+            order.append((0, float(value), ""))
+        elif isinstance(value, str):
+            order.append((1, 0.0, value))
+        else:
+            order.append((2, 0.0, str(value)))
+    return tuple(order)
+
+
+def aggregate(values: Sequence[Any], how: str) -> float | None:
+    """count, mean, std (sample, n-1), min or max of finite values; None when undefined."""
+    finite = np.asarray([v for v in values if _finite(v)], dtype=float)
+    if how == "count":
+        return len(finite)
+    if len(finite) == 0 or (how == "std" and len(finite) < 2):
+        return None
+    if how == "mean":
+        return float(finite.mean())
+    if how == "std":
+        return float(finite.std(ddof=1))
+    if how == "min":
+        return float(finite.min())
+    if how == "max":
+        return float(finite.max())
+    raise ValueError(f"unknown aggregate {how!r}")
+
+
+def group_rows(
+    rows: Sequence[Mapping[str, Any]],
+    by: Sequence[str],
+    metrics: Sequence[str],
+    aggregates: Sequence[str],
+    file: str,
+) -> GroupTable:
+    """Runs with equal values in `by` (a missing value is its own group), aggregated."""
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        key = tuple(_group_key(row.get(column)) for column in by)
+        groups.setdefault(key, []).append(row)
+    result = []
+    for key in sorted(groups, key=_sort_key):
+        members = groups[key]
+        values = {
+            metric: {how: aggregate([m.get(metric) for m in members], how) for how in aggregates}
+            for metric in metrics
+        }
+        result.append(GroupRow(key, len(members), values))
+    return GroupTable(tuple(by), tuple(metrics), tuple(aggregates), tuple(result), file)
+
+
+# --- correlations --------------------------------------------------------------------------------
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Spearman's rho: Pearson's correlation of the ranks (ties share their mean rank)."""
+    rx = pd.Series(x, dtype=float).rank(method="average").to_numpy()
+    ry = pd.Series(y, dtype=float).rank(method="average").to_numpy()
+    if len(rx) < 2 or np.std(rx) == 0 or np.std(ry) == 0:
+        return None
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def correlations(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[ProjectColumn],
+    primary: str,
+    min_runs: int,
+) -> tuple[list[Correlation], int, str | None]:
+    """Each numeric config column that varies, against the primary column, strongest first.
+
+    Returns the correlations, how many runs have a finite primary value, and a note when
+    there are too few runs (fewer than `min_runs`) or nothing to correlate.
+    """
+    with_primary = [r for r in rows if _finite(r.get(primary))]
+    if len(with_primary) < min_runs:
+        return (
+            [],
+            len(with_primary),
+            f"too few runs for correlations: {len(with_primary)} have a value of {primary}, "
+            f"at least {min_runs} are needed (project_table.min_runs)",
+        )
+    found = []
+    numeric = [
+        c.name for c in columns if c.name.startswith("config.") and c.kind in ("integer", "number")
+    ]
+    for column in numeric:
+        pairs = [(r[column], r[primary]) for r in with_primary if _finite(r.get(column))]
+        if len(pairs) < min_runs or len({x for x, _ in pairs}) < 2:
+            continue
+        rho = spearman([x for x, _ in pairs], [y for _, y in pairs])
+        if rho is not None:
+            found.append(Correlation(column, rho, len(pairs)))
+    found.sort(key=lambda c: (-abs(c.rho), c.column))
+    note = None
+    if not found:
+        note = (
+            f"no numeric config value varies across at least {min_runs} runs that have "
+            f"{primary}, so there is nothing to correlate"
+        )
+    return found, len(with_primary), note
+
+
+# --- the section ---------------------------------------------------------------------------------
+
+
+def project_table(
+    spec: ProjectTableSpec,
+    aliases: Mapping[str, MetricAlias],
+    runs: Sequence[Run],
+    histories: Mapping[str, History],
+    metrics: Mapping[str, Mapping[str, ResolvedMetric]],
+) -> ProjectTable:
+    """The `project_table:` section over the chosen runs."""
+    columns, rows, notes = build_rows(spec, runs, histories, metrics)
+    reductions = dict(spec.metrics or {})
+    primary = spec.primary
+    goal = goal_for(aliases.get(primary), primary) if primary else None
+    primary_column = f"metric.{primary}" if primary else None
+    top: list[TopRun] = []
+    found: list[Correlation] = []
+    with_primary = 0
+    note = None
+    if primary_column and goal:
+        top = top_runs(rows, primary_column, goal, spec.top)
+        if spec.correlate:
+            found, with_primary, note = correlations(rows, columns, primary_column, spec.min_runs)
+    groups = None
+    if spec.group_by:
+        for column in spec.group_by:
+            if not any(c.name == column for c in columns):
+                notes.append(f"project_table.group_by: no chosen run has '{column}'")
+        groups = group_rows(
+            rows,
+            spec.group_by,
+            [f"metric.{alias}" for alias in reductions],
+            spec.aggregate,
+            f"{spec.name}_groups.csv",
+        )
+    return ProjectTable(
+        name=spec.name,
+        columns=tuple(columns),
+        rows=tuple(rows),
+        reductions=reductions,
+        primary=primary,
+        goal=goal,
+        top_n=spec.top,
+        top=tuple(top),
+        groups=groups,
+        correlate=spec.correlate,
+        min_runs=spec.min_runs,
+        correlation_runs=with_primary,
+        correlations=tuple(found),
+        correlation_note=note,
+        notes=tuple(notes),
+    )
