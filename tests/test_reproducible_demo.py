@@ -18,6 +18,8 @@ from pdftext import page_texts
 
 from reportgen import build
 from reportgen.cli import main
+from reportgen.render.plots import alias_figure, run_styles
+from reportgen.report import Report
 from reportgen.spec import load_spec
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,7 +37,7 @@ def demo_command() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def two_builds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def two_builds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Report]:
     first = tmp_path_factory.mktemp("demo-now")
     second = tmp_path_factory.mktemp("demo-epoch")
     with pytest.MonkeyPatch.context() as patch:
@@ -45,8 +47,8 @@ def two_builds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         patch.setenv("SOURCE_DATE_EPOCH", EPOCH)
         spec = load_spec("specs/demo.yaml")
         outputs = dataclasses.replace(spec.outputs, formats=("markdown", "csv", "json"))
-        build(dataclasses.replace(spec, outputs=outputs), out_dir=second)
-    return first, second
+        report = build(dataclasses.replace(spec, outputs=outputs), out_dir=second).report
+    return first, second, report
 
 
 def test_the_makefile_demo_builds_the_demo_spec():
@@ -54,7 +56,7 @@ def test_the_makefile_demo_builds_the_demo_spec():
 
 
 def test_the_demo_command_writes_a_pdf_with_every_demo_run(two_builds):
-    first, _ = two_builds
+    first, _, _ = two_builds
     pages = page_texts(first / "report.pdf")
     assert pages[0].splitlines()[1] == "reportgen demo — GRPO and SFT"
     runs = json.loads((first / "report.json").read_text())["runs"]
@@ -66,7 +68,7 @@ def test_the_demo_command_writes_a_pdf_with_every_demo_run(two_builds):
 
 
 def test_two_builds_give_byte_identical_markdown_and_csv(two_builds):
-    first, second = two_builds
+    first, second, _ = two_builds
     names = sorted(p.name for p in first.iterdir() if p.suffix in (".md", ".csv"))
     assert names == [
         "best_loss_loss_experiment.csv",
@@ -79,7 +81,7 @@ def test_two_builds_give_byte_identical_markdown_and_csv(two_builds):
 
 
 def test_two_builds_give_byte_identical_json_and_charts(two_builds):
-    first, second = two_builds
+    first, second, _ = two_builds
     charts = sorted(f"plots/{p.name}" for p in (first / "plots").iterdir())
     assert len(charts) == 9
     for name in ["report.json", *charts]:
@@ -87,6 +89,35 @@ def test_two_builds_give_byte_identical_json_and_charts(two_builds):
 
 
 def test_source_date_epoch_is_the_report_time(two_builds):
-    _, second = two_builds
+    _, second, _ = two_builds
     assert json.loads((second / "report.json").read_text())["generated_at"] == MOMENT
     assert "| Generated | 2026-11-01 12:00 UTC" in (second / "report.md").read_text()
+
+
+def test_the_health_findings_of_the_demo_are_in_the_pdf(two_builds):
+    first, _, _ = two_builds
+    pages = page_texts(first / "report.pdf")
+    text = " ".join(" ".join(pages).split())
+    runs = json.loads((first / "report.json").read_text())["runs"]
+    findings = [(run["name"], f) for run in runs for f in run["findings"]]
+    assert {f["check"] for _, f in findings} >= {"non_finite", "crashed", "entropy_collapse"}
+    for name, finding in findings:
+        page = next(p for p in pages if p.splitlines()[0] == name)
+        assert finding["check"] in page
+        assert " ".join(finding["message"].split()) in text
+
+
+def test_the_demo_findings_are_marked_on_their_curves(two_builds):
+    _, _, report = two_builds
+    styles = run_styles(report)
+    marked = 0
+    for run in report.runs:
+        for finding in run.findings:
+            if finding.metric is None or finding.step is None:
+                continue
+            fig = alias_figure(report, finding.metric, styles)
+            lines = fig.axes[0].get_lines()
+            marks = [m for m in lines if m.get_gid() == f"finding-{finding.check}"]
+            assert any(list(m.get_xdata()) == [finding.step] for m in marks), finding
+            marked += 1
+    assert marked >= 5

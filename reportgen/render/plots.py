@@ -220,13 +220,13 @@ def _shade_non_finite(ax: Any, curve: Curve) -> None:
 
 
 def marker_point(curve: Curve, finding: Finding) -> tuple[float, float] | None:
-    """Where a finding sits on a curve: its own value, else the curve's last finite value at or
-    before its step (a NaN has no height: the mark goes where the line stopped)."""
+    """Where a finding sits on its curve: the curve's last finite value at or before the
+    finding's step. Not the finding's own `value`, which a check may set to something else
+    (a median, a final value); and a NaN has no height, so its mark goes where the line stopped.
+    """
     if finding.step is None:
         return None
     step = float(finding.step)
-    if finding.value is not None and math.isfinite(finding.value):
-        return step, float(finding.value)
     finite = np.isfinite(curve.values)
     before = finite & (curve.steps <= step)
     if before.any():
