@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
@@ -294,6 +295,9 @@ def test_mermaid_blocks_carry_numbers_and_run_colours_but_no_run_text(built):
     assert lines[4] == '    y-axis "log10 loss"'
     data = [line for line in lines if line.startswith("    line [")]
     assert len(data) == 3 and all(line.count(",") == 23 for line in data)
+    # xychart reads plain decimals only: no exponents, even for 1/(1+step) on a log axis.
+    numbers = re.findall(r"[^\s\[\],]+", " ".join(line[10:-1] for line in data))
+    assert all(re.fullmatch(r"[+-]?(\d+(\.\d+)?|\.\d+)", n) for n in numbers), numbers
     assert "script" not in block and "@" not in block.replace("%%", "")
     caption = text.split("```mermaid\n")[1].split("```")[1].strip().splitlines()[0]
     assert caption.startswith("`loss`: ")

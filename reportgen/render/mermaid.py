@@ -32,7 +32,10 @@ class MermaidChart:
 
 
 def _number(value: float) -> str:
-    return f"{value:.4g}".replace("e+", "e")
+    """4 significant digits, never an exponent: xychart's grammar reads only plain decimals."""
+    return str(
+        np.format_float_positional(value, precision=4, unique=False, fractional=False, trim="-")
+    )
 
 
 def _asof(steps: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
