@@ -188,7 +188,8 @@ def test_headings_become_bookmarks(built):
     top = pdf.outline[0].title
     sections = [item.title for item in pdf.outline[1] if not isinstance(item, list)]
     assert top == "Sweep health"
-    assert sections[:3] == ["Verdicts", "Metrics across runs", "Selections"]
+    assert sections[0] == "Verdicts"
+    assert sections.index("Metrics across runs") < sections.index("Selections")
     assert {"steady", "diverge", HOSTILE, "Appendix: CSV attachments"} <= set(sections)
 
 
@@ -371,3 +372,18 @@ def test_charts_are_listed_among_the_files_written(built):
         "report.md",
         "report.pdf",
     ]
+
+
+def test_runs_no_check_looked_at_are_marked_not_checked(project_dir, tmp_path):
+    spec = write_spec(
+        tmp_path / "s.yaml",
+        f'version: 1\nsource: {{type: wandb-offline, path: "{project_dir}"}}\n'
+        "runs: {ids: [sftnan01]}\nmetrics: {loss: train/loss}\nhealth: {preset: none}\n"
+        f'plots: {{metrics: []}}\noutputs: {{dir: "{tmp_path / "out"}", formats: [pdf]}}\n',
+    )
+    from reportgen import build
+
+    pages = page_texts(build(spec).out_dir / "report.pdf")
+    assert "sft-nan sftnan01 finished NOT CHECKED 0" in " ".join(pages[0].split())
+    run_page = next(p for p in pages if p.startswith("sft-nan"))
+    assert "Not checked: no health check is enabled for this run." in run_page
