@@ -13,6 +13,7 @@ from pathlib import Path
 
 from reportgen.analysis import analyse
 from reportgen.baseline import BaselineComparison, compare_with_baseline
+from reportgen.cache import RunCache, default_location
 from reportgen.errors import EXIT_COMMENT, EXIT_GATE_FAILED, EXIT_OK, UsageError
 from reportgen.metrics import ResolvedMetric, SampledTable, keep_rows, resolve_metrics, sample
 from reportgen.publish import CommentResult, publish_comment
@@ -20,7 +21,7 @@ from reportgen.render import write_outputs
 from reportgen.report import Finding, Report, RunHealth, assemble
 from reportgen.runs import History, Run
 from reportgen.select import choose, filter_runs
-from reportgen.sources import Source, open_source
+from reportgen.sources import RunFetchError, Source, fetch_histories, open_source
 from reportgen.spec import Spec, load_spec
 
 Progress = Callable[[int, int, str], None]
@@ -32,6 +33,7 @@ class BuildResult:
     out_dir: Path
     files: tuple[Path, ...]
     comment: CommentResult | None = None
+    warnings: tuple[str, ...] = ()  # about this machine (e.g. a damaged cache entry), not runs
 
     @property
     def exit_code(self) -> int:
@@ -52,17 +54,23 @@ def build(
     progress: Progress | None = None,
     comment: bool = False,
     env: Mapping[str, str] | None = None,
+    cache_mode: str = "normal",
 ) -> BuildResult:
     """Build every output the spec asks for; the caller decides what the gate means.
 
     With `comment` (or `outputs.comment` in the spec) the PR comment is written and posted to
-    the forge that `env` (default: os.environ) describes.
+    the forge that `env` (default: os.environ) describes. `cache_mode`: "normal" (use and update
+    the cache), "refresh" (ignore what is cached, fetch everything again) or "offline" (use only
+    the cache; fail when something is missing).
     """
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
     now = now or build_time()
     template_dirs = _template_dirs(spec)
-    source = source or open_source(spec.source)
+    cache = None
+    if source is None:
+        cache = RunCache.at(default_location(spec.cache.dir), cache_mode)
+        source = open_source(spec.source, cache)
     report = make_report(spec, source, now, progress)
     target = out_dir or spec.outputs.dir
     files = write_outputs(report, target, spec.outputs.formats, template_dirs)
@@ -70,7 +78,8 @@ def build(
     if comment or spec.outputs.comment is not None:
         posted = publish_comment(spec, report, target, os.environ if env is None else env)
         files.append(posted.path)
-    return BuildResult(report, target, tuple(files), posted)
+    warnings = tuple(cache.warnings) if cache else ()
+    return BuildResult(report, target, tuple(files), posted, warnings)
 
 
 def build_time() -> datetime:
@@ -106,9 +115,17 @@ def make_report(
     """Everything up to the Report, without writing a file."""
     from reportgen import __version__
 
-    found = source.list_runs(spec.runs, progress)
+    found = source.list_runs(spec.runs, progress, now=now)
     runs = filter_runs(found, spec.runs, now)
-    histories = {run.id: source.history(run) for run in runs}
+    fetched = fetch_histories(source, runs, progress)
+    failures = [f for f in fetched.values() if isinstance(f, RunFetchError)]
+    runs = [run for run in runs if not isinstance(fetched[run.id], RunFetchError)]
+    histories: dict[str, History] = {}
+    for run in runs:
+        history = fetched[run.id]
+        assert isinstance(history, History)
+        histories[run.id] = history
+    notes = [*getattr(source, "notes", ()), *(_left_out(f, len(runs)) for f in failures)]
     metrics = {run.id: resolve_metrics(run, histories[run.id], spec.metrics) for run in runs}
     selections = [choose(selection, metrics) for selection in spec.select.values()]
     tables = _sampled_tables(spec, runs, histories)
@@ -130,6 +147,15 @@ def make_report(
         health=health,
         baseline=baseline,
         analysis=analysis,
+        notes=notes,
+        incomplete=bool(failures),
+    )
+
+
+def _left_out(failure: RunFetchError, kept: int) -> str:
+    return (
+        f"Incomplete: run {failure.run_name} ({failure.run_id}) is left out of this report, "
+        f"{failure.reason}; the report covers the other {kept} runs."
     )
 
 

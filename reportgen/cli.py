@@ -76,11 +76,23 @@ def cmd_build(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     now = parse_moment(args.now) if args.now is not None else None
     progress = TerminalProgress("reading runs")
+    mode = "refresh" if args.refresh else "offline" if args.offline else "normal"
     try:
-        result = build(spec, out_dir=args.out, now=now, progress=progress, comment=args.comment)
+        result = build(
+            spec,
+            out_dir=args.out,
+            now=now,
+            progress=progress,
+            comment=args.comment,
+            cache_mode=mode,
+        )
     finally:
         progress.close()
     report = result.report
+    for warning in result.warnings:
+        _stderr(f"warning: {warning}")
+    if report.incomplete:
+        _stderr("warning: the report is incomplete: some runs could not be fetched (see its notes)")
     if not args.quiet:
         _stderr(
             f"built {len(result.files)} files in {result.out_dir} "
@@ -155,6 +167,43 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cache_for(args: argparse.Namespace) -> Any:
+    from reportgen.cache import RunCache, default_location
+    from reportgen.spec import load_spec
+
+    spec_dir = load_spec(args.spec).cache.dir if args.spec else None
+    return RunCache.at(default_location(spec_dir))
+
+
+def cmd_cache_info(args: argparse.Namespace) -> int:
+    cache = _cache_for(args)
+    print(f"cache: {cache.root} ({cache.origin})")
+    areas = cache.areas()
+    if not areas:
+        print("  empty")
+    for area in areas:
+        print(f"  {area.label}: {area.entries} entries, {_size(area.bytes)}  [{area.path.name}]")
+    if areas:
+        print(f"total {_size(sum(a.bytes for a in areas))}")
+    return EXIT_OK
+
+
+def cmd_cache_clear(args: argparse.Namespace) -> int:
+    cache = _cache_for(args)
+    freed = cache.clear()
+    print(f"cleared {cache.root} ({_size(freed)} freed)")
+    return EXIT_OK
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"  # pragma: no cover
+
+
 STARTER_SPEC = """\
 # reportgen spec: `reportgen validate {name}` checks it, `reportgen build {name}` runs it.
 # `reportgen schema` prints the JSON Schema (point your editor's YAML plugin at it).
@@ -223,7 +272,10 @@ def _discovered(args: argparse.Namespace) -> tuple[Source, list[Run]]:
                 args.state or (), args.tag or (), args.name, args.group or (), args.limit
             )
         )
-    source = open_source(source_spec)
+    from reportgen.cache import RunCache, default_location
+
+    cache_dir = spec.cache.dir if args.spec is not None else None
+    source = open_source(source_spec, RunCache.at(default_location(cache_dir)))
     progress = TerminalProgress("reading runs")
     try:
         return source, chosen_runs(source, specs, progress=progress)
@@ -341,7 +393,30 @@ def make_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="post (or update) the pull-request comment; the forge, PR and token come from CI",
     )
+    fetching = build.add_mutually_exclusive_group()
+    fetching.add_argument(
+        "--refresh", action="store_true", help="ignore the cache: fetch every run again"
+    )
+    fetching.add_argument(
+        "--offline",
+        action="store_true",
+        help="use only the cache, no network (exit 3 when something is not cached)",
+    )
     build.set_defaults(func=cmd_build)
+
+    cache = verbs.add_parser(
+        "cache",
+        help="show or empty the local cache of run data",
+        description="The cache of run history (Parquet) and metadata (JSON). Location: "
+        "REPORTGEN_CACHE_DIR, else the spec's cache.dir, else ~/.cache/reportgen.",
+    )
+    cache_verbs = cache.add_subparsers(dest="cache_verb", metavar="ACTION", required=True)
+    info = cache_verbs.add_parser("info", help="where the cache is and what it holds")
+    info.add_argument("spec", nargs="?", help="a spec whose cache.dir to use")
+    info.set_defaults(func=cmd_cache_info)
+    clear = cache_verbs.add_parser("clear", help="remove every cached run")
+    clear.add_argument("spec", nargs="?", help="a spec whose cache.dir to use")
+    clear.set_defaults(func=cmd_cache_clear)
 
     validate = verbs.add_parser(
         "validate",

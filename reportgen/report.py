@@ -220,6 +220,7 @@ class Report:
     next_experiments: tuple[NextExperiment, ...] = ()
     baseline: BaselineComparison | None = None
     analysis: Analysis = field(default_factory=Analysis)
+    incomplete: bool = False  # some chosen runs could not be fetched (their notes say which)
 
     def run(self, run_id: str) -> RunReport:
         return next(r for r in self.runs if r.id == run_id)
@@ -264,6 +265,7 @@ def assemble(
     health: Mapping[str, RunHealth] | None = None,
     baseline: BaselineComparison | None = None,
     analysis: Analysis | None = None,
+    incomplete: bool = False,
 ) -> Report:
     """Bind the pipeline's results into one Report."""
     names = {run.id: run.name for run in runs}
@@ -295,6 +297,7 @@ def assemble(
         tables=table_reports,
         gate=with_baseline(gate_result(spec.gate.fail_on, run_reports), baseline),
         notes=(*notes, *_plot_notes(spec)),
+        incomplete=incomplete,
         sampling={
             "x": spec.sampling.x,
             "start": spec.sampling.start,

@@ -50,6 +50,7 @@ class SourceSpec:
     project: str | None = None
     base_url: str | None = None
     stale_after: timedelta = timedelta(minutes=15)
+    workers: int = 6
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,11 @@ class PlotsSpec:
 
 
 @dataclass(frozen=True)
+class CacheSpec:
+    dir: Path | None = None
+
+
+@dataclass(frozen=True)
 class GateSpec:
     fail_on: str = "never"
 
@@ -246,6 +252,7 @@ class Spec:
     compare: CompareSpec | None = None
     project_table: ProjectTableSpec | None = None
     plots: PlotsSpec = field(default_factory=PlotsSpec)
+    cache: CacheSpec = field(default_factory=CacheSpec)
 
 
 # --- YAML with positions -----------------------------------------------------------------------
@@ -784,6 +791,7 @@ def _build_spec(data: dict[str, Any], path: Path, sha256: str) -> Spec:
             project=source.get("project"),
             base_url=source.get("base_url"),
             stale_after=parse_duration(source.get("stale_after", "15m")),
+            workers=source.get("workers", 6),
         ),
         runs=_runs_spec(data.get("runs", {})),
         metrics={name: _alias(name, rule) for name, rule in data.get("metrics", {}).items()},
@@ -822,6 +830,7 @@ def _build_spec(data: dict[str, Any], path: Path, sha256: str) -> Spec:
         compare=_compare_spec(data.get("compare"), data.get("sampling", {})),
         project_table=_project_table_spec(data.get("project_table"), list(data.get("metrics", {}))),
         plots=_plots(data.get("plots", {})),
+        cache=CacheSpec(dir=Path(data["cache"]["dir"]) if "dir" in data.get("cache", {}) else None),
     )
 
 

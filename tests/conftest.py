@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -90,6 +91,18 @@ def project_plans() -> list[PlannedRun]:
         ),
     ]
     return plans
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Builds in tests never touch the user's cache folder (~/.cache/reportgen)."""
+    previous = os.environ.get("REPORTGEN_CACHE_DIR")
+    os.environ["REPORTGEN_CACHE_DIR"] = str(tmp_path_factory.mktemp("reportgen-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("REPORTGEN_CACHE_DIR", None)
+    else:
+        os.environ["REPORTGEN_CACHE_DIR"] = previous
 
 
 @pytest.fixture(scope="session")

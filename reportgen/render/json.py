@@ -163,6 +163,7 @@ def report_dict(report: Report) -> dict[str, Any]:
                 for e in report.next_experiments
             ],
             "notes": list(report.notes),
+            "incomplete": report.incomplete,
             "baseline": _baseline(report.baseline) if report.baseline else None,
             "gate": {
                 "fail_on": report.gate.fail_on,

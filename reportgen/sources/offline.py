@@ -12,12 +12,15 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reportgen.errors import SourceError
 from reportgen.runs import History, Run
-from reportgen.sources.wandb_file import FileContents, iter_wandb_files, read_wandb_file
+from reportgen.sources.wandb_file import Damage, FileContents, iter_wandb_files, read_wandb_file
 from reportgen.spec import RunsSpec, SourceSpec
+
+if TYPE_CHECKING:
+    from reportgen.cache import CacheArea, RunCache
 
 _ID_FROM_NAME = re.compile(r"^run-(?P<id>[^.]+)\.wandb$")
 
@@ -29,18 +32,24 @@ class OfflineSource:
 
     kind = "wandb-offline"
 
-    def __init__(self, spec: SourceSpec, *, now: float | None = None):
+    def __init__(
+        self, spec: SourceSpec, *, now: float | None = None, cache: RunCache | None = None
+    ):
         assert spec.path is not None
         self.root = Path(spec.path)
         self.stale_after = spec.stale_after.total_seconds()
         self._now = now
         self._histories: dict[str, History] = {}
+        self._cache: CacheArea | None = cache.area("wandb-offline", {}) if cache else None
 
     def describe(self) -> dict[str, Any]:
         return {"type": self.kind, "path": str(self.root)}
 
     def list_runs(
-        self, runs: RunsSpec | None = None, progress: Progress | None = None
+        self,
+        runs: RunsSpec | None = None,
+        progress: Progress | None = None,
+        now: datetime | None = None,
     ) -> list[Run]:
         """Read every run under the folder (filters are applied by the caller)."""
         if not self.root.exists():
@@ -58,7 +67,7 @@ class OfflineSource:
         for done, path in enumerate(files, start=1):
             if progress:
                 progress(done, len(files), path.parent.name)
-            contents = read_wandb_file(path)
+            contents = self._read(path)
             run_id = contents.run_id or _id_from_path(path)
             fragments[run_id].append(contents)
         found = []
@@ -71,6 +80,38 @@ class OfflineSource:
     def history(self, run: Run, keys: Sequence[str] | None = None) -> History:
         """The run's history (already read while listing)."""
         return self._histories[run.id]
+
+    def _read(self, path: Path) -> FileContents:
+        """A file's contents, from the cache when the file has not changed since it was read.
+
+        The fingerprint is (size, mtime). A file modified within the last few seconds is not
+        cached: a later write in the same clock tick could leave both unchanged.
+        """
+        if self._cache is None:
+            return read_wandb_file(path)
+        from reportgen.cache import CacheDamaged
+
+        before = path.stat()
+        fingerprint = {"size": before.st_size, "mtime_ns": before.st_mtime_ns}
+        name = str(path.resolve())
+        try:
+            entry = self._cache.read(name)
+        except CacheDamaged as exc:
+            self._cache.cache.warn(
+                f"cache: the entry of {path} in {self._cache.path} was damaged ({exc}); "
+                "read the file again"
+            )
+            entry = None
+        fresh = entry is not None and entry.meta.get("fingerprint") == fingerprint
+        if fresh and entry is not None and entry.history is not None:
+            return _contents_from_cache(path, entry.meta["contents"], entry.history)
+        contents = read_wandb_file(path)
+        after = path.stat()
+        settled = time.time() - after.st_mtime > _SETTLED_SECONDS
+        if settled and (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns):
+            meta = {"fingerprint": fingerprint, "contents": _contents_to_dict(contents)}
+            self._cache.write(name, meta, History.from_points(contents.points))
+        return contents
 
     def _merge(self, run_id: str, parts: list[FileContents]) -> tuple[Run, History]:
         parts = sorted(parts, key=lambda c: (c.start_time or datetime.min, c.mtime))
@@ -115,6 +156,39 @@ class OfflineSource:
             locations=tuple(str(p.path.parent) for p in parts),
         )
         return run, history
+
+
+_SETTLED_SECONDS = 2.0
+_CACHED_FIELDS = (
+    "run_id", "entity", "project", "name", "group", "job_type", "notes", "tags", "config",
+    "summary", "step_metrics", "exit_code", "console", "records", "size", "mtime",
+)  # fmt: skip
+
+
+def _contents_to_dict(contents: FileContents) -> dict[str, Any]:
+    data = {name: getattr(contents, name) for name in _CACHED_FIELDS}
+    data["tags"] = list(contents.tags)
+    data["start_time"] = contents.start_time.isoformat() if contents.start_time else None
+    data["damages"] = [[d.offset, d.lost_bytes, d.reason] for d in contents.damages]
+    return data
+
+
+def _contents_from_cache(path: Path, data: dict[str, Any], history: History) -> FileContents:
+    values = {name: data[name] for name in _CACHED_FIELDS}
+    values["tags"] = tuple(values["tags"])
+    start = data.get("start_time")
+    points = {}
+    keys = history.keys()
+    for key in keys:
+        series = history.series(key)
+        points[key] = (series.index.tolist(), series.tolist())
+    return FileContents(
+        path=path,
+        start_time=datetime.fromisoformat(start) if start else None,
+        damages=[Damage(*d) for d in data["damages"]],
+        points=points,
+        **values,
+    )
 
 
 def _id_from_path(path: Path) -> str:

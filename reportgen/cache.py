@@ -1,0 +1,351 @@
+"""The local cache of run data: per run, history in Parquet and metadata in JSON.
+
+Every source shares it. A W&B server source keys entries by run id and stores the run's change
+fingerprint (state, heartbeat, history line count), so an unchanged run costs no history request
+and a growing one fetches only its new steps; the offline source keys entries by file path and
+stores the file's size and mtime, so an unchanged `.wandb` file is not decoded again.
+
+Layout (a team can point DuckDB or Spark at the Parquet files):
+
+    <root>/CACHEDIR.TAG
+    <root>/v1/<area>/source.json              what the area holds (never credentials)
+    <root>/v1/<area>/listing.json             W&B sources: the last run listing (for --offline)
+    <root>/v1/<area>/entries/<name>/meta.json
+    <root>/v1/<area>/entries/<name>/history.parquet   columns step, key, value
+
+Writes are atomic (a reader sees the old file or the new one) and go under an exclusive file
+lock per area; reads take a shared lock, so two builds at once never see half an entry. The
+metadata records the SHA-256 of its Parquet file: a truncated or mismatched file is detected,
+reported and fetched again instead of being trusted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from reportgen import atomic
+from reportgen.runs import History, Run
+
+ENV_DIR = "REPORTGEN_CACHE_DIR"
+LAYOUT = "v1"
+MODES = ("normal", "refresh", "offline")
+
+CACHEDIR_TAG = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file marks the reportgen cache; backup tools may skip this folder.\n"
+    "# `reportgen cache clear` empties it; every entry can be fetched again.\n"
+)
+
+
+class CacheDamaged(Exception):
+    """An entry that exists but cannot be trusted (bad JSON, truncated or altered Parquet)."""
+
+
+@dataclass(frozen=True)
+class CacheLocation:
+    path: Path
+    origin: str  # where the location came from, for `reportgen cache info`
+
+
+def default_location(spec_dir: str | Path | None = None) -> CacheLocation:
+    """REPORTGEN_CACHE_DIR, else the spec's `cache.dir`, else the user's cache folder."""
+    env = os.environ.get(ENV_DIR)
+    if env:
+        return CacheLocation(Path(env).expanduser(), f"set by {ENV_DIR}")
+    if spec_dir is not None:
+        return CacheLocation(Path(spec_dir).expanduser(), "set by the spec (cache.dir)")
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return CacheLocation(base / "reportgen", "the user's cache folder")
+
+
+@dataclass
+class RunCache:
+    """One cache folder, used in one mode: normal, refresh (read nothing) or offline."""
+
+    root: Path
+    mode: str = "normal"
+    origin: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown cache mode {self.mode!r}")
+
+    @classmethod
+    def at(cls, location: CacheLocation, mode: str = "normal") -> RunCache:
+        return cls(location.path, mode, location.origin)
+
+    @property
+    def reads(self) -> bool:
+        return self.mode != "refresh"
+
+    @property
+    def offline(self) -> bool:
+        return self.mode == "offline"
+
+    def area(self, kind: str, identity: Mapping[str, str]) -> CacheArea:
+        """The part of the cache that holds one source's entries."""
+        digest = hashlib.sha256(json.dumps(dict(identity), sort_keys=True).encode()).hexdigest()
+        readable = "-".join(_safe_part(v) for k, v in sorted(identity.items()) if k != "base_url")
+        name = f"{kind}-{readable}-{digest[:10]}" if readable else f"{kind}-{digest[:10]}"
+        return CacheArea(self, self.root / LAYOUT / name, kind, dict(identity))
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    # --- `reportgen cache info` / `reportgen cache clear` ---------------------------------------
+
+    def areas(self) -> list[AreaInfo]:
+        base = self.root / LAYOUT
+        if not base.is_dir():
+            return []
+        found = []
+        for folder in sorted(p for p in base.iterdir() if p.is_dir()):
+            identity = _read_json_quietly(folder / "source.json") or {}
+            entries = folder / "entries"
+            count = sum(1 for p in entries.iterdir() if p.is_dir()) if entries.is_dir() else 0
+            found.append(AreaInfo(folder, identity, count, _folder_bytes(folder)))
+        return found
+
+    def clear(self) -> int:
+        """Remove every entry; returns the bytes freed. Only reportgen's own layout is touched.
+
+        Each area is removed under its exclusive lock, so no build is writing into it then.
+        """
+        freed = 0
+        base = self.root / LAYOUT
+        if base.is_dir():
+            for folder in [p for p in base.iterdir() if p.is_dir()]:
+                with CacheArea(self, folder, "", {}).locked(shared=False):
+                    freed += _folder_bytes(folder)
+                    shutil.rmtree(folder)
+        return freed
+
+
+@dataclass(frozen=True)
+class AreaInfo:
+    path: Path
+    identity: dict[str, Any]
+    entries: int
+    bytes: int
+
+    @property
+    def label(self) -> str:
+        kind = self.identity.get("kind")
+        if kind == "wandb":
+            where = f"{self.identity.get('entity')}/{self.identity.get('project')}"
+            return f"W&B {where} on {self.identity.get('base_url') or 'the default server'}"
+        if kind == "wandb-offline":
+            return "local .wandb files"
+        return self.path.name
+
+
+@dataclass
+class CachedEntry:
+    meta: dict[str, Any]
+    history: History | None
+
+
+class CacheArea:
+    """One source's entries: read and write them under the area's file lock."""
+
+    def __init__(self, cache: RunCache, path: Path, kind: str, identity: dict[str, str]):
+        self.cache = cache
+        self.path = path
+        self.kind = kind
+        self.identity = identity
+
+    @contextlib.contextmanager
+    def locked(self, *, shared: bool) -> Iterator[None]:
+        """An fcntl lock on the area: shared for readers, exclusive for writers."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".lock", "a+b") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def entry_dir(self, name: str) -> Path:
+        return self.path / "entries" / _entry_name(name)
+
+    def read(self, name: str, *, history: bool = True) -> CachedEntry | None:
+        """The entry, or None when there is none (or the cache is being refreshed).
+
+        Raises CacheDamaged when the entry exists but cannot be trusted.
+        """
+        if not self.cache.reads:
+            return None
+        folder = self.entry_dir(name)
+        meta_path = folder / "meta.json"
+        if not meta_path.exists():
+            return None
+        with self.locked(shared=True):
+            if not meta_path.exists():
+                return None
+            try:
+                meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
+                raise CacheDamaged(f"meta.json is not valid JSON ({exc})") from None
+            if not isinstance(meta, dict) or not isinstance(meta.get("history"), dict):
+                raise CacheDamaged("meta.json lacks its history record")
+            expected = meta["history"]
+            parquet = folder / "history.parquet"
+            try:
+                size = parquet.stat().st_size
+            except OSError:
+                raise CacheDamaged("history.parquet is missing") from None
+            if size != expected.get("bytes"):
+                raise CacheDamaged(
+                    f"history.parquet has {size:,} bytes, {expected.get('bytes'):,} expected"
+                )
+            if not history:
+                return CachedEntry(meta, None)
+            data = parquet.read_bytes()
+        if hashlib.sha256(data).hexdigest() != expected.get("sha256"):
+            raise CacheDamaged("history.parquet does not match its checksum")
+        try:
+            loaded = History.from_long(pq.read_table(io.BytesIO(data)).to_pandas())
+        except Exception as exc:  # pyarrow raises several types for damaged files
+            raise CacheDamaged(f"history.parquet cannot be read ({exc})") from None
+        return CachedEntry(meta, loaded)
+
+    def write(self, name: str, meta: Mapping[str, Any], history: History) -> None:
+        """Store one entry: the Parquet first, then the metadata that vouches for it."""
+        if self.cache.offline:
+            return
+        data = history_bytes(history)
+        record = dict(meta)
+        record["history"] = {
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "bytes": len(data),
+            "keys": len(history),
+        }
+        text = json.dumps(record, ensure_ascii=False, sort_keys=True, default=_jsonable)
+        folder = self.entry_dir(name)
+        with self.locked(shared=False):
+            self._write_identity()
+            atomic.write_bytes(folder / "history.parquet", data)
+            atomic.write_text(folder / "meta.json", text)
+
+    def remove(self, name: str) -> None:
+        with self.locked(shared=False):
+            shutil.rmtree(self.entry_dir(name), ignore_errors=True)
+
+    def read_document(self, file: str) -> Any:
+        """A JSON document kept beside the entries (the run listing); None when absent."""
+        if not self.cache.reads or not (self.path / file).exists():
+            return None
+        with self.locked(shared=True):
+            return _read_json_quietly(self.path / file)
+
+    def update_document(self, file: str, update: Mapping[str, Any]) -> None:
+        """Merge `update` into a JSON object document, under the exclusive lock."""
+        if self.cache.offline:
+            return
+        with self.locked(shared=False):
+            self._write_identity()
+            current = _read_json_quietly(self.path / file)
+            merged = dict(current) if isinstance(current, dict) else {}
+            merged.update(update)
+            atomic.write_text(
+                self.path / file, json.dumps(merged, sort_keys=True, default=_jsonable)
+            )
+
+    def _write_identity(self) -> None:
+        tag = self.cache.root / "CACHEDIR.TAG"
+        if not tag.exists():
+            atomic.write_text(tag, CACHEDIR_TAG)
+        source = self.path / "source.json"
+        if not source.exists():
+            identity = {"kind": self.kind, **self.identity}
+            atomic.write_text(source, json.dumps(identity, sort_keys=True))
+
+
+# --- (de)serialising ---------------------------------------------------------------------------
+
+
+def history_bytes(history: History) -> bytes:
+    """A history as Parquet: one row per logged point (step int64, key string, value float64)."""
+    table = pa.Table.from_pandas(history.to_long(), preserve_index=False)
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+def run_to_dict(run: Run) -> dict[str, Any]:
+    return {k: _jsonable(v) for k, v in dataclasses.asdict(run).items()}
+
+
+def run_from_dict(data: Mapping[str, Any]) -> Run:
+    names = {f.name for f in dataclasses.fields(Run)}
+    values = {k: v for k, v in data.items() if k in names}
+    for key in ("created_at", "heartbeat_at"):
+        if values.get(key):
+            values[key] = datetime.fromisoformat(values[key])
+    for key in ("tags", "console_tail", "read_notes", "locations"):
+        values[key] = tuple(values.get(key) or ())
+    return Run(**values)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    return value
+
+
+def _read_json_quietly(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for path in folder.rglob("*"):
+        with contextlib.suppress(OSError):
+            if path.is_file():
+                total += path.stat().st_size
+    return total
+
+
+_SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+
+
+def _entry_name(name: str) -> str:
+    """A run id as a folder name; anything unusual becomes a hash (ids come from servers)."""
+    if _SAFE.match(name) and ".." not in name:
+        return name
+    return "h-" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:32]
+
+
+def _safe_part(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:40].strip("._-")

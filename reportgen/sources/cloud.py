@@ -1,0 +1,798 @@
+"""A W&B server (cloud or self-hosted) through the official `wandb.Api` client.
+
+What it costs, per build (see docs/wandb-server.md):
+- one `Viewer` request (the client checks the credentials) and one `Runs` request per 100 runs
+  listed: the listing is lazy (no config, no summary) and the spec's filters that the server can
+  evaluate are sent with it (state, tags, creation time, display-name regex, config values whose
+  keys have no dots). Every filter is applied locally again afterwards.
+- one `Run` request for each run that passes the filters and is new or changed since the cache
+  last saw it; an unchanged run's config and summary come from the cache.
+- history through `scan_history` (exact values, never the server's sampling), by a bounded pool
+  of workers: nothing for an unchanged run, only the steps after the cached last step for a run
+  that grew, everything for a new one.
+
+Rate limits (429) and server errors are retried with backoff inside wandb-core; a run whose
+history still cannot be fetched is reported as a failure for that run, and the rest is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import re
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from reportgen.cache import CacheArea, CacheDamaged, RunCache, run_from_dict, run_to_dict
+from reportgen.errors import SourceError
+from reportgen.runs import STEP, History, Run
+from reportgen.select import matches
+from reportgen.sources import Progress, RunFetchError
+from reportgen.spec import RunFilters, RunsSpec, SourceSpec
+
+# Server states → reportgen states. Runs not started yet or being preempted still run.
+SERVER_STATES = {
+    "running": "running",
+    "pending": "running",
+    "preempting": "running",
+    "finished": "finished",
+    "failed": "failed",
+    "crashed": "crashed",
+    "killed": "killed",
+    "preempted": "killed",
+}
+LISTING_PAGE = 100
+HISTORY_PAGE = 1000
+LISTING = "listing.json"
+CONSOLE_TAIL_LINES = 60  # as many as the offline reader keeps
+EXIT_CODE_QUERY = """
+query RunExitCode($project: String!, $entity: String!, $name: String!) {
+    project(name: $project, entityName: $entity) { run(name: $name) { exitcode } }
+}
+"""
+
+
+class _QuietScanCleanup(logging.Filter):
+    """wandb 0.31 logs an ERROR each time a finished `scan_history` is garbage collected (the
+    cleanup's reply has no mailbox slot). It is harmless; users would only see noise on stderr."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Received response with no mailbox slot" not in record.getMessage()
+
+
+logging.getLogger("wandb.sdk.mailbox.mailbox").addFilter(_QuietScanCleanup())
+
+
+class CloudSource:
+    """Runs of one W&B project, listed lazily and fetched through the local cache."""
+
+    kind = "wandb"
+
+    def __init__(self, spec: SourceSpec, cache: RunCache | None = None):
+        assert spec.entity and spec.project
+        self.entity = spec.entity
+        self.project = spec.project
+        self.base_url = _without_credentials(spec.base_url) if spec.base_url else None
+        self.workers = max(1, spec.workers)
+        self.cache = cache
+        self.area: CacheArea | None = (
+            cache.area(
+                "wandb",
+                {"base_url": self.base_url or "", "entity": self.entity, "project": self.project},
+            )
+            if cache
+            else None
+        )
+        self.notes: list[str] = []
+        self._api: Any = None
+        self._handles: dict[str, Any] = {}
+        self._fingerprints: dict[str, dict[str, Any]] = {}
+        self._failed: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def path(self) -> str:
+        return f"{self.entity}/{self.project}"
+
+    def describe(self) -> dict[str, Any]:
+        described: dict[str, Any] = {
+            "type": self.kind,
+            "entity": self.entity,
+            "project": self.project,
+        }
+        if self.base_url:
+            described["base_url"] = self.base_url
+        return described
+
+    # --- listing -------------------------------------------------------------------------------
+
+    def list_runs(
+        self,
+        runs: RunsSpec | None = None,
+        progress: Progress | None = None,
+        now: datetime | None = None,
+    ) -> list[Run]:
+        """Every run the server offers for the spec, with full metadata for those that pass it."""
+        runs = runs or RunsSpec()
+        now = now or datetime.now(timezone.utc)
+        if self.cache is not None and self.cache.offline:
+            return self._list_from_cache(runs, now)
+        api = self._connect()
+        if runs.ids:
+            listed = self._fetch_by_id(api, runs.ids, progress)
+        else:
+            listed = self._list(api, server_filters(runs.filters, now), progress)
+        if self.area is not None and listed:
+            self.area.update_document(LISTING, {run.id: _listing_entry(run) for run in listed})
+        full = self._complete(listed, runs, now, progress)
+        return [full.get(run.id, run) for run in listed]
+
+    def _list(self, api: Any, filters: dict[str, Any], progress: Progress | None) -> list[Run]:
+        listed = []
+        try:
+            pages = api.runs(
+                self.path, filters=filters, order="-created_at", per_page=LISTING_PAGE, lazy=True
+            )
+            for public in pages:
+                run = self._light_run(public)
+                self._handles[run.id] = public
+                listed.append(run)
+                if progress:
+                    progress(len(listed), max(len(pages), len(listed)), f"listing {run.name}")
+        except Exception as exc:
+            raise self._listing_error(exc) from None
+        return listed
+
+    def _fetch_by_id(self, api: Any, ids: Sequence[str], progress: Progress | None) -> list[Run]:
+        """Runs named in the spec: one `Run` request each, no listing of the whole project."""
+
+        def fetch(run_id: str) -> Any:
+            return api.run(f"{self.path}/{run_id}")
+
+        listed, missing, errors = [], [], []
+        with ThreadPoolExecutor(self.workers) as pool:
+            futures = {pool.submit(fetch, run_id): run_id for run_id in ids}
+            for done, future in enumerate(as_completed(futures), start=1):
+                run_id = futures[future]
+                try:
+                    public = future.result()
+                except Exception as exc:
+                    if _not_found(exc):
+                        missing.append(run_id)
+                    else:
+                        errors.append(exc)
+                    continue
+                run = self._light_run(public)
+                self._handles[run.id] = public
+                listed.append(run)
+                if progress:
+                    progress(done, len(ids), f"reading {run.name}")
+        if errors and not listed:
+            raise self._listing_error(errors[0])
+        if missing and not listed and not errors:
+            raise SourceError(
+                f"source: none of the runs in runs.ids was found in W&B project {self.path} on "
+                f"{self._host()} (is the project name right, and can these credentials see it?)"
+            )
+        for run_id in sorted(missing):
+            self.notes.append(f"run id {run_id} (runs.ids) was not found in {self.path}")
+        for error in errors:
+            self.notes.append(f"a run named in runs.ids could not be read: {self._message(error)}")
+        return listed
+
+    def _complete(
+        self, listed: list[Run], runs: RunsSpec, now: datetime, progress: Progress | None
+    ) -> dict[str, Run]:
+        """Config and summary for the runs the spec can choose (cache first, then the server)."""
+        cheap = dataclasses.replace(runs.filters, config={})
+        candidates = [run for run in listed if matches(run, cheap, now)]
+        candidates.sort(key=_newest_first)
+        config_filters = RunFilters(config=runs.filters.config)
+        if runs.limit is not None and not runs.filters.config:
+            candidates = candidates[: runs.limit]
+        full: dict[str, Run] = {}
+        passed = 0
+        start = 0
+        while start < len(candidates):
+            if runs.limit is not None and passed >= runs.limit:
+                break
+            size = len(candidates) if runs.limit is None else max(self.workers, runs.limit)
+            batch = candidates[start : start + size]
+            start += size
+            loaded = self._load_metadata(batch, progress, done=len(full), total=len(candidates))
+            full.update(loaded)
+            passed += sum(1 for run in loaded.values() if matches(run, config_filters, now))
+        return full
+
+    def _load_metadata(
+        self, batch: list[Run], progress: Progress | None, *, done: int, total: int
+    ) -> dict[str, Run]:
+        loaded: dict[str, Run] = {}
+        to_fetch: list[Run] = []
+        for run in batch:
+            cached = self._cached_run(run)
+            if cached is not None:
+                loaded[run.id] = cached
+            else:
+                to_fetch.append(run)
+        if not to_fetch:
+            return loaded
+        with ThreadPoolExecutor(self.workers) as pool:
+            futures = {pool.submit(self._full_run, run): run for run in to_fetch}
+            for future in as_completed(futures):
+                run = futures[future]
+                done += 1
+                try:
+                    loaded[run.id] = future.result()
+                except Exception as exc:
+                    self._failed[run.id] = (
+                        f"its config and summary could not be read: {self._message(exc)}"
+                    )
+                if progress:
+                    progress(min(done, total), total, f"reading {run.name}")
+        return loaded
+
+    def _cached_run(self, light: Run) -> Run | None:
+        """The cached full run when its fingerprint still matches the listing's."""
+        if self.area is None:
+            return None
+        try:
+            entry = self.area.read(light.id, history=False)
+        except CacheDamaged:
+            return None  # reported (and replaced) when its history is read
+        if entry is None or entry.meta.get("fingerprint") != self._fingerprints.get(light.id):
+            return None
+        return _with_listing_fields(run_from_dict(entry.meta["run"]), light)
+
+    def _full_run(self, light: Run) -> Run:
+        public = self._handles[light.id]
+        if getattr(public, "_lazy", False):
+            public.load_full_data()
+        internal = public.rawconfig.get("_wandb") or {}
+        run = dataclasses.replace(
+            light,
+            config=dict(public.config),
+            summary=_summary(public.summary_metrics),
+            step_metrics=_step_metrics(internal),
+        )
+        if run.state == "failed":
+            run = self._failure_details(public, run)
+        return run
+
+    def _failure_details(self, public: Any, run: Run) -> Run:
+        """A failed run's exit code and the end of its console output (the crash's cause).
+
+        The console tail comes through `run.console_logs(last=...)`. The public run fragment
+        has no exit code, so it is asked for with the field the client's own sweep queries
+        use; a server without it leaves the code unknown.
+        """
+        notes = list(run.read_notes)
+        tail: tuple[str, ...] = ()
+        try:
+            tail = tuple(line.content for line in public.console_logs(last=CONSOLE_TAIL_LINES))
+        except Exception as exc:
+            notes.append(f"its console output could not be read: {self._message(exc)}")
+        code = None
+        try:
+            found = public._exec(EXIT_CODE_QUERY)["project"]["run"]["exitcode"]
+            code = int(found) if found is not None else None
+        except Exception:
+            code = None
+        return dataclasses.replace(run, exit_code=code, console_tail=tail, read_notes=tuple(notes))
+
+    def _light_run(self, public: Any) -> Run:
+        attrs = public._attrs
+        state = str(attrs.get("state") or public.state or "")
+        self._fingerprints[public.id] = {
+            "state": state,
+            "heartbeat_at": attrs.get("heartbeatAt"),
+            "history_line_count": attrs.get("historyLineCount"),
+        }
+        mapped = SERVER_STATES.get(state, state or "running")
+        return Run(
+            id=public.id,
+            name=attrs.get("displayName") or public.id,
+            state=mapped,
+            project=self.project,
+            entity=self.entity,
+            group=attrs.get("group") or None,
+            job_type=attrs.get("jobType") or None,
+            notes=attrs.get("notes") or None,
+            tags=tuple(attrs.get("tags") or ()),
+            created_at=_timestamp(attrs.get("createdAt")),
+            heartbeat_at=_timestamp(attrs.get("heartbeatAt")),
+            exit_code=0 if mapped == "finished" else None,
+            url=_safe_url(public),
+        )
+
+    def _list_from_cache(self, runs: RunsSpec, now: datetime) -> list[Run]:
+        """--offline: the last listing and the cached entries, or a clear error."""
+        listing = self.area.read_document(LISTING) if self.area is not None else None
+        if not isinstance(listing, dict) or not listing:
+            raise SourceError(
+                f"--offline: the cache at {self._cache_root()} holds no runs of W&B project "
+                f"{self.path}; build once without --offline to fill it"
+            )
+        listed = [_listing_run(node, self.entity, self.project) for node in listing.values()]
+        if runs.ids:
+            wanted = set(runs.ids)
+            listed = [run for run in listed if run.id in wanted]
+        cheap = dataclasses.replace(runs.filters, config={})
+        full: dict[str, Run] = {}
+        missing = []
+        for run in listed:
+            if not matches(run, cheap, now):
+                continue
+            entry = self._offline_entry(run, history=False)
+            if entry is None:
+                missing.append(run)
+                continue
+            full[run.id] = run_from_dict(entry.meta["run"])
+        if missing:
+            raise self._missing_offline(missing)
+        return [full.get(run.id, run) for run in listed]
+
+    # --- history -------------------------------------------------------------------------------
+
+    def history(self, run: Run, keys: Sequence[str] | None = None) -> History:
+        """One run's full history (through the cache); raises RunFetchError when it fails."""
+        result = self.histories([run])[run.id]
+        if isinstance(result, RunFetchError):
+            raise result
+        return result
+
+    def histories(
+        self, runs: Sequence[Run], progress: Progress | None = None
+    ) -> dict[str, History | RunFetchError]:
+        """Every run's history: cached when unchanged, else fetched by the pool of workers."""
+        results: dict[str, History | RunFetchError] = {}
+        plans = []
+        for run in runs:
+            if run.id in self._failed:
+                results[run.id] = RunFetchError(run.id, run.name, self._failed[run.id])
+                continue
+            plan = self._plan(run)
+            if isinstance(plan, History):
+                results[run.id] = plan
+            else:
+                plans.append((run, *plan))
+        done = len(results)
+        if progress and results:
+            progress(done, len(runs), "cached history")
+        if plans:
+            with ThreadPoolExecutor(min(self.workers, len(plans))) as pool:
+                futures = {
+                    pool.submit(self._fetch, run, min_step, base): run
+                    for run, min_step, base in plans
+                }
+                for future in as_completed(futures):
+                    run = futures[future]
+                    done += 1
+                    try:
+                        results[run.id] = future.result()
+                    except Exception as exc:
+                        message = f"its history could not be fetched: {self._message(exc)}"
+                        results[run.id] = RunFetchError(run.id, run.name, message)
+                    if progress:
+                        progress(done, len(runs), f"history {run.name}")
+        return {run.id: results[run.id] for run in runs}
+
+    def _plan(self, run: Run) -> History | tuple[int, History | None]:
+        """The cached history, or where to start fetching and what to add the new steps to."""
+        if self.cache is not None and self.cache.offline:
+            entry = self._offline_entry(run, history=True)
+            if entry is None or entry.history is None:
+                raise self._missing_offline([run])
+            return entry.history
+        fingerprint = self._fingerprints.get(run.id)
+        if fingerprint and not fingerprint.get("history_line_count"):
+            self._store(run, History())
+            return History()
+        entry = None
+        if self.area is not None:
+            try:
+                entry = self.area.read(run.id)
+            except CacheDamaged as exc:
+                self.cache.warn(  # type: ignore[union-attr]
+                    f"cache: the entry of run {run.name} ({run.id}) in {self.area.path} was "
+                    f"damaged ({exc}); fetched it again"
+                )
+        if entry is None or entry.history is None:
+            return (0, None)
+        if entry.meta.get("fingerprint") == fingerprint:
+            return entry.history
+        cached_lines = (entry.meta.get("fingerprint") or {}).get("history_line_count") or 0
+        if fingerprint and (fingerprint.get("history_line_count") or 0) < cached_lines:
+            return (0, None)  # the history shrank (rewound or deleted): start over
+        last = entry.meta.get("last_step", -1)
+        return (int(last) + 1, entry.history)
+
+    def _fetch(self, run: Run, min_step: int, base: History | None) -> History:
+        public = self._handles.get(run.id)
+        if public is None:
+            public = self._connect().run(f"{self.path}/{run.id}")
+            self._handles[run.id] = public
+        rows = public.scan_history(page_size=HISTORY_PAGE, min_step=min_step, use_cache=False)
+        fetched = History.from_points(rows_to_points(rows))
+        history = base.merged(fetched) if base is not None else fetched
+        self._store(run, history)
+        return history
+
+    def _store(self, run: Run, history: History) -> None:
+        if self.area is None:
+            return
+        steps = history.steps()
+        meta = {
+            "fingerprint": self._fingerprints.get(run.id),
+            "run": run_to_dict(run),
+            "last_step": int(steps[-1]) if len(steps) else -1,
+        }
+        self.area.write(run.id, meta, history)
+
+    # --- connecting and errors -----------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        """A `wandb.Api` for the project's server; credentials exactly as wandb reads them."""
+        with self._lock:
+            if self._api is not None:
+                return self._api
+            try:
+                import wandb
+                from wandb.errors import AuthenticationError
+                from wandb.errors import UsageError as WandbUsageError
+            except ImportError:  # pragma: no cover - wandb is a dependency
+                raise SourceError("source.type wandb needs the `wandb` package") from None
+            host = self._host()
+            self._check_credentials(host)
+            overrides = {"entity": self.entity}
+            if self.base_url:
+                overrides["base_url"] = self.base_url
+            try:
+                self._api = wandb.Api(overrides=overrides)
+            except AuthenticationError as exc:
+                raise SourceError(
+                    f"source: the W&B server at {host} refused the credentials "
+                    f"({self._message(exc)}); check WANDB_API_KEY or ~/.netrc"
+                ) from None
+            except WandbUsageError:
+                raise self._no_credentials(host) from None
+            except Exception as exc:
+                raise SourceError(
+                    f"source: cannot reach the W&B server at {host}: {self._message(exc)}"
+                ) from None
+            return self._api
+
+    def _check_credentials(self, host: str) -> None:
+        """Fail before wandb would prompt for a key on a terminal."""
+        try:
+            from wandb.errors import AuthenticationError
+            from wandb.sdk.lib import wbauth
+        except ImportError:  # pragma: no cover - the internal module moved: let wandb decide
+            return
+        try:
+            auth = wbauth.authenticate_session(
+                host=host, source="reportgen", prompt=False, update_session=False
+            )
+        except AuthenticationError as exc:
+            raise SourceError(
+                f"source: the W&B credentials for {host} are not valid: {self._message(exc)}"
+            ) from None
+        if auth is None:
+            raise self._no_credentials(host)
+
+    def _no_credentials(self, host: str) -> SourceError:
+        return SourceError(
+            f"source: no W&B credentials for {host}: set WANDB_API_KEY, or run `wandb login` "
+            "(which stores the key in ~/.netrc)"
+        )
+
+    def _host(self) -> str:
+        if self.base_url:
+            return self.base_url
+        url = os.environ.get("WANDB_BASE_URL")
+        if url:
+            return _without_credentials(url)
+        try:
+            from wandb.sdk import wandb_setup
+
+            return _without_credentials(str(wandb_setup.singleton().settings.base_url))
+        except Exception:  # pragma: no cover - defensive
+            return "https://api.wandb.ai"
+
+    def _listing_error(self, exc: Exception) -> SourceError:
+        message = self._message(exc)
+        if _not_found(exc):
+            return SourceError(
+                f"source: W&B project {self.path} was not found on {self._host()} "
+                "(check source.entity and source.project, and that these credentials can see it)"
+            )
+        lowered = message.lower()
+        if any(word in lowered for word in ("permission", "forbidden", "not authorized", "401")):
+            return SourceError(
+                f"source: the W&B server at {self._host()} refused access to {self.path}: {message}"
+            )
+        return SourceError(
+            f"source: listing the runs of {self.path} on {self._host()} failed: {message}"
+        )
+
+    def _message(self, exc: BaseException) -> str:
+        """An exception as one line, with any credential removed."""
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        for secret in self._secrets():
+            text = text.replace(secret, "[hidden]")
+        return text[:300]
+
+    def _secrets(self) -> list[str]:
+        found = [os.environ.get("WANDB_API_KEY") or ""]
+        api = self._api
+        if api is not None:
+            found.append(getattr(api, "api_key", None) or "")
+        return [s for s in found if len(s) >= 8]
+
+    def _offline_entry(self, run: Run, *, history: bool) -> Any:
+        if self.area is None:
+            return None
+        try:
+            return self.area.read(run.id, history=history)
+        except CacheDamaged as exc:
+            raise SourceError(
+                f"--offline: the cached entry of run {run.name} ({run.id}) is damaged ({exc}); "
+                "build once without --offline to fetch it again"
+            ) from None
+
+    def _missing_offline(self, missing: Sequence[Run]) -> SourceError:
+        names = ", ".join(f"{run.name} ({run.id})" for run in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        return SourceError(
+            f"--offline: the cache at {self._cache_root()} lacks {len(missing)} run(s) of "
+            f"{self.path} that the spec selects: {names}{more}; build once without --offline"
+        )
+
+    def _cache_root(self) -> str:
+        return str(self.cache.root) if self.cache is not None else "(no cache)"
+
+
+# --- pushing filters to the server -------------------------------------------------------------
+
+
+def server_filters(filters: RunFilters, now: datetime) -> dict[str, Any]:
+    """The part of the filters the server can evaluate, as W&B's MongoDB-style filter.
+
+    It never rejects a run the local filters would keep (they are applied again afterwards):
+    whatever cannot be expressed exactly is left out — config keys with dots (the server reads
+    dots as nesting), regular expressions outside the syntax RE2 shares with Python, booleans
+    and nulls. Numbers are compared as numbers, with a tolerance wider than the local one.
+    """
+    clauses: list[dict[str, Any]] = []
+    if filters.states:
+        states = sorted(s for s, ours in SERVER_STATES.items() if ours in filters.states)
+        clauses.append({"state": {"$in": states}})
+    if filters.tags_any:
+        clauses.append({"tags": {"$in": list(filters.tags_any)}})
+    clauses.extend({"tags": {"$in": [tag]}} for tag in filters.tags_all)
+    if filters.tags_none:
+        clauses.append({"tags": {"$nin": list(filters.tags_none)}})
+    if filters.name is not None and _portable_regex(filters.name):
+        clauses.append({"display_name": {"$regex": filters.name}})
+    if filters.created_after:
+        moment = filters.created_after.resolve(now) - timedelta(seconds=1)
+        clauses.append({"createdAt": {"$gte": _server_time(moment)}})
+    if filters.created_before:
+        moment = filters.created_before.resolve(now) + timedelta(seconds=1)
+        clauses.append({"createdAt": {"$lte": _server_time(moment)}})
+    for key, comparison in filters.config.items():
+        if "." in key or "$" in key:
+            continue
+        clauses.extend(_config_clauses(f"config.{key}.value", comparison))
+    if not clauses:
+        return {}
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def _config_clauses(field: str, comparison: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
+    for op, expected in comparison.items():
+        if op == "eq" and isinstance(expected, str):
+            yield {field: {"$eq": expected}}
+        elif op == "eq" and _is_number(expected):
+            yield {field: _around(expected)}
+        elif op == "in" and expected and all(isinstance(e, str) for e in expected):
+            yield {field: {"$in": list(expected)}}
+        elif op == "in" and expected and all(_is_number(e) for e in expected):
+            yield {"$or": [{field: _around(e)} for e in expected]}
+        elif op in ("gt", "gte", "lt", "lte") and _is_number(expected):
+            yield {field: {f"${op}": expected}}
+
+
+def _around(value: float) -> dict[str, float]:
+    spread = abs(float(value)) * 1e-9
+    return {"$gte": float(value) - spread, "$lte": float(value) + spread}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_REGEX_ESCAPES = set("dDwWsSbB.-/\\()[]{}*+?|^$")
+
+
+def _portable_regex(pattern: str) -> bool:
+    """Whether a pattern means the same to Python's `re` and to RE2 (used by the server)."""
+    if any(token in pattern for token in ("(?=", "(?!", "(?<", "(?P", "(?>", "*+", "++", "?+")):
+        return False
+    escapes = re.findall(r"\\(.)", pattern)
+    return all(char in _REGEX_ESCAPES for char in escapes)
+
+
+def _server_time(moment: datetime) -> str:
+    """W&B's createdAt format: UTC, no zone, whole seconds."""
+    utc = moment.astimezone(timezone.utc).replace(tzinfo=None, microsecond=0)
+    return utc.isoformat()
+
+
+# --- converting what the client returns --------------------------------------------------------
+
+
+def rows_to_points(rows: Iterable[Mapping[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
+    """History rows (one dict per step) as {key: (steps, values)}, as the offline reader gives.
+
+    Keys logged at different cadences are simply absent from rows where they were not logged
+    (the Parquet path says None); both mean "not logged". A logged NaN stays NaN. Nested dicts
+    (other than W&B media, which carry "_type") become dotted keys, like the offline reader's.
+    """
+    points: dict[str, tuple[list[int], list[float]]] = {}
+    for row in rows:
+        step = row.get(STEP)
+        if step is None:
+            continue
+        step = int(step)
+        # The hot loop of a fetch (one pass per logged value): kept flat on purpose.
+        for key, raw in row.items():
+            kind = type(raw)
+            if kind is float or kind is int:
+                value = float(raw)
+            elif kind is dict:
+                if "_type" not in raw:
+                    _add_nested(points, step, key, raw)
+                continue
+            else:
+                number = _number(raw)
+                if number is None:
+                    continue
+                value = number
+            if key == STEP:
+                continue
+            column = points.get(key)
+            if column is None:
+                column = points[key] = ([], [])
+            column[0].append(step)
+            column[1].append(value)
+    return points
+
+
+def _add_nested(
+    points: dict[str, tuple[list[int], list[float]]], step: int, prefix: str, tree: Mapping
+) -> None:
+    for key, raw in tree.items():
+        name = f"{prefix}.{key}"
+        if isinstance(raw, Mapping):
+            if "_type" not in raw:
+                _add_nested(points, step, name, raw)
+            continue
+        value = _number(raw)
+        if value is not None:
+            column = points.setdefault(name, ([], []))
+            column[0].append(step)
+            column[1].append(value)
+
+
+_SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        return _SPECIAL_FLOATS.get(value)
+    return None
+
+
+def _summary(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The summary as the offline reader gives it: sorted keys, no W&B-internal entries."""
+    return {k: raw[k] for k in sorted(raw) if not str(k).startswith("_wandb")}
+
+
+def _step_metrics(internal: Mapping[str, Any]) -> dict[str, str]:
+    """define_metric's step metrics, from the `m` list wandb-core stores in config `_wandb`.
+
+    Each entry is a MetricRecord encoded by field number: "1" name, "2" glob name, "5" the
+    1-based index of its step metric in the same list.
+    """
+    encoded = internal.get("m") if isinstance(internal, Mapping) else None
+    if not isinstance(encoded, list):
+        return {}
+    found = {}
+    for entry in encoded:
+        if not isinstance(entry, Mapping):
+            continue
+        name = entry.get("1") or entry.get("2")
+        index = entry.get("5")
+        if not name or not isinstance(index, int) or not 1 <= index <= len(encoded):
+            continue
+        step = encoded[index - 1]
+        step_name = step.get("1") if isinstance(step, Mapping) else None
+        if step_name:
+            found[str(name)] = str(step_name)
+    return found
+
+
+def _timestamp(text: Any) -> datetime | None:
+    """W&B's timestamps are UTC without a zone ("2026-11-01T10:00:00")."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _newest_first(run: Run) -> tuple[float, str]:
+    created = run.created_at.timestamp() if run.created_at else float("-inf")
+    return (-created, run.id)
+
+
+def _listing_entry(run: Run) -> dict[str, Any]:
+    return run_to_dict(run)
+
+
+def _listing_run(node: Mapping[str, Any], entity: str, project: str) -> Run:
+    run = run_from_dict(node)
+    return dataclasses.replace(run, entity=run.entity or entity, project=run.project or project)
+
+
+def _with_listing_fields(cached: Run, light: Run) -> Run:
+    """A cached run with what the listing says now (tags and notes can change after a run)."""
+    return dataclasses.replace(
+        cached,
+        name=light.name,
+        state=light.state,
+        tags=light.tags,
+        group=light.group,
+        job_type=light.job_type,
+        notes=light.notes,
+        heartbeat_at=light.heartbeat_at,
+        url=light.url,
+    )
+
+
+def _safe_url(public: Any) -> str | None:
+    try:
+        return _without_credentials(str(public.url))
+    except Exception:
+        return None
+
+
+def _without_credentials(url: str) -> str:
+    """A URL without user:password@ (a base URL may carry them; they never reach a file)."""
+    parts = urlsplit(url.rstrip("/"))
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        parts = parts._replace(netloc=host)
+    return urlunsplit(parts)
+
+
+def _not_found(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "could not find" in text or "not found" in text

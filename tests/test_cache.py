@@ -1,0 +1,209 @@
+"""The run cache: entries round-trip, damage is detected, writers never tear an entry, and the
+offline source skips decoding `.wandb` files that did not change."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import pytest
+from conftest import write_spec
+from runwriter import wandb_files
+
+from reportgen import build
+from reportgen.cache import CacheDamaged, CacheLocation, RunCache, default_location
+from reportgen.cli import main
+from reportgen.runs import History
+
+NAN, INF = float("nan"), float("inf")
+
+
+def history_of(points: dict[str, tuple[list[int], list[float]]]) -> History:
+    return History.from_points(points)
+
+
+def same(a: History, b: History) -> bool:
+    keys = a.keys()
+    return keys == b.keys() and all(a.series(k).equals(b.series(k)) for k in keys)
+
+
+def area(root: Path, mode: str = "normal"):
+    return RunCache(root, mode).area("wandb", {"entity": "e", "project": "p", "base_url": ""})
+
+
+def test_an_entry_round_trips_with_nan_and_infinity(tmp_path):
+    history = history_of({"loss": ([0, 1, 2], [1.0, NAN, INF]), "acc": ([0, 10], [0.5, -INF])})
+    area(tmp_path).write("run1", {"fingerprint": {"state": "finished"}}, history)
+    entry = area(tmp_path).read("run1")
+    assert entry is not None and entry.meta["fingerprint"] == {"state": "finished"}
+    assert same(entry.history, history)
+    assert math.isnan(entry.history.series("loss")[1])
+
+
+def test_an_empty_history_round_trips(tmp_path):
+    area(tmp_path).write("run1", {}, History())
+    entry = area(tmp_path).read("run1")
+    assert entry is not None and len(entry.history) == 0
+
+
+def test_a_missing_entry_is_none(tmp_path):
+    assert area(tmp_path).read("nothing") is None
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        ("truncate", "history.parquet has"),
+        ("flip", "does not match its checksum"),
+        ("bad-json", "meta.json is not valid JSON"),
+        ("no-parquet", "history.parquet is missing"),
+    ],
+)
+def test_a_damaged_entry_raises_with_the_reason(tmp_path, damage, reason):
+    history = history_of({"loss": (list(range(100)), [float(i) for i in range(100)])})
+    store = area(tmp_path)
+    store.write("run1", {"x": 1}, history)
+    folder = store.entry_dir("run1")
+    parquet = folder / "history.parquet"
+    data = parquet.read_bytes()
+    if damage == "truncate":
+        parquet.write_bytes(data[:-10])
+    elif damage == "flip":
+        parquet.write_bytes(data[:40] + bytes([data[40] ^ 0xFF]) + data[41:])
+    elif damage == "bad-json":
+        (folder / "meta.json").write_text('{"x": ')
+    else:
+        parquet.unlink()
+    with pytest.raises(CacheDamaged, match=reason):
+        store.read("run1")
+
+
+def test_refresh_reads_nothing_and_offline_writes_nothing(tmp_path):
+    history = history_of({"loss": ([0], [1.0])})
+    area(tmp_path).write("run1", {}, history)
+    assert area(tmp_path, "refresh").read("run1") is None
+    area(tmp_path, "offline").write("run2", {}, history)
+    assert area(tmp_path).read("run2") is None
+
+
+def test_the_location_comes_from_the_environment_then_the_spec_then_the_user(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "env"))
+    assert default_location("spec-dir") == CacheLocation(
+        tmp_path / "env", "set by REPORTGEN_CACHE_DIR"
+    )
+    monkeypatch.delenv("REPORTGEN_CACHE_DIR")
+    assert default_location("spec-dir").path == Path("spec-dir")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_location().path == tmp_path / "xdg" / "reportgen"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_location().path == tmp_path / "home" / ".cache" / "reportgen"
+
+
+# --- concurrent writers ------------------------------------------------------------------------
+
+
+def _writer(root: str, writer: int, deadline: float) -> None:
+    store = area(Path(root))
+    size = 50
+    while time.time() < deadline:
+        size = size % 400 + 37
+        points = {"v": (list(range(size)), [float(writer)] * size)}
+        store.write("shared", {"writer": writer, "points": size}, History.from_points(points))
+
+
+def test_concurrent_writers_never_leave_a_torn_entry(tmp_path):
+    deadline = time.time() + 1.5
+    context = multiprocessing.get_context("fork")
+    writers = [context.Process(target=_writer, args=(str(tmp_path), w, deadline)) for w in (1, 2)]
+    for process in writers:
+        process.start()
+    reads = 0
+    store = area(tmp_path)
+    while time.time() < deadline:
+        entry = store.read("shared")  # raises CacheDamaged on a torn entry
+        if entry is None:
+            continue
+        series = entry.history.series("v")
+        assert len(series) == entry.meta["points"]
+        assert set(series.tolist()) == {float(entry.meta["writer"])}
+        reads += 1
+    for process in writers:
+        process.join()
+        assert process.exitcode == 0
+    assert reads > 10
+
+
+# --- the offline source ------------------------------------------------------------------------
+
+
+OFFLINE_SPEC = """\
+version: 1
+source: {{type: wandb-offline, path: "{path}"}}
+runs: {{ids: [rlshort1]}}
+metrics: {{length: response_length/mean}}
+sampling: {{every: 100}}
+outputs: {{dir: "{out}", formats: [csv]}}
+"""
+
+
+def _age(path: Path, seconds: float) -> None:
+    moment = time.time() - seconds
+    os.utime(path, (moment, moment))
+
+
+def test_an_unchanged_wandb_file_is_not_decoded_again(project_copy, tmp_path, monkeypatch):
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "cache"))
+    path = wandb_files(project_copy)["rlshort1"]
+    _age(path, 60)
+    spec = write_spec(
+        tmp_path / "s.yaml", OFFLINE_SPEC.format(path=project_copy, out=tmp_path / "out")
+    )
+    table = tmp_path / "out" / "grpo-rlshort1_experiment.csv"
+    build(spec)
+    expected = table.read_text()
+    # Same size, same mtime, other bytes: only a reader that trusts the cache still sees the run.
+    stat = path.stat()
+    path.write_bytes(b"\0" * stat.st_size)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    result = build(spec)
+    assert result.report.run("rlshort1").rows == 1050
+    assert table.read_text() == expected
+    # A new mtime means the file changed: it is read again (and now it is empty of records).
+    _age(path, 30)
+    result = build(spec)
+    assert result.report.run("rlshort1").rows == 0
+
+
+def test_a_file_written_moments_ago_is_not_cached(project_copy, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(cache))
+    for path in project_copy.glob("wandb/*/run-*.wandb"):
+        os.utime(path)  # just now
+    spec = write_spec(
+        tmp_path / "s.yaml", OFFLINE_SPEC.format(path=project_copy, out=tmp_path / "out")
+    )
+    build(spec)
+    assert not list(cache.glob("v1/*/entries/*"))
+
+
+# --- the cache command -------------------------------------------------------------------------
+
+
+def test_cache_info_and_clear(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "c"))
+    store = area(tmp_path / "c")
+    store.write("run1", {}, history_of({"loss": ([0, 1], [1.0, 2.0])}))
+    store.write("run2", {}, History())
+    assert main(["cache", "info"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"cache: {tmp_path / 'c'} (set by REPORTGEN_CACHE_DIR)"
+    assert out[1].startswith("  W&B e/p on the default server: 2 entries, ")
+    assert main(["cache", "clear"]) == 0
+    assert capsys.readouterr().out.startswith(f"cleared {tmp_path / 'c'} (")
+    assert store.read("run1") is None
+    assert main(["cache", "info"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == "  empty"

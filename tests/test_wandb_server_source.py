@@ -1,0 +1,555 @@
+"""The W&B server as a source: the real `wandb.Api` against a loopback server (tests/wandb_server.py)
+serving runs that the real client wrote offline. The report must equal the offline one, and the
+cache must spare every request it promises to spare.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from conftest import write_spec
+from runwriter import PlannedRun, hermetic_env, write_runs
+from wandb_server import Fault, ServedRun, WandbServer, runs_from_folder
+
+from reportgen import build
+from reportgen.cli import main
+from reportgen.sources.cloud import server_filters
+from reportgen.sources.offline import OfflineSource
+from reportgen.spec import RunFilters, SourceSpec, TimeBound
+
+KEY = "rgtest" + "0123456789abcdef" * 2 + "feedc0de"
+HISTORY_STEPS_SHORT = 1050
+
+SPEC = """\
+version: 1
+title: Sweep
+source: {source}
+runs:
+  filters: {filters}
+metrics:
+  entropy_loss: [actor/entropy, actor/entropy_loss]
+  length: response_length/mean
+  loss: {{key: train/loss, goal: minimize}}
+  val: val/loss
+  acc: eval/acc
+sampling: {{x: _step, start: 0, every: 100}}
+outputs:
+  dir: "{out}"
+  formats: [csv, json, markdown]
+"""
+
+
+def stepper_plan() -> PlannedRun:
+    """A run with define_metric step metrics, infinities, keys at two cadences, nested config."""
+    rows = []
+    for s in range(40):
+        row = {"train/loss": float("inf") if s == 3 else 1.0 / (s + 1), "train/step": s * 10}
+        if s % 5 == 0:
+            row["eval/acc"] = s / 10
+        rows.append(row)
+    return PlannedRun(
+        name="stepper",
+        run_id="stepper1",
+        rows=rows,
+        define_metrics=[
+            {"name": "train/step"},
+            {"name": "train/*", "step_metric": "train/step"},
+            {"name": "eval/acc", "step_metric": "train/step"},
+        ],
+        config={"optim": {"lr": 0.01, "betas": [0.9, 0.99]}, "seed": 7},
+        summary={"best": {"acc": 0.9}, "final": 1.5},
+        tags=["steps"],
+    )
+
+
+@pytest.fixture(scope="module")
+def served_folder(project_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's real offline runs plus one more, in one folder."""
+    folder = tmp_path_factory.mktemp("served")
+    shutil.copytree(project_dir, folder, dirs_exist_ok=True, symlinks=True)
+    return write_runs(folder, [stepper_plan()])
+
+
+@pytest.fixture(scope="module")
+def served_runs(served_folder: Path) -> dict[bool, list[ServedRun]]:
+    return {
+        exported: runs_from_folder(served_folder, export_finished=exported)
+        for exported in (False, True)
+    }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def hermetic_wandb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """wandb in this process reads nothing of the developer's own setup."""
+    root = tmp_path_factory.mktemp("wandb-home")
+    saved = dict(os.environ)
+    for name in [k for k in os.environ if k.startswith("WANDB_")]:
+        del os.environ[name]
+    os.environ.update(
+        WANDB_CONFIG_DIR=str(root / "config"),
+        WANDB_CACHE_DIR=str(root / "cache"),
+        WANDB_DATA_DIR=str(root / "data"),
+        WANDB_DIR=str(root),
+        WANDB_SILENT="true",
+        WANDB_ERROR_REPORTING="false",
+        NETRC=str(root / "netrc-none"),
+    )
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture
+def wandb_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The key in WANDB_API_KEY and a private reportgen cache; returns the cache folder."""
+    monkeypatch.setenv("WANDB_API_KEY", KEY)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(cache))
+    return cache
+
+
+def serve(served_runs, *, exported: bool = False, **options) -> WandbServer:
+    return WandbServer(copy.deepcopy(served_runs[exported]), api_key=KEY, **options)
+
+
+def server_spec(tmp_path: Path, server: WandbServer, *, name="server", filters="{}", **source):
+    fields = {"type": "wandb", "entity": "tester", "project": "tests", "base_url": server.url}
+    fields.update(source)
+    text = ", ".join(f"{k}: {json.dumps(v)}" for k, v in fields.items())
+    return write_spec(
+        tmp_path / f"{name}.yaml",
+        SPEC.format(source="{" + text + "}", filters=filters, out=tmp_path / f"out-{name}"),
+    )
+
+
+def offline_spec(tmp_path: Path, folder: Path, *, filters="{}"):
+    source = json.dumps({"type": "wandb-offline", "path": str(folder)})
+    return write_spec(
+        tmp_path / "offline.yaml",
+        SPEC.format(source=source, filters=filters, out=tmp_path / "out-offline"),
+    )
+
+
+def by_run(item: dict) -> str:
+    return item["run_id"]
+
+
+def csv_files(folder: Path) -> dict[str, list[list[str]]]:
+    found = {}
+    for path in sorted(folder.glob("*.csv")):
+        with path.open(newline="") as handle:
+            found[path.name] = list(csv.reader(handle))
+    return found
+
+
+def comparable_runs(report_json: Path, local_notes: set[str]) -> dict[str, dict]:
+    """report.json runs by id, without what only one kind of source can know.
+
+    url: only the server has one. created_at: the server keeps whole seconds. Notes about local
+    files (merged folders) exist only offline.
+    """
+    data = json.loads(report_json.read_text())
+    runs = {}
+    for run in data["runs"]:
+        run = dict(run)
+        run.pop("url")
+        run["created_at"] = run["created_at"][:19]
+        run["notes"] = [n for n in run["notes"] if n not in local_notes]
+        runs[run["id"]] = run
+    return runs
+
+
+@pytest.fixture(scope="module")
+def offline_build(served_folder: Path, tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("offline-build")
+    result = build(offline_spec(tmp, served_folder))
+    local_notes = {
+        note
+        for run in OfflineSource(SourceSpec("wandb-offline", path=str(served_folder))).list_runs()
+        for note in run.read_notes
+    }
+    return result, local_notes
+
+
+# --- the same report as offline ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("exported", [False, True], ids=["live-history", "parquet-export"])
+def test_the_report_from_the_server_equals_the_offline_report(
+    served_runs, offline_build, wandb_env, tmp_path, exported
+):
+    offline, local_notes = offline_build
+    with serve(served_runs, exported=exported) as server:
+        result = build(server_spec(tmp_path, server))
+    assert not result.report.incomplete and result.warnings == ()
+    assert csv_files(result.out_dir) == csv_files(offline.out_dir)
+    assert len(csv_files(result.out_dir)) == 8
+    assert KEY not in "".join(files_text(wandb_env))
+    ours = json.loads((result.out_dir / "report.json").read_text())
+    theirs = json.loads((offline.out_dir / "report.json").read_text())
+    # Runs created within one second may be listed in another order (the server keeps seconds).
+    assert sorted(ours["tables"], key=by_run) == sorted(theirs["tables"], key=by_run)
+    assert comparable_runs(result.out_dir / "report.json", local_notes) == comparable_runs(
+        offline.out_dir / "report.json", local_notes
+    )
+    assert ours["source"] == {
+        "type": "wandb",
+        "entity": "tester",
+        "project": "tests",
+        "base_url": server.url,
+    }
+
+
+def test_define_metric_steps_and_infinities_come_through(served_runs, wandb_env, tmp_path):
+    with serve(served_runs) as server:
+        result = build(server_spec(tmp_path, server, filters="{tags: {any: [steps]}}"))
+    run = result.report.run("stepper1")
+    assert run.metric("loss").x_key == "train/step"
+    assert run.metric("acc").x_key == "train/step"
+    assert run.metric("loss").stats.non_finite == 1
+    assert run.config == {"optim": {"lr": 0.01, "betas": [0.9, 0.99]}, "seed": 7}
+    assert run.summary["best"] == {"acc": 0.9} and "_wandb" not in run.summary
+
+
+# --- what the server is asked ------------------------------------------------------------------
+
+
+def test_filters_the_server_can_evaluate_are_sent_with_the_listing(
+    served_runs, wandb_env, tmp_path
+):
+    filters = (
+        '{state: [finished], tags: {any: [grpo]}, name: "^grpo-", '
+        "config: {seed: {gte: 1}, actor.lr: {lte: 2.5e-6}}}"
+    )
+    with serve(served_runs) as server:
+        result = build(server_spec(tmp_path, server, filters=filters))
+    listing = [r for r in server.requests if r.op == "Runs"]
+    assert len(listing) == 1
+    assert json.loads(listing[0].variables["filters"]) == {
+        "$and": [
+            {"state": {"$in": ["finished"]}},
+            {"tags": {"$in": ["grpo"]}},
+            {"display_name": {"$regex": "^grpo-"}},
+            {"config.seed.value": {"$gte": 1}},
+        ]
+    }
+    # The server returned the runs with seed >= 1; the dotted key was applied here.
+    assert [run.id for run in result.report.runs] == ["rlmid001"]
+    assert result.report.runs_found == 2
+    assert {r.run for r in server.requests if r.op == "Run"} == {"rlmid001", "rllong01"}
+    assert {r.run for r in server.history_requests()} == {"rlmid001"}
+
+
+def test_only_the_newest_runs_within_the_limit_load_config(served_runs, wandb_env, tmp_path):
+    with serve(served_runs) as server:
+        spec = server_spec(tmp_path, server)
+        text = spec.read_text().replace("runs:\n", "runs:\n  limit: 2\n")
+        spec.write_text(text)
+        result = build(spec)
+    chosen = [run.id for run in result.report.runs]
+    assert len(chosen) == 2
+    assert sorted(r.run for r in server.requests if r.op == "Run") == sorted(chosen)
+    assert {r.run for r in server.history_requests()} == set(chosen)
+
+
+def test_named_run_ids_are_fetched_without_listing_the_project(served_runs, wandb_env, tmp_path):
+    with serve(served_runs) as server:
+        spec = server_spec(tmp_path, server)
+        spec.write_text(spec.read_text().replace("runs:\n", "runs:\n  ids: [rlshort1, nosuch99]\n"))
+        result = build(spec)
+    assert [run.id for run in result.report.runs] == ["rlshort1"]
+    assert server.ops()["Runs"] == 0
+    assert any("nosuch99" in note for note in result.report.notes)
+
+
+def test_what_cannot_be_evaluated_exactly_by_the_server_is_not_sent():
+    filters = RunFilters(
+        states=("running", "killed"),
+        tags_all=("a", "b"),
+        tags_none=("old",),
+        name=r"^(?!tmp)grpo",  # a lookahead: Python's re has it, RE2 does not
+        config={
+            "actor.lr": {"gte": 1e-6},  # dotted: the server would read it as nesting
+            "lr": {"eq": 0.1, "gt": 0.0},
+            "opt": {"in": ["adam", "sgd"], "ne": "x"},
+            "flag": {"eq": True},
+        },
+        created_after=TimeBound("7d", age=timedelta(days=7)),
+    )
+    now = datetime(2026, 11, 20, 12, 0, 0, 500000, tzinfo=timezone.utc)
+    assert server_filters(filters, now) == {
+        "$and": [
+            {"state": {"$in": ["killed", "pending", "preempted", "preempting", "running"]}},
+            {"tags": {"$in": ["a"]}},
+            {"tags": {"$in": ["b"]}},
+            {"tags": {"$nin": ["old"]}},
+            {"createdAt": {"$gte": "2026-11-13T11:59:59"}},
+            {"config.lr.value": {"$gte": 0.1 - 1e-10, "$lte": 0.1 + 1e-10}},
+            {"config.lr.value": {"$gt": 0.0}},
+            {"config.opt.value": {"$in": ["adam", "sgd"]}},
+        ]
+    }
+
+
+def test_no_filters_send_an_empty_filter():
+    assert server_filters(RunFilters(), datetime.now(timezone.utc)) == {}
+
+
+# --- the cache ---------------------------------------------------------------------------------
+
+
+def test_a_second_build_of_an_unchanged_project_makes_no_history_request(
+    served_runs, wandb_env, tmp_path
+):
+    with serve(served_runs) as server:
+        spec = server_spec(tmp_path, server)
+        first = csv_files(build(spec).out_dir)
+        server.reset_log()
+        second = build(spec)
+    assert server.history_requests() == []
+    assert server.ops() == {"Viewer": 1, "Runs": 1}
+    assert csv_files(second.out_dir) == first
+
+
+def test_a_run_that_grew_fetches_only_its_new_steps(
+    served_runs, offline_build, wandb_env, tmp_path
+):
+    runs = copy.deepcopy(served_runs[False])
+    growing = next(run for run in runs if run.id == "rlshort1")
+    later = {s: row for s, row in growing.rows.items() if s >= 1000}
+    growing.rows = {s: row for s, row in growing.rows.items() if s < 1000}
+    growing.state = "running"
+    with WandbServer(runs, api_key=KEY) as server:
+        spec = server_spec(tmp_path, server, filters="{tags: {any: [grpo]}}")
+        build(spec)
+        server.append(
+            "rlshort1",
+            {s: {k: v for k, v in r.items() if k != "_step"} for s, r in later.items()},
+            state="finished",
+        )
+        server.reset_log()
+        result = build(spec)
+    fetched = server.history_requests()
+    assert {r.run for r in fetched} == {"rlshort1"}
+    pages = [r for r in fetched if r.op == "HistoryPage"]
+    assert pages and min(r.variables["minStep"] for r in pages) == 1000
+    assert sum(r.rows for r in pages) == len(later) == 50
+    assert {r.run for r in server.requests if r.op == "Run"} == {"rlshort1"}
+    offline, _ = offline_build
+    name = "grpo-rlshort1_experiment.csv"
+    assert csv_files(result.out_dir)[name] == csv_files(offline.out_dir)[name]
+
+
+@pytest.mark.parametrize("damage", ["truncated-parquet", "bad-json"])
+def test_a_damaged_cache_entry_is_reported_and_fetched_again(
+    served_runs, wandb_env, tmp_path, damage
+):
+    with serve(served_runs) as server:
+        spec = server_spec(tmp_path, server)
+        first = csv_files(build(spec).out_dir)
+        (entry,) = wandb_env.glob("v1/wandb-*/entries/rlmid001")
+        if damage == "truncated-parquet":
+            data = (entry / "history.parquet").read_bytes()
+            (entry / "history.parquet").write_bytes(data[: len(data) // 2])
+        else:
+            (entry / "meta.json").write_text('{"fingerprint": {"state": "fin')
+        server.reset_log()
+        result = build(spec)
+    assert len(result.warnings) == 1
+    assert "rlmid001" in result.warnings[0] and "damaged" in result.warnings[0]
+    assert {r.run for r in server.history_requests()} == {"rlmid001"}
+    assert csv_files(result.out_dir) == first
+    server.reset_log()
+
+
+def test_refresh_fetches_everything_again(served_runs, wandb_env, tmp_path):
+    with serve(served_runs) as server:
+        spec = server_spec(tmp_path, server)
+        build(spec)
+        server.reset_log()
+        build(spec, cache_mode="refresh")
+    assert len({r.run for r in server.history_requests()}) == 8
+
+
+def test_offline_builds_from_the_cache_alone(served_runs, wandb_env, tmp_path):
+    with serve(served_runs) as server:
+        spec = server_spec(tmp_path, server)
+        online = csv_files(build(spec).out_dir)
+    # The server is gone: nothing but the cache can answer.
+    result = build(spec, cache_mode="offline")
+    assert csv_files(result.out_dir) == online
+    assert len(result.report.runs) == 8
+
+
+def test_offline_exits_3_when_a_selected_run_is_not_cached(
+    served_runs, wandb_env, tmp_path, capsys
+):
+    with serve(served_runs) as server:
+        spec = server_spec(tmp_path, server)
+        spec.write_text(spec.read_text().replace("runs:\n", "runs:\n  limit: 2\n"))
+        build(spec)  # lists all 8 runs, caches the newest 2
+        wider = server_spec(tmp_path, server, name="wider")
+    assert main(["build", str(wider), "--offline"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --offline: the cache at {wandb_env} lacks 6 run(s) of ")
+    assert err.endswith("; build once without --offline\n")
+
+
+def test_offline_with_an_empty_cache_exits_3(served_runs, wandb_env, tmp_path, capsys):
+    with serve(served_runs) as server:
+        spec = server_spec(tmp_path, server)
+    assert main(["build", str(spec), "--offline"]) == 3
+    assert "holds no runs of W&B project tester/tests" in capsys.readouterr().err
+
+
+# --- failures ----------------------------------------------------------------------------------
+
+
+def test_a_429_then_success_still_yields_a_complete_report(
+    served_runs, offline_build, wandb_env, tmp_path
+):
+    with serve(served_runs) as server:
+        server.faults += [Fault("Runs", 429), Fault("HistoryPage", 429, times=3)]
+        result = build(server_spec(tmp_path, server))
+    refused = [r for r in server.requests if r.status == 429]
+    assert len(refused) == 4
+    assert not result.report.incomplete and len(result.report.runs) == 8
+    offline, _ = offline_build
+    assert csv_files(result.out_dir) == csv_files(offline.out_dir)
+
+
+def test_a_run_that_keeps_failing_is_left_out_and_the_report_says_so(
+    served_runs, wandb_env, tmp_path, capsys
+):
+    with serve(served_runs) as server:
+        server.faults.append(Fault("HistoryPage", 500, times=None, run="rlmid001"))
+        spec = server_spec(tmp_path, server)
+        assert main(["build", str(spec)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the report is incomplete" in err
+    report = json.loads((tmp_path / "out-server" / "report.json").read_text())
+    assert report["incomplete"] is True
+    assert len(report["runs"]) == 7 and "rlmid001" not in {r["id"] for r in report["runs"]}
+    (note,) = report["notes"]
+    assert note.startswith("Incomplete: run grpo-rlmid001 (rlmid001) is left out of this report")
+    assert "HTTP 500" in note and note.endswith("the report covers the other 7 runs.")
+    assert "**Incomplete:**" in (tmp_path / "out-server" / "report.md").read_text()
+
+
+def test_an_unknown_project_exits_3(served_runs, wandb_env, tmp_path, capsys):
+    with serve(served_runs) as server:
+        spec = server_spec(tmp_path, server, project="nosuchproject")
+        assert main(["build", str(spec)]) == 3
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: source: W&B project tester/nosuchproject was not found on {server.url} "
+        "(check source.entity and source.project, and that these credentials can see it)\n"
+    )
+
+
+def test_missing_credentials_exit_3(served_runs, wandb_env, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY")
+    with serve(served_runs) as server:
+        assert main(["build", str(server_spec(tmp_path, server))]) == 3
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: source: no W&B credentials for {server.url}: set WANDB_API_KEY, or run "
+        "`wandb login` (which stores the key in ~/.netrc)\n"
+    )
+    assert server.requests == []
+
+
+def test_credentials_are_read_from_netrc(served_runs, wandb_env, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY")
+    with serve(served_runs) as server:
+        netrc = tmp_path / "netrc"
+        netrc.write_text(f"machine {server.url.split('//')[1]}\n  login user\n  password {KEY}\n")
+        netrc.chmod(0o600)
+        monkeypatch.setenv("NETRC", str(netrc))
+        result = build(server_spec(tmp_path, server, filters="{tags: {any: [sft]}}"))
+    assert len(result.report.runs) == 3
+
+
+def test_refused_credentials_exit_3_and_the_key_is_shown_nowhere(served_runs, tmp_path):
+    wrong = "rgwrong" + "9876543210fedcba" * 2 + "deadbeef"
+    cache = tmp_path / "cache"
+    with serve(served_runs) as server:
+        spec = server_spec(tmp_path, server)
+        done = run_cli(["build", str(spec)], tmp_path, cache, key=wrong)
+    assert done.returncode == 3
+    assert done.stderr.startswith(f"error: source: the W&B server at {server.url} refused")
+    assert "Traceback" not in done.stderr
+    for text in (
+        done.stdout,
+        done.stderr,
+        *files_text(cache),
+        *files_text(tmp_path / "out-server"),
+    ):
+        assert wrong not in text and KEY not in text
+
+
+# --- two builds at once ------------------------------------------------------------------------
+
+
+def test_two_builds_racing_on_one_cache_both_succeed_and_leave_it_whole(
+    served_runs, offline_build, wandb_env, tmp_path
+):
+    with serve(served_runs, latency=0.005) as server:
+        specs = [server_spec(tmp_path, server, name=f"racer{i}", workers=3) for i in (1, 2)]
+        racers = [
+            start_cli(["build", str(spec), "-q"], tmp_path, wandb_env, key=KEY) for spec in specs
+        ]
+        outcomes = [racer.communicate(timeout=120) for racer in racers]
+        assert [racer.returncode for racer in racers] == [0, 0], outcomes
+        assert [err for _, err in outcomes] == ["", ""]  # -q: nothing but errors
+        offline, _ = offline_build
+        for name in ("racer1", "racer2"):
+            assert csv_files(tmp_path / f"out-{name}") == csv_files(offline.out_dir)
+        server.reset_log()
+        third = build(specs[0])
+    assert third.warnings == () and server.history_requests() == []
+
+
+# --- helpers for command-line processes --------------------------------------------------------
+
+
+def cli_env(tmp_path: Path, cache: Path, key: str) -> dict[str, str]:
+    env = hermetic_env(tmp_path / "wandb-cli")
+    env.update(WANDB_API_KEY=key, REPORTGEN_CACHE_DIR=str(cache), NETRC=str(tmp_path / "none"))
+    return env
+
+
+def run_cli(args: list[str], tmp_path: Path, cache: Path, *, key: str):
+    return subprocess.run(
+        [sys.executable, "-m", "reportgen", *args],
+        env=cli_env(tmp_path, cache, key),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def start_cli(args: list[str], tmp_path: Path, cache: Path, *, key: str):
+    return subprocess.Popen(
+        [sys.executable, "-m", "reportgen", *args],
+        env=cli_env(tmp_path, cache, key),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def files_text(root: Path) -> Iterator[str]:
+    for path in root.rglob("*") if root.exists() else ():
+        if path.is_file():
+            yield path.read_bytes().decode("utf-8", errors="replace")

@@ -1,0 +1,599 @@
+"""A loopback W&B server for tests: answers the GraphQL operations `wandb.Api` 0.31 sends.
+
+The client under test is the real one (its Go core does the HTTP); this server speaks the wire
+format measured from it (see /work/shared/wandb-facts.md and the request log of a real client):
+
+  Viewer                 credentials check on `wandb.Api()` (HTTP 401 for a wrong key)
+  Runs                   lazy listing with `filters` (MongoDB-style JSON), order, cursor paging
+  Run                    one run with the full fragment (config, summaryMetrics, historyKeys...)
+  RunHistoryKeys         `historyKeys` (an object with lastStep), first step of scan_history
+  RunParquetHistory      `parquetHistory(liveKeys)`: exported Parquet URLs + live rows
+  GET <parquet url>      the exported history file
+  HistoryPage            `history(minStep, maxStep, samples)`: rows as JSON strings
+  SampledHistoryPage     scan_history(keys=...): one spec, minStep/maxStep inclusive
+  RunSampledHistory      run.history(keys=...): server-sampled
+  RunFullHistory         run.history(): server-sampled rows as JSON strings
+  RunConsoleLogTail      run.console_logs(last=N): the end of the console output
+  RunExitCode            a run's `exitcode` field (reportgen asks for it for failed runs)
+
+Shapes that bite are kept: `config` is a JSON string of {"key": {"value": v, "desc": null}},
+`summaryMetrics` is a JSON string, history rows are JSON strings with bare NaN/Infinity,
+`projectId` is an integer, timestamps are UTC without a zone and with whole seconds.
+
+Runs come from folders written by the real client in offline mode, read with reportgen's
+offline reader. Faults (429, 500, ...) and per-request latency can be injected; every request
+is logged so tests can count them.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from reportgen.sources.offline import OfflineSource
+from reportgen.spec import SourceSpec
+
+HISTORY_OPS = frozenset(
+    {
+        "RunHistoryKeys",
+        "RunParquetHistory",
+        "HistoryPage",
+        "SampledHistoryPage",
+        "RunSampledHistory",
+        "RunFullHistory",
+        "GET",
+    }
+)
+MISSING = object()
+
+
+@dataclass
+class ServedRun:
+    """One run as the server stores it."""
+
+    id: str
+    display_name: str
+    state: str
+    created_at: datetime
+    heartbeat_at: datetime
+    tags: list[str] = field(default_factory=list)
+    group: str | None = None
+    job_type: str | None = None
+    notes: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    step_metrics: dict[str, str] = field(default_factory=dict)
+    rows: dict[int, dict[str, Any]] = field(default_factory=dict)
+    exported_through: int = -1  # steps up to here are in the exported Parquet file
+    storage_id: str = ""
+    exit_code: int | None = None
+    console: list[str] = field(default_factory=list)
+
+    @property
+    def last_step(self) -> int:
+        return max(self.rows) if self.rows else -1
+
+    def history_keys(self) -> dict[str, Any]:
+        counts: Counter[str] = Counter()
+        for row in self.rows.values():
+            counts.update(k for k in row if k != "_step")
+        keys = {k: {"typeCounts": [{"type": "number", "count": n}]} for k, n in counts.items()}
+        return {"lastStep": self.last_step, "keys": keys}
+
+    def metric_definitions(self) -> list[dict[str, Any]]:
+        """define_metric as wandb-core stores it in config _wandb.m (fields by number)."""
+        encoded: list[dict[str, Any]] = []
+        index: dict[str, int] = {}
+
+        def add(name: str, step: str | None) -> None:
+            if name in index:
+                return
+            index[name] = len(encoded)
+            entry: dict[str, Any] = {"2" if any(c in name for c in "*?") else "1": name}
+            encoded.append(entry)
+            if step:
+                add(step, None)
+                entry["5"] = index[step] + 1
+
+        for name, step in self.step_metrics.items():
+            add(name, step)
+        return encoded
+
+
+def runs_from_folder(root: Path, *, export_finished: bool = False) -> list[ServedRun]:
+    """The runs under a folder of offline runs, as a server would hold them after syncing."""
+    source = OfflineSource(SourceSpec("wandb-offline", path=str(root)))
+    served = []
+    for number, run in enumerate(sorted(source.list_runs(), key=lambda r: r.id), start=1):
+        history = source.history(run)
+        rows: dict[int, dict[str, Any]] = {}
+        keys = history.keys()
+        for key in keys:
+            for step, value in history.series(key).items():
+                rows.setdefault(int(step), {"_step": int(step)})[key] = float(value)
+        created = run.created_at or datetime.now(timezone.utc)
+        heartbeat = run.heartbeat_at or created
+        served.append(
+            ServedRun(
+                id=run.id,
+                display_name=run.name,
+                state=run.state,
+                created_at=created,
+                heartbeat_at=heartbeat,
+                tags=list(run.tags),
+                group=run.group,
+                job_type=run.job_type,
+                notes=run.notes,
+                config=run.config,
+                summary=run.summary,
+                step_metrics=dict(run.step_metrics),
+                rows=dict(sorted(rows.items())),
+                exported_through=max(rows) if export_finished and rows else -1,
+                storage_id=base64.b64encode(f"Run:v1:{run.id}:{number}".encode()).decode(),
+                exit_code=run.exit_code,
+                console=list(run.console_tail),
+            )
+        )
+    return served
+
+
+@dataclass
+class Fault:
+    """Answer matching requests with an HTTP error (`times` None: forever)."""
+
+    op: str
+    status: int
+    times: int | None = 1
+    run: str | None = None
+    retry_after: str | None = "0"
+
+
+@dataclass(frozen=True)
+class Request:
+    op: str
+    variables: dict[str, Any]
+    status: int
+    rows: int = 0
+
+    @property
+    def run(self) -> str | None:
+        v = self.variables
+        return v.get("name") or v.get("runName") or v.get("run")
+
+
+class WandbServer:
+    """Start with `with WandbServer(runs) as server:`; `server.url` is the base_url."""
+
+    def __init__(
+        self,
+        runs: list[ServedRun],
+        *,
+        entity: str = "tester",
+        project: str = "tests",
+        api_key: str = "k" * 40,
+        latency: float = 0.0,
+    ):
+        self.runs = {run.id: run for run in runs}
+        self.entity = entity
+        self.project = project
+        self.api_key = api_key
+        self.latency = latency
+        self.faults: list[Fault] = []
+        self.requests: list[Request] = []
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+
+    # --- lifecycle ---
+
+    def __enter__(self) -> WandbServer:
+        handler = type("Handler", (_Handler,), {"server_state": self})
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._httpd is not None
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    @property
+    def url(self) -> str:
+        assert self._httpd is not None
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    # --- what tests look at ---
+
+    def ops(self) -> Counter[str]:
+        with self._lock:
+            return Counter(r.op for r in self.requests if r.status == 200)
+
+    def history_requests(self, run: str | None = None) -> list[Request]:
+        with self._lock:
+            return [
+                r for r in self.requests if r.op in HISTORY_OPS and (run is None or r.run == run)
+            ]
+
+    def reset_log(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    def append(self, run_id: str, rows: dict[int, dict[str, Any]], state: str | None = None):
+        """The run logged more steps (and maybe finished) since the last listing."""
+        with self._lock:
+            run = self.runs[run_id]
+            for step, row in rows.items():
+                run.rows[step] = {"_step": step, **row}
+            run.heartbeat_at = datetime.now(timezone.utc)
+            if state:
+                run.state = state
+
+    # --- answering ---
+
+    def record(self, request: Request) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+    def fault_for(self, op: str, variables: dict[str, Any]) -> Fault | None:
+        with self._lock:
+            run = variables.get("name") or variables.get("runName") or variables.get("run")
+            for fault in self.faults:
+                if fault.op != op or fault.times == 0:
+                    continue
+                if fault.run is not None and fault.run != run:
+                    continue
+                if fault.times is not None:
+                    fault.times -= 1
+                return fault
+        return None
+
+    def answer(self, op: str, query: str, v: dict[str, Any]) -> tuple[Any, int]:
+        """(data, rows served) for one GraphQL operation."""
+        if op == "Viewer":
+            viewer = {"id": "VXNlcjox", "entity": self.entity, "username": self.entity}
+            viewer.update(email=None, flags=None, teams={"edges": []})
+            return {"viewer": viewer}, 0
+        if v.get("entity") != self.entity or v.get("project") != self.project:
+            return {"project": None}, 0
+        if op == "Runs":
+            return {"project": self._runs_page(query, v)}, 0
+        run = self.runs.get(v.get("name") or v.get("runName") or v.get("run") or "")
+        if run is None:
+            return {"project": {"run": None}}, 0
+        if op == "Run":
+            full = "...RunFragment" in query
+            return {"project": {"run": _node(run, full=full)}}, 0
+        if op == "RunHistoryKeys":
+            return {"project": {"run": {"historyKeys": run.history_keys()}}}, 0
+        if op == "RunParquetHistory":
+            live = [{"_step": s} for s in run.rows if s > run.exported_through]
+            urls = []
+            if run.exported_through >= 0:
+                urls.append(
+                    f"{self.url}/files/{self.entity}/{self.project}/{run.id}/"
+                    f"history-{run.exported_through}.parquet"
+                )
+            history = {"parquetUrls": urls, "liveData": live}
+            return {"project": {"run": {"parquetHistory": history}}}, 0
+        if op == "HistoryPage":
+            rows = [
+                row
+                for step, row in run.rows.items()
+                if v["minStep"] <= step < v["maxStep"] and step > run.exported_through
+            ][: v["pageSize"]]
+            return {"project": {"run": {"history": [json.dumps(r) for r in rows]}}}, len(rows)
+        if op in ("SampledHistoryPage", "RunSampledHistory"):
+            specs = [v["spec"]] if op == "SampledHistoryPage" else v["specs"]
+            answers = [self._sampled(run, json.loads(spec)) for spec in specs]
+            served = sum(len(a) for a in answers)
+            return {"project": {"run": {"sampledHistory": answers}}}, served
+        if op == "RunConsoleLogTail":
+            first = max(0, len(run.console) - v["last"])
+            edges = [
+                {
+                    "node": {
+                        "number": n,
+                        "timestamp": _time(run.heartbeat_at),
+                        "level": "",
+                        "label": "",
+                        "line": run.console[n],
+                    }
+                }
+                for n in range(first, len(run.console))
+            ]
+            logs = {"logLineCount": len(run.console), "logLines": {"edges": edges}}
+            return {"project": {"run": logs}}, 0
+        if op == "RunExitCode":  # the field the client's sweep queries read
+            return {"project": {"run": {"exitcode": run.exit_code}}}, 0
+        if op == "RunFullHistory":
+            rows = _evenly(list(run.rows.values()), v.get("samples") or 500)
+            return {"project": {"run": {"history": [json.dumps(r) for r in rows]}}}, len(rows)
+        raise KeyError(op)
+
+    def parquet(self, path: str) -> bytes | None:
+        match = re.fullmatch(r"/files/([^/]+)/([^/]+)/([^/]+)/history-(-?\d+)\.parquet", path)
+        if not match or (match[1], match[2]) != (self.entity, self.project):
+            return None
+        run = self.runs.get(match[3])
+        if run is None:
+            return None
+        through = int(match[4])
+        rows = [row for step, row in run.rows.items() if step <= through]
+        keys = sorted({k for row in rows for k in row if k != "_step"})
+        columns = {"_step": pa.array([row["_step"] for row in rows], pa.int64())}
+        for key in keys:
+            columns[key] = pa.array([row.get(key) for row in rows], pa.float64())
+        sink = io.BytesIO()
+        pq.write_table(pa.table(columns), sink)
+        return sink.getvalue()
+
+    def _runs_page(self, query: str, v: dict[str, Any]) -> dict[str, Any]:
+        filters = json.loads(v.get("filters") or "{}")
+        chosen = [run for run in self.runs.values() if matches_filter(_document(run), filters)]
+        order = v.get("order") or "+created_at"
+        chosen.sort(key=lambda r: (r.created_at, r.id), reverse=order.startswith("-"))
+        start = int(v["cursor"].split("-")[1]) + 1 if v.get("cursor") else 0
+        per_page = v.get("perPage") or 50
+        page = chosen[start : start + per_page]
+        full = "...RunFragment" in query
+        edges = [
+            {"node": _node(run, full=full), "cursor": f"cursor-{start + i}"}
+            for i, run in enumerate(page)
+        ]
+        return {
+            "internalId": "UHJvamVjdDox",
+            "runCount": len(chosen),
+            "readOnly": False,
+            "runs": {
+                "edges": edges,
+                "pageInfo": {
+                    "endCursor": edges[-1]["cursor"] if edges else None,
+                    "hasNextPage": start + per_page < len(chosen),
+                },
+            },
+        }
+
+    def _sampled(self, run: ServedRun, spec: dict[str, Any]) -> list[dict[str, Any]]:
+        keys = [k for k in dict.fromkeys(spec.get("keys") or []) if k != "_step"]
+        low = spec.get("minStep", -math.inf)
+        high = spec.get("maxStep", math.inf)  # inclusive, as wandb-core expects
+        rows = [
+            {"_step": step, **{k: row[k] for k in keys}}
+            for step, row in run.rows.items()
+            if low <= step <= high and all(k in row for k in keys)
+        ]
+        return _evenly(rows, spec.get("samples") or 500)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_state: WandbServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes, content_type: str, headers=None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _error(self, status: int, message: str, retry_after: str | None = None) -> None:
+        body = json.dumps({"errors": [{"message": message}]}).encode()
+        headers = {"Retry-After": retry_after} if retry_after is not None else {}
+        if status == 429:
+            headers.update({"RateLimit-Limit": "100", "RateLimit-Remaining": "0"})
+        self._send(status, body, "application/json", headers)
+
+    def do_GET(self) -> None:
+        state = self.server_state
+        time.sleep(state.latency)
+        fault = state.fault_for("GET", {})
+        if fault:
+            state.record(Request("GET", {"path": self.path}, fault.status))
+            self._error(fault.status, "injected", fault.retry_after)
+            return
+        data = state.parquet(self.path)
+        run = self.path.split("/")[4] if self.path.count("/") >= 4 else None
+        state.record(Request("GET", {"path": self.path, "name": run}, 200 if data else 404))
+        if data is None:
+            self._error(404, "not found")
+        else:
+            self._send(200, data, "application/octet-stream")
+
+    def do_POST(self) -> None:
+        state = self.server_state
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        query = body.get("query") or ""
+        found = re.search(r"\b(query|mutation)\s+(\w+)", query)
+        op = found.group(2) if found else "?"
+        variables = body.get("variables") or {}
+        time.sleep(state.latency)
+        expected = "Basic " + base64.b64encode(f"api:{state.api_key}".encode()).decode()
+        if self.headers.get("Authorization") != expected:
+            state.record(Request(op, variables, 401))
+            self._error(401, "user is not logged in")
+            return
+        fault = state.fault_for(op, variables)
+        if fault:
+            state.record(Request(op, variables, fault.status))
+            self._error(fault.status, f"injected HTTP {fault.status}", fault.retry_after)
+            return
+        try:
+            data, rows = state.answer(op, query, variables)
+        except KeyError:
+            state.record(Request(op, variables, 400))
+            self._error(400, f"the test server does not know the operation {op}")
+            return
+        state.record(Request(op, variables, 200, rows))
+        self._send(200, json.dumps({"data": data}).encode(), "application/json")
+
+
+# --- the run fragments -------------------------------------------------------------------------
+
+
+def _time(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).replace(tzinfo=None, microsecond=0).isoformat()
+
+
+def _node(run: ServedRun, *, full: bool) -> dict[str, Any]:
+    node: dict[str, Any] = {
+        "projectId": 1,
+        "id": run.storage_id,
+        "tags": run.tags,
+        "name": run.id,
+        "displayName": run.display_name,
+        "sweepName": None,
+        "state": run.state,
+        "group": run.group,
+        "jobType": run.job_type,
+        "commit": None,
+        "readOnly": False,
+        "createdAt": _time(run.created_at),
+        "heartbeatAt": _time(run.heartbeat_at),
+        "description": None,
+        "notes": run.notes,
+        "historyLineCount": len(run.rows),
+        "user": {"name": "Tester", "username": "tester"},
+    }
+    if full:
+        config = {k: {"value": v, "desc": None} for k, v in run.config.items()}
+        internal = {"cli_version": "0.31.0", "m": run.metric_definitions(), "t": {"1": [1]}}
+        config["_wandb"] = {"value": internal, "desc": None}
+        summary = dict(run.summary)
+        summary["_wandb"] = {"runtime": 3}
+        node.update(
+            config=json.dumps(config),
+            summaryMetrics=json.dumps(summary),
+            systemMetrics="{}",
+            historyKeys=run.history_keys(),
+        )
+    return node
+
+
+def _evenly(rows: list[Any], samples: int) -> list[Any]:
+    if len(rows) <= samples:
+        return rows
+    picks = sorted({round(i * (len(rows) - 1) / (samples - 1)) for i in range(samples)})
+    return [rows[i] for i in picks]
+
+
+# --- MongoDB-style filters, as the W&B server reads them ---------------------------------------
+
+
+def _document(run: ServedRun) -> dict[str, Any]:
+    return {
+        "state": run.state,
+        "tags": run.tags,
+        "createdAt": _time(run.created_at),
+        "display_name": run.display_name,
+        "name": run.id,
+        "group": run.group,
+        "jobType": run.job_type,
+        "config": {k: {"value": v} for k, v in run.config.items()},
+        "summary_metrics": run.summary,
+    }
+
+
+def matches_filter(doc: dict[str, Any], filters: dict[str, Any]) -> bool:
+    for key, condition in filters.items():
+        if key == "$and":
+            ok = all(matches_filter(doc, f) for f in condition)
+        elif key == "$or":
+            ok = any(matches_filter(doc, f) for f in condition)
+        elif key == "$nor":
+            ok = not any(matches_filter(doc, f) for f in condition)
+        else:
+            ok = _condition(_resolve(doc, key), condition, key)
+        if not ok:
+            return False
+    return True
+
+
+def _resolve(doc: dict[str, Any], key: str) -> Any:
+    if key.startswith(("config.", "summary_metrics.")):
+        head, _, rest = key.partition(".")
+        node: Any = doc[head]
+        for part in rest.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return MISSING
+            node = node[part]
+        return node
+    return doc.get(key, MISSING)
+
+
+def _condition(value: Any, condition: Any, key: str) -> bool:
+    if not (isinstance(condition, dict) and any(k.startswith("$") for k in condition)):
+        return _equal(value, condition)
+    for op, arg in condition.items():
+        if op == "$eq":
+            ok = _equal(value, arg)
+        elif op == "$ne":
+            ok = not _equal(value, arg)
+        elif op == "$in":
+            ok = any(_equal(value, a) for a in arg)
+        elif op == "$nin":
+            ok = not any(_equal(value, a) for a in arg)
+        elif op == "$exists":
+            ok = (value is not MISSING) == bool(arg)
+        elif op == "$regex":
+            ok = isinstance(value, str) and re.search(arg, value) is not None
+        elif op in ("$gt", "$gte", "$lt", "$lte"):
+            ok = _ordered(value, op, arg, key)
+        else:
+            raise ValueError(f"unsupported filter operator {op}")
+        if not ok:
+            return False
+    return True
+
+
+def _equal(value: Any, expected: Any) -> bool:
+    if isinstance(value, list):
+        return any(_equal(v, expected) for v in value)
+    if value is MISSING:
+        return expected is None
+    if isinstance(value, bool) or isinstance(expected, bool):
+        return type(value) is type(expected) and value == expected
+    return bool(value == expected)
+
+
+def _ordered(value: Any, op: str, bound: Any, key: str) -> bool:
+    if key == "createdAt":
+        value, bound = _moment(value), _moment(bound)
+    elif not (_number(value) and _number(bound)) and not (
+        isinstance(value, str) and isinstance(bound, str)
+    ):
+        return False
+    return {
+        "$gt": value > bound,
+        "$gte": value >= bound,
+        "$lt": value < bound,
+        "$lte": value <= bound,
+    }[op]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _moment(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
