@@ -22,6 +22,7 @@ test: $(BIN)/reportgen  ## lint, type-check and run the test suite
 
 bench: $(BIN)/reportgen  ## run the benchmarks (slow; prints figures)
 	$(BIN)/python benchmarks/read_offline.py
+	$(BIN)/python benchmarks/pdf_report.py
 	$(BIN)/python benchmarks/server_fetch.py
 
 clean:

@@ -14,7 +14,7 @@ from pathlib import Path
 from reportgen.analysis import analyse
 from reportgen.baseline import BaselineComparison, compare_with_baseline
 from reportgen.cache import RunCache, default_location
-from reportgen.errors import EXIT_COMMENT, EXIT_GATE_FAILED, EXIT_OK
+from reportgen.errors import EXIT_COMMENT, EXIT_GATE_FAILED, EXIT_OK, UsageError
 from reportgen.metrics import ResolvedMetric, SampledTable, keep_rows, resolve_metrics, sample
 from reportgen.publish import CommentResult, publish_comment
 from reportgen.render import write_outputs
@@ -65,20 +65,48 @@ def build(
     """
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
-    now = now or datetime.now(timezone.utc)
+    now = now or build_time()
+    template_dirs = _template_dirs(spec)
     cache = None
     if source is None:
         cache = RunCache.at(default_location(spec.cache.dir), cache_mode)
         source = open_source(spec.source, cache)
     report = make_report(spec, source, now, progress)
     target = out_dir or spec.outputs.dir
-    files = write_outputs(report, target, spec.outputs.formats)
+    files = write_outputs(report, target, spec.outputs.formats, template_dirs)
     posted = None
     if comment or spec.outputs.comment is not None:
         posted = publish_comment(spec, report, target, os.environ if env is None else env)
         files.append(posted.path)
     warnings = tuple(cache.warnings) if cache else ()
     return BuildResult(report, target, tuple(files), posted, warnings)
+
+
+def build_time() -> datetime:
+    """The moment a report is "generated at": SOURCE_DATE_EPOCH when set, so builds can be
+    repeated byte for byte (reproducible-builds.org), else the current time."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch is None or not epoch.strip():
+        return datetime.now(timezone.utc)
+    try:
+        return datetime.fromtimestamp(int(epoch), timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        raise UsageError(
+            f"SOURCE_DATE_EPOCH must be whole seconds since 1970-01-01, got {epoch!r}"
+        ) from None
+
+
+def _template_dirs(spec: Spec) -> tuple[Path, ...]:
+    """The spec's own template folder, checked before any data is read."""
+    folder = spec.outputs.templates
+    if folder is None:
+        return ()
+    if not folder.is_dir():
+        raise UsageError(
+            f"outputs.templates: folder '{folder}' does not exist (relative to the working "
+            f"directory {Path.cwd()}); it should hold report.md.j2, report.html.j2 or report.css"
+        )
+    return (folder,)
 
 
 def make_report(

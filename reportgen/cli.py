@@ -11,6 +11,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,11 +74,17 @@ def cmd_build(args: argparse.Namespace) -> int:
     from reportgen.spec import load_spec
 
     spec = load_spec(args.spec)
+    now = parse_moment(args.now) if args.now is not None else None
     progress = TerminalProgress("reading runs")
     mode = "refresh" if args.refresh else "offline" if args.offline else "normal"
     try:
         result = build(
-            spec, out_dir=args.out, progress=progress, comment=args.comment, cache_mode=mode
+            spec,
+            out_dir=args.out,
+            now=now,
+            progress=progress,
+            comment=args.comment,
+            cache_mode=mode,
         )
     finally:
         progress.close()
@@ -100,6 +107,23 @@ def cmd_build(args: argparse.Namespace) -> int:
         for reason in report.gate.reasons:
             _stderr(f"  {reason}")
     return result.exit_code
+
+
+def parse_moment(text: str) -> datetime:
+    """`--now`: an ISO 8601 date or time (UTC unless it says otherwise) or @seconds since 1970."""
+    stripped = text.strip()
+    try:
+        if stripped.lstrip("@").isdigit():
+            return datetime.fromtimestamp(int(stripped.lstrip("@")), timezone.utc)
+        moment = datetime.fromisoformat(stripped.replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        raise UsageError(
+            f"--now: expected a date or time such as 2026-11-01T12:00:00Z, or @1700000000; "
+            f"got {text!r}"
+        ) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(
+        timezone.utc
+    )
 
 
 def _report_comment(comment: CommentResult, quiet: bool) -> None:
@@ -357,6 +381,13 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("spec", help="the YAML spec, e.g. specs/demo.yaml")
     build.add_argument("--out", type=Path, help="output folder (overrides outputs.dir)")
     build.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    build.add_argument(
+        "--now",
+        metavar="TIME",
+        help="the report's timestamp and the 'now' that ages such as 7d count back from "
+        "(ISO 8601 or @epoch-seconds; default: SOURCE_DATE_EPOCH, else the clock), "
+        "so the same inputs give the same files",
+    )
     build.add_argument(
         "--comment",
         action="store_true",

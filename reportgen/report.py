@@ -16,6 +16,7 @@ import numpy as np
 
 from reportgen.analysis import Analysis
 from reportgen.baseline import BaselineComparison
+from reportgen.curves import smooth, thin
 from reportgen.metrics import MetricStats, ResolvedMetric, SampledTable, describe, goal_for
 from reportgen.runs import History, Run
 from reportgen.select import SelectionResult
@@ -94,6 +95,32 @@ class MetricReport:
 
 
 @dataclass(frozen=True)
+class Curve:
+    """One alias of one run on its own x axis, thinned for drawing (spikes and gaps kept).
+
+    `values` are as logged (NaN and inf included); `smoothed` is the moving average computed
+    over every logged point before thinning, or None when the spec asks for no smoothing.
+    """
+
+    alias: str
+    x_key: str
+    steps: np.ndarray
+    values: np.ndarray
+    smoothed: np.ndarray | None
+    points: int
+
+
+@dataclass(frozen=True)
+class PlotSettings:
+    """What the charts show: `metrics` in order, smoothing weight, aliases on a log scale."""
+
+    metrics: tuple[str, ...] = ()
+    smoothing: float = 0.0
+    log_y: tuple[str, ...] = ()
+    mermaid: bool = False
+
+
+@dataclass(frozen=True)
 class RunReport:
     id: str
     name: str
@@ -115,10 +142,14 @@ class RunReport:
     notes: tuple[str, ...] = ()
     locations: tuple[str, ...] = ()
     console_tail: tuple[str, ...] = ()
+    curves: tuple[Curve, ...] = ()
     health: RunHealth = field(default_factory=RunHealth)
 
     def metric(self, alias: str) -> MetricReport | None:
         return next((m for m in self.metrics if m.alias == alias), None)
+
+    def curve(self, alias: str) -> Curve | None:
+        return next((c for c in self.curves if c.alias == alias), None)
 
 
 @dataclass(frozen=True)
@@ -185,6 +216,7 @@ class Report:
     gate: GateResult
     notes: tuple[str, ...] = ()
     sampling: dict[str, Any] = field(default_factory=dict)
+    plots: PlotSettings = field(default_factory=PlotSettings)
     next_experiments: tuple[NextExperiment, ...] = ()
     baseline: BaselineComparison | None = None
     analysis: Analysis = field(default_factory=Analysis)
@@ -264,7 +296,7 @@ def assemble(
         selections=selection_reports,
         tables=table_reports,
         gate=with_baseline(gate_result(spec.gate.fail_on, run_reports), baseline),
-        notes=tuple(notes),
+        notes=(*notes, *_plot_notes(spec)),
         incomplete=incomplete,
         sampling={
             "x": spec.sampling.x,
@@ -273,6 +305,12 @@ def assemble(
             "stop": spec.sampling.stop,
             "align": spec.sampling.align,
         },
+        plots=PlotSettings(
+            metrics=_plotted(spec),
+            smoothing=spec.plots.smoothing,
+            log_y=spec.plots.log_y,
+            mermaid=spec.plots.mermaid,
+        ),
         next_experiments=next_experiments(run_reports),
         baseline=baseline,
         analysis=analysis or Analysis(),
@@ -325,8 +363,42 @@ def _run_report(
         notes=tuple(notes),
         locations=run.locations,
         console_tail=run.console_tail,
+        curves=tuple(
+            _curve(metric, spec.plots.points, spec.plots.smoothing)
+            for metric in resolved.values()
+            if metric.found and len(metric.series)
+        ),
         health=health,
     )
+
+
+# With no plots.metrics, this many aliases are charted: a spec with 120 aliases would otherwise
+# spend most of its build drawing charts nobody asked for.
+DEFAULT_PLOTS = 12
+
+
+def _plotted(spec: Spec) -> tuple[str, ...]:
+    if spec.plots.metrics is not None:
+        return spec.plots.metrics
+    return tuple(spec.metrics)[:DEFAULT_PLOTS]
+
+
+def _plot_notes(spec: Spec) -> tuple[str, ...]:
+    if spec.plots.metrics is None and len(spec.metrics) > DEFAULT_PLOTS:
+        return (
+            f"charts show the first {DEFAULT_PLOTS} of {len(spec.metrics)} aliases; "
+            "list the ones to chart in plots.metrics",
+        )
+    return ()
+
+
+def _curve(metric: ResolvedMetric, max_points: int, smoothing: float) -> Curve:
+    """The points a chart draws for one alias: thinned, with the smoothing done on all of them."""
+    steps = metric.series.index.to_numpy()
+    values = metric.series.to_numpy(dtype=float)
+    keep = thin(steps, values, max_points)
+    smoothed = smooth(values, smoothing)[keep] if smoothing > 0 else None
+    return Curve(metric.alias, metric.x_key, steps[keep], values[keep], smoothed, len(values))
 
 
 def _selection_report(

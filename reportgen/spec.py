@@ -148,6 +148,18 @@ class OutputsSpec:
     formats: tuple[str, ...] = ("markdown", "csv", "json")
     csv: CsvSpec = field(default_factory=CsvSpec)
     comment: CommentSpec | None = None
+    templates: Path | None = None
+
+
+@dataclass(frozen=True)
+class PlotsSpec:
+    """What the charts show; `metrics=None` means every alias."""
+
+    metrics: tuple[str, ...] | None = None
+    smoothing: float = 0.0
+    log_y: tuple[str, ...] = ()
+    points: int = 600
+    mermaid: bool = False
 
 
 @dataclass(frozen=True)
@@ -239,6 +251,7 @@ class Spec:
     stats: StatsSpec | None = None
     compare: CompareSpec | None = None
     project_table: ProjectTableSpec | None = None
+    plots: PlotsSpec = field(default_factory=PlotsSpec)
     cache: CacheSpec = field(default_factory=CacheSpec)
 
 
@@ -352,6 +365,14 @@ _TYPE_WORDS = {
 }
 
 
+_BOUND_WORDS = {
+    "minimum": "of at least",
+    "exclusiveMinimum": "above",
+    "maximum": "of at most",
+    "exclusiveMaximum": "below",
+}
+
+
 def _expected_type(schema_type: Any) -> str:
     types = schema_type if isinstance(schema_type, list) else [schema_type]
     return " or ".join(_TYPE_WORDS.get(str(t), str(t)) for t in types)
@@ -399,10 +420,11 @@ def _explain(
         yield problem(
             path, f"expected {json.dumps(error.validator_value)}, got {_describe(error.instance)}"
         )
-    elif error.validator in ("minimum", "exclusiveMinimum", "maximum"):
+    elif error.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         yield problem(
             path,
-            f"expected a value {error.validator} {error.validator_value}, got {error.instance}",
+            f"expected a value {_BOUND_WORDS[str(error.validator)]} {error.validator_value}, "
+            f"got {error.instance}",
         )
     elif error.validator == "minItems" and error.validator_value not in (0, 1):
         yield problem(path, f"needs at least {error.validator_value} items")
@@ -502,6 +524,12 @@ def _rule_problems(data: dict[str, Any], located: _Located, file: str) -> Iterat
                     ("outputs", "csv", "name"),
                     f"unknown field '{{{found}}}'{_did_you_mean(found, fields)}",
                 )
+    plots = data.get("plots", {})
+    for list_key in ("metrics", "log_y"):
+        for i, alias in enumerate(plots.get(list_key, [])):
+            if alias not in aliases:
+                hint = _did_you_mean(alias, aliases) if aliases else "; define it under metrics"
+                yield problem(("plots", list_key, i), f"unknown alias '{alias}'{hint}")
     pattern = data.get("runs", {}).get("filters", {}).get("name")
     if pattern is not None:
         try:
@@ -678,6 +706,16 @@ def _alias(name: str, rule: Any) -> MetricAlias:
     )
 
 
+def _plots(plots: dict[str, Any]) -> PlotsSpec:
+    return PlotsSpec(
+        metrics=tuple(plots["metrics"]) if "metrics" in plots else None,
+        smoothing=float(plots.get("smoothing", 0.0)),
+        log_y=tuple(plots.get("log_y", ())),
+        points=plots.get("points", 600),
+        mermaid=plots.get("mermaid", False),
+    )
+
+
 def _comparison(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, dict) else {"eq": value}
 
@@ -783,6 +821,7 @@ def _build_spec(data: dict[str, Any], path: Path, sha256: str) -> Spec:
                 where=csv.get("where"),
             ),
             comment=_comment(outputs),
+            templates=Path(outputs["templates"]) if "templates" in outputs else None,
         ),
         gate=GateSpec(fail_on=data.get("gate", {}).get("fail_on", "never")),
         raw=data,
@@ -790,6 +829,7 @@ def _build_spec(data: dict[str, Any], path: Path, sha256: str) -> Spec:
         stats=_stats_spec(data.get("stats")),
         compare=_compare_spec(data.get("compare"), data.get("sampling", {})),
         project_table=_project_table_spec(data.get("project_table"), list(data.get("metrics", {}))),
+        plots=_plots(data.get("plots", {})),
         cache=CacheSpec(dir=Path(data["cache"]["dir"]) if "dir" in data.get("cache", {}) else None),
     )
 

@@ -136,7 +136,9 @@ def test_report_json_follows_the_contract(shortest):
 
 def test_no_temporary_files_are_left_behind(shortest):
     names = sorted(p.name for p in shortest.out_dir.iterdir())
-    assert names == ["report.json", "report.md", "shortest_length_experiment.csv"]
+    assert names == ["plots", "report.json", "report.md", "shortest_length_experiment.csv"]
+    charts = sorted(p.name for p in (shortest.out_dir / "plots").iterdir())
+    assert charts == ["clip_ratio.png", "entropy_loss.png", "length.png"]
 
 
 def spec_for(project_dir: Path, tmp_path: Path, body: str, csv: str = "{}") -> Path:
@@ -296,7 +298,7 @@ def test_run_names_are_sanitised_into_file_names(tmp_path):
     spec = spec_for(root, tmp_path, "metrics: {loss: loss}\n")
     result = build(spec)
     assert [p.name for p in result.files if p.suffix == ".csv"] == ["etc_passwd_x_y_experiment.csv"]
-    assert all(p.parent == result.out_dir for p in result.files)
+    assert all(p.parent in (result.out_dir, result.out_dir / "plots") for p in result.files)
 
 
 def test_markdown_does_not_link_csv_files_that_were_not_written(project_dir, tmp_path):
@@ -310,6 +312,6 @@ def test_markdown_does_not_link_csv_files_that_were_not_written(project_dir, tmp
         spec.read_text().replace(f'outputs: {{dir: "{tmp_path / "out"}", csv: {{}}}}\n', "")
     )
     result = build(spec)
-    assert [p.name for p in result.files] == ["report.md"]
+    assert [p.name for p in result.files] == ["length.png", "report.md"]
     text = (tmp_path / "md" / "report.md").read_text()
     assert "30 rows sampled on `_step`." in text and ".csv" not in text

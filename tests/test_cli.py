@@ -89,8 +89,9 @@ def test_build_exits_0_and_lists_what_it_wrote(project_dir, tmp_path, capsys):
     )
     assert main(["build", str(spec), "--out", str(out)]) == 0
     err = capsys.readouterr().err
-    assert err.splitlines()[0] == f"built 3 files in {out} (1 of 7 runs)"
+    assert err.splitlines()[0] == f"built 4 files in {out} (1 of 7 runs)"
     assert sorted(p.name for p in out.iterdir()) == [
+        "plots",
         "report.json",
         "report.md",
         "sft-nan_experiment.csv",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from reportgen import atomic
@@ -11,9 +12,19 @@ from reportgen.render.json import render_json
 from reportgen.render.markdown import render_markdown
 from reportgen.report import Report
 
+PLOTS_DIR = "plots"
 
-def write_outputs(report: Report, out_dir: Path, formats: tuple[str, ...]) -> list[Path]:
-    """Write each requested format into out_dir, each file atomically; report.json last."""
+
+def write_outputs(
+    report: Report,
+    out_dir: Path,
+    formats: tuple[str, ...],
+    template_dirs: Sequence[Path] = (),
+) -> list[Path]:
+    """Write each requested format into out_dir, each file atomically; report.json last.
+
+    `template_dirs` are searched for templates before the built-in ones.
+    """
     written: list[Path] = []
     if "csv" in formats:
         for table in report.tables:
@@ -24,8 +35,20 @@ def write_outputs(report: Report, out_dir: Path, formats: tuple[str, ...]) -> li
             atomic.write_bytes(out_dir / name, data)
             written.append(out_dir / name)
     if "markdown" in formats:
+        from reportgen.render.plots import write_png_plots
+
+        pngs = write_png_plots(report, out_dir / PLOTS_DIR)
+        written += pngs.values()
+        images = {alias: path.relative_to(out_dir).as_posix() for alias, path in pngs.items()}
         path = out_dir / "report.md"
-        atomic.write_text(path, render_markdown(report, csv_files="csv" in formats))
+        text = render_markdown(report, template_dirs, images, csv_files="csv" in formats)
+        atomic.write_text(path, text)
+        written.append(path)
+    if "pdf" in formats:
+        from reportgen.render.pdf import render_pdf
+
+        path = out_dir / "report.pdf"
+        atomic.write_bytes(path, render_pdf(report, template_dirs))
         written.append(path)
     if "json" in formats:
         path = out_dir / "report.json"

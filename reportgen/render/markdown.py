@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from reportgen.curves import sparkline
 from reportgen.render.baseline import row_cells
-from reportgen.render.templates import MarkdownSafe, code_span, markdown_environment
+from reportgen.render.templates import (
+    MarkdownSafe,
+    code_span,
+    markdown_environment,
+    render_template,
+)
 from reportgen.render.text import escape_markdown, format_number
 from reportgen.report import Report, RunProblems, RunReport
 
@@ -43,6 +49,41 @@ def all_notes(report: Report) -> list[str]:
         for note in run.notes:
             notes.append(note if run.name in note else f"{run.name}: {note}")
     return notes
+
+
+def sparkline_for(report: Report) -> Callable[[RunReport, str], str]:
+    """`sparkline(run, alias)` for templates: the alias's curve in block characters, or ""."""
+
+    def spark(run: RunReport, alias: str) -> str:
+        curve = run.curve(alias)
+        if curve is None:
+            return ""
+        return sparkline(curve.steps, curve.values, log=alias in report.plots.log_y)
+
+    return spark
+
+
+def markdown_plots(report: Report, images: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Per plotted alias: its image path (when a PNG was written) and its Mermaid block."""
+    from reportgen.render.mermaid import mermaid_chart
+    from reportgen.render.plots import plotted_aliases, run_styles
+
+    styles = run_styles(report)
+    plots = []
+    for alias in plotted_aliases(report):
+        chart = mermaid_chart(report, alias, styles) if report.plots.mermaid else None
+        if alias not in images and chart is None:
+            continue
+        plots.append(
+            {
+                "alias": alias,
+                "image": images.get(alias),
+                "mermaid": MarkdownSafe(chart.text) if chart else None,
+                "lines": chart.runs if chart else (),
+                "left_out": chart.left_out if chart else 0,
+            }
+        )
+    return plots
 
 
 def finding_ids(run: RunReport) -> MarkdownSafe:
@@ -81,12 +122,19 @@ def signed(value: float | None, suffix: str = "") -> MarkdownSafe:
 
 
 def render_markdown(
-    report: Report, template_dirs: Sequence[Path] = (), *, csv_files: bool = True
+    report: Report,
+    template_dirs: Sequence[Path] = (),
+    images: Mapping[str, str] | None = None,
+    *,
+    csv_files: bool = True,
 ) -> str:
-    """report.md; `csv_files` says whether the tables' CSV files exist to link to."""
+    """report.md; `images` maps an alias to its chart's path relative to report.md, and
+    `csv_files` says whether the tables' CSV files exist to link to."""
     env = markdown_environment(template_dirs)
-    template = env.get_template("report.md.j2")
-    return template.render(
+    spark = sparkline_for(report)
+    return render_template(
+        env,
+        "report.md.j2",
         report=report,
         source_label=source_label(report.source),
         sampling_label=sampling_label(report.sampling),
@@ -99,4 +147,6 @@ def render_markdown(
         signed=signed,
         csv_files=csv_files,
         baseline_cells=row_cells,
+        plots=markdown_plots(report, images or {}),
+        sparkline=lambda run, alias: MarkdownSafe(spark(run, alias)),
     )

@@ -1,0 +1,95 @@
+"""From a metric's logged points to a curve a chart can draw: thinned, smoothed, summarised.
+
+A run can log 10^5 steps; a chart needs a few hundred points. Thinning keeps the minimum and
+maximum of each stretch of steps (and where non-finite values start), so a loss spike or the
+step a run turned NaN is still on the chart. Pure functions over arrays: no drawing here.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+
+SPARK_BARS = "▁▂▃▄▅▆▇█"
+
+
+def thin(steps: np.ndarray, values: np.ndarray, max_points: int) -> np.ndarray:
+    """Indices of the points to draw: all of them, or per stretch its first, min, max and gaps.
+
+    Stretches hold equal numbers of logged points. A stretch with a non-finite value keeps the
+    first one, so the drawn line breaks there instead of bridging the gap.
+    """
+    n = len(steps)
+    if n <= max_points:
+        return np.arange(n)
+    buckets = max(1, max_points // 3)
+    edges = np.linspace(0, n, buckets + 1).astype(np.int64)
+    finite = np.isfinite(values)
+    low = np.where(finite, values, np.inf)
+    high = np.where(finite, values, -np.inf)
+    keep = [0, n - 1]
+    for start, stop in itertools.pairwise(edges):
+        if stop <= start:
+            continue
+        keep.append(int(start))
+        part = finite[start:stop]
+        if part.any():
+            keep.append(int(start + np.argmin(low[start:stop])))
+            keep.append(int(start + np.argmax(high[start:stop])))
+        if not part.all():
+            keep.append(int(start + np.argmin(part)))
+    return np.unique(np.asarray(keep, dtype=np.int64))
+
+
+def smooth(values: np.ndarray, weight: float) -> np.ndarray:
+    """Debiased exponential moving average (as W&B's and TensorBoard's slider), finite values only.
+
+    Non-finite points stay NaN in the result and do not poison the average after them.
+    """
+    if weight <= 0 or len(values) == 0:
+        return np.asarray(values, dtype=float)
+    clean = np.where(np.isfinite(values), values, np.nan)
+    averaged = pd.Series(clean).ewm(alpha=1.0 - weight, adjust=True, ignore_na=True).mean()
+    result = averaged.to_numpy(dtype=float, copy=True)
+    result[~np.isfinite(values)] = np.nan
+    return result
+
+
+def sparkline(steps: np.ndarray, values: np.ndarray, width: int = 16, log: bool = False) -> str:
+    """A one-line chart in block characters: the mean of each of `width` equal stretches of x.
+
+    A stretch whose values are all NaN or inf shows `×`; one with nothing to draw shows `·`;
+    a flat curve is a row of the lowest bar. With `log`, means are taken of log10(value).
+    """
+    steps = np.asarray(steps, dtype=float)
+    values = np.asarray(values, dtype=float)
+    placed = np.isfinite(steps)
+    if not placed.any():
+        return ""
+    xs, ys = steps[placed], values[placed]
+    lo_x, hi_x = float(xs.min()), float(xs.max())
+    if hi_x == lo_x:
+        width = 1
+        slot = np.zeros(len(xs), dtype=np.int64)
+    else:
+        slot = np.minimum(((xs - lo_x) / (hi_x - lo_x) * width).astype(np.int64), width - 1)
+    usable = np.isfinite(ys) & (ys > 0 if log else True)
+    if not usable.any():
+        return ""
+    levels = np.log10(ys[usable]) if log else ys[usable]
+    sums = np.bincount(slot[usable], weights=levels, minlength=width)
+    counts = np.bincount(slot[usable], minlength=width)
+    broken = np.bincount(slot[~np.isfinite(ys)], minlength=width) > 0
+    filled = counts > 0
+    means = np.divide(sums, counts, out=np.zeros(width), where=filled)
+    lo, hi = float(means[filled].min()), float(means[filled].max())
+    bars = []
+    for mean, has, bad in zip(means, filled, broken, strict=True):
+        if has:
+            level = 0 if hi <= lo else round((mean - lo) / (hi - lo) * (len(SPARK_BARS) - 1))
+            bars.append(SPARK_BARS[level])
+        else:
+            bars.append("×" if bad else "·")
+    return "".join(bars)

@@ -1,0 +1,132 @@
+"""The report as one HTML document (templates/report.html.j2): the source the PDF is typeset from.
+
+Autoescaping is on for every template, so a run named `<script>` arrives as text. Charts are
+embedded as SVG data URIs, so the document needs no files beside it. The variables a template
+receives are listed in docs/pdf-and-templates.md; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timezone
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from reportgen.render.markdown import all_notes, sparkline_for, state_label
+from reportgen.render.templates import render_template, template_loader
+from reportgen.render.text import format_number
+from reportgen.report import Report
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Charts ready to embed: per plotted alias, and per run (its small multiples)."""
+
+    aliases: dict[str, str] = field(default_factory=dict)
+    runs: dict[str, list[str]] = field(default_factory=dict)
+
+
+def html_environment(extra_dirs: Sequence[Path] = ()) -> jinja2.Environment:
+    """Jinja2 for HTML: autoescaping always on, and an undefined name is an error, not blank."""
+    env = jinja2.Environment(
+        loader=template_loader(extra_dirs),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["num"] = format_number
+    return env
+
+
+def svg_data_uri(svg: bytes) -> str:
+    return "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii")
+
+
+def draw_figures(report: Report) -> Figures:
+    """Every chart of the report as SVG: vector in the PDF, sharp at any zoom."""
+    from reportgen.render.plots import (
+        alias_figure,
+        figure_bytes,
+        plotted_aliases,
+        run_figures,
+        run_styles,
+    )
+
+    styles = run_styles(report)
+    aliases = {}
+    for alias in plotted_aliases(report):
+        fig = alias_figure(report, alias, styles)
+        if fig is not None:
+            aliases[alias] = svg_data_uri(figure_bytes(fig, "svg"))
+    runs = {}
+    for run in report.runs:
+        figures = run_figures(report, run, styles)
+        if figures:
+            runs[run.id] = [svg_data_uri(figure_bytes(fig, "svg")) for fig in figures]
+    return Figures(aliases, runs)
+
+
+def source_text(source: dict[str, Any]) -> str:
+    """Where the runs came from, as plain text (the template escapes it)."""
+    if source.get("type") == "wandb":
+        where = f"W&B {source.get('entity')}/{source.get('project')}"
+        return f"{where} on {source['base_url']}" if source.get("base_url") else where
+    return f"local runs in {source.get('path', '')}"
+
+
+def sampling_text(sampling: dict[str, Any]) -> str:
+    stop = f" to {sampling['stop']}" if sampling.get("stop") is not None else " to the last step"
+    every = "every step" if sampling["every"] == 1 else f"every {sampling['every']} steps"
+    return f"{every} of {sampling['x']} from {sampling['start']}{stop} ({sampling['align']})"
+
+
+def attachment_rows(report: Report) -> list[dict[str, Any]]:
+    """The CSV tables, as the appendix lists them (and the PDF embeds them)."""
+    return [
+        {
+            "file": table.file,
+            "run_id": table.run_id,
+            "run_name": table.run_name,
+            "selection": table.selection,
+            "x": table.x,
+            "rows": table.rows,
+            "columns": ["step", *table.columns],
+        }
+        for table in report.tables
+    ]
+
+
+def render_html(
+    report: Report, template_dirs: Sequence[Path] = (), figures: Figures | None = None
+) -> str:
+    """The whole report as HTML; `figures` from draw_figures (none: a report without charts)."""
+    from reportgen.render.plots import run_styles
+
+    figures = figures or Figures()
+    selected: dict[str, list[str]] = {}
+    for selection in report.selections:
+        if selection.run_id:
+            selected.setdefault(selection.run_id, []).append(selection.name)
+    moment = report.generated_at.astimezone(timezone.utc)
+    return render_template(
+        html_environment(template_dirs),
+        "report.html.j2",
+        report=report,
+        generated=moment.strftime("%Y-%m-%d %H:%M UTC"),
+        generated_iso=moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        source_label=source_text(report.source),
+        sampling_label=sampling_text(report.sampling),
+        state_label=state_label,
+        styles=run_styles(report),
+        alias_plots=list(figures.aliases.items()),
+        run_plots=figures.runs,
+        sparkline=sparkline_for(report),
+        selected=selected,
+        notes=all_notes(report),
+        attachments=attachment_rows(report),
+    )

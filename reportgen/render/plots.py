@@ -1,0 +1,385 @@
+"""Charts of a Report with matplotlib: PNG files for Markdown, SVG (vector) for the PDF.
+
+One chart per alias shows every chosen run that logged it; one chart per run shows its
+aliases side by side. A run keeps one colour (and, past ten runs, a line style) in every
+chart, in the PDF's verdict table and in Mermaid blocks. Findings that name a step are marked
+on the curve. Output is deterministic: no dates or software versions in the files, a fixed
+SVG id salt, and matplotlib's object API (no pyplot global state, no display needed).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reportgen import atomic
+from reportgen.curves import thin
+from reportgen.report import Curve, Finding, Report, RunReport
+
+# Small multiples are a third of a page wide: this many points per curve is plenty there.
+SMALL_POINTS = 150
+PAGE_OF_CHARTS = 12
+
+# matplotlib's "tab10": distinct, print-safe, and named so a caption can say "blue".
+PALETTE = (
+    ("#1f77b4", "blue"),
+    ("#ff7f0e", "orange"),
+    ("#2ca02c", "green"),
+    ("#d62728", "red"),
+    ("#9467bd", "purple"),
+    ("#8c564b", "brown"),
+    ("#e377c2", "pink"),
+    ("#7f7f7f", "grey"),
+    ("#bcbd22", "olive"),
+    ("#17becf", "cyan"),
+)
+LINE_STYLES = (("-", "solid"), ("--", "dashed"), (":", "dotted"), ("-.", "dash-dot"))
+
+_RC: dict[str, Any] = {
+    "svg.hashsalt": "reportgen",
+    "svg.fonttype": "none",
+    "text.parse_math": False,
+    "font.family": "DejaVu Sans",
+    "font.size": 8,
+    "axes.titlesize": 9,
+    "axes.titleweight": "bold",
+    "axes.labelsize": 8,
+    "axes.edgecolor": "#888888",
+    "axes.linewidth": 0.6,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "axes.grid.axis": "y",
+    "grid.color": "#e4e4e4",
+    "grid.linewidth": 0.6,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "xtick.major.size": 2.5,
+    "ytick.major.size": 0,
+    "xtick.color": "#555555",
+    "ytick.color": "#555555",
+    "legend.fontsize": 7,
+    "legend.frameon": False,
+    "path.simplify": True,
+}
+
+
+@dataclass(frozen=True)
+class RunStyle:
+    colour: str
+    colour_name: str
+    line_style: str
+    line_style_name: str
+
+    @property
+    def label(self) -> str:
+        """How a caption names this style: "blue", or "blue, dashed" past ten runs."""
+        if self.line_style == "-":
+            return self.colour_name
+        return f"{self.colour_name}, {self.line_style_name}"
+
+
+def run_styles(report: Report) -> dict[str, RunStyle]:
+    """Each run's colour by its place in the report, so every chart agrees."""
+    styles = {}
+    for i, run in enumerate(report.runs):
+        colour, name = PALETTE[i % len(PALETTE)]
+        dash, dash_name = LINE_STYLES[(i // len(PALETTE)) % len(LINE_STYLES)]
+        styles[run.id] = RunStyle(colour, name, dash, dash_name)
+    return styles
+
+
+@contextmanager
+def _style() -> Iterator[None]:
+    import matplotlib
+
+    settings: Any = _RC  # matplotlib types the keys as a closed set of literals
+    # Values near the float limits overflow inside matplotlib's transforms: harmless, not news.
+    with matplotlib.rc_context(settings), np.errstate(all="ignore"):
+        yield
+
+
+def _figure(width: float, height: float) -> Any:
+    """A figure laid out by hand: the constrained layout engine would double the drawing time."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height))
+
+
+def plotted_aliases(report: Report) -> list[str]:
+    """The aliases the spec asks to plot that at least one run logged, in the spec's order."""
+    return [
+        alias
+        for alias in report.plots.metrics
+        if any(run.curve(alias) is not None for run in report.runs)
+    ]
+
+
+def _short(text: str, limit: int = 42) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    """Non-finite values as NaN: matplotlib breaks the line there instead of drawing to inf."""
+    return np.where(np.isfinite(values), values, np.nan)
+
+
+def _use_log(report: Report, alias: str, curves: Sequence[Curve]) -> bool:
+    if alias not in report.plots.log_y:
+        return False
+    return any(np.any(np.isfinite(c.values) & (c.values > 0)) for c in curves)
+
+
+def _decade_label(value: float, _position: object = None) -> str:
+    """Log-axis tick text without mathtext (which is off, so run names print as written)."""
+    if not math.isfinite(value) or value <= 0:
+        return ""
+    exponent = math.log10(value)
+    if -3 <= exponent <= 4:
+        return f"{value:g}"
+    mantissa = value / 10 ** math.floor(exponent)
+    head = "" if abs(mantissa - 1) < 1e-9 else f"{mantissa:g}×"
+    return f"{head}1e{math.floor(exponent)}"
+
+
+def _scale_y(ax: Any, curves: Sequence[Curve], log: bool) -> None:
+    """Log or linear y, with limits from the finite values. A run that diverged to 1e305 would
+    otherwise push matplotlib's automatic margins past the largest float."""
+    values = np.concatenate([c.values for c in curves]) if curves else np.array([])
+    values = values[np.isfinite(values)]
+    if log:
+        from matplotlib.ticker import FuncFormatter
+
+        ax.set_yscale("log", nonpositive="mask")
+        ax.yaxis.set_major_formatter(FuncFormatter(_decade_label))
+        values = values[values > 0]
+        if len(values):
+            from matplotlib.ticker import FixedLocator, NullLocator
+
+            lo, hi = float(np.log10(values.min())), float(np.log10(values.max()))
+            pad = max(0.05 * (hi - lo), 0.1)
+            ax.set_ylim(10 ** max(lo - pad, -307.0), 10 ** min(hi + pad, 308.0))
+            # matplotlib's LogLocator reaches decades past the top and overflows near 1e308.
+            first, last = math.floor(lo - pad), min(math.ceil(hi + pad), 308)
+            stride = max(1, math.ceil((last - first) / 6))
+            ax.yaxis.set_major_locator(
+                FixedLocator([10.0**e for e in range(first, last + 1, stride)])
+            )
+            if stride > 1:
+                ax.yaxis.set_minor_locator(NullLocator())
+        return
+    if len(values) == 0:
+        return
+    lo, hi = float(values.min()), float(values.max())
+    if hi > lo:
+        pad = 0.05 * (hi / 2 - lo / 2) * 2 if math.isfinite(hi - lo) else 0.0
+        top = hi + pad if math.isfinite(hi + pad) else hi
+        bottom = lo - pad if math.isfinite(lo - pad) else lo
+        ax.set_ylim(bottom, top)
+
+
+def _draw_curve(
+    ax: Any, curve: Curve, style: RunStyle, label: str | None, max_points: int | None = None
+) -> None:
+    keep = thin(curve.steps, curve.values, max_points) if max_points else slice(None)
+    steps, values = curve.steps[keep], _finite(curve.values[keep])
+    line = {"color": style.colour, "linestyle": style.line_style}
+    if curve.smoothed is not None:
+        ax.plot(steps, values, lw=0.8, alpha=0.25, **line)
+        ax.plot(steps, _finite(curve.smoothed[keep]), lw=1.4, label=label, **line)
+    else:
+        ax.plot(steps, values, lw=1.2, label=label, **line)
+
+
+def _shade_non_finite(ax: Any, curve: Curve) -> None:
+    """Keep the whole run on the x axis and tint where it logged NaN or inf, so a line that
+    stops early reads as "went non-finite", not as "ended"."""
+    if len(curve.steps) > 1:
+        ax.set_xlim(float(curve.steps[0]), float(curve.steps[-1]))
+    bad = ~np.isfinite(curve.values)
+    if bad.any():
+        start = float(curve.steps[bad][0])
+        ax.axvspan(start, float(curve.steps[-1]), color="#d62728", alpha=0.08, lw=0)
+        ax.annotate(
+            "non-finite",
+            (start, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -9),
+            textcoords="offset points",
+            fontsize=6,
+            color="#a3160e",
+        )
+
+
+def marker_point(curve: Curve, finding: Finding) -> tuple[float, float] | None:
+    """Where a finding sits on its curve: the curve's last finite value at or before the
+    finding's step. Not the finding's own `value`, which a check may set to something else
+    (a median, a final value); and a NaN has no height, so its mark goes where the line stopped.
+    """
+    if finding.step is None:
+        return None
+    step = float(finding.step)
+    finite = np.isfinite(curve.values)
+    before = finite & (curve.steps <= step)
+    if before.any():
+        return step, float(curve.values[before][-1])
+    if finite.any():
+        return step, float(curve.values[finite][0])
+    return None
+
+
+def findings_on(run: RunReport, alias: str, key: str | None = None) -> list[Finding]:
+    """The run's findings about this alias (by alias, or by the key it resolved to)."""
+    return [
+        f
+        for f in run.findings
+        if f.step is not None and (f.metric == alias or (key is not None and f.key == key))
+    ]
+
+
+def _mark(ax: Any, curve: Curve, findings: Sequence[Finding], style: RunStyle, text: bool) -> None:
+    for finding in findings:
+        point = marker_point(curve, finding)
+        if point is None:
+            ax.axvline(float(finding.step or 0), color=style.colour, lw=0.8, ls=":")
+            continue
+        ugly = finding.severity == "ugly"
+        ax.plot(
+            [point[0]],
+            [point[1]],
+            marker="X" if ugly else "o",
+            markersize=8 if ugly else 6,
+            markerfacecolor=style.colour,
+            markeredgecolor="#111111",
+            markeredgewidth=0.8,
+            linestyle="none",
+            zorder=5,
+            gid=f"finding-{finding.check}",
+        )
+        if text:
+            ax.annotate(
+                finding.check,
+                point,
+                xytext=(4, 4),
+                textcoords="offset points",
+                fontsize=6.5,
+                color="#111111",
+            )
+
+
+def _inches(fig: Any, left: float, bottom: float, right: float, top: float) -> list[float]:
+    """An axes rectangle from margins in inches, as the figure fractions matplotlib wants."""
+    width, height = fig.get_size_inches()
+    return [left / width, bottom / height, 1 - (left + right) / width, 1 - (bottom + top) / height]
+
+
+def alias_figure(report: Report, alias: str, styles: dict[str, RunStyle]) -> Any | None:
+    """One alias across every run that logged it; None when no run did."""
+    drawn = [(run, run.curve(alias)) for run in report.runs]
+    pairs = [(run, curve) for run, curve in drawn if curve is not None]
+    if not pairs:
+        return None
+    legend_rows = math.ceil(len(pairs) / 3)
+    below = 0.5 + 0.17 * legend_rows
+    with _style():
+        fig = _figure(7.0, 2.25 + below)
+        ax = fig.add_axes(_inches(fig, 0.75, below, 0.15, 0.35))
+        ax.locator_params(nbins=6)
+        for run, curve in pairs:
+            _draw_curve(ax, curve, styles[run.id], _short(run.name))
+        for run, curve in pairs:
+            metric = run.metric(alias)
+            key = metric.key if metric else None
+            _mark(ax, curve, findings_on(run, alias, key), styles[run.id], False)
+        curves = [c for _, c in pairs]
+        _scale_y(ax, curves, _use_log(report, alias, curves))
+        keys = sorted({m.key for run, _ in pairs if (m := run.metric(alias)) and m.key})
+        shown = ", ".join(keys[:3]) + ("…" if len(keys) > 3 else "")
+        ax.set_title(_short(f"{alias}  ({shown})" if keys else alias, 90), loc="left")
+        ax.set_xlabel(", ".join(sorted({c.x_key for _, c in pairs})), labelpad=2)
+        fig.legend(
+            loc="lower center",
+            bbox_to_anchor=(0.5, 0.02),
+            ncols=min(3, len(pairs)),
+            handlelength=2.2,
+            columnspacing=1.5,
+        )
+    return fig
+
+
+def run_figures(report: Report, run: RunReport, styles: dict[str, RunStyle]) -> list[Any]:
+    """A run's plotted aliases as small multiples, at most a page (12 charts) per figure."""
+    curves = [c for alias in report.plots.metrics if (c := run.curve(alias)) is not None]
+    return [
+        _small_multiples(report, run, curves[i : i + PAGE_OF_CHARTS], styles[run.id])
+        for i in range(0, len(curves), PAGE_OF_CHARTS)
+    ]
+
+
+def _small_multiples(report: Report, run: RunReport, curves: list[Curve], style: RunStyle) -> Any:
+    """Charts of one run in its colour, three a row; findings marked and named."""
+    columns = min(3, len(curves))
+    rows = math.ceil(len(curves) / columns)
+    height = 1.7 * rows + 0.2
+    with _style():
+        fig = _figure(7.0, height)
+        axes = fig.subplots(rows, columns, squeeze=False)
+        fig.subplots_adjust(
+            left=0.5 / 7.0,
+            right=1 - 0.1 / 7.0,
+            bottom=0.3 / height,
+            top=1 - 0.25 / height,
+            wspace=0.28,
+            hspace=0.5 / (1.7 - 0.5),
+        )
+        stepless = [f for f in run.findings if f.step is not None and f.metric is None]
+        for ax, curve in zip(axes.flat, curves, strict=False):
+            ax.locator_params(nbins=4)
+            _draw_curve(ax, curve, style, None, SMALL_POINTS)
+            _shade_non_finite(ax, curve)
+            metric = run.metric(curve.alias)
+            key = metric.key if metric else None
+            _mark(ax, curve, findings_on(run, curve.alias, key), style, True)
+            for finding in stepless:
+                ax.axvline(float(finding.step or 0), color="#555555", lw=0.8, ls=":")
+            _scale_y(ax, [curve], _use_log(report, curve.alias, [curve]))
+            ax.set_title(curve.alias, loc="left")
+            ax.tick_params(labelsize=6.5)
+        for ax in list(axes.flat)[len(curves) :]:
+            ax.set_visible(False)
+    return fig
+
+
+def figure_bytes(fig: Any, fmt: str, dpi: int = 110) -> bytes:
+    """The figure as PNG or SVG bytes, with nothing in them that changes between builds."""
+    buffer = io.BytesIO()
+    metadata = {"Software": None} if fmt == "png" else {"Date": None, "Creator": None}
+    with _style():
+        fig.savefig(buffer, format=fmt, dpi=dpi, metadata=metadata, facecolor="white")
+    return buffer.getvalue()
+
+
+def write_png_plots(report: Report, plots_dir: Path) -> dict[str, Path]:
+    """One PNG per plotted alias in plots_dir; stale PNGs of earlier builds are removed."""
+    styles = run_styles(report)
+    written: dict[str, Path] = {}
+    for alias in plotted_aliases(report):
+        fig = alias_figure(report, alias, styles)
+        if fig is None:
+            continue
+        path = plots_dir / f"{alias}.png"
+        atomic.write_bytes(path, figure_bytes(fig, "png"))
+        written[alias] = path
+    if plots_dir.is_dir():
+        for old in plots_dir.glob("*.png"):
+            if old not in written.values():
+                old.unlink()
+    return written
