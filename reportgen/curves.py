@@ -8,6 +8,8 @@ step a run turned NaN is still on the chart. Pure functions over arrays: no draw
 from __future__ import annotations
 
 import itertools
+import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -57,6 +59,24 @@ def smooth(values: np.ndarray, weight: float) -> np.ndarray:
     return result
 
 
+def spark_bars(levels: Sequence[float | None], lo: float, hi: float, gap: str = "·") -> str:
+    """One block character per level on the scale lo..hi; `gap` where a level is missing.
+
+    A flat scale (hi <= lo) draws the lowest bar. Shared by the report's sparklines and the
+    PR comment's baseline → candidate cells, which put two curves on one scale.
+    """
+    top = len(SPARK_BARS) - 1
+    chars = []
+    for level in levels:
+        if level is None or not math.isfinite(level):
+            chars.append(gap)
+        elif hi <= lo:
+            chars.append(SPARK_BARS[0])
+        else:
+            chars.append(SPARK_BARS[min(max(round((level - lo) / (hi - lo) * top), 0), top)])
+    return "".join(chars)
+
+
 def sparkline(steps: np.ndarray, values: np.ndarray, width: int = 16, log: bool = False) -> str:
     """A one-line chart in block characters: the mean of each of `width` equal stretches of x.
 
@@ -85,11 +105,9 @@ def sparkline(steps: np.ndarray, values: np.ndarray, width: int = 16, log: bool 
     filled = counts > 0
     means = np.divide(sums, counts, out=np.zeros(width), where=filled)
     lo, hi = float(means[filled].min()), float(means[filled].max())
-    bars = []
-    for mean, has, bad in zip(means, filled, broken, strict=True):
-        if has:
-            level = 0 if hi <= lo else round((mean - lo) / (hi - lo) * (len(SPARK_BARS) - 1))
-            bars.append(SPARK_BARS[level])
-        else:
-            bars.append("×" if bad else "·")
-    return "".join(bars)
+    bars = spark_bars(
+        [float(m) if has else None for m, has in zip(means, filled, strict=True)], lo, hi
+    )
+    return "".join(
+        "×" if bar == "·" and bad else bar for bar, bad in zip(bars, broken, strict=True)
+    )

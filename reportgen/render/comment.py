@@ -13,17 +13,17 @@ runs, say), its end is cut at a line boundary, leaving every HTML block and code
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import jinja2
-import numpy as np
 
 from reportgen.baseline import FAIL, MISSING, BaselineComparison, BaselineRow, Trace
+from reportgen.curves import spark_bars
 from reportgen.render.baseline import row_cells
+from reportgen.render.mermaid import mermaid_number
 from reportgen.render.templates import MarkdownSafe, markdown_environment
 from reportgen.render.text import escape_markdown
 from reportgen.report import Report
@@ -45,7 +45,6 @@ SHORTENING: tuple[tuple[str, str], ...] = (
 FINDINGS_PER_RUN = 3  # kept per run once `finding_details` is dropped
 REASONS_SHOWN = 10  # gate reasons listed at the top; the table has the rest
 CHART_LINES = 6  # lines per Mermaid chart: the baseline and up to five candidates
-SPARK = "▁▂▃▄▅▆▇█"
 VERDICT_ICONS = {"good": "🟢 good", "bad": "🟠 bad", "ugly": "🔴 ugly"}
 
 
@@ -215,21 +214,6 @@ def _notice(report: Report, options: CommentOptions, dropped: list[str], cut: bo
 # --- table cells, sparklines and charts --------------------------------------------------------
 
 
-def sparkline(values: Sequence[float | None], lo: float, hi: float) -> str:
-    """One character per point on a shared scale; `·` where nothing was logged."""
-    span = hi - lo
-    chars = []
-    for value in values:
-        if value is None or not math.isfinite(value):
-            chars.append("·")
-        elif span <= 0:
-            chars.append(SPARK[len(SPARK) // 2])
-        else:
-            index = round((value - lo) / span * (len(SPARK) - 1))
-            chars.append(SPARK[min(max(index, 0), len(SPARK) - 1)])
-    return "".join(chars)
-
-
 def baseline_curve(comparison: BaselineComparison, alias: str) -> list[float | None]:
     """The baseline runs' curves of an alias averaged point by point."""
     traces = [t for t in comparison.traces if t.alias == alias and t.role == "baseline"]
@@ -254,8 +238,8 @@ def trend_cell(
     if not known:
         return ""
     lo, hi = min(known), max(known)
-    left = sparkline(base, lo, hi) if base else "–"
-    right = sparkline(cand, lo, hi) if cand else "–"
+    left = spark_bars(base, lo, hi) if base else "–"
+    right = spark_bars(cand, lo, hi) if cand else "–"
     return f"{left} → {right}"
 
 
@@ -310,7 +294,7 @@ def _filled(values: list[float | None]) -> list[float | None]:
 
 
 def _mermaid(alias: str, grid: Trace, lines: list[tuple[str, list[float | None]]]) -> str:
-    xs = ", ".join(_plain(x) for x in grid.steps)
+    xs = ", ".join(mermaid_number(x) for x in grid.steps)
     body = [
         "xychart-beta",
         f'    title "{alias}"',
@@ -318,13 +302,10 @@ def _mermaid(alias: str, grid: Trace, lines: list[tuple[str, list[float | None]]
         f'    y-axis "{alias}"',
     ]
     for _, values in lines:
-        body.append("    line [" + ", ".join(_plain(v) for v in values if v is not None) + "]")
+        body.append(
+            "    line [" + ", ".join(mermaid_number(v) for v in values if v is not None) + "]"
+        )
     return "\n".join(body)
-
-
-def _plain(value: float) -> str:
-    """4 significant digits without an exponent: Mermaid's parser reads only plain decimals."""
-    return np.format_float_positional(value, precision=4, unique=False, fractional=False, trim="-")
 
 
 # --- the last resort ---------------------------------------------------------------------------

@@ -31,7 +31,7 @@ class MermaidChart:
     log: bool
 
 
-def _number(value: float) -> str:
+def mermaid_number(value: float) -> str:
     """4 significant digits, never an exponent: xychart's grammar reads only plain decimals."""
     return str(
         np.format_float_positional(value, precision=4, unique=False, fractional=False, trim="-")
@@ -73,12 +73,12 @@ def mermaid_chart(
         '%%{init: {"themeVariables": {"xyChart": {"plotColorPalette": "' + palette + '"}}}}%%',
         "xychart-beta",
         f'    title "{alias}"',
-        f'    x-axis "{x_name}" {_number(grid[0])} --> {_number(grid[-1])}',
+        f'    x-axis "{x_name}" {mermaid_number(grid[0])} --> {mermaid_number(grid[-1])}',
         f'    y-axis "{f"log10 {alias}" if log else alias}"',
     ]
     for _run, steps, values, _x in drawn:
         ys = _asof(steps, np.log10(values) if log else values, grid)
-        body.append(f"    line [{', '.join(_number(float(y)) for y in ys)}]")
+        body.append(f"    line [{', '.join(mermaid_number(float(y)) for y in ys)}]")
     return MermaidChart(
         alias=alias,
         text="\n".join(body),
