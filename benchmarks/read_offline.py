@@ -6,6 +6,8 @@ Writes the run once (kept in DIR, default benchmarks/.data, reused on later call
   framing   splitting the file into record payloads (reportgen's framing reader)
   protobuf  framing + Record.FromString for every record (the floor for any Python reader)
   reportgen reading the run with OfflineSource into a History and then a wide DataFrame
+  cached    the same with reportgen's run cache warm (what a rebuild of an unchanged run costs)
+  files     decoding --copies copies of the file in one process, then in worker processes
 and prints rows per second for each. Figures go in the closing note of the issue.
 """
 
@@ -67,6 +69,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--data", type=Path, default=HERE / ".data")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--copies", type=int, default=4, help="files for the parallel figure")
     args = parser.parse_args()
 
     from reportgen.sources.offline import OfflineSource
@@ -87,8 +90,8 @@ def main() -> None:
 
     protobuf, records = best_of(args.repeat, decode_all)
 
-    def read_frame():  # type: ignore[no-untyped-def]
-        source = OfflineSource(SourceSpec("wandb-offline", path=str(path.parent)))
+    def read_frame(cache=None):  # type: ignore[no-untyped-def]
+        source = OfflineSource(SourceSpec("wandb-offline", path=str(path.parent)), cache=cache)
         (run,) = source.list_runs()
         history = source.history(run)
         import pandas as pd
@@ -98,6 +101,26 @@ def main() -> None:
     reportgen_time, frame = best_of(args.repeat, read_frame)
     assert frame.shape == (args.steps, len(METRICS)), frame.shape
     assert math.isclose(frame.iloc[-1, 0], math.sin((args.steps - 1) / 50.0))
+
+    import tempfile
+
+    from reportgen.cache import RunCache
+
+    with tempfile.TemporaryDirectory() as cache_dir:
+        cache = RunCache(Path(cache_dir))
+        read_frame(cache)  # fills the cache
+        cached_time, cached_frame = best_of(args.repeat, lambda: read_frame(cache))
+    assert cached_frame.equals(frame)
+
+    from reportgen.sources import offline
+
+    copies = [path] * args.copies
+    saved = offline.PARALLEL_MIN_BYTES
+    offline.PARALLEL_MIN_BYTES = 1 << 62
+    one_process, _ = best_of(1, lambda: list(offline._decode(copies)))
+    offline.PARALLEL_MIN_BYTES = 0
+    pooled, _ = best_of(1, lambda: list(offline._decode(copies)))
+    offline.PARALLEL_MIN_BYTES = saved
 
     tracemalloc.start()
     read_frame()
@@ -113,9 +136,15 @@ def main() -> None:
         ("framing only", framing),
         ("framing + protobuf decode (all)", protobuf),
         ("reportgen → DataFrame", reportgen_time),
+        ("reportgen → DataFrame, cache warm", cached_time),
     ]:
         print(f"{label:<34}{seconds:>9.3f}{rows / seconds:>14,.0f}")
     print(f"reportgen / protobuf-decode time: {reportgen_time / protobuf:.2f}×")
+    workers = min(args.copies, os.cpu_count() or 1)
+    print(
+        f"decoding {args.copies} such files: {one_process:.2f} s in one process, "
+        f"{pooled:.2f} s in {workers} worker processes ({one_process / pooled:.2f}× faster)"
+    )
     print(f"peak Python memory while reading: {peak / 1e6:.0f} MB (file {size / 1e6:.0f} MB)")
 
 

@@ -7,7 +7,7 @@ numeric value a run logged and is fetched only for the runs that pass the filter
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -81,16 +81,19 @@ class History:
         self._columns: dict[str, pd.Series] = dict(columns or {})
 
     @classmethod
-    def from_points(cls, points: Mapping[str, tuple[Iterable[int], Iterable[float]]]) -> History:
+    def from_points(
+        cls, points: Mapping[str, tuple[Sequence[int] | np.ndarray, Sequence[float] | np.ndarray]]
+    ) -> History:
         """Build from {key: (steps, values)}; a step logged twice keeps its last value."""
         columns = {}
         for key, (steps, values) in points.items():
             series = pd.Series(
-                np.asarray(list(values), dtype=float),
-                index=pd.Index(np.asarray(list(steps), dtype=np.int64), name=STEP),
+                np.asarray(values, dtype=float),
+                index=pd.Index(np.asarray(steps, dtype=np.int64), name=STEP),
                 name=key,
             )
-            series = series[~series.index.duplicated(keep="last")].sort_index()
+            if not series.index.is_monotonic_increasing or series.index.has_duplicates:
+                series = series[~series.index.duplicated(keep="last")].sort_index()
             columns[key] = series
         return cls(columns)
 

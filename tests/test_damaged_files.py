@@ -109,3 +109,19 @@ def test_garbage_in_every_block_never_raises(project_copy):
     run, history = read_run(project_copy, "rlmid001")
     assert run.read_notes  # damage is reported, and reading finished
     assert all(step >= 0 for step in history.steps())
+
+
+def test_decoding_in_worker_processes_reads_exactly_what_one_process_reads(project_dir, monkeypatch):
+    from reportgen.sources import offline
+
+    def read_everything():
+        source = OfflineSource(SourceSpec("wandb-offline", path=str(project_dir)))
+        runs = sorted(source.list_runs(), key=lambda r: r.id)
+        return [(run, source.history(run).to_long()) for run in runs]
+
+    alone = read_everything()
+    monkeypatch.setattr(offline, "PARALLEL_MIN_BYTES", 0)
+    together = read_everything()
+    assert [repr(run) for run, _ in together] == [repr(run) for run, _ in alone]  # NaN-safe
+    for (_, a), (_, b) in zip(alone, together, strict=True):
+        assert a.equals(b)

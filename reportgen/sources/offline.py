@@ -6,10 +6,13 @@ several writer processes) are merged into one run, newer fragments winning where
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import re
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,13 +66,12 @@ class OfflineSource:
                 f"source.path: no run-*.wandb files found under '{self.root}' "
                 "(point it at the folder that holds wandb/offline-run-* or wandb/run-* folders)"
             )
-        fragments: dict[str, list[FileContents]] = defaultdict(list)
-        for done, path in enumerate(files, start=1):
+        fragments: dict[str, list[tuple[FileContents, History]]] = defaultdict(list)
+        for done, (path, (contents, history)) in enumerate(self._read_all(files), start=1):
             if progress:
                 progress(done, len(files), path.parent.name)
-            contents = self._read(path)
             run_id = contents.run_id or _id_from_path(path)
-            fragments[run_id].append(contents)
+            fragments[run_id].append((contents, history))
         found = []
         for run_id, parts in fragments.items():
             run, history = self._merge(run_id, parts)
@@ -81,51 +83,67 @@ class OfflineSource:
         """The run's history (already read while listing)."""
         return self._histories[run.id]
 
-    def _read(self, path: Path) -> FileContents:
-        """A file's contents, from the cache when the file has not changed since it was read.
+    def _read_all(self, files: list[Path]) -> Iterator[tuple[Path, tuple[FileContents, History]]]:
+        """Each file's contents and history, in order: from the cache when it has not changed,
+        else decoded — by several processes when there is enough to decode to pay for them."""
+        cached = {path: self._from_cache(path) for path in files}
+        missing = [path for path, hit in cached.items() if hit is None]
+        decoded = _decode(missing)
+        for path in files:
+            hit = cached[path]
+            if hit is None:
+                before, contents = next(decoded)
+                hit = contents, History.from_points(contents.points)
+                self._to_cache(path, before, *hit)
+            yield path, hit
 
-        The fingerprint is (size, mtime). A file modified within the last few seconds is not
-        cached: a later write in the same clock tick could leave both unchanged.
-        """
+    def _from_cache(self, path: Path) -> tuple[FileContents, History] | None:
+        """A file's cached contents, if the cache holds them for its current (size, mtime)."""
         if self._cache is None:
-            return read_wandb_file(path)
+            return None
         from reportgen.cache import CacheDamaged
 
-        before = path.stat()
-        fingerprint = {"size": before.st_size, "mtime_ns": before.st_mtime_ns}
-        name = str(path.resolve())
         try:
-            entry = self._cache.read(name)
+            entry = self._cache.read(str(path.resolve()))
         except CacheDamaged as exc:
             self._cache.cache.warn(
                 f"cache: the entry of {path} in {self._cache.path} was damaged ({exc}); "
                 "read the file again"
             )
-            entry = None
-        fresh = entry is not None and entry.meta.get("fingerprint") == fingerprint
-        if fresh and entry is not None and entry.history is not None:
-            return _contents_from_cache(path, entry.meta["contents"], entry.history)
-        contents = read_wandb_file(path)
+            return None
+        if entry is None or entry.history is None:
+            return None
+        if entry.meta.get("fingerprint") != _fingerprint(path.stat()):
+            return None
+        return _contents_from_cache(path, entry.meta["contents"]), entry.history
+
+    def _to_cache(
+        self, path: Path, before: os.stat_result, contents: FileContents, history: History
+    ) -> None:
+        """Cache a decoded file, unless it changed while it was read or only just now: a later
+        write in the same clock tick could leave its (size, mtime) unchanged."""
+        if self._cache is None:
+            return
         after = path.stat()
         settled = time.time() - after.st_mtime > _SETTLED_SECONDS
-        if settled and (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns):
-            meta = {"fingerprint": fingerprint, "contents": _contents_to_dict(contents)}
-            self._cache.write(name, meta, History.from_points(contents.points))
-        return contents
+        if settled and _fingerprint(after) == _fingerprint(before):
+            meta = {"fingerprint": _fingerprint(before), "contents": _contents_to_dict(contents)}
+            self._cache.write(str(path.resolve()), meta, history)
 
-    def _merge(self, run_id: str, parts: list[FileContents]) -> tuple[Run, History]:
-        parts = sorted(parts, key=lambda c: (c.start_time or datetime.min, c.mtime))
+    def _merge(self, run_id: str, read: list[tuple[FileContents, History]]) -> tuple[Run, History]:
+        read = sorted(read, key=lambda part: (part[0].start_time or datetime.min, part[0].mtime))
+        parts = [contents for contents, _ in read]
         newest = parts[-1]
         config: dict[str, Any] = {}
         summary: dict[str, Any] = {}
         step_metrics: dict[str, str] = {}
         history = History()
         notes: list[str] = []
-        for part in parts:
+        for part, part_history in read:
             _deep_update(config, part.config)
             summary.update(part.summary)
             step_metrics.update(part.step_metrics)
-            history = history.merged(History.from_points(part.points))
+            history = history.merged(part_history) if len(history) else part_history
             notes.extend(_damage_notes(part))
         first = parts[0]
         now = self._now if self._now is not None else time.time()
@@ -173,22 +191,43 @@ def _contents_to_dict(contents: FileContents) -> dict[str, Any]:
     return data
 
 
-def _contents_from_cache(path: Path, data: dict[str, Any], history: History) -> FileContents:
+def _contents_from_cache(path: Path, data: dict[str, Any]) -> FileContents:
+    """A file's metadata from its cache entry (its history comes from the entry's Parquet)."""
     values = {name: data[name] for name in _CACHED_FIELDS}
     values["tags"] = tuple(values["tags"])
     start = data.get("start_time")
-    points = {}
-    keys = history.keys()
-    for key in keys:
-        series = history.series(key)
-        points[key] = (series.index.tolist(), series.tolist())
     return FileContents(
         path=path,
         start_time=datetime.fromisoformat(start) if start else None,
         damages=[Damage(*d) for d in data["damages"]],
-        points=points,
         **values,
     )
+
+
+def _fingerprint(stat: os.stat_result) -> dict[str, int]:
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+# Decoding is CPU-bound Python: with several files to read, worker processes use every core.
+# Starting them costs about half a second, so small reads stay in this process.
+PARALLEL_MIN_BYTES = 32 * 1024 * 1024
+
+
+def _stat_and_read(path: Path) -> tuple[os.stat_result, FileContents]:
+    """A file's stat before reading, and its contents (run in a worker process)."""
+    return path.stat(), read_wandb_file(path)
+
+
+def _decode(paths: list[Path]) -> Iterator[tuple[os.stat_result, FileContents]]:
+    """Decode files in order; in parallel when there are several and enough bytes."""
+    workers = min(len(paths), os.cpu_count() or 1)
+    total = sum(path.stat().st_size for path in paths)
+    if workers < 2 or total < PARALLEL_MIN_BYTES:
+        yield from map(_stat_and_read, paths)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        yield from pool.map(_stat_and_read, paths)
 
 
 def _id_from_path(path: Path) -> str:

@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from wandb.proto import wandb_internal_pb2
 
 # The generated module has no type stubs for its message classes.
@@ -248,7 +249,7 @@ class FileContents:
     start_time: datetime | None = None
     config: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
-    points: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
+    points: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     step_metrics: dict[str, str] = field(default_factory=dict)
     exit_code: int | None = None
     console: str = ""
@@ -267,7 +268,7 @@ def read_wandb_file(path: Path) -> FileContents:
     del data
     console: deque[str] = deque()
     console_chars = 0
-    points = contents.points
+    points: dict[str, tuple[list[int], list[float]]] = {}
     summary_payloads: list[bytes] = []
     parse = pb.Record.FromString
     for payload in payloads:
@@ -305,6 +306,11 @@ def read_wandb_file(path: Path) -> FileContents:
                 contents.step_metrics[name] = metric.step_metric
     contents.records += len(summary_payloads)
     contents.summary = _final_summary(summary_payloads, contents.damages)
+    # Arrays, not lists: compact, and cheap to send back from a worker process.
+    contents.points = {
+        key: (np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=float))
+        for key, (steps, values) in points.items()
+    }
     contents.console = "".join(console)
     return contents
 
@@ -378,7 +384,10 @@ def _final_summary(payloads: list[bytes], damages: list[Damage]) -> dict[str, An
     summary: dict[str, Any] = {}
     for record in merged:
         for item in record.update:
-            summary[".".join(item.nested_key) or item.key] = item.value_json
+            nested = item.nested_key
+            summary[nested[0] if len(nested) == 1 else ".".join(nested) or item.key] = (
+                item.value_json
+            )
         for item in record.remove:
             summary.pop(".".join(item.nested_key) or item.key, None)
     return {k: _json_value(summary[k]) for k in sorted(summary) if not k.startswith("_wandb")}
