@@ -111,7 +111,9 @@ def test_garbage_in_every_block_never_raises(project_copy):
     assert all(step >= 0 for step in history.steps())
 
 
-def test_decoding_in_worker_processes_reads_exactly_what_one_process_reads(project_dir, monkeypatch):
+def test_decoding_in_worker_processes_reads_exactly_what_one_process_reads(
+    project_dir, monkeypatch
+):
     from reportgen.sources import offline
 
     def read_everything():
