@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 EPILOG = """exit codes:
   0  built
-  1  built, but the gate failed (gate.fail_on)
+  1  built, but the gate failed (gate.fail_on, or a baseline tolerance exceeded)
   2  bad spec or usage
   3  the data source failed (missing folder, auth, network)
   4  built and the gate passed, but the PR comment could not be posted
