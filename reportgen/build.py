@@ -128,7 +128,7 @@ def make_report(
     notes = [*getattr(source, "notes", ()), *(_left_out(f, len(runs)) for f in failures)]
     metrics = {run.id: resolve_metrics(run, histories[run.id], spec.metrics) for run in runs}
     selections = [choose(selection, metrics) for selection in spec.select.values()]
-    tables = _sampled_tables(spec, runs, histories)
+    tables = _sampled_tables(spec, runs, histories, metrics)
     findings, health = _health(spec, runs, histories, metrics, now)
     baseline = _compare_with_baseline(spec, runs, metrics, now)
     analysis = analyse(spec, runs, histories, metrics, selections)
@@ -160,12 +160,22 @@ def _left_out(failure: RunFetchError, kept: int) -> str:
 
 
 def _sampled_tables(
-    spec: Spec, runs: list[Run], histories: dict[str, History]
+    spec: Spec,
+    runs: list[Run],
+    histories: dict[str, History],
+    metrics: dict[str, dict[str, ResolvedMetric]],
 ) -> dict[str, SampledTable]:
-    """Each run's aliases on the spec's one sampling axis."""
+    """Each run's aliases on the spec's one sampling axis.
+
+    Where every alias's natural axis already is that axis (the common case), the metrics
+    resolved for stats are the same and are reused rather than resolved again.
+    """
+    x = spec.sampling.x
     tables = {}
     for run in runs:
-        on_axis = resolve_metrics(run, histories[run.id], spec.metrics, x=spec.sampling.x)
+        on_axis = metrics[run.id]
+        if any(metric.x_key != x for metric in on_axis.values()):
+            on_axis = resolve_metrics(run, histories[run.id], spec.metrics, x=x)
         tables[run.id] = sample(on_axis, spec.sampling)
         if spec.outputs.csv.where:
             tables[run.id] = keep_rows(tables[run.id], spec.outputs.csv.where)
