@@ -60,7 +60,42 @@ def check_run(
         context.check = check
         params = check.values(kind, health.checks.get(check_id, {}))
         findings += check.function(context, params)
-    return findings, RunHealth(kind, tuple(ids), tuple(_healthy(context, ids, findings)))
+    healthy = tuple(_healthy(context, ids, findings))
+    return findings, RunHealth(kind, tuple(ids), healthy, unjudged_reason(context, ids))
+
+
+# A run whose longest tracked curve has fewer finite points than this is not judged: most
+# checks need a few windows of points, and "good" must not rest on a handful of values.
+MIN_POINTS = 20
+
+
+def unjudged_reason(context: CheckContext, ids: list[str]) -> str | None:
+    """Why the checks cannot call this run good, or None when they had enough to judge it.
+
+    A run is not judged when no check ran (`preset: none` without configured checks), when it
+    logged no step, when none of its metrics is one the checks know, or when its longest
+    tracked curve has fewer than MIN_POINTS finite points. Findings still decide the verdict
+    (a crash before the first step is ugly); this only keeps an empty finding list from
+    reading as "good".
+    """
+    if not ids:
+        return "not checked: no health check is enabled (health.preset is none)"
+    if not len(context.history.steps()):
+        return "not enough data: the run logged no step"
+    signals = context.resolver.tracked()
+    if not signals:
+        return (
+            "not enough data: none of its metrics is one the checks know (loss, reward, KL, "
+            "entropy, …); name them under metrics"
+        )
+    longest = max(signals, key=lambda s: len(s.finite))
+    points = len(longest.finite)
+    if points < MIN_POINTS:
+        return (
+            f"not enough data: its longest tracked curve ({longest.key}) has {points} finite "
+            f"points; at least {MIN_POINTS} are needed to judge it"
+        )
+    return None
 
 
 def _detect(resolver: SignalResolver) -> str:
