@@ -72,6 +72,21 @@ class CheckContext:
                     return key, value
         return None
 
+    def setting_on(self, *suffixes: str) -> bool | None:
+        """Whether a config switch or coefficient is on: True for true or a positive number,
+        False for false, 0, null or "none", None when the config does not say."""
+        found = self.config(*suffixes)
+        if found is None:
+            return None
+        value = found[1]
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, float)):
+            return value > 0
+        if value is None:
+            return False
+        return str(value).strip().lower() not in ("", "none", "null", "false", "off", "0")
+
     def config_text(self, *suffixes: str) -> str:
         """` (optim.lr is 2)` for advice, or nothing when the config does not say."""
         found = self.config(*suffixes)

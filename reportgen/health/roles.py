@@ -22,7 +22,8 @@ ROLE_ALIASES: dict[str, tuple[str, ...]] = {
     "loss": ("loss", "train_loss"),
     "val_loss": ("val_loss", "eval_loss", "valid_loss"),
     "entropy": ("entropy",),
-    "kl": ("kl",),
+    "kl": ("kl", "ppo_kl", "approx_kl"),
+    "ref_kl": ("ref_kl", "kl_ref", "kl_to_ref"),
     "clipfrac": ("clipfrac", "pg_clipfrac"),
     "length": ("length", "response_length"),
     "clip_ratio": ("clip_ratio", "truncated"),
@@ -43,15 +44,22 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "Loss/entropy",
         "entropy",
     ),
+    # KL between the policy before and after one update (PPO's approx_kl)
     "kl": (
         "actor/ppo_kl",
+        "train/ppo_kl",
+        "losses/approx_kl",
+        "train/approx_kl",
+        "approx_kl",
+        "kl",
+    ),
+    # KL between the policy and its frozen reference model (the KL penalty or loss term)
+    "ref_kl": (
         "actor/kl_loss",
         "train/kl",
-        "train/ppo_kl",
         "train/kl_loss",
         "objective/kl",
-        "losses/approx_kl",
-        "kl",
+        "actor/reward_kl_penalty",
     ),
     "clipfrac": (
         "actor/pg_clipfrac",
@@ -88,7 +96,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
 ROLES = tuple(ROLE_ALIASES)
 
 # A role whose presence marks a run as reinforcement learning (the `auto` preset).
-RL_ROLES = ("entropy", "kl", "clipfrac", "length", "clip_ratio", "reward")
+RL_ROLES = ("entropy", "kl", "ref_kl", "clipfrac", "length", "clip_ratio", "reward")
 
 # Which direction is better, for roles a spec did not give a goal.
 ROLE_GOALS = {"reward": "maximize", "entropy": "maximize", "length": "maximize"}
@@ -158,7 +166,12 @@ class SignalResolver:
             return self._from_alias(name, name)
         for alias in ROLE_ALIASES[name]:
             found = self._from_alias(alias, name)
-            if found is not None:
+            if found is not None and _kl_role_fits(name, found.key):
+                return found
+        if name == "ref_kl":
+            # A spec alias `kl` that resolved to a KL-to-reference key is this role.
+            found = self._from_alias("kl", name)
+            if found is not None and found.key in KNOWN_KEYS["ref_kl"]:
                 return found
         for key in KNOWN_KEYS[name]:
             if key in self.history:
@@ -189,6 +202,27 @@ class SignalResolver:
                 seen.add(signal.key)
                 found.append(signal)
         return found
+
+
+def _kl_role_fits(role: str, key: str) -> bool:
+    """Per-update KL and KL to the reference are different quantities with different healthy
+    ranges: an alias for `kl` that resolved to a known KL-to-reference key is not per-update KL."""
+    return not (role == "kl" and key in KNOWN_KEYS["ref_kl"])
+
+
+def reward_components(history: History) -> list[str]:
+    """Logged per-component reward keys (TRL's `train/rewards/<function>[/mean]`,
+    `rewards/<function>`), without their standard deviations."""
+    found = []
+    logged = history.keys()
+    for key in logged:
+        parts = key.lower().split("/")
+        if "rewards" not in parts[:-1] or parts[-1] in ("std", "min", "max"):
+            continue
+        after = parts[parts.index("rewards") + 1 :]
+        if after and not after[0].endswith("_std") and after[-1] not in ("std",):
+            found.append(key)
+    return found
 
 
 def _signal(

@@ -60,8 +60,35 @@ def check_run(
         context.check = check
         params = check.values(kind, health.checks.get(check_id, {}))
         findings += check.function(context, params)
+    findings = without_repeats(findings)
     healthy = tuple(_healthy(context, ids, findings))
     return findings, RunHealth(kind, tuple(ids), healthy, unjudged_reason(context, ids))
+
+
+# A finding of the key's check says nothing new when one of these already speaks about the same
+# metric: a plateau of a reward that never rose (reward_flat) or is exactly constant
+# (flatline), a rising trend of a KL that is already too high, the blow-up of a metric that
+# diverged.
+SUBSUMED_BY = {
+    "plateau": ("reward_flat", "reward_saturated", "flatline", "diverged"),
+    "instability_trend": ("diverged", "kl_high", "clipfrac_high"),
+    "reward_flat": ("flatline",),
+    "loss_spike": ("diverged",),
+    "grad_norm_spike": ("diverged",),
+    "kl_spike": ("kl_high",),
+}
+
+
+def without_repeats(findings: list[Finding]) -> list[Finding]:
+    """The findings, less those that repeat another check's finding on the same metric."""
+    by_key: dict[str | None, set[str]] = {}
+    for f in findings:
+        by_key.setdefault(f.key, set()).add(f.check)
+    return [
+        f
+        for f in findings
+        if f.key is None or not by_key[f.key] & set(SUBSUMED_BY.get(f.check, ()))
+    ]
 
 
 # A run whose longest tracked curve has fewer finite points than this is not judged: most

@@ -69,7 +69,7 @@ def _word(signal: Signal) -> tuple[str, str]:
     ],
 )
 def plateau(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
-    """The objective improved at first, then stopped: its rolling median came within noise of its final best during the first `early` share of the run and never got meaningfully better afterwards, so most of the compute bought nothing."""
+    """The objective improved at first, then stopped: its rolling median came within noise of its final best during the first `early` share of the run and never got meaningfully better afterwards, so most of the compute bought nothing. A curve that ends more than halfway back from its best to its start jumped rather than levelled off and is not a plateau; neither is a curve another check already explains on the same metric (reward_flat, reward_saturated, flatline, diverged)."""
     signal = ctx.signal(p["metric"])
     if signal is None:
         return []
@@ -88,6 +88,9 @@ def plateau(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     start = float(u[valid[0]])
     if start - best <= delta:
         return []  # never improved: reward_flat and flatline speak to that
+    end = stats.tail_level(_lower_is_better(s, s.values), w)
+    if end > best + max(delta, 0.5 * (start - best)):
+        return []  # it got much worse again (a sustained jump): not a plateau; diverged speaks
     settled = int(valid[np.argmax(u[valid] <= best + delta)])
     raw = _lower_is_better(s, s.values)
     reached = stats.first_at_or_after(raw <= best + delta, max(0, settled - w + 1))
