@@ -42,6 +42,9 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "train/entropy_loss",
         "losses/entropy",
         "Loss/entropy",
+        "train/objective/entropy",
+        "objective/entropy",
+        "ppo/policy/entropy",
         "entropy",
     ),
     # KL between the policy before and after one update (PPO's approx_kl)
@@ -51,6 +54,9 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "losses/approx_kl",
         "train/approx_kl",
         "approx_kl",
+        "train/policy/approxkl_avg",
+        "policy/approxkl_avg",
+        "ppo/policy/approxkl",
         "kl",
     ),
     # KL between the policy and its frozen reference model (the KL penalty or loss term)
@@ -59,6 +65,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "train/kl",
         "train/kl_loss",
         "objective/kl",
+        "train/objective/kl",
         "actor/reward_kl_penalty",
     ),
     "clipfrac": (
@@ -67,6 +74,9 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "losses/clipfrac",
         "train/clipfrac",
         "train/clip_fraction",
+        "train/policy/clipfrac_avg",
+        "policy/clipfrac_avg",
+        "ppo/policy/clipfrac",
         "clipfrac",
     ),
     "length": (
@@ -74,6 +84,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "train/completion_length",
         "train/completions/mean_length",
         "rollout/response_lengths",
+        "tokens/responses_len_mean",
         "completion_length",
     ),
     "clip_ratio": (
@@ -88,6 +99,10 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "rollout/raw_reward",
         "charts/episodic_return",
         "Rewards/mean_episodes",
+        "train/objective/rlhf_reward",
+        "objective/rlhf_reward",
+        "env/reward_mean",
+        "ppo/mean_scores",
         "reward",
     ),
     "grad_norm": ("actor/grad_norm", "train/grad_norm", "grad_norm", "optim/grad_norm"),

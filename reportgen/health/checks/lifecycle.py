@@ -124,7 +124,7 @@ def crashed(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
         return []
     line = last_exception_line(run.console_tail)
     code_text = f"exit code {code}" if code is not None else "an error"
-    message = f"the run failed with {code_text} {_last_step(ctx)}"
+    message = f"the run failed with {code_text} {_last_step(ctx)}{plan_note(ctx)}"
     message += f": {line}" if line else " (no exception line in its console output)"
     cause = f"the process raised an uncaught {line.split(':')[0]}" if line else None
     advice = None
@@ -172,14 +172,7 @@ def stopped(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     how = _stopped_by_user(ctx)
     if how is None or ctx.run.state == "running":
         return []
-    plan = planned_steps(ctx)
-    progress = reached_steps(ctx)
-    planned = (
-        f" ({progress:g} of {plan[1]:g} planned steps, {plan[0]})"
-        if plan and progress is not None
-        else ""
-    )
-    message = f"the run was stopped by its user {_last_step(ctx)}{planned}: {how}"
+    message = f"the run was stopped by its user {_last_step(ctx)}{plan_note(ctx)}: {how}"
     steps = ctx.history.steps()
     return [ctx.finding(p, message, step=float(steps[-1]) if len(steps) else None)]
 
@@ -192,7 +185,6 @@ _PLAN_KEYS = (
     "total_steps",
     "train_iters",
     "max_iters",
-    "num_iterations",
     "total_iters",
 )
 _EPOCH_KEYS = ("total_epochs", "num_train_epochs", "epochs", "num_epochs", "max_epochs")
@@ -209,6 +201,8 @@ _STEP_KEYS = (
     "training/global_step",
 )
 _EPOCH_PROGRESS_KEYS = ("train/epoch", "epoch")
+_EPISODE_KEYS = ("total_episodes",)
+_EPISODE_PROGRESS_KEYS = ("train/episode", "episode")
 
 
 def _positive_number(value: Any) -> float | None:
@@ -216,6 +210,21 @@ def _positive_number(value: Any) -> float | None:
         return None
     number = float(value)
     return number if math.isfinite(number) and number > 0 else None
+
+
+def _counter(ctx: CheckContext, keys: tuple[str, ...]) -> float | None:
+    """The largest value a run logged (or left in its summary) under one of `keys`."""
+    found: list[float] = []
+    for key in keys:
+        if key in ctx.history:
+            values = ctx.history.series(key).to_numpy(dtype=float)
+            values = values[np.isfinite(values)]
+            if len(values):
+                found.append(float(values.max()))
+        value = _positive_number(ctx.run.summary.get(key))
+        if value is not None:
+            found.append(value)
+    return max(found) if found else None
 
 
 def planned_steps(ctx: CheckContext) -> tuple[str, float] | None:
@@ -239,34 +248,36 @@ def planned_steps(ctx: CheckContext) -> tuple[str, float] | None:
 def reached_steps(ctx: CheckContext) -> float | None:
     """How far the run got in optimiser steps: the largest of its last `_step` and the last
     value of a step counter it logged (train/global_step, …) or left in its summary."""
-    candidates: list[float] = []
     steps = ctx.history.steps()
-    if len(steps):
-        candidates.append(float(steps[-1]))
-    for key in _STEP_KEYS:
-        if key in ctx.history:
-            values = ctx.history.series(key).to_numpy(dtype=float)
-            values = values[np.isfinite(values)]
-            if len(values):
-                candidates.append(float(values.max()))
-        value = _positive_number(ctx.run.summary.get(key))
-        if value is not None:
-            candidates.append(value)
-    return max(candidates) if candidates else None
+    counted = _counter(ctx, _STEP_KEYS)
+    last = float(steps[-1]) if len(steps) else None
+    known = [v for v in (last, counted) if v is not None]
+    return max(known) if known else None
 
 
-def _epoch_shortfall(ctx: CheckContext) -> tuple[float, float, str] | None:
-    """(epochs reached, epochs planned, config key) when the run logs its epoch (HF Trainer)."""
-    planned = ctx.config(*_EPOCH_KEYS)
-    if planned is None or (total := _positive_number(planned[1])) is None:
-        return None
-    for key in _EPOCH_PROGRESS_KEYS:
-        if key in ctx.history:
-            values = ctx.history.series(key).to_numpy(dtype=float)
-            values = values[np.isfinite(values)]
-            if len(values):
-                return float(values.max()), total, planned[0]
+def _other_shortfall(ctx: CheckContext) -> tuple[float, float, str, str] | None:
+    """(reached, planned, config key, unit) in episodes (TRL's PPO: total_episodes against the
+    logged episode counter) or epochs (num_train_epochs against the logged epoch), when the
+    run logs that counter."""
+    for plan_keys, progress_keys, unit in (
+        (_EPISODE_KEYS, _EPISODE_PROGRESS_KEYS, "episode"),
+        (_EPOCH_KEYS, _EPOCH_PROGRESS_KEYS, "epoch"),
+    ):
+        planned = ctx.config(*plan_keys)
+        if planned is None or (total := _positive_number(planned[1])) is None:
+            continue
+        reached = _counter(ctx, progress_keys)
+        if reached is not None:
+            return reached, total, planned[0], unit
     return None
+
+
+def plan_note(ctx: CheckContext) -> str:
+    """` (step 51 of 900 planned, max_steps is 900)` when the run fell short of its plan."""
+    plan, progress = planned_steps(ctx), reached_steps(ctx)
+    if plan is None or progress is None or progress >= plan[1]:
+        return ""
+    return f" ({progress:g} of {plan[1]:g} planned steps, {plan[0]})"
 
 
 @check(
@@ -289,11 +300,11 @@ def _epoch_shortfall(ctx: CheckContext) -> tuple[float, float, str] | None:
     ],
 )
 def ended_early(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
-    """A run that is no longer running (and did not crash or get stopped by its user: those say so themselves) reached less than `fraction` of the length its config plans: the largest of its last `_step` and of a logged step counter (train/global_step, …) against max_steps / total_training_steps / train_iters (or epochs × steps per epoch), or its last logged epoch against num_train_epochs."""
+    """A run that finished with exit code 0 (crashed, killed and stopped runs say so in their own findings, with the planned length) reached less than `fraction` of the length its config plans: the largest of its last `_step` and of a logged step counter (train/global_step, …) against max_steps / total_training_steps / train_iters (or epochs × steps per epoch), or its logged episode counter against total_episodes (TRL's PPO), or its last logged epoch against num_train_epochs."""
     run = ctx.run
-    if run.state == "running" or not len(ctx.history.steps()):
-        return []
-    if run.exit_code not in (None, 0) or run.state == "failed" or _stopped_by_user(ctx):
+    if run.state != "finished" or run.exit_code not in (None, 0) or not len(ctx.history.steps()):
+        return []  # crashed, killed, stopped and running runs say so in their own findings
+    if _stopped_by_user(ctx):
         return []
     steps = ctx.history.steps()
     plan, progress = planned_steps(ctx), reached_steps(ctx)
@@ -303,11 +314,11 @@ def ended_early(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
             f"{progress / plan[1]:.0%} of its planned length"
         )
         return [ctx.finding(p, message, step=float(steps[-1]), value=progress)]
-    epochs = _epoch_shortfall(ctx)
-    if plan is None and epochs is not None and epochs[0] < p["fraction"] * epochs[1]:
-        reached, total, key = epochs
+    other = _other_shortfall(ctx)
+    if plan is None and other is not None and other[0] < p["fraction"] * other[1]:
+        reached, total, key, unit = other
         message = (
-            f"the run ended at epoch {reached:.3g} of {total:g} planned ({key}): "
+            f"the run ended at {unit} {reached:.4g} of {total:g} planned ({key}): "
             f"{reached / total:.0%} of its planned length"
         )
         return [ctx.finding(p, message, step=float(steps[-1]), value=reached)]
@@ -341,8 +352,10 @@ def killed(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     timed_out = run.state == "running" and silent is not None and silent > p["after"]
     if run.state not in ("killed", "crashed") and not timed_out:
         return []
+    if _stopped_by_user(ctx) is not None:
+        return []  # a Ctrl-C that left no exit record: `stopped` says so
     when = f"; its last sign of life was {_ago(silent)} before this report" if silent else ""
-    message = f"the run stopped without an exit record {_last_step(ctx)}{when}"
+    message = f"the run stopped without an exit record {_last_step(ctx)}{plan_note(ctx)}{when}"
     steps = ctx.history.steps()
     return [ctx.finding(p, message, step=float(steps[-1]) if len(steps) else None)]
 
