@@ -103,6 +103,8 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "objective/rlhf_reward",
         "env/reward_mean",
         "ppo/mean_scores",
+        "rollout/ep_rew_mean",
+        "ep_rew_mean",
         "reward",
     ),
     "grad_norm": ("actor/grad_norm", "train/grad_norm", "grad_norm", "optim/grad_norm"),

@@ -76,6 +76,7 @@ SUBSUMED_BY = {
     "loss_spike": ("diverged",),
     "grad_norm_spike": ("diverged",),
     "kl_spike": ("kl_high",),
+    "overfitting": ("diverged",),
 }
 
 

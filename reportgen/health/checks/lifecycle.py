@@ -63,7 +63,9 @@ def _clean(raw: str) -> str:
 
 
 def last_exception_line(console: tuple[str, ...]) -> str | None:
-    """The last exception the console names (or 'Killed'), from its name to the end of its line.
+    """The exception the console names last (or 'Killed'), from its name to the end of its line.
+
+    Within a line the first name wins: `RuntimeError: ValueError: …` was a RuntimeError.
 
     Searches inside lines, not only at their start: launchers prefix every worker line
     (`[rank0]:`) and consoles captured from several processes run lines together.
@@ -71,9 +73,7 @@ def last_exception_line(console: tuple[str, ...]) -> str | None:
     """
     for raw in reversed(console):
         line = _clean(raw)
-        found = None
-        for match in _EXCEPTION.finditer(line):
-            found = match
+        found = _EXCEPTION.search(line)
         if found is None or line.startswith("Traceback"):
             continue
         text = line[found.start() :].strip()
@@ -227,6 +227,20 @@ def _counter(ctx: CheckContext, keys: tuple[str, ...]) -> float | None:
     return max(found) if found else None
 
 
+def _live_counter(ctx: CheckContext, keys: tuple[str, ...]) -> float | None:
+    """The last value of a progress counter the run kept logging to its end (an `epoch` logged
+    once at step 0 says nothing about how far the run got)."""
+    steps = ctx.history.steps()
+    for key in keys:
+        if key not in ctx.history or not len(steps):
+            continue
+        series = ctx.history.series(key)
+        series = series[np.isfinite(series.to_numpy(dtype=float))]
+        if len(series) >= 2 and float(series.index[-1]) >= 0.9 * float(steps[-1]):
+            return float(series.max())
+    return None
+
+
 def planned_steps(ctx: CheckContext) -> tuple[str, float] | None:
     """(what says so, planned length in steps) from the config, or None when it does not say.
 
@@ -266,7 +280,7 @@ def _other_shortfall(ctx: CheckContext) -> tuple[float, float, str, str] | None:
         planned = ctx.config(*plan_keys)
         if planned is None or (total := _positive_number(planned[1])) is None:
             continue
-        reached = _counter(ctx, progress_keys)
+        reached = _live_counter(ctx, progress_keys)
         if reached is not None:
             return reached, total, planned[0], unit
     return None

@@ -472,7 +472,7 @@ TREND_FLOORS = {"kl": 0.005, "clipfrac": 0.02}
             "Fires when the median of the closing stretch is at least this multiple of the "
             "median before it.",
         ),
-        Param("tail", FRACTION, 0.15, "The closing share of the run that is examined."),
+        Param("tail", FRACTION, 0.05, "The closing share of the run that is examined."),
         Param("min_points", INTEGER, 30, "Curves with fewer points are not judged."),
     ],
 )
