@@ -70,13 +70,14 @@ def check_run(
 # (flatline), a rising trend of a KL that is already too high, the blow-up of a metric that
 # diverged.
 SUBSUMED_BY = {
-    "plateau": ("reward_flat", "reward_saturated", "flatline", "diverged"),
+    "plateau": ("reward_flat", "reward_saturated", "flatline", "diverged", "loss_flat"),
     "instability_trend": ("diverged", "kl_high", "clipfrac_high"),
     "reward_flat": ("flatline",),
     "loss_spike": ("diverged",),
     "grad_norm_spike": ("diverged",),
     "kl_spike": ("kl_high",),
     "overfitting": ("diverged",),
+    "loss_flat": ("flatline", "diverged", "non_finite"),
 }
 
 

@@ -255,3 +255,52 @@ def overfitting(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
             "(weight decay, dropout) or more data, or stop early on the validation metric.",
         )
     ]
+
+
+@check(
+    "loss_flat",
+    severity="bad",
+    presets=("supervised",),
+    looks_at="loss (the training loss)",
+    cause="the model is not learning: the learning rate is far too low (or 0), the weights are "
+    "frozen, or the targets do not depend on the inputs (a data or label bug)",
+    advice="Check that the loss reaches the optimiser and the weights change (learning rate, "
+    "requires_grad, the optimiser's parameter list), then try a 10× higher learning rate on a "
+    "small subset the model should overfit.",
+    params=[
+        Param("metric", METRIC, "loss", "The alias or role to look at."),
+        Param(
+            "min_drop",
+            FRACTION,
+            0.02,
+            "Fires when the loss's closing level is less than this share below its opening "
+            "level (medians of the first and last windows).",
+        ),
+        Param("min_points", INTEGER, 50, "Runs with fewer logged points are not judged."),
+        window_param("10 (on runs of 50 points or more)"),
+    ],
+)
+def loss_flat(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
+    """The training loss hardly moved over the whole run: its closing level (median of the last window) is less than `min_drop` (2%) below its opening level (median of the first window). A language model whose loss stays near ln(vocabulary size), or a classifier stuck at ln 2, learns nothing; an exactly constant loss is `flatline`."""
+    signal = ctx.signal(p["metric"])
+    if signal is None or signal.goal != "minimize":
+        return []
+    s = signal.finite
+    n = len(s)
+    if n < p["min_points"] or np.all(s.values == s.values[-1]):
+        return []
+    w = _level_window(n, p["window"])
+    start, end = stats.head_level(s.values, w), stats.tail_level(s.values, w)
+    if start <= 0 or end < (1 - p["min_drop"]) * start:
+        return []
+    message = (
+        f"{s.key} hardly moved: it opened at {num(start)} and closed at {num(end)} "
+        f"({(start - end) / start:+.1%} over {n} logged steps)"
+    )
+    lr = ctx.config_text("lr", "learning_rate")
+    advice = (
+        f"Check that the loss reaches the optimiser and the weights change (learning rate{lr}, "
+        "requires_grad, the optimiser's parameter list), then try a 10× higher learning rate on "
+        "a small subset the model should overfit."
+    )
+    return [ctx.finding(p, message, signal=s, step=float(s.steps[0]), value=end, next_step=advice)]

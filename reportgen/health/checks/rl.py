@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from reportgen.health import stats
 from reportgen.health.checks.stability import _spike_finding, spike_params, window_param
@@ -450,6 +451,17 @@ def _gain(values: np.ndarray, w: int) -> tuple[float, float, float, float]:
     )
 
 
+def rising_trend(values: np.ndarray) -> bool:
+    """Whether a noisy curve rises steadily: Spearman's ρ of value against position is more
+    than two standard errors (1/√(n-1)) above 0."""
+    n = len(values)
+    if n < 10:
+        return False
+    ranks = pd.Series(values).rank().to_numpy()
+    rho = float(np.corrcoef(np.arange(n), ranks)[0, 1]) if np.std(ranks) > 0 else 0.0
+    return rho * np.sqrt(n - 1) > 2.0
+
+
 def _better(signal: Signal, values: np.ndarray) -> np.ndarray:
     """Values turned so that higher is better (a metric without a known direction is read as
     a reward or a score)."""
@@ -474,19 +486,19 @@ def _better(signal: Signal, values: np.ndarray) -> np.ndarray:
             "The reward must rise above its start by more than this many standard errors of "
             "the rolling median to count as learning.",
         ),
-        Param("min_points", INTEGER, 20, "Runs with fewer logged points are not judged."),
+        Param("min_points", INTEGER, 50, "Runs with fewer logged points are not judged."),
         window_param(),
     ],
 )
 def reward_flat(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
-    """The reward never rose meaningfully above where it started: its best rolling median stayed within `z` standard errors of the starting level (a falling reward counts too). A reward at its ceiling from the start is `reward_saturated`, not this."""
+    """The reward never rose meaningfully above where it started: its best rolling median stayed within `z` standard errors of the starting level (a falling reward counts too), and it shows no steady upward trend either (Spearman's rank correlation with the step, more than two standard errors above 0: a reward that climbs slowly through its noise is learning). A reward at its ceiling from the start is `reward_saturated`, not this."""
     s = _prepared(ctx, p, p["min_points"])
     if s is None or saturated_share(s) is not None:
         return []  # at its ceiling from the start: reward_saturated says so, with other advice
     w = stats.window_size(len(s), p["window"])
     values = _better(s, s.values)
     start, best, end, se = _gain(values, w)
-    if best - start > p["z"] * se:
+    if best - start > p["z"] * se or rising_trend(values):
         return []
     sign = 1 if s.goal == "maximize" else -1
     message = (
