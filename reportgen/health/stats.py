@@ -142,6 +142,17 @@ def first_at_or_after(mask: np.ndarray, start: int) -> int:
     return start + int(hits[0]) if len(hits) else start
 
 
+def rising_trend(values: np.ndarray) -> bool:
+    """Whether a noisy curve rises steadily: Spearman's ρ of value against position is more
+    than two standard errors (1/√(n-1)) above 0."""
+    n = len(values)
+    if n < 10:
+        return False
+    ranks = pd.Series(values).rank().to_numpy()
+    rho = float(np.corrcoef(np.arange(n), ranks)[0, 1]) if np.std(ranks) > 0 else 0.0
+    return rho * np.sqrt(n - 1) > 2.0
+
+
 @dataclass(frozen=True)
 class Spike:
     """A short excursion above the rolling baseline that came back down."""

@@ -69,7 +69,7 @@ def _word(signal: Signal) -> tuple[str, str]:
     ],
 )
 def plateau(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
-    """The objective improved at first, then stopped: its rolling median came within noise of its final best during the first `early` share of the run and never got meaningfully better afterwards, so most of the compute bought nothing. A curve that ends more than halfway back from its best to its start jumped rather than levelled off and is not a plateau; neither is a curve another check already explains on the same metric (reward_flat, reward_saturated, flatline, diverged)."""
+    """The objective improved at first, then stopped: its rolling median came within noise of its final best during the first `early` share of the run and never got meaningfully better afterwards, so most of the compute bought nothing. A curve that keeps a steady trend towards better after that point (Spearman's ρ more than two standard errors above 0) is still improving, not on a plateau. A curve that ends more than halfway back from its best to its start jumped rather than levelled off and is not a plateau; neither is a curve another check already explains on the same metric (reward_flat, reward_saturated, flatline, diverged)."""
     signal = ctx.signal(p["metric"])
     if signal is None:
         return []
@@ -97,6 +97,8 @@ def plateau(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     position = _position(s.steps, reached)
     if position > p["early"]:
         return []
+    if stats.rising_trend(-raw[reached:]):
+        return []  # still climbing through its noise after "reaching" its level: no plateau
     level = best if s.goal == "minimize" else -best
     remaining = n - 1 - reached
     message = (

@@ -6,7 +6,6 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from reportgen.health import stats
 from reportgen.health.checks.stability import _spike_finding, spike_params, window_param
@@ -36,11 +35,13 @@ def _held_above(
     with np.errstate(invalid="ignore"):
         above = rolling > threshold
     stretch = stats.first_stretch(above, w)
+    tail = stats.sustained_from(above)
     if stretch is None:
-        tail = stats.sustained_from(above)
         if tail is None:
             return []
         stretch = (tail, n)
+    elif tail is not None:
+        stretch = (stretch[0], n)  # above again at the end: report up to the end
     first = stats.first_at_or_after(s.values > threshold, max(0, stretch[0] - w + 1))
     peak = float(np.nanmax(rolling[stretch[0] : stretch[1]]))
     until = (
@@ -429,14 +430,42 @@ def length_explosion(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     ],
 )
 def length_clipping(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
-    """The share of responses that hit the maximum length had a rolling median above `threshold` for at least a full window."""
+    """The share of responses that hit the maximum length had a rolling median above `threshold` for at least a full window. Without such a share, a logged count of end-of-sequence tokens (TRL's PPO: `val/num_eos_tokens`) that is 0 at most steps says the same: no response ended on its own."""
+    limit = ctx.config_text(
+        "max_response_length", "max_new_tokens", "max_completion_length", "response_length"
+    )
+    advice = f"Raise the maximum response length{limit} or add an overlong penalty."
     s = _prepared(ctx, p)
     if s is None:
-        return []
-    limit = ctx.config_text("max_response_length", "max_new_tokens", "max_completion_length")
-    advice = f"Raise the maximum response length{limit} or add an overlong penalty."
+        return [_with_advice(f, advice) for f in _no_eos(ctx, p)]
     found = _held_above(ctx, p, s, p["threshold"], "responses are being cut off")
     return [_with_advice(f, advice) for f in found]
+
+
+EOS_KEYS = ("train/val/num_eos_tokens", "val/num_eos_tokens")
+
+
+def _no_eos(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
+    """TRL's PPO logs how many end-of-sequence tokens a batch's responses held: 0 at most steps
+    means no response ended on its own, every one was cut at the maximum length."""
+    for key in EOS_KEYS:
+        if key not in ctx.history:
+            continue
+        x = ctx.run.x_key_for(key)
+        series = ctx.history.series(key, x)
+        values = series.to_numpy(dtype=float)
+        keep = np.isfinite(values)
+        values, steps = values[keep], series.index.to_numpy()[keep]
+        if len(values) < 10 or np.median(values) > 0:
+            return []
+        share = float(np.mean(values == 0))
+        signal = Signal(key, key, x, steps, values, "none")
+        message = (
+            f"{key} was 0 at {share:.0%} of its {len(values)} logged steps: no response ended "
+            "with an end-of-sequence token, so every one was cut off at the maximum length"
+        )
+        return [ctx.finding(p, message, signal=signal, step=float(steps[0]), value=0.0)]
+    return []
 
 
 def _gain(values: np.ndarray, w: int) -> tuple[float, float, float, float]:
@@ -449,17 +478,6 @@ def _gain(values: np.ndarray, w: int) -> tuple[float, float, float, float]:
         stats.tail_level(values, w),
         se,
     )
-
-
-def rising_trend(values: np.ndarray) -> bool:
-    """Whether a noisy curve rises steadily: Spearman's ρ of value against position is more
-    than two standard errors (1/√(n-1)) above 0."""
-    n = len(values)
-    if n < 10:
-        return False
-    ranks = pd.Series(values).rank().to_numpy()
-    rho = float(np.corrcoef(np.arange(n), ranks)[0, 1]) if np.std(ranks) > 0 else 0.0
-    return rho * np.sqrt(n - 1) > 2.0
 
 
 def _better(signal: Signal, values: np.ndarray) -> np.ndarray:
@@ -498,7 +516,7 @@ def reward_flat(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     w = stats.window_size(len(s), p["window"])
     values = _better(s, s.values)
     start, best, end, se = _gain(values, w)
-    if best - start > p["z"] * se or rising_trend(values):
+    if best - start > p["z"] * se or stats.rising_trend(values):
         return []
     sign = 1 if s.goal == "maximize" else -1
     message = (
