@@ -197,7 +197,7 @@ def spikes(
     series = pd.Series(values, dtype=float)
     rolling = series.rolling(window, min_periods=least)
     baseline = rolling.median().shift(1).to_numpy()
-    deviation = (series - series.rolling(window, min_periods=least).median()).abs()
+    deviation = (series - series.rolling(window, min_periods=1).median()).abs()
     spread = deviation.rolling(window, min_periods=least).median().shift(1).to_numpy()
     sigma = np.maximum(MAD_TO_SIGMA * spread, 0.01 * np.abs(baseline))
     sigma = np.maximum(sigma, TINY)
