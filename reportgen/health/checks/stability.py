@@ -272,6 +272,8 @@ def _spike_finding(
         max_width=p["max_width"],
         blowup=p["blowup"],
     )
+    least = p.get("min_ratio", 1.0)
+    found = [sp for sp in found if sp.baseline <= 0 or s.values[sp.worst] >= least * sp.baseline]
     if not found:
         return []
     worst = sorted(found, key=lambda sp: -s.values[sp.worst])
@@ -362,10 +364,19 @@ def loss_spike(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     "stability or outlier batches",
     advice="Tighten gradient clipping and lower the learning rate or lengthen warmup; inspect "
     "the batches at the spike steps.",
-    params=spike_params("grad_norm", 6.0, 3.0),
+    params=[
+        *spike_params("grad_norm", 6.0, 3.0),
+        Param(
+            "min_ratio",
+            NUMBER,
+            10.0,
+            "And at least this multiple of the rolling median: gradient norms are heavy-tailed, "
+            "and with clipping a batch at 5–8× the typical norm is routine.",
+        ),
+    ],
 )
 def grad_norm_spike(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
-    """The gradient norm jumped far above its recent level and came back (same rule as loss_spike, with a higher default `min_rel_rise` because gradient norms are noisier)."""
+    """The gradient norm jumped far above its recent level and came back, or blew up (the loss_spike rule, with a higher default `min_rel_rise`, and at least `min_ratio` × the rolling median, because gradient norms are heavy-tailed)."""
     signal = ctx.signal(p["metric"])
     return _spike_finding(ctx, p, signal) if signal else []
 
