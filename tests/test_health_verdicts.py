@@ -39,12 +39,12 @@ def unknown_metrics() -> Rows:
 
 
 def early_jump() -> Rows:
-    """A supervised run of 100 steps whose loss jumps 3.4 → 9.4 and grad norm 0.95 → 642 at
-    step 42, for one step."""
+    """A supervised run of 100 steps whose loss (settling from 4.0 to 3.0) jumps to 9.4 and grad norm
+    0.95 → 642 at step 42, for one step."""
     rng = np.random.default_rng(21)
     rows = []
     for i in range(100):
-        loss = 3.4 * (1 + 0.02 * rng.standard_normal())
+        loss = (3.0 + math.exp(-i / 15)) * (1 + 0.02 * rng.standard_normal())
         grad = 0.95 * (1 + 0.1 * rng.standard_normal())
         if i == 42:
             loss, grad = 9.4, 642.0
@@ -159,6 +159,14 @@ def diverging_with_clipping() -> Rows:
     ]
 
 
+def not_learning() -> Rows:
+    """A language model's loss that stays near ln(vocabulary): 10.78 → 10.63 in 200 steps."""
+    rng = np.random.default_rng(97)
+    return [
+        {"train_loss": 10.78 - 0.15 * i / 200 + 0.03 * rng.standard_normal()} for i in range(200)
+    ]
+
+
 def steady(seed: int, n: int = 100) -> Rows:
     return supervised_curves(seed=seed, n=n)
 
@@ -222,6 +230,7 @@ PLANS = [
     PlannedRun(name="trl-format-only", run_id="trlhack1", rows=trl_grpo(accuracy_zero=True)),
     PlannedRun(name="saturated", run_id="satur001", rows=saturated_reward()),
     PlannedRun(name="short-early", run_id="lencol01", rows=early_length_collapse()),
+    PlannedRun(name="not-learning", run_id="flat0001", rows=not_learning()),
     PlannedRun(
         name="clipped-diverged",
         run_id="clipdiv1",
@@ -443,6 +452,14 @@ def test_a_length_collapse_inside_the_first_window_is_found(report):
         "response_length/mean collapsed from 29.22 (step 0) to 8.92 at the end: below 50% of its "
         "peak from step 8 on"
     )
+
+
+def test_a_loss_that_hardly_moves_is_loss_flat_not_good(report):
+    assert checks(report, "flat0001") == [("loss_flat", "train_loss", 0)]
+    finding = report.run("flat0001").findings[0]
+    assert finding.message.startswith("train_loss hardly moved: it opened at 10.7")
+    assert "not learning" in finding.likely_cause
+    assert report.run("flat0001").verdict == "bad"
 
 
 # --- 6. advice and the config ------------------------------------------------------------------
