@@ -259,6 +259,8 @@ def overlap_note(history: History, run: Run) -> str | None:
     hidden_keys: list[tuple[str, int]] = []
     unplaced_keys: list[tuple[str, str, int]] = []
     for key in history.keys():
+        if key.startswith("_"):  # W&B's own bookkeeping (_runtime, _timestamp) per writer
+            continue
         x = run.x_key_for(key)
         hidden, unplaced = history.overlaps(key, x)
         if hidden:

@@ -232,12 +232,14 @@ def _fragment_order(part: FileContents) -> tuple[float, str]:
 
 
 def _identity_fragment(parts: list[FileContents]) -> FileContents:
-    """The fragment that speaks for the run: the newest one that wrote both the run record and
-    an exit record, else the newest that wrote a run record (a fragment cut off before its run
-    record, or a secondary writer without one, never names the run)."""
-    with_run = [p for p in parts if p.has_run_record]
-    finished = [p for p in with_run if p.exit_code is not None]
-    return (finished or with_run or parts)[-1]
+    """The fragment that speaks for the run (name, tags, group, exit): the newest one that
+    wrote the run record as the run's primary writer (with its metadata records). A fragment
+    cut off before its run record, or a secondary process of a shared-mode run, never names
+    the run nor decides its state while a primary fragment exists. `parts` is in start order."""
+    ranked = sorted(
+        enumerate(parts), key=lambda item: (item[1].has_run_record, item[1].writes_metadata, item[0])
+    )
+    return ranked[-1][1]
 
 
 def _console_tail(parts: list[FileContents]) -> tuple[str, ...]:
@@ -261,7 +263,7 @@ CONSOLE_TAIL_LINES = 60
 _CACHED_FIELDS = (
     "run_id", "entity", "project", "name", "group", "job_type", "notes", "tags", "config",
     "summary", "step_metrics", "exit_code", "records", "size", "mtime", "has_run_record",
-    "last_time", "history_rows",
+    "last_time", "history_rows", "writes_metadata",
 )  # fmt: skip
 
 

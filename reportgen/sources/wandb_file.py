@@ -66,6 +66,9 @@ _KIND_BY_TAG = {
 WANTED_KINDS = frozenset(
     {"run", "config", "summary", "history", "exit", "output", "output_raw", "metric", "stats"}
 )
+# Records only the primary writer of a run writes (its metadata); secondary processes of a
+# shared-mode run (x_primary=False) write none of them.
+PRIMARY_KINDS = frozenset({"environment", "files"})
 CONSOLE_TAIL_CHARS = 16_000
 # Summary records are merged this many at a time (one parse per batch, bounded memory).
 SUMMARY_BATCH = 4096
@@ -319,6 +322,7 @@ class FileContents:
     tags: tuple[str, ...] = ()
     start_time: datetime | None = None
     has_run_record: bool = False
+    writes_metadata: bool = False
     config: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     points: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
@@ -383,6 +387,8 @@ def _read_records(payloads: Iterator[bytes], contents: FileContents) -> None:
     for payload in payloads:
         kind = record_kind(payload)
         if kind not in WANTED_KINDS:
+            if kind in PRIMARY_KINDS:
+                contents.writes_metadata = True
             continue
         if kind == "summary":
             # Roughly two per logged step: merged in batches, decoded only where it matters.
@@ -590,7 +596,8 @@ def find_wandb_files(root: Path) -> tuple[list[Path], list[tuple[Path, Path]]]:
             dirs[:] = []
             continue
         seen_dirs.add((info.st_dev, info.st_ino))
-        dirs.sort()
+        # Real folders before symlinks to them, so that a run is named by its real folder.
+        dirs.sort(key=lambda d: (os.path.islink(os.path.join(folder, d)), d))
         for name in sorted(files):
             if name.startswith("run-") and name.endswith(".wandb"):
                 found.append(Path(folder) / name)
