@@ -272,7 +272,7 @@ def overlap_note(history: History, run: Run) -> str | None:
         total = sum(n for _, n in hidden_keys)
         examples = ", ".join(f"{k} ({n:,})" for k, n in sorted(hidden_keys, key=lambda t: -t[1])[:3])
         parts.append(
-            f"{total:,} logged values of {len(hidden_keys)} keys share their x with a value "
+            f"{total:,} logged values of {_keys(len(hidden_keys))} share their x with a value "
             f"written later (several writers, or steps logged again after a resume), e.g. "
             f"{examples}: curves and tables use the value written last at each x; every "
             "value is kept and counted by `reportgen keys`"
@@ -281,8 +281,12 @@ def overlap_note(history: History, run: Run) -> str | None:
         total = sum(n for _, _, n in unplaced_keys)
         examples = ", ".join(f"{k} (x {x}: {n:,})" for k, x, n in unplaced_keys[:3])
         parts.append(
-            f"{total:,} logged values of {len(unplaced_keys)} keys were logged without their "
+            f"{total:,} logged values of {_keys(len(unplaced_keys))} were logged without their "
             f"declared step metric in the same record, e.g. {examples}: they have no place on "
             "that axis"
         )
     return "; ".join(parts) if parts else None
+
+
+def _keys(count: int) -> str:
+    return f"{count} key" if count == 1 else f"{count} keys"

@@ -136,7 +136,8 @@ def killed(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     timed_out = run.state == "running" and silent is not None and silent > p["after"]
     if run.state not in ("killed", "crashed") and not timed_out:
         return []
-    when = f"; its last sign of life was {_ago(silent)} before this report" if silent else ""
+    # The moment itself, not its distance from the build: the same files give the same words.
+    when = f"; its last sign of life was at {beat:%Y-%m-%d %H:%M:%S} UTC" if beat else ""
     message = f"the run stopped without an exit record after {_last_step(ctx)}{when}"
     steps = ctx.history.steps()
     return [ctx.finding(p, message, step=float(steps[-1]) if len(steps) else None)]
