@@ -187,7 +187,7 @@ def test_a_file_written_moments_ago_is_not_cached(project_copy, tmp_path, monkey
         tmp_path / "s.yaml", OFFLINE_SPEC.format(path=project_copy, out=tmp_path / "out")
     )
     build(spec)
-    assert not list(cache.glob("v1/*/entries/*"))
+    assert not list(cache.glob("v2/*/entries/*"))
 
 
 # --- the cache command -------------------------------------------------------------------------

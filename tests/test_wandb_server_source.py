@@ -326,8 +326,8 @@ def test_a_run_that_grew_fetches_only_its_new_steps(
 ):
     runs = copy.deepcopy(served_runs[False])
     growing = next(run for run in runs if run.id == "rlshort1")
-    later = {s: row for s, row in growing.rows.items() if s >= 1000}
-    growing.rows = {s: row for s, row in growing.rows.items() if s < 1000}
+    later = {row["_step"]: row for row in growing.rows if row["_step"] >= 1000}
+    growing.rows = [row for row in growing.rows if row["_step"] < 1000]
     growing.state = "running"
     with WandbServer(runs, api_key=KEY) as server:
         spec = server_spec(tmp_path, server, filters="{tags: {any: [grpo]}}")
@@ -357,7 +357,7 @@ def test_a_damaged_cache_entry_is_reported_and_fetched_again(
     with serve(served_runs) as server:
         spec = server_spec(tmp_path, server)
         first = csv_files(build(spec).out_dir)
-        (entry,) = wandb_env.glob("v1/wandb-*/entries/rlmid001")
+        (entry,) = wandb_env.glob("v2/wandb-*/entries/rlmid001")
         if damage == "truncated-parquet":
             data = (entry / "history.parquet").read_bytes()
             (entry / "history.parquet").write_bytes(data[: len(data) // 2])
