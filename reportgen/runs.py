@@ -7,7 +7,7 @@ numeric value a run logged and is fetched only for the runs that pass the filter
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -139,6 +139,9 @@ class History:
     def __contains__(self, key: object) -> bool:
         return key in self._columns
 
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
     def __len__(self) -> int:
         return len(self._columns)
 
@@ -258,7 +261,7 @@ def overlap_note(history: History, run: Run) -> str | None:
     declared x; None when every value has an x of its own."""
     hidden_keys: list[tuple[str, int]] = []
     unplaced_keys: list[tuple[str, str, int]] = []
-    for key in history.keys():
+    for key in history:
         if key.startswith("_"):  # W&B's own bookkeeping (_runtime, _timestamp) per writer
             continue
         x = run.x_key_for(key)
@@ -270,7 +273,9 @@ def overlap_note(history: History, run: Run) -> str | None:
     parts = []
     if hidden_keys:
         total = sum(n for _, n in hidden_keys)
-        examples = ", ".join(f"{k} ({n:,})" for k, n in sorted(hidden_keys, key=lambda t: -t[1])[:3])
+        examples = ", ".join(
+            f"{k} ({n:,})" for k, n in sorted(hidden_keys, key=lambda t: -t[1])[:3]
+        )
         parts.append(
             f"{total:,} logged values of {_keys(len(hidden_keys))} share their x with a value "
             f"written later (several writers, or steps logged again after a resume), e.g. "

@@ -4,7 +4,7 @@
 
 ROLE `primary` declares `train/*` against `train/step`, logs five training steps, waits until
 the secondary has finished (FLAG_FILE exists), prints a line and raises: the run's crash.
-ROLE `secondary` declares `rollout/*` against `rollout/step`, logs three rollouts and two
+ROLE `secondary` waits until the primary has logged, then declares `rollout/*` against `rollout/step`, logs three rollouts and two
 `train/loss` values at train steps 3 and 4 (the same key and x as the primary: two writers meet),
 prints its lines and exits cleanly before the primary crashes.
 """
@@ -19,6 +19,11 @@ import wandb
 
 role, out, run_id, flag = sys.argv[1], sys.argv[2], sys.argv[3], Path(sys.argv[4])
 primary = role == "primary"
+started = flag.with_name(flag.name + ".primary")
+if not primary:  # start after the primary has logged: the secondary is the later fragment
+    deadline = time.time() + 60
+    while not started.exists() and time.time() < deadline:
+        time.sleep(0.1)
 settings = wandb.Settings(
     mode="shared", x_label=role, x_primary=primary, x_update_finish_state=primary
 )
@@ -37,6 +42,7 @@ if primary:
     run.define_metric("train/*", step_metric="train/step")
     for i in range(5):
         run.log({"train/step": i, "train/loss": 1.0 / (i + 1), "train/grad_norm": 0.0})
+    started.write_text("logged")
     print("primary: waiting for the rollout worker", flush=True)
     deadline = time.time() + 60
     while not flag.exists() and time.time() < deadline:

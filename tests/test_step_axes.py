@@ -20,8 +20,6 @@ from pathlib import Path
 import pytest
 from conftest import write_spec
 from leet_oracle import leet_records, leet_values, reportgen_values
-from runwriter import PlannedRun, hermetic_env, write_runs
-from wandb_ingest_server import IngestServer
 
 from reportgen import build
 from reportgen.sources.offline import OfflineSource
@@ -36,35 +34,6 @@ def read(root: Path, now: datetime | None = None):
     source = OfflineSource(SourceSpec("wandb-offline", path=str(root)))
     runs = {run.id: run for run in source.list_runs(now=now)}
     return runs, {run_id: source.history(run) for run_id, run in runs.items()}
-
-
-@pytest.fixture(scope="session")
-def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One shared-mode run, written by a primary and a secondary process of the real client."""
-    root = tmp_path_factory.mktemp("shared")
-    child = HERE / "_write_shared_child.py"
-    flag = root / "secondary-done"
-    with IngestServer() as server:
-        env = hermetic_env(root)
-        env.update(WANDB_BASE_URL=server.url, WANDB_API_KEY="k" * 40, WANDB_INIT_TIMEOUT="60")
-        run = [sys.executable, str(child)]
-        primary = subprocess.Popen([*run, "primary", str(root), "shared01", str(flag)], env=env)
-        secondary_env = dict(env, WANDB_X_LABEL="secondary")
-        # The secondary starts after the primary (its folder is the later fragment).
-        subprocess.run([*run, "secondary", str(root), "shared01", str(flag)], env=secondary_env,
-                       check=True, timeout=120)
-        assert primary.wait(timeout=120) == 1  # the primary crashed, as planned
-    return root
-
-
-@pytest.fixture(scope="session")
-def relogged_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run resumed from a checkpoint at step 30 after logging steps 0..39: 30..39 twice."""
-    first = PlannedRun(name="relog", run_id="relog001", exit_code=1,
-                       rows=[{"train/loss": float(s)} for s in range(40)])
-    second = PlannedRun(name="relog", run_id="relog001", resume=True, steps=list(range(30, 60)),
-                        rows=[{"train/loss": 1000.0 + s} for s in range(30, 60)])
-    return write_runs(tmp_path_factory.mktemp("relog"), [first, second])
 
 
 def test_legacy_records_keep_their_step_items():
@@ -146,7 +115,7 @@ def test_a_resumed_run_that_logs_steps_again_keeps_both_and_says_so(relogged_dir
     spec = write_spec(
         tmp_path / "spec.yaml",
         f'version: 1\nsource: {{type: wandb-offline, path: "{relogged_dir}"}}\n'
-        f"metrics: {{loss: train/loss}}\noutputs: {{dir: \"{tmp_path / 'out'}\"}}\n",
+        f'metrics: {{loss: train/loss}}\noutputs: {{dir: "{tmp_path / "out"}"}}\n',
     )
     notes = build(spec).report.run("relog001").notes
     assert any(n.startswith("10 logged values of 1 key share their x") for n in notes)
@@ -189,7 +158,10 @@ def test_two_builds_a_month_apart_in_mtime_and_a_day_apart_in_time_agree(project
         env = dict(os.environ, REPORTGEN_CACHE_DIR=str(tmp_path / f"cache{days}"))
         done = subprocess.run(
             [sys.executable, "-m", "reportgen", "build", str(spec), "--now", now],
-            env=env, capture_output=True, text=True, check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         assert done.returncode in (0, 1), done.stderr
         report = json.loads((out / "report.json").read_text())

@@ -61,7 +61,11 @@ class IngestServer:
                         "summaryMetrics": "{}",
                         "eventsLineCount": 0,
                         "createdAt": "2026-01-01T00:00:00",
-                        "project": {"id": "p", "name": project, "entity": {"id": "e", "name": entity}},
+                        "project": {
+                            "id": "p",
+                            "name": project,
+                            "entity": {"id": "e", "name": entity},
+                        },
                     },
                     "inserted": True,
                 }

@@ -135,7 +135,7 @@ def runs_from_folder(root: Path, *, export_finished: bool = False) -> list[Serve
         history = source.history(run)
         # One served record per history record of the files (a sync uploads each of them).
         by_row: dict[int, dict[str, Any]] = {}
-        for key in history.keys():
+        for key in history:
             column = history.column(key)
             assert column is not None
             for row, step, value in zip(column.rows, column.steps, column.values, strict=True):

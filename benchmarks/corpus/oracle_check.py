@@ -33,11 +33,20 @@ from leet_oracle import leet_records, leet_values, reportgen_values  # noqa: E40
 def keys_counts(folder: Path) -> tuple[Counter[str], str]:
     """`reportgen keys` value counts per key for one folder (and stderr, if it failed)."""
     done = subprocess.run(
-        [str(Path(sys.executable).with_name("reportgen")), "keys", "--source", str(folder), "--json"],
+        [
+            str(Path(sys.executable).with_name("reportgen")),
+            "keys",
+            "--source",
+            str(folder),
+            "--json",
+        ],
         capture_output=True,
         text=True,
         check=False,
-        env=dict(os.environ, REPORTGEN_CACHE_DIR=os.environ.get("REPORTGEN_CACHE_DIR", "/tmp/oracle-cache")),
+        env=dict(
+            os.environ,
+            REPORTGEN_CACHE_DIR=os.environ.get("REPORTGEN_CACHE_DIR", "/tmp/oracle-cache"),
+        ),
     )
     if done.returncode != 0:
         return Counter(), done.stderr.strip()
@@ -47,7 +56,9 @@ def keys_counts(folder: Path) -> tuple[Counter[str], str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--corpus", type=Path, default=Path("/work/corpus"))
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
@@ -88,9 +99,14 @@ def main() -> None:
         totals["values_equal"] += sum((leet_counts & ours_counts).values())
         for key in sorted(set(leet_counts) | set(ours_counts)):
             if leet_counts[key] != ours_counts[key]:
-                bad_keys.append(f"{folder.name}: {key}: ours {ours_counts[key]}, leet {leet_counts[key]}")
-        print(f"{folder.name}: {len(files)} files, {len(runs)} runs, "
-              f"{sum(ours_counts.values()):,} / {sum(leet_counts.values()):,} values", flush=True)
+                bad_keys.append(
+                    f"{folder.name}: {key}: ours {ours_counts[key]}, leet {leet_counts[key]}"
+                )
+        print(
+            f"{folder.name}: {len(files)} files, {len(runs)} runs, "
+            f"{sum(ours_counts.values()):,} / {sum(leet_counts.values()):,} values",
+            flush=True,
+        )
 
     def pct(equal: int, total: int) -> str:
         return f"{100.0 * equal / total:.2f} %" if total else "n/a"
@@ -98,11 +114,15 @@ def main() -> None:
     print()
     print(f"corpus: {args.corpus} ({len(folders)} folders), {time.perf_counter() - started:.0f} s")
     print(f"files: {totals['files']:,}   runs: {totals['runs']:,}")
-    print(f"reportgen keys values: ours {totals['values_ours']:,}, leet {totals['values_leet']:,}, "
-          f"agreement {pct(totals['values_equal'], max(totals['values_leet'], totals['values_ours']))}")
-    print(f"(key, step, x, value) per file: ours {totals['tuples_ours']:,}, "
-          f"leet {totals['tuples_leet']:,}, agreement "
-          f"{pct(totals['tuples_equal'], max(totals['tuples_leet'], totals['tuples_ours']))}")
+    print(
+        f"reportgen keys values: ours {totals['values_ours']:,}, leet {totals['values_leet']:,}, "
+        f"agreement {pct(totals['values_equal'], max(totals['values_leet'], totals['values_ours']))}"
+    )
+    print(
+        f"(key, step, x, value) per file: ours {totals['tuples_ours']:,}, "
+        f"leet {totals['tuples_leet']:,}, agreement "
+        f"{pct(totals['tuples_equal'], max(totals['tuples_leet'], totals['tuples_ours']))}"
+    )
     print(f"files that disagree: {len(bad_files)}; keys whose counts disagree: {len(bad_keys)}")
     for line in (bad_files + bad_keys)[:40]:
         print("  " + line)

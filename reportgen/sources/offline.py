@@ -237,7 +237,8 @@ def _identity_fragment(parts: list[FileContents]) -> FileContents:
     cut off before its run record, or a secondary process of a shared-mode run, never names
     the run nor decides its state while a primary fragment exists. `parts` is in start order."""
     ranked = sorted(
-        enumerate(parts), key=lambda item: (item[1].has_run_record, item[1].writes_metadata, item[0])
+        enumerate(parts),
+        key=lambda item: (item[1].has_run_record, item[1].writes_metadata, item[0]),
     )
     return ranked[-1][1]
 

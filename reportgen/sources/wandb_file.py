@@ -189,20 +189,29 @@ def iter_payloads(stream: IO[bytes], size: int, damages: list[Damage]) -> Iterat
         pos = stop
         if kind == FULL:
             if pending is not None:
-                losses.add(pending_at, base + start - CHUNK_HEADER - pending_at,
-                           "a record was left incomplete")
+                losses.add(
+                    pending_at,
+                    base + start - CHUNK_HEADER - pending_at,
+                    "a record was left incomplete",
+                )
                 pending = None
             yield chunk
         elif kind == FIRST:
             if pending is not None:
-                losses.add(pending_at, base + start - CHUNK_HEADER - pending_at,
-                           "a record was left incomplete")
+                losses.add(
+                    pending_at,
+                    base + start - CHUNK_HEADER - pending_at,
+                    "a record was left incomplete",
+                )
             pending = [chunk]
             pending_at = base + start - CHUNK_HEADER
         elif pending is None:
             # The tail of a record whose start was lost: part of the previous loss, if any.
-            losses.add(base + start - CHUNK_HEADER, CHUNK_HEADER + length,
-                       "a record continues a lost start")
+            losses.add(
+                base + start - CHUNK_HEADER,
+                CHUNK_HEADER + length,
+                "a record continues a lost start",
+            )
         elif kind == MIDDLE:
             pending.append(chunk)
         else:

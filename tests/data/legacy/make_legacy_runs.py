@@ -67,8 +67,12 @@ def main() -> None:
         out = Path(tmp) / "out"
         out.mkdir()
         env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-        env.update(WANDB_SILENT="true", WANDB_CONFIG_DIR=str(Path(tmp) / "config"),
-                   WANDB_CACHE_DIR=str(Path(tmp) / "cache"), WANDB_ERROR_REPORTING="false")
+        env.update(
+            WANDB_SILENT="true",
+            WANDB_CONFIG_DIR=str(Path(tmp) / "config"),
+            WANDB_CACHE_DIR=str(Path(tmp) / "cache"),
+            WANDB_ERROR_REPORTING="false",
+        )
         subprocess.run([str(venv / "bin" / "python"), "-c", CHILD, str(out)], check=True, env=env)
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir()
