@@ -155,12 +155,11 @@ def iter_payloads(stream: IO[bytes], size: int, damages: list[Damage]) -> Iterat
         checksum, length, kind = unpack("<IHB", buf, pos)
         start = pos + CHUNK_HEADER
         stop = start + length
-        intact = (
-            kind in type_crcs
-            and length <= room - CHUNK_HEADER
-            and stop <= end
-            and crc32(buf[start:stop], type_crcs[kind]) == checksum
-        )
+        if kind in type_crcs and length <= room - CHUNK_HEADER and stop <= end:
+            chunk = buf[start:stop]
+            intact = crc32(chunk, type_crcs[kind]) == checksum
+        else:
+            intact = False
         if not intact:
             if lost_from is None:
                 # The first bad byte: what is lost reaches back to a record left incomplete.
@@ -185,7 +184,6 @@ def iter_payloads(stream: IO[bytes], size: int, damages: list[Damage]) -> Iterat
         if lost_from is not None:
             losses.add(lost_from, base + pos - lost_from, lost_reason)
             lost_from = None
-        chunk = buf[start:stop]
         pos = stop
         if kind == FULL:
             if pending is not None:
