@@ -100,7 +100,7 @@ def read_sources(path: Path) -> list[Source]:
             continue
         parts = line.split(maxsplit=2)
         if len(parts) < 2 or "/" not in parts[0] or not re.fullmatch(r"[0-9a-f]{40}", parts[1]):
-            raise SystemExit(f"{path}:{number}: expected 'owner/name <40-hex commit> <note>'")
+            raise ValueError(f"{path}:{number}: expected 'owner/name <40-hex commit> <note>'")
         sources.append(Source(parts[0], parts[1], parts[2] if len(parts) > 2 else ""))
     return sources
 
@@ -232,7 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     heldout = read_heldout(args.heldout)
-    sources = read_sources(args.repos)
+    try:
+        sources = read_sources(args.repos)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     claimed: dict[str, Claimed] = {}
     per_repo: dict[str, Counts] = {}
     skipped: list[str] = []
@@ -246,7 +250,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipped {source.repo}: no git dir under {args.mirror}", file=sys.stderr)
             skipped.append(source.repo)
             continue
-        counts = build_source(source, git_dir, args.out, claimed.setdefault(source.repo, Claimed()))
+        try:
+            counts = build_source(
+                source, git_dir, args.out, claimed.setdefault(source.repo, Claimed())
+            )
+        except RuntimeError as exc:
+            print(f"skipped {source.repo} at {source.commit[:12]}: {exc}", file=sys.stderr)
+            skipped.append(source.repo)
+            continue
         per_repo.setdefault(source.repo, Counts()).add(counts)
 
     total = Counts()
@@ -262,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{total.bytes} bytes, {len(total.missing)} absent from the snapshots"
         + (f", {len(skipped)} skipped" if skipped else "")
     )
+    # 1: some listed repository could not be read (held out, no mirror, commit missing).
     return 1 if skipped else 0
 
 
