@@ -113,7 +113,7 @@ def crashed(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     "killed",
     severity="ugly",
     presets=BOTH,
-    looks_at="the run's state and the time of its last sign of life (heartbeat or file change)",
+    looks_at="the run's state and the time of its last sign of life (server heartbeat, or the newest timestamp inside its files)",
     cause="the process was killed from outside: pre-emption, the kernel's OOM killer, a node "
     "failure or a job time limit",
     advice="Check the scheduler and kernel logs (dmesg for the OOM killer) around the last "
