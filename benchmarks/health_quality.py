@@ -113,9 +113,7 @@ def load_labels(path: Path) -> list[Label]:
 
 
 def matches(finding: Finding, problem: Problem) -> bool:
-    return finding.check in problem.checks and (
-        problem.key is None or problem.key == finding.key
-    )
+    return finding.check in problem.checks and (problem.key is None or problem.key == finding.key)
 
 
 def score(corpus: Path, labels: list[Label], verbose: bool) -> None:

@@ -18,7 +18,7 @@ from reportgen.analysis import Analysis
 from reportgen.baseline import BaselineComparison
 from reportgen.curves import smooth, thin
 from reportgen.metrics import MetricStats, ResolvedMetric, SampledTable, describe, goal_for
-from reportgen.runs import History, Run
+from reportgen.runs import History, Run, overlap_note
 from reportgen.select import SelectionResult
 from reportgen.spec import Spec
 
@@ -343,6 +343,9 @@ def _run_report(
     steps = history.steps()
     metric_reports = []
     notes = list(run.read_notes)
+    overlaps = overlap_note(history, run)
+    if overlaps:
+        notes.append(overlaps)
     for alias, metric in resolved.items():
         note = None if metric.found else metric.missing_note(run.name)
         if note:
@@ -371,7 +374,7 @@ def _run_report(
         summary=run.summary,
         first_step=int(steps[0]) if len(steps) else None,
         last_step=int(steps[-1]) if len(steps) else None,
-        rows=len(steps),
+        rows=history.row_count(),
         metrics=tuple(metric_reports),
         verdict=verdict(findings, health.unjudged),
         findings=tuple(findings),

@@ -57,7 +57,7 @@ def rl_blowups() -> Rows:
     train/loss (a policy loss) reaches 3.8e5 at step 200, each for one or two steps."""
     rows = rl_curves(seed=31, n=400)
     rng = np.random.default_rng(31)
-    for i, row in enumerate(rows):
+    for row in rows:
         row["actor/grad_norm"] = 5.7 * float(np.exp(0.2 * rng.standard_normal()))
         row["train/loss"] = 0.5 + 0.05 * float(rng.standard_normal())
     rows[120]["actor/grad_norm"] = 3e8

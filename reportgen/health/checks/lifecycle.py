@@ -343,7 +343,7 @@ def ended_early(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     "killed",
     severity="ugly",
     presets=BOTH,
-    looks_at="the run's state and the time of its last sign of life (heartbeat or file change)",
+    looks_at="the run's state and the time of its last sign of life (server heartbeat, or the newest timestamp inside its files)",
     cause="the process was killed from outside: pre-emption, the kernel's OOM killer, a node "
     "failure or a job time limit",
     advice="Check the scheduler and kernel logs (dmesg for the OOM killer) around the last "
@@ -368,7 +368,8 @@ def killed(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
         return []
     if _stopped_by_user(ctx) is not None:
         return []  # a Ctrl-C that left no exit record: `stopped` says so
-    when = f"; its last sign of life was {_ago(silent)} before this report" if silent else ""
+    # The moment itself, not its distance from the build: the same files give the same words.
+    when = f"; its last sign of life was at {beat:%Y-%m-%d %H:%M:%S} UTC" if beat else ""
     message = f"the run stopped without an exit record {_last_step(ctx)}{plan_note(ctx)}{when}"
     steps = ctx.history.steps()
     return [ctx.finding(p, message, step=float(steps[-1]) if len(steps) else None)]
