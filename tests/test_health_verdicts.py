@@ -167,6 +167,15 @@ def not_learning() -> Rows:
     ]
 
 
+def per_update_kl_high() -> Rows:
+    """A verl-style run whose per-update KL sits at 0.3 from step 100 on."""
+    rows = rl_curves(seed=99, n=300)
+    for i, row in enumerate(rows):
+        if i >= 100:
+            row["actor/ppo_kl"] = 0.3
+    return rows
+
+
 def steady(seed: int, n: int = 100) -> Rows:
     return supervised_curves(seed=seed, n=n)
 
@@ -231,6 +240,12 @@ PLANS = [
     PlannedRun(name="saturated", run_id="satur001", rows=saturated_reward()),
     PlannedRun(name="short-early", run_id="lencol01", rows=early_length_collapse()),
     PlannedRun(name="not-learning", run_id="flat0001", rows=not_learning()),
+    PlannedRun(
+        name="one-epoch-kl",
+        run_id="klepoch1",
+        rows=per_update_kl_high(),
+        config={"actor": {"ppo_epochs": 1, "optim": {"lr": 1e-6}}},
+    ),
     PlannedRun(
         name="clipped-diverged",
         run_id="clipdiv1",
@@ -471,6 +486,14 @@ def test_advice_tightens_clipping_that_the_config_already_turns_on(report):
     assert finding.next_step == (
         "Lower the learning rate 3–10× (optim.lr is 0.5) and tighten gradient clipping "
         "(optim.gradient_clipping is true)."
+    )
+
+
+def test_advice_never_asks_for_fewer_than_one_epoch(report):
+    finding = only(report, "klepoch1", "kl_high")
+    assert finding.step == 100
+    assert finding.next_step == (
+        "Lower the learning rate (actor.optim.lr is 1e-06), or tighten the clip range."
     )
 
 

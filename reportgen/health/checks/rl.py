@@ -138,15 +138,24 @@ KL_TOO_BIG = (
 KL_COEF_KEYS = ("kl_coef", "kl_loss_coef", "beta", "init_kl_coef", "kl_ctl")
 
 
+EPOCH_KEYS = ("ppo_epochs", "num_ppo_epochs", "update_epochs", "num_iterations")
+
+
+def _fewer_updates(ctx: CheckContext, what: str) -> str:
+    """` or the number of {what} (ppo_epochs is 4)`, left out when the config says there is
+    only one (advice must not ask for fewer than one)."""
+    found = ctx.config(*EPOCH_KEYS)
+    if found is not None and isinstance(found[1], (int, float)) and found[1] <= 1:
+        return ""
+    return f" or the number of {what}{ctx.config_text(*EPOCH_KEYS)}"
+
+
 def _kl_advice(ctx: CheckContext) -> str:
     """Per-update KL too large: fewer or smaller updates first (a KL-to-reference penalty
     does not bound the step of one update)."""
     lr = ctx.config_text("lr", "learning_rate")
-    epochs = ctx.config_text("ppo_epochs", "num_ppo_epochs", "update_epochs", "num_iterations")
-    return (
-        f"Lower the learning rate{lr} or the number of updates per batch{epochs}, or tighten "
-        "the clip range."
-    )
+    fewer = _fewer_updates(ctx, "updates per batch")
+    return f"Lower the learning rate{lr}{fewer}, or tighten the clip range."
 
 
 @check(
@@ -313,10 +322,8 @@ def clipfrac_high(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     s = _prepared(ctx, p)
     if s is None:
         return []
-    advice = (
-        f"Lower the learning rate{ctx.config_text('lr', 'learning_rate')} or the number of PPO "
-        f"epochs per batch{ctx.config_text('ppo_epochs', 'num_ppo_epochs', 'update_epochs')}."
-    )
+    lr = ctx.config_text("lr", "learning_rate")
+    advice = f"Lower the learning rate{lr}{_fewer_updates(ctx, 'PPO epochs per batch')}."
     found = _held_above(ctx, p, s, p["threshold"], "most updates are being clipped")
     return [_with_advice(f, advice) for f in found]
 
