@@ -176,6 +176,14 @@ def per_update_kl_high() -> Rows:
     return rows
 
 
+def cut_schedule() -> Rows:
+    """A healthy run whose cosine learning-rate schedule (1000 steps) stops at step 399."""
+    rows = supervised_curves(seed=7, n=400)
+    for i, row in enumerate(rows):
+        row["lr"] = 3e-4 * 0.5 * (1 + math.cos(math.pi * i / 1000))
+    return rows
+
+
 def steady(seed: int, n: int = 100) -> Rows:
     return supervised_curves(seed=seed, n=n)
 
@@ -240,6 +248,7 @@ PLANS = [
     PlannedRun(name="saturated", run_id="satur001", rows=saturated_reward()),
     PlannedRun(name="short-early", run_id="lencol01", rows=early_length_collapse()),
     PlannedRun(name="not-learning", run_id="flat0001", rows=not_learning()),
+    PlannedRun(name="cut-schedule", run_id="lrcut001", rows=cut_schedule()),
     PlannedRun(
         name="one-epoch-kl",
         run_id="klepoch1",
@@ -374,6 +383,15 @@ def test_exit_0_at_step_51_of_900_planned_is_ended_early(report):
     assert report.run("early001").verdict == "bad"
     assert checks(report, "planned1") == []
     assert report.run("planned1").verdict == "good"
+
+
+def test_a_learning_rate_schedule_cut_short_is_ended_early(report):
+    finding = only(report, "lrcut001", "ended_early")
+    assert finding.step == 399
+    assert finding.message.startswith(
+        "the run ended while its learning rate was still decaying: lr was 0.0001968 at the end, "
+        "66% of its peak 0.0003 (step 0)"
+    )
 
 
 def test_a_crash_before_any_step_says_so(report):

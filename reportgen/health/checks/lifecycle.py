@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from reportgen.health.context import CheckContext
+from reportgen.health.context import CheckContext, num
 from reportgen.health.registry import DURATION, FRACTION, Param, check
 from reportgen.report import Finding
 
@@ -299,7 +299,8 @@ def plan_note(ctx: CheckContext) -> str:
     severity="bad",
     presets=BOTH,
     looks_at="the run's last step (and the trainer's step or epoch counter) against the length "
-    "its config plans: max_steps, total_training_steps, train_iters, epochs × steps per epoch",
+    "its config plans: max_steps, total_training_steps, train_iters, epochs × steps per epoch; "
+    "else its learning-rate schedule",
     cause="the run ended well before the length it was configured for, without an error: a "
     "time limit, a manual stop, or an early exit in the training script",
     advice="Resume from the last checkpoint to reach the planned length, or judge the run as a "
@@ -314,7 +315,7 @@ def plan_note(ctx: CheckContext) -> str:
     ],
 )
 def ended_early(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
-    """A run that finished with exit code 0 (crashed, killed and stopped runs say so in their own findings, with the planned length) reached less than `fraction` of the length its config plans: the largest of its last `_step` and of a logged step counter (train/global_step, …) against max_steps / total_training_steps / train_iters (or epochs × steps per epoch), or its logged episode counter against total_episodes (TRL's PPO), or its last logged epoch against num_train_epochs."""
+    """A run that finished with exit code 0 (crashed, killed and stopped runs say so in their own findings, with the planned length) reached less than `fraction` of the length its config plans: the largest of its last `_step` and of a logged step counter (train/global_step, …) against max_steps / total_training_steps / train_iters (or epochs × steps per epoch), or its logged episode counter against total_episodes (TRL's PPO), or its last logged epoch against num_train_epochs. When the config names no length, a learning rate that was decaying steadily from its peak and ended above half of it shows a schedule cut short."""
     run = ctx.run
     if run.state != "finished" or run.exit_code not in (None, 0) or not len(ctx.history.steps()):
         return []  # crashed, killed, stopped and running runs say so in their own findings
@@ -336,6 +337,48 @@ def ended_early(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
             f"{reached / total:.0%} of its planned length"
         )
         return [ctx.finding(p, message, step=float(steps[-1]), value=reached)]
+    if plan is None and other is None:
+        return _unfinished_schedule(ctx, p)
+    return []
+
+
+LR_KEYS = (
+    "train/learning_rate",
+    "learning_rate",
+    "train/lr",
+    "lr",
+    "actor/lr",
+    "optim/lr",
+    "trainer/learning_rate",
+)
+# A decaying learning rate that ended above this share of its peak had not run its schedule.
+SCHEDULE_LEFT = 0.5
+
+
+def _unfinished_schedule(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
+    """Without a planned length in the config, a learning rate that was decaying steadily from
+    its peak (at least 10 logged points, never rising again) and ended above half of that peak
+    shows a schedule cut short: decay schedules (cosine, linear) are built to end near 0."""
+    for key in LR_KEYS:
+        if key not in ctx.history:
+            continue
+        series = ctx.history.series(key)
+        values = series.to_numpy(dtype=float)
+        keep = np.isfinite(values)
+        values, at = values[keep], series.index.to_numpy()[keep]
+        if len(values) < 10 or values.max() <= 0:
+            return []
+        top = int(np.argmax(values))
+        peak, after, last = float(values[top]), values[top:], float(values[-1])
+        decaying = len(after) >= 10 and bool(np.all(np.diff(after) <= 1e-9 * peak))
+        if not decaying or not (SCHEDULE_LEFT * peak < last < 0.95 * peak):
+            return []
+        message = (
+            f"the run ended while its learning rate was still decaying: {key} was {num(last)} "
+            f"at the end, {last / peak:.0%} of its peak {num(peak)} (step {at[top]:g}); a "
+            "decay schedule ends near 0, so the run stopped well before its planned length"
+        )
+        return [ctx.finding(p, message, step=float(at[-1]), value=last)]
     return []
 
 
