@@ -69,6 +69,8 @@ def _flat(items: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def _text(value: float | None) -> str | None:
     if value is None:
         return None
+    if value == 0:  # leet's JSON prints a logged -0.0 as 0: the sign of zero is not compared
+        return "0.0"
     return "nan" if math.isnan(value) else repr(float(value))
 
 
