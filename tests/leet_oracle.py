@@ -16,20 +16,26 @@ import fnmatch
 import json
 import math
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 Value = tuple[str, int, str | None, str]
 
-WANDB = Path(sys.executable).with_name("wandb")
+def _core() -> Path:
+    """The Go binary `wandb leet` runs (called directly: the Python CLI costs seconds a call)."""
+    import wandb
+
+    return Path(wandb.__file__).parent / "bin" / "wandb-core"
 _SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 def leet_records(path: Path, timeout: float = 600) -> list[dict[str, Any]]:
+    """`wandb leet inspect --json FILE`, every record of the file as a dict."""
+    path = path.resolve()
+    command = [str(_core()), "leet", "inspect", "--json", "--no-observability"]
     done = subprocess.run(
-        [str(WANDB), "leet", "inspect", "--json", str(path)],
+        [*command, "--run-file", str(path), str(path.parent.parent)],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -63,6 +69,8 @@ def _flat(items: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def _text(value: float | None) -> str | None:
     if value is None:
         return None
+    if value == 0:  # leet's JSON prints a logged -0.0 as 0: the sign of zero is not compared
+        return "0.0"
     return "nan" if math.isnan(value) else repr(float(value))
 
 

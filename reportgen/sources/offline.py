@@ -84,7 +84,9 @@ class OfflineSource:
                 progress(done, len(files), path.parent.name)
             run_id = contents.run_id or _id_from_path(path)
             fragments[run_id].append((contents, history))
-        moment = now.timestamp() if now is not None else self._now
+        # The time runs are judged at: this source's own `now` if it was given one, else the
+        # build's (`--now`), else the clock.
+        moment = self._now if self._now is not None else (now.timestamp() if now else None)
         if moment is None:
             moment = time.time()
         found = []
