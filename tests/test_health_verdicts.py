@@ -337,7 +337,7 @@ def test_preset_none_judges_nothing_even_a_crash(runs_dir, tmp_path):
     )
     for run in report.runs:
         assert (run.verdict, run.findings) == ("unjudged", ())
-        assert run.health.unjudged.startswith("not checked: no health check is enabled")
+        assert run.health.unjudged == "no health check is enabled (health.preset is none)"
 
 
 # --- 2. how a run ended ------------------------------------------------------------------------

@@ -108,7 +108,7 @@ def unjudged_reason(context: CheckContext, ids: list[str]) -> str | None:
     reading as "good".
     """
     if not ids:
-        return "not checked: no health check is enabled (health.preset is none)"
+        return "no health check is enabled (health.preset is none)"
     if not len(context.history.steps()):
         return "not enough data: the run logged no step"
     signals = context.resolver.tracked()
