@@ -400,7 +400,9 @@ def make_parser() -> argparse.ArgumentParser:
         "(at most 2,000 characters)",
     )
     build.add_argument(
-        "--json", action="store_true", help="print the summary as one line of JSON (implies --summary)"
+        "--json",
+        action="store_true",
+        help="print the summary as one line of JSON (implies --summary)",
     )
     build.add_argument(
         "--now",

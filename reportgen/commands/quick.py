@@ -62,7 +62,9 @@ def export(request: ExportRequest, progress: Any = None) -> BuildResult:
     return run_document(export_document(request), "export", progress=progress)
 
 
-def health(source: str, runs: RunChoice, fail_on: str = "never", out_dir: str | None = None) -> BuildResult:
+def health(
+    source: str, runs: RunChoice, fail_on: str = "never", out_dir: str | None = None
+) -> BuildResult:
     return run_document(health_document(source, runs, fail_on, out_dir), "health")
 
 
@@ -118,9 +120,7 @@ def show(
         every=every or 1,
         out_dir=out_dir,
     )
-    aliases = {
-        key: name for name, key in doc["metrics"].items() if isinstance(key, str)
-    }
+    aliases = {key: name for name, key in doc["metrics"].items() if isinstance(key, str)}
     history: tuple[str, ...] = ()
     if where or evals or every:
         derived = [name for name, rule in doc["metrics"].items() if isinstance(rule, dict)]
@@ -133,7 +133,11 @@ def show(
 
 
 def compare(
-    source_text: str, run_refs: Sequence[str], metrics: Sequence[str] = (), out_dir: str | None = None, dry_run: bool = False
+    source_text: str,
+    run_refs: Sequence[str],
+    metrics: Sequence[str] = (),
+    out_dir: str | None = None,
+    dry_run: bool = False,
 ) -> tuple[dict[str, Any], BuildResult | None]:
     """Runs against the first: config differences, and every key they all logged (or
     `metrics`) as summary values with change, percent and better/worse."""
@@ -338,8 +342,7 @@ def add_quick_verbs(verbs: Any) -> None:
         "-o",
         "--output",
         metavar="FILE.csv",
-        help="the CSV file (several runs without --pick: FILE_<run>.csv; "
-        "default: outputs/export/)",
+        help="the CSV file (several runs without --pick: FILE_<run>.csv; default: outputs/export/)",
     )
     run_filters(export)
     common(export, None)

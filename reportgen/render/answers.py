@@ -122,8 +122,9 @@ def render_show(
         values = "" if row.min is None else f", {format_number(row.min)}–{format_number(row.max)}"
         bad = f", {row.non_finite} non-finite" if row.non_finite else ""
         lines.append(f"  {name}: {row.type}, {row.count}{span}{values}{bad}")
+    keyed = set(aliases.values())
     for metric in run.metrics:
-        if metric.key is None and metric.stats is not None:  # an --eval expression
+        if metric.alias not in keyed and metric.stats is not None:  # an --eval expression
             s = metric.stats
             lines.append(
                 f"  {metric.alias} (eval): float, {s.points}, "
@@ -146,8 +147,7 @@ def _history(report: Report, columns: Sequence[str], max_rows: int) -> list[str]
     lines = [f"[HISTORY] {table.x}, " + ", ".join(names)]
     for i, step in enumerate(table.steps[:max_rows]):
         cells = [
-            format_number(float(table.values[c][i])) if table.present[c][i] else ""
-            for c in names
+            format_number(float(table.values[c][i])) if table.present[c][i] else "" for c in names
         ]
         lines.append("  " + ", ".join([format_number(int(step)), *cells]))
     if table.rows > max_rows:

@@ -248,7 +248,9 @@ def _text(report: Report, data: dict[str, Any]) -> str:
             lines.append(_clip(f"    {f['check']}{_step(f['step'])}: {f['message']}"))
         if problem["more_findings"]:
             more_findings = problem["more_findings"]
-            lines.append(f"    … and {more_findings} more finding{'s' if more_findings > 1 else ''}")
+            lines.append(
+                f"    … and {more_findings} more finding{'s' if more_findings > 1 else ''}"
+            )
     more("problems")
     if data["notes"]:
         lines.append("notes:")
