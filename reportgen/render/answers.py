@@ -144,7 +144,7 @@ def render_show(
 def _history(report: Report, columns: Sequence[str], max_rows: int) -> list[str]:
     table = report.tables[0]
     names = [c for c in columns if c in table.values]
-    lines = [f"[HISTORY] {table.x}, " + ", ".join(names)]
+    lines = ["[HISTORY] step, " + ", ".join(names)]
     for i, step in enumerate(table.steps[:max_rows]):
         cells = [
             format_number(float(table.values[c][i])) if table.present[c][i] else "" for c in names
