@@ -30,20 +30,30 @@ _PICK_WORDS = {"min": "lowest", "max": "highest"}
 
 @dataclass
 class _Caps:
-    """How many items of each section are shown; shrunk until the text fits its bound."""
+    """How many items of each section are shown; shrunk until the text fits its bound.
+
+    The least telling section gives way first: the problems list (the verdict counts stay),
+    then the notes, then the tables, and the selections last.
+    """
 
     selections: int = 12
     tables: int = 12
     runs: int = 12
     notes: int = 6
 
+    def fit(self, counts: dict[str, int]) -> None:
+        for name, count in counts.items():
+            setattr(self, name, max(1, min(getattr(self, name), count)))
+
     def shrink(self) -> bool:
-        """Halve the largest cap; False when nothing can shrink any more."""
-        name, value = max(vars(self).items(), key=lambda item: item[1])
-        if value <= 1:
-            return False
-        setattr(self, name, value // 2)
-        return True
+        """Halve the first section (in giving-way order) that still shows more than one item;
+        False when every section is down to one."""
+        for name in ("runs", "notes", "tables", "selections"):
+            value = getattr(self, name)
+            if value > 1:
+                setattr(self, name, value // 2)
+                return True
+        return False
 
 
 def _clip(text: str, width: int = LINE_WIDTH) -> str:
@@ -267,6 +277,19 @@ def _text(report: Report, data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _fitted_caps(report: Report) -> _Caps:
+    caps = _Caps()
+    caps.fit(
+        {
+            "selections": len(report.selections),
+            "tables": len(report.tables),
+            "runs": sum(1 for r in report.runs if r.verdict != "good"),
+            "notes": len(answer_notes(report)),
+        }
+    )
+    return caps
+
+
 def render_summary(
     report: Report,
     out_dir: Path | None = None,
@@ -274,7 +297,7 @@ def render_summary(
     limit: int = DEFAULT_LIMIT,
 ) -> str:
     """The summary as text, at most `limit` characters (sections shrink to fit)."""
-    caps = _Caps()
+    caps = _fitted_caps(report)
     while True:
         text = _text(report, summary_data(report, out_dir, written, caps))
         if len(text) <= limit or not caps.shrink():
@@ -288,7 +311,7 @@ def render_summary_json(
     limit: int = 2 * DEFAULT_LIMIT,
 ) -> str:
     """The summary as one line of JSON, shrunk the same way to at most about `limit` chars."""
-    caps = _Caps()
+    caps = _fitted_caps(report)
     while True:
         data = summary_data(report, out_dir, written, caps)
         text = dumps(data)
