@@ -133,9 +133,9 @@ def render_show(
     if report.analysis.stats is not None:
         table = report.analysis.stats
         lines.append("[STATS] " + ", ".join(table.stats))
-        for row in table.rows:
-            cells = ", ".join(format_number(row.values.get(stat)) for stat in table.stats)
-            lines.append(f"  {row.alias}: {cells}")
+        for stats_row in table.rows:
+            cells = ", ".join(format_number(stats_row.values.get(s)) for s in table.stats)
+            lines.append(f"  {stats_row.alias}: {cells}")
     if history and report.tables:
         lines += _history(report, history, max_rows)
     return "\n".join(lines) + "\n"
