@@ -24,6 +24,7 @@ from reportgen.spec import Spec, parse_spec
 PICKS = ("min", "max")
 REDUCTIONS = ("mean", "last", "min", "max", "first")
 ALIGNS = ("exact", "asof", "nearest", "interpolate")
+SHOW_STATS = ("count", "non_finite", "first", "last", "mean", "min", "p50", "max")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -277,8 +278,7 @@ def show_document(
         "sampling": {"x": "_step", "start": 0, "every": every, "align": "exact"},
     }
     if stats:
-        doc["stats"] = {"stats": ["count", "non_finite", "first", "last", "mean", "min",
-                                  "p50", "max"]}  # fmt: skip
+        doc["stats"] = {"stats": list(SHOW_STATS)}
     doc["outputs"] = _outputs(out_dir, "show")
     if where:
         doc["outputs"]["csv"] = {"where": where}

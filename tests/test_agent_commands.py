@@ -322,3 +322,20 @@ def test_build_summary_json_is_one_line(tmp_path, capsys):
     }
     assert data["verdicts"] == {"good": 5, "ugly": 3}
     assert not math.isnan(data["selections"][0]["value"])
+
+
+def test_mcp_without_the_sdk_says_how_to_install_it():
+    """The core never needs the `mcp` package; `reportgen mcp` without it is one line, exit 2."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['mcp'] = None\n"
+        "from reportgen.cli import main\n"
+        "sys.exit(main(['mcp']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == EXIT_USAGE
+    assert done.stderr == (
+        "error: reportgen mcp needs the MCP SDK: pip install 'reportgen[mcp]' (or: pip install mcp)\n"
+    )

@@ -43,9 +43,7 @@ def test_front_matter_names_the_skill_and_says_when_to_use_it():
     assert len(meta["description"]) <= 1024  # the Agent Skills limit
 
 
-@pytest.mark.parametrize(
-    ("command", "output"), examples(SKILL.read_text()), ids=lambda v: v[:60]
-)
+@pytest.mark.parametrize(("command", "output"), examples(SKILL.read_text()), ids=lambda v: v[:60])
 def test_every_example_prints_what_skill_md_shows(command, output, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "examples").symlink_to(REPO / "examples")
