@@ -339,3 +339,11 @@ def test_mcp_without_the_sdk_says_how_to_install_it():
     assert done.stderr == (
         "error: reportgen mcp needs the MCP SDK: pip install 'reportgen[mcp]' (or: pip install mcp)\n"
     )
+
+
+def test_compare_of_every_shared_key_lists_each_once(project_dir, capsys):
+    assert main(["compare", str(project_dir), "rlshort1", "rlmid001"]) == EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    metrics = lines[lines.index("[METRICS] summary; change against rlshort1") + 1 :]
+    names = [line.split(" (")[0].strip() for line in metrics]
+    assert names == ["actor_entropy_loss", "response_length_clip_ratio", "response_length_mean"]

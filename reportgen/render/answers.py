@@ -160,7 +160,7 @@ def _history(report: Report, columns: Sequence[str], max_rows: int) -> list[str]
 # --- compare -----------------------------------------------------------------------------------
 
 
-def render_compare(report: Report, max_config: int = 30) -> str:
+def render_compare(report: Report, max_config: int = 30, max_metrics: int = 40) -> str:
     """Config keys that differ, then each metric against the first run (better/worse)."""
     comparison = report.analysis.comparison
     if comparison is None or not comparison.complete:
@@ -182,7 +182,7 @@ def render_compare(report: Report, max_config: int = 30) -> str:
     if len(comparison.config) > max_config:
         lines.append(f"  … and {len(comparison.config) - max_config} more")
     lines.append(f"[METRICS] {comparison.reduce}; change against {runs[0].run_id}")
-    for metric in comparison.metrics:
+    for metric in comparison.metrics[:max_metrics]:
         key = f" ({metric.reference_key})" if metric.reference_key else ""
         cells = [format_number(metric.reference)]
         for c in metric.changes:
@@ -192,5 +192,8 @@ def render_compare(report: Report, max_config: int = 30) -> str:
             percent = "" if c.percent is None else f", {c.percent:+.1f}%"
             cells.append(f"{format_number(c.value)} ({c.delta:+.4g}{percent}, {c.mark})")
         lines.append(_clip(f"  {metric.alias}{key}, {metric.goal}: " + " | ".join(cells), 300))
+    if len(comparison.metrics) > max_metrics:
+        hidden = len(comparison.metrics) - max_metrics
+        lines.append(f"  … and {hidden} more (--metrics K,K chooses which)")
     lines += [f"note: {n}" for n in comparison.notes]
     return "\n".join(lines) + "\n"
