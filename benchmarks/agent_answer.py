@@ -14,6 +14,7 @@ length every 100 steps to a CSV", on the bundled demo runs (examples/wandb). Mea
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import tempfile

@@ -46,8 +46,10 @@ def make_server() -> Any:
     from reportgen import __version__
 
     server = MCPServer("reportgen", version=__version__, instructions=INSTRUCTIONS)
+    # Tools return their JSON as text only (structured_output=False): with an output schema the
+    # SDK would send the same answer twice, as text and as structured content.
 
-    @server.tool()
+    @server.tool(structured_output=False)
     def list_runs(
         source: str,
         state: list[str] | None = None,
@@ -62,13 +64,13 @@ def make_server() -> Any:
         """
         return _answer(lambda: agent_tools.list_runs(source, state or (), tag or (), name, latest))
 
-    @server.tool()
+    @server.tool(structured_output=False)
     def list_keys(source: str, run: str | None = None, match: str | None = None) -> str:
         """List the metric keys runs logged: type, runs, count, first/last step, min, max,
         non-finite. run: one run id or name; match: a regex on the key."""
         return _answer(lambda: agent_tools.list_keys(source, run, match))
 
-    @server.tool()
+    @server.tool(structured_output=False)
     def export_table(
         source: str,
         metrics: list[str],
@@ -103,7 +105,7 @@ def make_server() -> Any:
         )
         return _answer(lambda: agent_tools.export_table(request, rows_inline, include_spec))
 
-    @server.tool()
+    @server.tool(structured_output=False)
     def health(
         source: str,
         latest: int | None = None,
@@ -118,18 +120,18 @@ def make_server() -> Any:
         )
         return _answer(lambda: agent_tools.health(source, choice))
 
-    @server.tool()
+    @server.tool(structured_output=False)
     def compare_runs(source: str, runs: list[str], metrics: list[str] | None = None) -> str:
         """Compare runs (ids or names) with the first: config keys that differ, and each
         metric's summary value, change, percent and better/worse."""
         return _answer(lambda: agent_tools.compare_runs(source, runs, metrics or ()))
 
-    @server.tool()
+    @server.tool(structured_output=False)
     def show_run(source: str, run: str, match: str | None = None) -> str:
         """One run: config, summary and schema (each key's type, count, steps, range)."""
         return _answer(lambda: agent_tools.show_run(source, run, match))
 
-    @server.tool()
+    @server.tool(structured_output=False)
     def build_spec(spec: str, out_dir: str | None = None) -> str:
         """Build a reportgen spec (a path to a YAML file, or the YAML text) and return the
         summary: selections and why, tables written, verdicts, notes, gate, exit code."""

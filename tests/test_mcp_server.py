@@ -197,3 +197,9 @@ def test_bad_arguments_are_tool_errors_with_the_cli_message(session_results):
 
 def test_the_server_answers_after_errors(session_results):
     assert [r["id"] for r in answer(session_results["after_errors"])["runs"]] == ["22a2978e"]
+
+
+def test_results_are_sent_once_as_text(session_results):
+    result = session_results["export"]
+    assert result.structured_content is None
+    assert [part.type for part in result.content] == ["text"]
