@@ -227,7 +227,13 @@ def cmd_health(args: argparse.Namespace) -> int:
     doc = health_document(args.source, _run_choice(args), args.fail_on, args.out)
     if args.print_spec:
         return _print_spec(doc, "health")
-    result = run_document(doc, "health")
+    from reportgen.cli import TerminalProgress
+
+    progress = TerminalProgress("reading runs")
+    try:
+        result = run_document(doc, "health", progress=progress)
+    finally:
+        progress.close()
     return _finish(result, args, render_health(result.report))
 
 
