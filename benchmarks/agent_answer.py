@@ -51,7 +51,13 @@ async def mcp_answer(out: Path) -> tuple[str, str]:
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         tools = await session.list_tools()
-        listing = "".join(t.name + (t.description or "") + str(t.input_schema) for t in tools.tools)
+        listing = "".join(
+            t.name
+            + (t.description or "")
+            + json.dumps(t.input_schema)
+            + (json.dumps(t.output_schema) if t.output_schema else "")
+            for t in tools.tools
+        )
         result = await session.call_tool(
             "export_table",
             {
