@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +23,14 @@ class CheckContext:
     preset: str  # "rl" or "supervised": what `auto` decided for this run
     resolver: SignalResolver
     check: Check | None = None
+    _steps: np.ndarray | None = field(default=None, repr=False)
+
+    def steps(self) -> np.ndarray:
+        """Every `_step` the run logged, ascending; computed once per run (several checks ask,
+        and on a long run with many keys it is the costliest thing they ask for)."""
+        if self._steps is None:
+            self._steps = self.history.steps()
+        return self._steps
 
     def signal(self, name: str) -> Signal | None:
         return self.resolver.get(name, self.preset)

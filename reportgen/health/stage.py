@@ -109,7 +109,7 @@ def unjudged_reason(context: CheckContext, ids: list[str]) -> str | None:
     """
     if not ids:
         return "no health check is enabled (health.preset is none)"
-    if not len(context.history.steps()):
+    if not len(context.steps()):
         return "not enough data: the run logged no step"
     signals = context.resolver.tracked()
     if not signals:
@@ -137,7 +137,7 @@ def _healthy(context: CheckContext, ids: list[str], findings: list[Finding]) -> 
     flagged = {f.key for f in findings}
     checks = {f.check for f in findings}
     lines = []
-    steps = context.history.steps()
+    steps = context.steps()
     if run.state == "finished" and (run.exit_code or 0) == 0 and len(steps):
         lines.append(f"finished cleanly after {len(steps)} logged steps")
     if "non_finite" in ids and "non_finite" not in checks:

@@ -91,7 +91,7 @@ def user_stop_line(console: tuple[str, ...]) -> str | None:
 
 
 def _last_step(ctx: CheckContext) -> str:
-    steps = ctx.history.steps()
+    steps = ctx.steps()
     return f"after step {int(steps[-1])}" if len(steps) else "before logging any step"
 
 
@@ -134,7 +134,7 @@ def crashed(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
             batch = ctx.config_text("ppo_micro_batch_size", "micro_batch_size", "batch_size")
             advice = known_advice.format(batch=batch)
             break
-    steps = ctx.history.steps()
+    steps = ctx.steps()
     return [
         ctx.finding(
             p,
@@ -173,7 +173,7 @@ def stopped(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     if how is None or ctx.run.state == "running":
         return []
     message = f"the run was stopped by its user {_last_step(ctx)}{plan_note(ctx)}: {how}"
-    steps = ctx.history.steps()
+    steps = ctx.steps()
     return [ctx.finding(p, message, step=float(steps[-1]) if len(steps) else None)]
 
 
@@ -230,7 +230,7 @@ def _counter(ctx: CheckContext, keys: tuple[str, ...]) -> float | None:
 def _live_counter(ctx: CheckContext, keys: tuple[str, ...]) -> float | None:
     """The last value of a progress counter the run kept logging to its end (an `epoch` logged
     once at step 0 says nothing about how far the run got)."""
-    steps = ctx.history.steps()
+    steps = ctx.steps()
     for key in keys:
         if key not in ctx.history or not len(steps):
             continue
@@ -262,7 +262,7 @@ def planned_steps(ctx: CheckContext) -> tuple[str, float] | None:
 def reached_steps(ctx: CheckContext) -> float | None:
     """How far the run got in optimiser steps: the largest of its last `_step` and the last
     value of a step counter it logged (train/global_step, …) or left in its summary."""
-    steps = ctx.history.steps()
+    steps = ctx.steps()
     counted = _counter(ctx, _STEP_KEYS)
     last = float(steps[-1]) if len(steps) else None
     known = [v for v in (last, counted) if v is not None]
@@ -317,11 +317,11 @@ def plan_note(ctx: CheckContext) -> str:
 def ended_early(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """A run that finished with exit code 0 (crashed, killed and stopped runs say so in their own findings, with the planned length) reached less than `fraction` of the length its config plans: the largest of its last `_step` and of a logged step counter (train/global_step, …) against max_steps / total_training_steps / train_iters (or epochs × steps per epoch), or its logged episode counter against total_episodes (TRL's PPO), or its last logged epoch against num_train_epochs. When the config names no length, a learning rate that was decaying steadily from its peak and ended above half of it shows a schedule cut short."""
     run = ctx.run
-    if run.state != "finished" or run.exit_code not in (None, 0) or not len(ctx.history.steps()):
+    if run.state != "finished" or run.exit_code not in (None, 0) or not len(ctx.steps()):
         return []  # crashed, killed, stopped and running runs say so in their own findings
     if _stopped_by_user(ctx):
         return []
-    steps = ctx.history.steps()
+    steps = ctx.steps()
     plan, progress = planned_steps(ctx), reached_steps(ctx)
     if plan is not None and progress is not None and progress + 1 < p["fraction"] * plan[1]:
         message = (
@@ -414,7 +414,7 @@ def killed(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     # The moment itself, not its distance from the build: the same files give the same words.
     when = f"; its last sign of life was at {beat:%Y-%m-%d %H:%M:%S} UTC" if beat else ""
     message = f"the run stopped without an exit record {_last_step(ctx)}{plan_note(ctx)}{when}"
-    steps = ctx.history.steps()
+    steps = ctx.steps()
     return [ctx.finding(p, message, step=float(steps[-1]) if len(steps) else None)]
 
 
