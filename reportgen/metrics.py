@@ -20,9 +20,10 @@ from reportgen.runs import STEP, History, Run
 from reportgen.spec import MetricAlias, Sampling
 
 # Words of a metric's name that say which direction is better when an alias has no `goal`.
-# Optimiser and policy diagnostics (gradient norm, KL, clip fraction, learning rate, entropy,
-# response length) have no better direction: lower is at most "safer", so they are checked
-# first and a comparison shows "no direction" for them, as for any name it does not know.
+# Optimiser and policy diagnostics (gradient norm, KL, clip fraction, learning rate, response
+# length) have no better direction: lower is at most "safer", so they are checked first and a
+# comparison shows "no direction" for them, as for any name it does not know. A policy's
+# entropy counts as higher-is-better: a falling entropy is the collapse the health checks fear.
 _NO_DIRECTION_WORDS = frozenset(
     [
         "grad",
@@ -37,7 +38,6 @@ _NO_DIRECTION_WORDS = frozenset(
         "lr",
         "learning",
         "rate",
-        "entropy",
         "length",
         "lengths",
         "len",
@@ -101,6 +101,7 @@ _MAXIMIZE_WORDS = frozenset(
         "exact",
         "correct",
         "solved",
+        "entropy",
     ]
 )
 _WORD = re.compile(r"[a-z0-9]+")
@@ -135,8 +136,8 @@ class ResolvedMetric:
 def goal_for(alias: MetricAlias | None, name: str) -> str:
     """The better direction: the alias's `goal`, else what the name's words say, else "none".
 
-    Loss, perplexity, error: minimize. Reward, return, score, accuracy: maximize. Gradient
-    norm, KL, clip fraction, learning rate, entropy, length, and any name it does not know:
+    Loss, perplexity, error: minimize. Reward, return, score, accuracy, entropy: maximize.
+    Gradient norm, KL, clip fraction, learning rate, length, and any name it does not know:
     "none" (no direction), so a comparison never calls a change of them better or worse.
     """
     if alias is not None and alias.goal:
