@@ -14,6 +14,7 @@ from pathlib import Path
 from reportgen.analysis import analyse
 from reportgen.baseline import BaselineComparison, compare_with_baseline
 from reportgen.cache import RunCache, default_location
+from reportgen.checkpoint import with_checkpoint_runs
 from reportgen.errors import EXIT_COMMENT, EXIT_GATE_FAILED, EXIT_OK, UsageError
 from reportgen.metrics import ResolvedMetric, SampledTable, keep_rows, resolve_metrics, sample
 from reportgen.publish import CommentResult, publish_comment
@@ -65,6 +66,7 @@ def build(
     """
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
+    spec = with_checkpoint_runs(spec)
     now = now or build_time()
     template_dirs = _template_dirs(spec)
     cache = None

@@ -253,6 +253,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def _discovered(args: argparse.Namespace) -> tuple[Source, list[Run]]:
     """The runs `runs`/`keys` describe: a spec's source and filters, or --source, then flags."""
+    from reportgen.checkpoint import with_checkpoint_runs
     from reportgen.discover import chosen_runs, runs_spec_from_options, source_from_argument
     from reportgen.sources import open_source
     from reportgen.spec import load_spec
@@ -261,7 +262,7 @@ def _discovered(args: argparse.Namespace) -> tuple[Source, list[Run]]:
         raise UsageError("give either a SPEC or --source PATH (a folder of W&B runs)")
     specs = []
     if args.spec is not None:
-        spec = load_spec(args.spec)
+        spec = with_checkpoint_runs(load_spec(args.spec))
         source_spec = spec.source
         specs.append(spec.runs)
     else:
@@ -317,13 +318,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
+    from reportgen.checkpoint import resolve_run_ref
     from reportgen.discover import key_rows, pick_run
     from reportgen.render.console import text_table
     from reportgen.render.text import format_number
 
     source, runs = _discovered(args)
     if args.run is not None:
-        runs = [pick_run(runs, args.run)]
+        runs = [pick_run(runs, resolve_run_ref(args.run, "--run"))]
     rows = key_rows(source, runs)
     if args.json:
         _print_json([row.as_json() for row in rows])
@@ -463,7 +465,12 @@ def make_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _discovery_arguments(keys)
-    keys.add_argument("--run", metavar="ID", help="only this run (an id, or a unique name)")
+    keys.add_argument(
+        "--run",
+        metavar="ID",
+        help="only this run: an id, a unique name, or a training checkpoint that stores "
+        "wandb_run_path (read without unpickling any object)",
+    )
     keys.set_defaults(func=cmd_keys)
     return parser
 

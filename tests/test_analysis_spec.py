@@ -136,7 +136,7 @@ def test_analysis_sections_name_known_aliases(tmp_path, capsys):
         (
             "project_table: {group_by: [seed]}",
             '6:28: project_table.group_by[0]: a string "seed" is not valid here: expected '
-            "config.<key>, group, job_type or state",
+            "config.<key>, name.<group>, group, job_type, state, project or entity",
         ),
         (
             "project_table: {metrics: {loss: median}}",
