@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from reportgen.errors import UsageError
+from reportgen.spec import Spec
 
 RUN_PATH_KEYS = ("wandb_run_path",)
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle", ".tar")
@@ -62,12 +63,12 @@ class CheckpointRun:
         return "/".join(p for p in (self.entity, self.project, self.run_id) if p)
 
 
-class Stand_in:  # noqa: N801 - the underscore shows in messages as module.name
+class StandIn:
     """What a pickled global becomes: it accepts any arguments and state, and calls nothing."""
 
     global_name = "?"
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Stand_in:
+    def __new__(cls, *args: Any, **kwargs: Any) -> StandIn:
         instance = object.__new__(cls)
         instance.__dict__["_args"] = args
         instance.__dict__["_items"] = {}
@@ -110,12 +111,12 @@ class _InertUnpickler(pickle.Unpickler):
         key = (module, name)
         if key not in self._classes:
             label = f"{module}.{name}"
-            self._classes[key] = type("Stand_in", (Stand_in,), {"global_name": label})
+            self._classes[key] = type("StandIn", (StandIn,), {"global_name": label})
         return self._classes[key]
 
     def persistent_load(self, pid: Any) -> Any:
         """torch's tensor storages: a reference to another archive member, never read."""
-        return Stand_in(pid)
+        return StandIn(pid)
 
 
 def _load_inert(data: bytes, file: str) -> list[Any]:
@@ -190,7 +191,7 @@ def _walk(roots: list[Any]) -> Iterator[tuple[Any, Any]]:
                 queue.append(value)
         elif isinstance(node, (list, tuple, set, frozenset)):
             queue.extend(node)
-        elif isinstance(node, Stand_in):
+        elif isinstance(node, StandIn):
             queue.extend(node.children())
 
 
@@ -254,7 +255,7 @@ def _resolved(refs: tuple[str, ...], where: str) -> tuple[str, ...]:
     return tuple(resolve_run_ref(ref, f"{where}[{i}]") for i, ref in enumerate(refs))
 
 
-def with_checkpoint_runs(spec: Any) -> Any:
+def with_checkpoint_runs(spec: Spec) -> Spec:
     """The spec with every checkpoint named as a run replaced by that run's id.
 
     Run ids are taken by runs.ids, baseline.ids, candidate.ids and compare.runs (where a

@@ -313,7 +313,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
         ]
         for r in rows
     ]
-    print(text_table(["id", "name", "state", "steps", "created", "tags"], table, right=[3]), end="")
+    headers = ["id", "name", "state", "steps", "created", "tags"]
+    if len({(r.entity, r.project) for r in rows}) > 1:  # runs of several projects: say whose
+        headers.insert(1, "project")
+        for line, r in zip(table, rows, strict=True):
+            line.insert(1, f"{r.entity}/{r.project}")
+    print(text_table(headers, table, right=[headers.index("steps")]), end="")
     return EXIT_OK
 
 
@@ -354,6 +359,42 @@ def cmd_keys(args: argparse.Namespace) -> int:
     ]
     headers = ["key", "type", "runs", "count", "first", "last", "min", "max", "non-finite", "x"]
     print(text_table(headers, table, right=[2, 3, 4, 5, 6, 7, 8]), end="")
+    return EXIT_OK
+
+
+def cmd_projects(args: argparse.Namespace) -> int:
+    from reportgen.render.console import text_table
+    from reportgen.sources.projects import project_rows
+
+    entities = []
+    for text in args.entities:
+        entity = text.removeprefix("wandb://").strip("/")
+        if not entity or "/" in entity:
+            raise UsageError(
+                f"'{text}': expected an entity name (a user or team), or wandb://ENTITY"
+            )
+        entities.append(entity)
+    progress = TerminalProgress("counting runs")
+    try:
+        rows = project_rows(entities, args.base_url, args.match, progress)
+    finally:
+        progress.close()
+    if args.json:
+        _print_json([row.as_json() for row in rows])
+        return EXIT_OK
+    if not rows:
+        _stderr("no projects")
+        return EXIT_OK
+    table = [
+        [
+            r.entity,
+            r.project,
+            "" if r.runs is None else str(r.runs),
+            r.created_at.strftime("%Y-%m-%d %H:%M") if r.created_at else "",
+        ]
+        for r in rows
+    ]
+    print(text_table(["entity", "project", "runs", "created"], table, right=[2]), end="")
     return EXIT_OK
 
 
@@ -472,6 +513,27 @@ def make_parser() -> argparse.ArgumentParser:
         "wandb_run_path (read without unpickling any object)",
     )
     keys.set_defaults(func=cmd_keys)
+
+    projects = verbs.add_parser(
+        "projects",
+        help="list the projects of W&B entities, with their run counts",
+        description="List the projects of each ENTITY on a W&B server with the number of runs "
+        "in each; without an ENTITY, of every entity the credentials can see (yours and your "
+        "teams'). A project list feeds source.projects, or a glob such as wandb://ENTITY/proj-*.",
+        epilog=DISCOVERY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    projects.add_argument(
+        "entities", nargs="*", metavar="ENTITY", help="a user or team (or wandb://ENTITY)"
+    )
+    projects.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="a self-hosted W&B server (default: WANDB_BASE_URL, else the W&B cloud)",
+    )
+    projects.add_argument("--match", metavar="GLOB", help="only projects whose name matches")
+    projects.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    projects.set_defaults(func=cmd_projects)
     return parser
 
 

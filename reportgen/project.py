@@ -477,9 +477,7 @@ def pareto_front(
         for r in same_cost:
             signed = q_sign * r[quality]
             on_front = signed == lowest and lowest < best
-            points.append(
-                ParetoPoint(r["run_id"], r["run_name"], r[quality], r[cost], on_front)
-            )
+            points.append(ParetoPoint(r["run_id"], r["run_name"], r[quality], r[cost], on_front))
         best = min(best, lowest)
         start = end
     return points, missing

@@ -50,6 +50,7 @@ class SourceSpec:
     project: str | None = None
     base_url: str | None = None
     stale_after: timedelta = timedelta(minutes=15)
+    projects: tuple[str, ...] = ()
     workers: int = 6
 
 
@@ -708,7 +709,9 @@ def _name_field_problems(table, problem):
         try:
             groups = list(re.compile(pattern).groupindex)
         except re.error as exc:
-            yield problem(("project_table", "name_fields"), f"not a valid regular expression: {exc}")
+            yield problem(
+                ("project_table", "name_fields"), f"not a valid regular expression: {exc}"
+            )
             return
         if not groups:
             yield problem(
@@ -716,15 +719,22 @@ def _name_field_problems(table, problem):
                 "the expression has no named group; name each field, as in (?P<lr>[0-9.e-]+)",
             )
             return
-    used = [(("project_table", "group_by", i), c) for i, c in enumerate(table.get("group_by", []))]
-    used += [(("project_table", "pivot", k), table["pivot"][k]) for k in ("rows", "columns")
-             if k in table.get("pivot", {})]
+    used: list[tuple[SpecPath, str]] = [
+        (("project_table", "group_by", i), c) for i, c in enumerate(table.get("group_by", []))
+    ]
+    used += [
+        (("project_table", "pivot", k), table["pivot"][k])
+        for k in ("rows", "columns")
+        if k in table.get("pivot", {})
+    ]
     for at, column in used:
         if not column.startswith("name."):
             continue
         field_name = column.removeprefix("name.")
         if pattern is None:
-            yield problem(at, f"'{column}' needs project_table.name_fields with a group of that name")
+            yield problem(
+                at, f"'{column}' needs project_table.name_fields with a group of that name"
+            )
         elif field_name not in groups:
             yield problem(
                 at, f"name_fields has no group '{field_name}'{_did_you_mean(field_name, groups)}"
@@ -855,6 +865,7 @@ def _build_spec(data: dict[str, Any], path: Path, sha256: str) -> Spec:
             base_url=source.get("base_url"),
             stale_after=parse_duration(source.get("stale_after", "15m")),
             workers=source.get("workers", 6),
+            projects=tuple(source.get("projects", ())),
         ),
         runs=_runs_spec(data.get("runs", {})),
         metrics={name: _alias(name, rule) for name, rule in data.get("metrics", {}).items()},
