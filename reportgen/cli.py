@@ -544,7 +544,9 @@ def _discovery_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--source",
         metavar="PATH",
-        help="a folder of W&B runs (searched for offline-run-*/run-* folders) instead of a spec",
+        help="instead of a spec: a folder of W&B runs (searched for offline-run-*/run-* "
+        "folders), or wandb://ENTITY/PROJECT on a W&B server (PROJECT may be a glob such as "
+        "proj-*, or names joined by commas)",
     )
     parser.add_argument(
         "--state", action="append", choices=STATES, help="keep runs in this state (repeatable)"
