@@ -466,6 +466,12 @@ def _explain(
         )
     elif error.validator in ("oneOf", "anyOf") and error.context:
         yield from _explain_alternatives(error, located, file, problem)
+    elif error.validator == "oneOf" and all(
+        isinstance(s, dict) and "required" in s
+        for s in error.validator_value  # type: ignore[union-attr]
+    ):
+        keys = [s["required"][0] for s in error.validator_value]  # type: ignore[union-attr]
+        yield problem(path, f"give exactly one of {', '.join(keys)}, not both")
     else:
         yield problem(path, error.message)
 

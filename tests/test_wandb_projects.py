@@ -230,3 +230,19 @@ def test_offline_rebuild_resolves_the_glob_from_the_cache(server, tmp_path):
     again = build(spec, cache_mode="offline")
     assert sorted(r.id for r in again.report.runs) == sorted(r.id for r in first.report.runs)
     assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("{type: wandb, entity: e}", "2:9: source: give exactly one of project, projects"),
+        (
+            "{type: wandb, entity: e, project: a, projects: [b]}",
+            "2:9: source: give exactly one of project, projects, not both",
+        ),
+    ],
+)
+def test_a_source_names_its_projects_one_way(tmp_path, capsys, source, message):
+    spec = write_spec(tmp_path / "s.yaml", f"version: 1\nsource: {source}\n")
+    assert main(["validate", str(spec)]) == 2
+    assert capsys.readouterr().err == f"{spec}:{message}\n"
