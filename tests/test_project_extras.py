@@ -464,3 +464,19 @@ def test_an_unreadable_checkpoint_is_one_line_and_exit_2(runs_dir, tmp_path, cap
     err = capsys.readouterr().err
     assert err.startswith(f"error: --run: checkpoint {broken}: not a readable pickle (")
     assert err.count("\n") == 1
+
+
+def test_a_legacy_torch_checkpoint_is_read_too(tmp_path):
+    """torch before 1.6 wrote a magic number, the protocol, system info, then the object."""
+    path = tmp_path / "old.pth"
+    with path.open("wb") as handle:
+        for part in (
+            0x1950A86A20F9469CFC6C,
+            1001,
+            {"protocol_version": 1001, "little_endian": True},
+            {"state_dict": OrderedDict(), "wandb_run_path": "team/proj/legacy01"},
+            ["0"],
+        ):
+            pickle.dump(part, handle, protocol=2)
+        handle.write(b"\x00" * 16)  # raw tensor bytes follow the pickles
+    assert read_checkpoint_run(path).run_id == "legacy01"
