@@ -399,20 +399,31 @@ def pareto_figure(front: ParetoFront) -> Any | None:
             label="Pareto front",
             zorder=3,
         )
-        for p in on[:FRONT_LABELS]:
-            ax.annotate(
-                _short(p.run_name, 28),
-                (p.cost, p.quality),
-                xytext=(4, 4),
-                textcoords="offset points",
-                fontsize=6.5,
-            )
         costs = [p.cost for p in front.points]
         qualities = [p.quality for p in front.points]
         if min(costs) > 0 and max(costs) / min(costs) > 100:
             ax.set_xscale("log")
         if min(qualities) > 0 and max(qualities) / min(qualities) > 100:
             ax.set_yscale("log")
+        ax.margins(x=0.08, y=0.12)
+        # Runs at one point (ties) share one label; labels in the right third point left.
+        names: dict[tuple[float, float], list[str]] = {}
+        for p in on:
+            names.setdefault((p.cost, p.quality), []).append(p.run_name)
+        low, high = min(costs), max(costs)
+        for (cost, quality), together in list(names.items())[:FRONT_LABELS]:
+            label = _short(together[0], 28)
+            if len(together) > 1:
+                label += f" +{len(together) - 1}"
+            right = high > low and (cost - low) / (high - low) > 0.66
+            ax.annotate(
+                label,
+                (cost, quality),
+                xytext=(-4 if right else 4, 4),
+                textcoords="offset points",
+                ha="right" if right else "left",
+                fontsize=6.5,
+            )
         better_x = "left" if front.cost_goal == "minimize" else "right"
         better_y = "down" if front.quality_goal == "minimize" else "up"
         ax.set_title(
