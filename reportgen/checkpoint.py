@@ -232,47 +232,55 @@ def read_checkpoint_run(path: Path | str) -> CheckpointRun:
 
 
 def looks_like_checkpoint(ref: str) -> bool:
-    """Run ids never contain a path separator; a checkpoint is named by its path or suffix."""
-    return (
-        "/" in ref
-        or "\\" in ref
-        or ref.lower().endswith(CHECKPOINT_SUFFIXES)
-        or Path(ref).is_file()
-    )
+    """A checkpoint is named by its suffix, or by being a file; a run id is neither."""
+    return ref.lower().endswith(CHECKPOINT_SUFFIXES) or Path(ref).is_file()
 
 
-def resolve_run_ref(ref: str, where: str) -> str:
-    """A run id as given, or the id inside the checkpoint the reference names."""
+def resolve_run_ref(ref: str, where: str, *, with_project: bool = False) -> str:
+    """A run id as given, or the id inside the checkpoint the reference names
+    (as `project/id` with `with_project`, for sources that read several projects)."""
     if not looks_like_checkpoint(ref):
         return ref
     try:
-        return read_checkpoint_run(ref).run_id
+        found = read_checkpoint_run(ref)
     except CheckpointError as exc:
         raise CheckpointError(f"{where}: {exc}") from None
+    if with_project and found.project:
+        return f"{found.project}/{found.run_id}"
+    return found.run_id
 
 
-def _resolved(refs: tuple[str, ...], where: str) -> tuple[str, ...]:
-    return tuple(resolve_run_ref(ref, f"{where}[{i}]") for i, ref in enumerate(refs))
+def _resolved(refs: tuple[str, ...], where: str, with_project: bool = False) -> tuple[str, ...]:
+    return tuple(
+        resolve_run_ref(ref, f"{where}[{i}]", with_project=with_project)
+        for i, ref in enumerate(refs)
+    )
 
 
 def with_checkpoint_runs(spec: Spec) -> Spec:
     """The spec with every checkpoint named as a run replaced by that run's id.
 
     Run ids are taken by runs.ids, baseline.ids, candidate.ids and compare.runs (where a
-    selection name also fits: a name is only read as a checkpoint when it looks like a path).
+    selection name also fits: a name is read as a checkpoint only when it has a checkpoint's
+    suffix or names a file). With a source of several projects, ids become `project/id`.
     """
+    from reportgen.sources.projects import many_projects
+
     prefix = f"{spec.path}: "
-    runs = dataclasses.replace(spec.runs, ids=_resolved(spec.runs.ids, prefix + "runs.ids"))
+    several = spec.source.type == "wandb" and many_projects(spec.source)
+    runs = dataclasses.replace(
+        spec.runs, ids=_resolved(spec.runs.ids, prefix + "runs.ids", several)
+    )
     changes: dict[str, Any] = {"runs": runs}
     if spec.baseline is not None:
         baseline = spec.baseline
         base_runs = dataclasses.replace(
-            baseline.runs, ids=_resolved(baseline.runs.ids, prefix + "baseline.ids")
+            baseline.runs, ids=_resolved(baseline.runs.ids, prefix + "baseline.ids", several)
         )
         candidate = baseline.candidate
         if candidate is not None:
             candidate = dataclasses.replace(
-                candidate, ids=_resolved(candidate.ids, prefix + "candidate.ids")
+                candidate, ids=_resolved(candidate.ids, prefix + "candidate.ids", several)
             )
         changes["baseline"] = dataclasses.replace(baseline, runs=base_runs, candidate=candidate)
     if spec.compare is not None:

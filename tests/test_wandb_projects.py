@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -246,3 +247,22 @@ def test_a_source_names_its_projects_one_way(tmp_path, capsys, source, message):
     spec = write_spec(tmp_path / "s.yaml", f"version: 1\nsource: {source}\n")
     assert main(["validate", str(spec)]) == 2
     assert capsys.readouterr().err == f"{spec}:{message}\n"
+
+
+def test_ids_may_name_a_project_and_a_checkpoint_names_its_own(server, tmp_path):
+    both = build(spec_for(tmp_path, server, project="proj-*"), out_dir=tmp_path / "a")
+    assert len(both.report.runs) == 4
+    text = spec_for(tmp_path, server, project="proj-*").read_text()
+    plain = write_spec(tmp_path / "plain.yaml", text + 'runs: {ids: ["dupe0001"]}\n')
+    assert sorted(r.id for r in build(plain, out_dir=tmp_path / "b").report.runs) == [
+        "proj-a/dupe0001",
+        "proj-b/dupe0001",
+    ]
+    one = write_spec(tmp_path / "one.yaml", text + 'runs: {ids: ["proj-b/dupe0001"]}\n')
+    runs = build(one, out_dir=tmp_path / "c").report.runs
+    assert [(r.project, r.id, r.name) for r in runs] == [("proj-b", "dupe0001", "beta-dupe")]
+    checkpoint = tmp_path / "beta.ckpt"
+    checkpoint.write_bytes(pickle.dumps({"wandb_run_path": "tester/proj-b/dupe0001"}))
+    named = write_spec(tmp_path / "ckpt.yaml", text + f'runs: {{ids: ["{checkpoint}"]}}\n')
+    runs = build(named, out_dir=tmp_path / "d").report.runs
+    assert [(r.project, r.id) for r in runs] == [("proj-b", "dupe0001")]

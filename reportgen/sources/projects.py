@@ -169,8 +169,11 @@ class ManyProjectsSource:
             self._api()
         for path in self.projects():
             source = self._source_for(path)
+            ids = ids_in_project(runs.ids, path.partition("/")[2])
+            if runs.ids and not ids:
+                continue  # every id given names another project
             try:
-                found = source.list_runs(runs, progress, now)
+                found = source.list_runs(dataclasses.replace(runs, ids=ids), progress, now)
             except SourceError as exc:
                 if runs.ids and NONE_FOUND in str(exc):
                     found = []
@@ -181,6 +184,7 @@ class ManyProjectsSource:
             source.notes.clear()
         if runs.ids:
             seen = {run.id for _, run in listed}
+            seen |= {f"{run.project}/{run.id}" for _, run in listed}
             for missing in sorted(set(runs.ids) - seen):
                 self.notes.append(
                     f"run id {missing} (runs.ids) was not found in {', '.join(self.projects())}"
@@ -235,6 +239,16 @@ class ManyProjectsSource:
                     result = RunFetchError(ours, result.run_name, result.reason)
                 results[ours] = result
         return {run.id: results[run.id] for run in runs}
+
+
+def ids_in_project(ids: Sequence[str], project: str) -> tuple[str, ...]:
+    """The run ids to ask one project for: plain ids, and `project/id` for this project."""
+    found = []
+    for ref in ids:
+        owner, _, run_id = ref.rpartition("/")
+        if not owner or owner == project:
+            found.append(run_id)
+    return tuple(dict.fromkeys(found))
 
 
 # --- `reportgen projects` ------------------------------------------------------------------
