@@ -100,7 +100,7 @@ project_table:
   group_by: [project]
 outputs:
   dir: "{out}"
-  formats: [csv, json]
+  formats: [csv, json, markdown]
 """
 
 
@@ -154,6 +154,8 @@ def test_a_list_of_projects_may_name_another_entitys(server, tmp_path):
         ("tester", "other", "ot000001"),
     ]
     assert server.ops()["GetProjects"] == 0  # exact names need no listing
+    text = (result.out_dir / "report.md").read_text()
+    assert "| Source | W&B `tester/other`, `lab/shared` on " in text
 
 
 def test_runs_lists_the_project_of_each_run(server, capsys):

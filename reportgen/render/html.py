@@ -79,7 +79,8 @@ def draw_figures(report: Report) -> Figures:
 def source_text(source: dict[str, Any]) -> str:
     """Where the runs came from, as plain text (the template escapes it)."""
     if source.get("type") == "wandb":
-        where = f"W&B {source.get('entity')}/{source.get('project')}"
+        projects = source.get("projects") or [f"{source.get('entity')}/{source.get('project')}"]
+        where = f"W&B {', '.join(projects)}"
         return f"{where} on {source['base_url']}" if source.get("base_url") else where
     return f"local runs in {source.get('path', '')}"
 

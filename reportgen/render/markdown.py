@@ -23,9 +23,10 @@ from reportgen.report import Report, RunProblems, RunReport
 def source_label(source: dict[str, Any]) -> str:
     """`wandb-offline examples/wandb` or `wandb entity/project (server)`, as Markdown."""
     if source.get("type") == "wandb":
-        where = f"{source.get('entity')}/{source.get('project')}"
+        projects = source.get("projects") or [f"{source.get('entity')}/{source.get('project')}"]
+        where = ", ".join(code_span(p) for p in projects)
         server = f" on {escape_markdown(source['base_url'])}" if source.get("base_url") else ""
-        return f"W&B {code_span(where)}{server}"
+        return f"W&B {where}{server}"
     return f"local runs in {code_span(source.get('path', ''))}"
 
 
