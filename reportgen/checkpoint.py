@@ -250,15 +250,30 @@ def resolve_run_ref(ref: str, where: str, *, with_project: bool = False) -> str:
     return found.run_id
 
 
-def _resolved(refs: tuple[str, ...], where: str, with_project: bool = False) -> tuple[str, ...]:
-    return tuple(
-        resolve_run_ref(ref, f"{where}[{i}]", with_project=with_project)
-        for i, ref in enumerate(refs)
-    )
+class _Resolver:
+    """Resolves the run references of one spec, remembering each checkpoint it read."""
+
+    def __init__(self, spec_path: str, with_project: bool):
+        self.prefix = f"{spec_path}: "
+        self.with_project = with_project
+        self.notes: list[str] = []
+
+    def ids(self, refs: tuple[str, ...], where: str, with_project: bool = True) -> tuple[str, ...]:
+        resolved = []
+        for i, ref in enumerate(refs):
+            at = f"{where}[{i}]"
+            run_id = resolve_run_ref(
+                ref, self.prefix + at, with_project=with_project and self.with_project
+            )
+            if run_id != ref:
+                self.notes.append(f"{at}: checkpoint {ref} belongs to run {run_id}")
+            resolved.append(run_id)
+        return tuple(resolved)
 
 
-def with_checkpoint_runs(spec: Spec) -> Spec:
-    """The spec with every checkpoint named as a run replaced by that run's id.
+def resolve_checkpoints(spec: Spec) -> tuple[Spec, list[str]]:
+    """The spec with every checkpoint named as a run replaced by that run's id, and a note for
+    each ("runs.ids[0]: checkpoint ckpt/last.pt belongs to run 3x7k2p1q").
 
     Run ids are taken by runs.ids, baseline.ids, candidate.ids and compare.runs (where a
     selection name also fits: a name is read as a checkpoint only when it has a checkpoint's
@@ -266,24 +281,27 @@ def with_checkpoint_runs(spec: Spec) -> Spec:
     """
     from reportgen.sources.projects import many_projects
 
-    prefix = f"{spec.path}: "
     several = spec.source.type == "wandb" and many_projects(spec.source)
-    runs = dataclasses.replace(
-        spec.runs, ids=_resolved(spec.runs.ids, prefix + "runs.ids", several)
-    )
+    resolver = _Resolver(str(spec.path), several)
+    runs = dataclasses.replace(spec.runs, ids=resolver.ids(spec.runs.ids, "runs.ids"))
     changes: dict[str, Any] = {"runs": runs}
     if spec.baseline is not None:
         baseline = spec.baseline
         base_runs = dataclasses.replace(
-            baseline.runs, ids=_resolved(baseline.runs.ids, prefix + "baseline.ids", several)
+            baseline.runs, ids=resolver.ids(baseline.runs.ids, "baseline.ids")
         )
         candidate = baseline.candidate
         if candidate is not None:
             candidate = dataclasses.replace(
-                candidate, ids=_resolved(candidate.ids, prefix + "candidate.ids", several)
+                candidate, ids=resolver.ids(candidate.ids, "candidate.ids")
             )
         changes["baseline"] = dataclasses.replace(baseline, runs=base_runs, candidate=candidate)
     if spec.compare is not None:
-        compared = _resolved(spec.compare.runs, prefix + "compare.runs")
+        compared = resolver.ids(spec.compare.runs, "compare.runs", with_project=False)
         changes["compare"] = dataclasses.replace(spec.compare, runs=compared)
-    return dataclasses.replace(spec, **changes)
+    return dataclasses.replace(spec, **changes), resolver.notes
+
+
+def with_checkpoint_runs(spec: Spec) -> Spec:
+    """`resolve_checkpoints` without the notes (the discovery commands print none)."""
+    return resolve_checkpoints(spec)[0]

@@ -444,6 +444,7 @@ def test_a_checkpoint_chooses_the_run_of_a_build(runs_dir, tmp_path):
     text = SPEC.format(path=runs_dir, out=tmp_path / "out", fields=NAME_FIELDS, runs=runs)
     result = build(write_spec(tmp_path / "spec.yaml", text))
     assert [run.id for run in result.report.runs] == ["paretor6"]
+    assert result.report.notes[0] == f"runs.ids[0]: checkpoint {checkpoint} belongs to run paretor6"
 
 
 def test_keys_accepts_a_checkpoint_for_run(runs_dir, tmp_path, capsys):

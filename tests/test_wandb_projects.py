@@ -266,5 +266,6 @@ def test_ids_may_name_a_project_and_a_checkpoint_names_its_own(server, tmp_path)
     checkpoint = tmp_path / "beta.ckpt"
     checkpoint.write_bytes(pickle.dumps({"wandb_run_path": "tester/proj-b/dupe0001"}))
     named = write_spec(tmp_path / "ckpt.yaml", text + f'runs: {{ids: ["{checkpoint}"]}}\n')
-    runs = build(named, out_dir=tmp_path / "d").report.runs
-    assert [(r.project, r.id) for r in runs] == [("proj-b", "dupe0001")]
+    report = build(named, out_dir=tmp_path / "d").report
+    assert [(r.project, r.id) for r in report.runs] == [("proj-b", "dupe0001")]
+    assert f"runs.ids[0]: checkpoint {checkpoint} belongs to run proj-b/dupe0001" in report.notes
