@@ -188,3 +188,17 @@ def test_every_logged_value_equals_what_wandb_leet_reads(root, request):
         expected = leet_values(leet_records(path))
         assert expected, path
         assert reportgen_values(path) == expected, path
+
+
+def test_files_of_different_runs_with_the_same_bytes_are_both_read(tmp_path):
+    """Only a copy under the same name is a copy: two runs that died after writing the same
+    bytes (a header) are two runs."""
+    from reportgen.sources.wandb_file import HEADER
+
+    for run_id in ("deadrun1", "deadrun2"):
+        folder = tmp_path / "wandb" / f"run-20260101_000000-{run_id}"
+        folder.mkdir(parents=True)
+        (folder / f"run-{run_id}.wandb").write_bytes(HEADER)
+    runs, _ = read(tmp_path)
+    assert sorted(runs) == ["deadrun1", "deadrun2"]
+    assert all(run.state == "killed" for run in runs.values())

@@ -586,8 +586,8 @@ def find_wandb_files(root: Path) -> tuple[list[Path], list[tuple[Path, Path]]]:
 
     Symlinked folders and files are followed (users gather chosen runs with symlinks), each
     real folder is walked once (a link cycle ends the walk), and each file is read once: a
-    symlink to a file already found, or a byte-identical copy of one (a `latest-run` folder
-    copied as a real folder), is left out. Paths through `latest-run` lose to any other path.
+    symlink to a file already found, or a byte-identical copy of one under the same name (a
+    `latest-run` folder copied as a real folder), is left out. Paths through `latest-run` lose to any other path.
     """
     if not root.is_dir():
         return [root], []
@@ -625,8 +625,14 @@ def _without_copies(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, Pat
             continue
         original = by_identity.get((info.st_dev, info.st_ino))
         if original is None and stat.S_ISREG(info.st_mode) and info.st_size > 0:
+            # A copy keeps its name (run-<id>.wandb); files of other runs can hold the same
+            # bytes (runs that died after writing only a header).
             original = next(
-                (other for other in by_size.get(info.st_size, []) if _same_bytes(path, other)),
+                (
+                    other
+                    for other in by_size.get(info.st_size, [])
+                    if other.name == path.name and _same_bytes(path, other)
+                ),
                 None,
             )
         if original is not None:
