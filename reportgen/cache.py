@@ -242,8 +242,8 @@ class CacheArea:
         folder = self.entry_dir(name)
         with self.locked(shared=False):
             self._write_identity()
-            atomic.write_bytes(folder / "history.parquet", data)
-            atomic.write_text(folder / "meta.json", text)
+            atomic.write_bytes(folder / "history.parquet", data, private=True)
+            atomic.write_text(folder / "meta.json", text, private=True)
 
     def remove(self, name: str) -> None:
         with self.locked(shared=False):
@@ -266,7 +266,9 @@ class CacheArea:
             merged = dict(current) if isinstance(current, dict) else {}
             merged.update(update)
             atomic.write_text(
-                self.path / file, json.dumps(merged, sort_keys=True, default=_jsonable)
+                self.path / file,
+                json.dumps(merged, sort_keys=True, default=_jsonable),
+                private=True,
             )
 
     def _write_identity(self) -> None:

@@ -111,19 +111,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def parse_moment(text: str) -> datetime:
     """`--now`: an ISO 8601 date or time (UTC unless it says otherwise) or @seconds since 1970."""
-    stripped = text.strip()
-    try:
-        if stripped.lstrip("@").isdigit():
-            return datetime.fromtimestamp(int(stripped.lstrip("@")), timezone.utc)
-        moment = datetime.fromisoformat(stripped.replace("Z", "+00:00"))
-    except (ValueError, OverflowError, OSError):
-        raise UsageError(
-            f"--now: expected a date or time such as 2026-11-01T12:00:00Z, or @1700000000; "
-            f"got {text!r}"
-        ) from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(
-        timezone.utc
-    )
+    from reportgen.build import parse_moment as parse
+
+    return parse(text, "--now")
 
 
 def _report_comment(comment: CommentResult, quiet: bool) -> None:

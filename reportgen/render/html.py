@@ -8,6 +8,7 @@ receives are listed in docs/pdf-and-templates.md; keep the two in step.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timezone
@@ -19,7 +20,7 @@ import jinja2
 from reportgen.render.markdown import all_notes, sparkline_for, state_label
 from reportgen.render.templates import render_template, template_loader
 from reportgen.render.text import format_number
-from reportgen.report import Report
+from reportgen.report import CONSOLE_LINES, FAILED_STATES, Report
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ def draw_figures(report: Report) -> Figures:
             aliases[alias] = svg_data_uri(figure_bytes(fig, "svg"))
     runs = {}
     for run in report.runs:
+        if not report.has_page(run):
+            continue  # its charts would be drawn for a page that is not there
         figures = run_figures(report, run, styles)
         if figures:
             runs[run.id] = [svg_data_uri(figure_bytes(fig, "svg")) for fig in figures]
@@ -101,6 +104,22 @@ def attachment_rows(report: Report) -> list[dict[str, Any]]:
     ]
 
 
+def value_text(value: Any, present: bool = True) -> str:
+    """A config value exactly as logged (JSON unless it is text); a dash where it is missing."""
+    if not present:
+        return "–"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def signed_text(value: float | None, suffix: str = "") -> str:
+    """A change with its sign (+0.12, -3.4%); a dash where there is none."""
+    if value is None:
+        return "–"
+    return f"{'+' if value > 0 else ''}{format_number(value)}{suffix}"
+
+
 def render_html(
     report: Report, template_dirs: Sequence[Path] = (), figures: Figures | None = None
 ) -> str:
@@ -129,4 +148,9 @@ def render_html(
         selected=selected,
         notes=all_notes(report),
         attachments=attachment_rows(report),
+        value_text=value_text,
+        signed=signed_text,
+        console_lines=CONSOLE_LINES,
+        failed_states=FAILED_STATES,
+        paged_runs=sum(1 for run in report.runs if report.has_page(run)),
     )

@@ -52,7 +52,8 @@ def _metric(metric: MetricReport) -> dict[str, Any]:
 def _run(run: RunReport) -> dict[str, Any]:
     return {
         "id": run.id,
-        "name": run.name,
+        "name": run.logged_name or run.name,
+        "label": run.name,
         "state": run.state,
         "exit_code": run.exit_code,
         "url": run.url,
@@ -154,6 +155,8 @@ def report_dict(report: Report) -> dict[str, Any]:
                     "run_id": s.run_id,
                     "value": s.value,
                     "ranking": [{"run_id": r.run_id, "value": r.value} for r in s.ranking],
+                    "min_steps": s.min_steps,
+                    "too_short": [r.run_id for r in s.too_short],
                 }
                 for s in report.selections
             ],
@@ -164,6 +167,10 @@ def report_dict(report: Report) -> dict[str, Any]:
             ],
             "notes": list(report.notes),
             "incomplete": report.incomplete,
+            "missing": [
+                {"where": m.where, "message": m.message, "accepted": m.accepted}
+                for m in report.shortfalls
+            ],
             "baseline": _baseline(report.baseline) if report.baseline else None,
             "gate": {
                 "fail_on": report.gate.fail_on,
