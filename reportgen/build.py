@@ -87,7 +87,9 @@ def build(
     target = _out_dir_argument(out_dir)
     moment = _now_argument(now)
     if cache_mode not in CACHE_MODES:
-        raise UsageError(f"cache_mode: expected one of {', '.join(CACHE_MODES)}; got {cache_mode!r}")
+        raise UsageError(
+            f"cache_mode: expected one of {', '.join(CACHE_MODES)}; got {cache_mode!r}"
+        )
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
     moment = moment or build_time()

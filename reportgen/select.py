@@ -58,9 +58,9 @@ def matches(run: Run, filters: RunFilters, now: datetime) -> bool:
             return False
         if filters.created_before and run.created_at > filters.created_before.resolve(now):
             return False
-    if filters.min_steps is not None and run.logged_steps is not None:
-        if run.logged_steps < filters.min_steps:
-            return False
+    steps = run.logged_steps
+    if filters.min_steps is not None and steps is not None and steps < filters.min_steps:
+        return False
     if filters.config:
         config = config_lookup(run.config)
         for key, comparison in filters.config.items():
@@ -159,10 +159,9 @@ def choose(
     too_short: list[str] = []
     ranked = []
     for run_id, resolved in metrics.items():
-        if selection.min_steps is not None and logged_steps is not None:
-            if logged_steps.get(run_id, 0) < selection.min_steps:
-                too_short.append(run_id)
-                continue
+        if _too_short(run_id, selection.min_steps, logged_steps):
+            too_short.append(run_id)
+            continue
         metric = resolved.get(selection.by)
         value = reduce(metric.series, selection.reduce) if metric and metric.found else None
         ranked.append(Ranked(run_id, value))
@@ -170,3 +169,9 @@ def choose(
     ranked.sort(key=lambda r: (r.value is None, sign * (r.value or 0.0), r.run_id))
     best = ranked[0].run_id if ranked and ranked[0].value is not None else None
     return SelectionResult(selection, best, tuple(ranked), tuple(too_short))
+
+
+def _too_short(run_id: str, min_steps: int | None, logged_steps: Mapping[str, int] | None) -> bool:
+    if min_steps is None or logged_steps is None:
+        return False
+    return logged_steps.get(run_id, 0) < min_steps

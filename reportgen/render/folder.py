@@ -75,14 +75,13 @@ class OutputFolder:
                     destination = self.target / rel
                     destination.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(self.staging / rel, destination)
-                for rel, digest in previous.items():
-                    if rel not in digests:
-                        _remove_if_ours(self.target, rel, digest)
+                for name, digest in previous.items():
+                    if name not in digests:
+                        _remove_if_ours(self.target, name, digest)
                 write_manifest(self.target, digests)
         except OSError as exc:
             raise UsageError(
-                f"outputs.dir: cannot move the new files into {self.target}: "
-                f"{exc.strerror or exc}"
+                f"outputs.dir: cannot move the new files into {self.target}: {exc.strerror or exc}"
             ) from None
         _remove_abandoned_staging(self.target, keep=self.staging)
         return [self.target / rel for rel in relative]
@@ -104,7 +103,12 @@ def read_manifest(folder: Path) -> dict[str, str]:
     safe = {}
     for name, digest in files.items():
         path = PurePosixPath(str(name))
-        if path.is_absolute() or ".." in path.parts or not path.parts or not isinstance(digest, str):
+        if (
+            path.is_absolute()
+            or ".." in path.parts
+            or not path.parts
+            or not isinstance(digest, str)
+        ):
             continue
         if path.parts[0] == MANIFEST or path.parts[0].startswith(STAGING_PREFIX):
             continue
@@ -184,5 +188,5 @@ def signals_deferred() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-        for sig in dict.fromkeys(caught):
-            signal.raise_signal(sig)
+        for number in dict.fromkeys(caught):
+            signal.raise_signal(number)
