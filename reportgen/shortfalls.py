@@ -72,7 +72,7 @@ def _unread(spec: Spec, runs: Sequence[Run], left_out: Sequence[LeftOut]) -> Sho
     return Shortfall(
         "runs",
         f"{len(left_out)} of {total} chosen runs could not be read: {first.run_name} "
-        f"({first.run_id}) {first.reason}{more}; the report is incomplete ({advice})",
+        f"({first.run_id}): {first.reason}{more}; the report is incomplete ({advice})",
         accepted=accepted,
     )
 

@@ -157,9 +157,21 @@ def test_the_verdict_table_lists_every_run_with_its_verdict(built):
     assert f"{HOSTILE} hostile1 finished BAD 1" in cover
 
 
-def test_each_run_has_its_own_section_starting_a_page(built):
+def test_runs_with_findings_or_picked_have_a_section_starting_a_page(built):
     pages = built.pages
     firsts = [page.splitlines()[0] for page in pages]
+    assert [s.run_id for s in built.report.selections] == ["hostile1"]
+    for name in ("diverge", HOSTILE):  # findings (and hostile1 is picked as best)
+        assert name in firsts
+    assert "steady" not in firsts  # healthy and not picked: its row in the verdicts is enough
+    cover = " ".join(pages[0].split())
+    assert "1 run without findings and not picked by a selection has no page of its own" in cover
+
+
+def test_run_pages_all_gives_every_run_a_section(built, tmp_path):
+    path = tmp_path / "all.pdf"
+    path.write_bytes(render_pdf(dataclasses.replace(built.report, run_pages="all")))
+    firsts = [page.splitlines()[0] for page in page_texts(path)]
     for name in ("steady", "diverge", HOSTILE):
         assert name in firsts
 
