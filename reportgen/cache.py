@@ -238,7 +238,9 @@ class CacheArea:
             "bytes": len(data),
             "keys": len(history),
         }
-        text = json.dumps(record, ensure_ascii=False, sort_keys=True, default=_jsonable)
+        # Keys in the run's own order (no sort_keys): a config read back from the cache must
+        # print in the same order as one read fresh, or report.json differs with the cache state.
+        text = json.dumps(record, ensure_ascii=False, default=_jsonable)
         folder = self.entry_dir(name)
         with self.locked(shared=False):
             self._write_identity()
