@@ -101,7 +101,7 @@ def build(
     report = make_report(spec, source, moment, progress)
     target = target or spec.outputs.dir
     posted = None
-    with OutputFolder(target) as folder:
+    with OutputFolder(target, spec=str(spec.path)) as folder:
         staged = write_outputs(report, folder.staging, spec.outputs.formats, template_dirs)
         if comment or spec.outputs.comment is not None:
             environment = os.environ if env is None else env

@@ -172,6 +172,16 @@ def test_files_a_build_no_longer_writes_are_removed_and_no_others(project_dir, t
     ]
 
 
+def test_files_another_specs_build_wrote_into_the_folder_are_not_removed(project_dir, tmp_path):
+    out = tmp_path / "shared"
+    first = write_spec(tmp_path / "first.yaml", spec_text(project_dir, out, TWO_PICKS))
+    second = write_spec(tmp_path / "second.yaml", spec_text(project_dir, out, ONE_PICK))
+    assert main(["build", str(first), "-q"]) == 0
+    assert main(["build", str(second), "-q"]) == 0
+    assert (out / "steady_entropy_experiment.csv").is_file()
+    assert json.loads((out / MANIFEST).read_text())["spec"] == str(second)
+
+
 def test_a_build_removes_an_empty_plots_folder_it_emptied(project_dir, tmp_path):
     out = tmp_path / "out"
     spec = write_spec(tmp_path / "s.yaml", spec_text(project_dir, out, ONE_PICK))
@@ -197,7 +207,8 @@ def test_a_build_that_fails_while_rendering_leaves_the_previous_files_whole(
     # The CSVs and charts are rendered before report.md, whose template then fails.
     (templates / "report.md.j2").write_text('{% include "no-such-part.j2" %}\n')
     text = spec_text(project_dir, out, ONE_PICK).replace(
-        "formats: [markdown, csv, json]\n", f'formats: [markdown, csv, json]\n  templates: "{templates}"\n'
+        "formats: [markdown, csv, json]\n",
+        f'formats: [markdown, csv, json]\n  templates: "{templates}"\n',
     )
     spec.write_text(text)
     assert main(["build", str(spec), "-q"]) == 2
@@ -242,7 +253,9 @@ def test_a_build_stopped_by_sigterm_leaves_the_previous_files_whole(project_dir,
 # --- file modes -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("umask", "file_mode", "dir_mode"), [(0o022, 0o644, 0o755), (0o002, 0o664, 0o775)])
+@pytest.mark.parametrize(
+    ("umask", "file_mode", "dir_mode"), [(0o022, 0o644, 0o755), (0o002, 0o664, 0o775)]
+)
 def test_outputs_follow_the_umask_and_the_cache_stays_private(
     project_dir, tmp_path, umask, file_mode, dir_mode
 ):
@@ -333,7 +346,13 @@ def test_every_grid_step_the_run_logged_is_a_row_step_0_included(tmp_path):
     )
     assert main(["build", str(spec), "-q"]) == 0
     rows = (tmp_path / "out" / "from-zero_experiment.csv").read_text().splitlines()
-    assert rows == ["step,loss", "0,1", "100,0.009900990099009901", "200,", "230,0.004329004329004329"]
+    assert rows == [
+        "step,loss",
+        "0,1",
+        "100,0.009900990099009901",
+        "200,",
+        "230,0.004329004329004329",
+    ]
 
 
 # --- same-named runs -----------------------------------------------------------------------------

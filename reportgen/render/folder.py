@@ -8,7 +8,9 @@ they were: never a new report.md beside an old report.json.
 `.reportgen-manifest.json` records what each build wrote, with each file's SHA-256. The next
 build removes the files the previous one wrote and this one no longer writes (another
 selection's CSV, charts of a dropped alias), and only those whose bytes are still what reportgen
-wrote: a file someone else put in the folder, or edited since, is never touched.
+wrote: a file someone else put in the folder, or edited since, is never touched. Files another
+spec's build wrote into the same folder are not this build's to remove either: the manifest
+names the spec, and removal happens only when the previous build was of the same spec.
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ class OutputFolder:
     leaves the target as it was.
     """
 
-    def __init__(self, target: Path):
+    def __init__(self, target: Path, spec: str = ""):
         self.target = Path(target)
+        self.spec = spec
         self.staging: Path = self.target
 
     def __enter__(self) -> OutputFolder:
@@ -67,7 +70,9 @@ class OutputFolder:
     def commit(self, files: Sequence[Path]) -> list[Path]:
         """Move the staged files into the target, drop stale ones, record the new set."""
         relative = [PurePosixPath(Path(f).relative_to(self.staging).as_posix()) for f in files]
-        previous = read_manifest(self.target)
+        previous, by_spec = read_manifest(self.target)
+        if by_spec != self.spec:
+            previous = {}  # another spec's files: overwritten where names meet, never removed
         digests = {str(rel): _sha256(self.staging / rel) for rel in relative}
         try:
             with signals_deferred():
@@ -78,7 +83,7 @@ class OutputFolder:
                 for name, digest in previous.items():
                     if name not in digests:
                         _remove_if_ours(self.target, name, digest)
-                write_manifest(self.target, digests)
+                write_manifest(self.target, digests, self.spec)
         except OSError as exc:
             raise UsageError(
                 f"outputs.dir: cannot move the new files into {self.target}: {exc.strerror or exc}"
@@ -87,8 +92,9 @@ class OutputFolder:
         return [self.target / rel for rel in relative]
 
 
-def read_manifest(folder: Path) -> dict[str, str]:
-    """{relative path: sha256} of the last build's files; {} when there is no usable record.
+def read_manifest(folder: Path) -> tuple[dict[str, str], str]:
+    """{relative path: sha256} of the last build's files and its spec; ({}, "") when there is
+    no usable record.
 
     Entries that could point outside the folder (absolute, `..`) are ignored: the manifest is
     a file anyone could edit, and removal must never reach beyond the output folder.
@@ -96,10 +102,10 @@ def read_manifest(folder: Path) -> dict[str, str]:
     try:
         data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {}
+        return {}, ""
     files = data.get("files") if isinstance(data, dict) else None
     if not isinstance(files, dict):
-        return {}
+        return {}, ""
     safe = {}
     for name, digest in files.items():
         path = PurePosixPath(str(name))
@@ -113,13 +119,14 @@ def read_manifest(folder: Path) -> dict[str, str]:
         if path.parts[0] == MANIFEST or path.parts[0].startswith(STAGING_PREFIX):
             continue
         safe[str(path)] = digest
-    return safe
+    return safe, str(data.get("spec") or "")
 
 
-def write_manifest(folder: Path, files: dict[str, str]) -> None:
+def write_manifest(folder: Path, files: dict[str, str], spec: str) -> None:
     record: dict[str, Any] = {
-        "about": "files the last reportgen build wrote here; the next build removes those it "
-        "no longer writes (and only if unchanged)",
+        "about": "files the last reportgen build wrote here; the next build of the same spec "
+        "removes those it no longer writes (and only if unchanged)",
+        "spec": spec,
         "files": dict(sorted(files.items())),
     }
     atomic.write_text(folder / MANIFEST, json.dumps(record, indent=2) + "\n")

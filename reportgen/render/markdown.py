@@ -58,13 +58,13 @@ def all_notes(report: Report) -> list[str]:
     grouped = {key: names for key, names in missing.items() if len(names) > 1 and key[1]}
     for run in report.runs:
         for note in run.notes:
-            metric = next((m for m in run.metrics if m.missing_note == note), None)
-            if metric is not None:
+            alias = next((m.alias for m in run.metrics if m.missing_note == note), None)
+            if alias is not None:
                 reason = _missing_reason(note)
-                names = grouped.get((metric.alias, reason))
+                names = grouped.get((alias, reason))
                 if names is not None:
                     if names[0] == run.name:
-                        notes.append(_missing_in_runs(metric.alias, names, reason))
+                        notes.append(_missing_in_runs(alias, names, reason))
                     continue
             notes.append(note if run.name in note else f"{run.name}: {note}")
     return notes
