@@ -25,7 +25,7 @@ from reportgen.spec import Spec
 
 SEVERITIES = ("bad", "ugly")
 FAILED_STATES = ("failed", "crashed", "killed")  # runs whose console tail the reports show
-CONSOLE_LINES = 8  # the end of a failed run's console output: enough for the exception
+CONSOLE_LINES = 5  # the end of a failed run's console output: enough for the exception
 VERDICTS = ("good", "bad", "ugly")
 
 

@@ -405,7 +405,7 @@ def test_gate_exit_code_comes_after_every_output(runs_dir, tmp_path, capsys, run
         tmp_path / "spec.yaml",
         f'version: 1\nsource: {{type: wandb-offline, path: "{runs_dir}"}}\n'
         f"runs: {{ids: [{run_id}]}}\nmetrics: {{loss: train/loss}}\n"
-        f'outputs: {{dir: "{out}", formats: [markdown, csv, json]}}\n'
+        f'outputs: {{dir: "{out}", formats: [markdown, csv, json], csv: {{missing: drop}}}}\n'
         f"gate: {{fail_on: {fail_on}}}\n",
     )
     assert main(["build", str(spec)]) == code

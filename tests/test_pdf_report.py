@@ -401,3 +401,25 @@ def test_runs_no_check_looked_at_are_marked_not_checked(project_dir, tmp_path):
     assert "sft-nan sftnan01 finished NOT CHECKED 0" in " ".join(pages[0].split())
     run_page = next(p for p in pages if p.startswith("sft-nan"))
     assert "Not checked: no health check is enabled for this run." in run_page
+
+
+def test_a_failed_run_shows_the_last_few_console_lines_each_cut_short(project_dir, tmp_path):
+    spec = load_spec(
+        write_spec(
+            tmp_path / "s.yaml",
+            f'version: 1\nsource: {{type: wandb-offline, path: "{project_dir}"}}\n'
+            "runs: {ids: [crash001, sftnan01]}\nmetrics: {loss: train/loss}\n",
+        )
+    )
+    report = make_report(spec, open_source(spec.source), NOW)
+    crasher = report.run("crash001")
+    long_line = "0%|" + "█" * 500 + "| 20/4545\r 1%|" + "█" * 400 + "| 45/4545"
+    crasher = dataclasses.replace(crasher, console_tail=(*crasher.console_tail, long_line))
+    report = dataclasses.replace(report, runs=(crasher, report.run("sftnan01")))
+    html = render_html(report)
+    (console,) = re.findall(r'<pre class="console">(.*?)</pre>', html, re.DOTALL)
+    lines = console.split("\n")
+    assert len(lines) == 5  # of the run's longer tail
+    assert lines[-1] == "…" + (" 1%|" + "█" * 400 + "| 45/4545")[-159:]
+    assert any("CUDA out of memory" in line for line in lines)
+    assert html.count('<pre class="console">') == 1  # the finished run shows none

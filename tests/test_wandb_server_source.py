@@ -485,9 +485,7 @@ def test_a_build_that_could_read_no_run_fails_even_when_partial_results_are_allo
     assert not (tmp_path / "out-server").exists()
 
 
-def test_a_server_failing_every_request_is_named_as_failing_not_the_api_key(
-    served_runs, tmp_path
-):
+def test_a_server_failing_every_request_is_named_as_failing_not_the_api_key(served_runs, tmp_path):
     with serve(served_runs) as server:
         for op in ("Viewer", "Runs", "Run", "HistoryPage"):
             server.faults.append(Fault(op, 500, times=None))
@@ -503,9 +501,7 @@ def test_a_server_failing_every_request_is_named_as_failing_not_the_api_key(
     assert "WANDB_API_KEY" not in line and "refused" not in line
 
 
-def test_without_a_terminal_progress_lines_say_how_many_runs_are_done(
-    served_runs, tmp_path
-):
+def test_without_a_terminal_progress_lines_say_how_many_runs_are_done(served_runs, tmp_path):
     with serve(served_runs, latency=0.2) as server:
         spec = server_spec(tmp_path, server, workers=2)
         env_extra = {"REPORTGEN_PROGRESS_SECONDS": "0.3"}

@@ -104,6 +104,23 @@ def attachment_rows(report: Report) -> list[dict[str, Any]]:
     ]
 
 
+CONSOLE_WIDTH = 160  # characters kept of one console line (the end, where the error is)
+
+
+def console_excerpt(lines: Sequence[str], count: int = CONSOLE_LINES) -> list[str]:
+    """The last lines of a failed run's console output, each short enough to read.
+
+    A progress bar redraws itself with carriage returns, so one "line" can hold thousands of
+    redraws: only what follows the last one is what a terminal showed.
+    """
+    shown = []
+    for line in lines:
+        text = line.rsplit("\r", 1)[-1].rstrip()
+        if text:
+            shown.append(text if len(text) <= CONSOLE_WIDTH else "…" + text[-CONSOLE_WIDTH + 1 :])
+    return shown[-count:]
+
+
 def value_text(value: Any, present: bool = True) -> str:
     """A config value exactly as logged (JSON unless it is text); a dash where it is missing."""
     if not present:
@@ -151,6 +168,7 @@ def render_html(
         value_text=value_text,
         signed=signed_text,
         console_lines=CONSOLE_LINES,
+        console=console_excerpt,
         failed_states=FAILED_STATES,
         paged_runs=sum(1 for run in report.runs if report.has_page(run)),
     )
