@@ -1,8 +1,8 @@
 """The small family of errors a user can cause, and the exit code each one maps to.
 
 The CLI prints these as one clear line each (never a traceback); everything else is a bug.
-This module is the one place exit codes are defined: `EXIT_CODES` is what `--help` and the
-README list.
+This module is the one place exit codes are defined: `--help` (and so docs/cli.md) prints
+`EXIT_CODES`; the README describes the same codes.
 """
 
 from __future__ import annotations
