@@ -452,7 +452,7 @@ def _selection_report(
     )
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9.-]+")  # "_" too, so "a (b)_c" gives a_b_c, not a_b__c
 
 
 def safe_file_name(text: str) -> str:

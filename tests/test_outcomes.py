@@ -231,7 +231,8 @@ def cli(args: list[str], *, umask: int = 0o022, env: dict[str, str] | None = Non
 
 def test_a_build_stopped_by_sigterm_leaves_the_previous_files_whole(project_dir, tmp_path):
     out = tmp_path / "out"
-    spec = write_spec(tmp_path / "s.yaml", spec_text(project_dir, out, ONE_PICK))
+    one_run = "{ids: [rlshort1]}"
+    spec = write_spec(tmp_path / "s.yaml", spec_text(project_dir, out, ONE_PICK, one_run))
     assert cli(["build", str(spec), "-q"]).wait(timeout=300) == 0
     before = visible_files(out)
     spec.write_text(spec.read_text().replace("[markdown, csv, json]", "[csv, json, pdf, markdown]"))

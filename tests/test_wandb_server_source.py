@@ -502,9 +502,9 @@ def test_a_server_failing_every_request_is_named_as_failing_not_the_api_key(serv
 
 
 def test_without_a_terminal_progress_lines_say_how_many_runs_are_done(served_runs, tmp_path):
-    with serve(served_runs, latency=0.2) as server:
+    with serve(served_runs, latency=0.1) as server:
         spec = server_spec(tmp_path, server, workers=2)
-        env_extra = {"REPORTGEN_PROGRESS_SECONDS": "0.3"}
+        env_extra = {"REPORTGEN_PROGRESS_SECONDS": "0.15"}
         done = run_cli(["build", str(spec)], tmp_path, tmp_path / "cache", key=KEY, **env_extra)
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("reading runs: ")]
@@ -516,7 +516,7 @@ def test_without_a_terminal_progress_lines_say_how_many_runs_are_done(served_run
 
 
 def test_quiet_builds_print_no_progress_lines(served_runs, tmp_path):
-    with serve(served_runs, latency=0.05) as server:
+    with serve(served_runs, latency=0.02) as server:
         spec = server_spec(tmp_path, server, workers=2)
         done = run_cli(
             ["build", str(spec), "-q"],
