@@ -16,6 +16,7 @@ from pathlib import Path
 from reportgen.analysis import analyse
 from reportgen.baseline import BaselineComparison, compare_with_baseline
 from reportgen.cache import RunCache, default_location
+from reportgen.checkpoint import resolve_checkpoints
 from reportgen.errors import (
     EXIT_COMMENT,
     EXIT_GATE_FAILED,
@@ -186,6 +187,7 @@ def make_report(
     """Everything up to the Report, without writing a file."""
     from reportgen import __version__
 
+    spec, resolved = resolve_checkpoints(spec)
     found = source.list_runs(spec.runs, progress, now=now)
     chosen = filter_runs(found, spec.runs, now)
     fetched = fetch_histories(source, chosen, progress)
@@ -205,6 +207,7 @@ def make_report(
     runs = distinct_names(filter_runs(read, spec.runs, now))
     short = [run for run in read if run.id not in {r.id for r in runs}]
     notes = [
+        *resolved,
         *getattr(source, "notes", ()),
         *(_left_out(f, len(runs)) for f in failures),
         *_too_short(short, spec.runs.filters.min_steps),
