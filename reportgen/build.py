@@ -102,7 +102,8 @@ def build(
     report = make_report(spec, source, moment, progress)
     target = target or spec.outputs.dir
     posted = None
-    with OutputFolder(target, spec=str(spec.path)) as folder:
+    owner = str(spec.path) if spec.path.is_file() else ""  # "": no spec file, remove nothing
+    with OutputFolder(target, spec=owner) as folder:
         staged = write_outputs(report, folder.staging, spec.outputs.formats, template_dirs)
         if comment or spec.outputs.comment is not None:
             environment = os.environ if env is None else env

@@ -71,8 +71,10 @@ class OutputFolder:
         """Move the staged files into the target, drop stale ones, record the new set."""
         relative = [PurePosixPath(Path(f).relative_to(self.staging).as_posix()) for f in files]
         previous, by_spec = read_manifest(self.target)
-        if by_spec != self.spec:
-            previous = {}  # another spec's files: overwritten where names meet, never removed
+        if not self.spec or by_spec != self.spec:
+            # Another spec's files, or a command-line build with no spec file (`export -o F`
+            # into a shared folder): overwritten where names meet, never removed.
+            previous = {}
         digests = {str(rel): _sha256(self.staging / rel) for rel in relative}
         try:
             with signals_deferred():
