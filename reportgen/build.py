@@ -5,7 +5,9 @@ spec → source → filter → history → metrics (aliases, sampling) → selec
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -15,13 +17,22 @@ from reportgen.analysis import analyse
 from reportgen.baseline import BaselineComparison, compare_with_baseline
 from reportgen.cache import RunCache, default_location
 from reportgen.checkpoint import resolve_checkpoints
-from reportgen.errors import EXIT_COMMENT, EXIT_GATE_FAILED, EXIT_OK, UsageError
+from reportgen.errors import (
+    EXIT_COMMENT,
+    EXIT_GATE_FAILED,
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    SourceError,
+    UsageError,
+)
 from reportgen.metrics import ResolvedMetric, SampledTable, keep_rows, resolve_metrics, sample
 from reportgen.publish import CommentResult, publish_comment
 from reportgen.render import write_outputs
+from reportgen.render.folder import OutputFolder
 from reportgen.report import Finding, Report, RunHealth, assemble
 from reportgen.runs import History, Run
 from reportgen.select import choose, filter_runs
+from reportgen.shortfalls import LeftOut, find_shortfalls
 from reportgen.sources import RunFetchError, Source, fetch_histories, open_source
 from reportgen.spec import Spec, load_spec
 
@@ -38,9 +49,13 @@ class BuildResult:
 
     @property
     def exit_code(self) -> int:
-        """1 when the gate failed (whatever else happened), 4 when the comment failed to post."""
+        """1 when the gate failed (whatever else happened: a run that is ugly stays ugly
+        whatever the missing part would add); else 5 when part of what the spec asks for is
+        missing and the spec did not accept it; else 4 when the comment failed to post."""
         if self.report.gate.failed:
             return EXIT_GATE_FAILED
+        if any(not shortfall.accepted for shortfall in self.report.shortfalls):
+            return EXIT_INCOMPLETE
         if self.comment is not None and self.comment.fails_build:
             return EXIT_COMMENT
         return EXIT_OK
@@ -49,8 +64,8 @@ class BuildResult:
 def build(
     spec: Spec | str | Path,
     *,
-    out_dir: Path | None = None,
-    now: datetime | None = None,
+    out_dir: Path | str | None = None,
+    now: datetime | str | None = None,
     source: Source | None = None,
     progress: Progress | None = None,
     comment: bool = False,
@@ -62,25 +77,82 @@ def build(
     With `comment` (or `outputs.comment` in the spec) the PR comment is written and posted to
     the forge that `env` (default: os.environ) describes. `cache_mode`: "normal" (use and update
     the cache), "refresh" (ignore what is cached, fetch everything again) or "offline" (use only
-    the cache; fail when something is missing).
+    the cache; fail when something is missing). `out_dir` and `now` may be strings, as on the
+    command line ("2026-01-01T00:00:00Z" or "@1767225600"); every argument is checked before
+    any data is read.
+
+    The outputs appear together or not at all (render/folder.py): files are rendered into a
+    staging folder and moved into place as a set, and files an earlier build wrote that this
+    one no longer writes are removed.
     """
+    target = _out_dir_argument(out_dir)
+    moment = _now_argument(now)
+    if cache_mode not in CACHE_MODES:
+        raise UsageError(
+            f"cache_mode: expected one of {', '.join(CACHE_MODES)}; got {cache_mode!r}"
+        )
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
-    now = now or build_time()
+    moment = moment or build_time()
     template_dirs = _template_dirs(spec)
     cache = None
     if source is None:
         cache = RunCache.at(default_location(spec.cache.dir), cache_mode)
         source = open_source(spec.source, cache)
-    report = make_report(spec, source, now, progress)
-    target = out_dir or spec.outputs.dir
-    files = write_outputs(report, target, spec.outputs.formats, template_dirs)
+    report = make_report(spec, source, moment, progress)
+    target = target or spec.outputs.dir
     posted = None
-    if comment or spec.outputs.comment is not None:
-        posted = publish_comment(spec, report, target, os.environ if env is None else env)
-        files.append(posted.path)
+    owner = str(spec.path) if spec.path.is_file() else ""  # "": no spec file, remove nothing
+    with OutputFolder(target, spec=owner) as folder:
+        staged = write_outputs(report, folder.staging, spec.outputs.formats, template_dirs)
+        if comment or spec.outputs.comment is not None:
+            environment = os.environ if env is None else env
+            posted = publish_comment(spec, report, target, environment, folder=folder.staging)
+            staged.append(folder.staging / posted.path.name)
+        files = folder.commit(staged)
     warnings = tuple(cache.warnings) if cache else ()
     return BuildResult(report, target, tuple(files), posted, warnings)
+
+
+CACHE_MODES = ("normal", "refresh", "offline")
+
+
+def _out_dir_argument(out_dir: object) -> Path | None:
+    if out_dir is None or isinstance(out_dir, Path):
+        return out_dir
+    if isinstance(out_dir, str) and out_dir.strip():
+        return Path(out_dir)
+    raise UsageError(f"out_dir: expected a folder (a str or Path); got {out_dir!r}")
+
+
+def _now_argument(now: object) -> datetime | None:
+    """A datetime (UTC when it has no zone), an ISO 8601 string, or "@" epoch seconds."""
+    if now is None:
+        return None
+    if isinstance(now, datetime):
+        return now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+    if isinstance(now, str):
+        return parse_moment(now, "now")
+    raise UsageError(
+        f"now: expected a datetime or a string such as 2026-11-01T12:00:00Z; got {now!r}"
+    )
+
+
+def parse_moment(text: str, name: str = "--now") -> datetime:
+    """An ISO 8601 date or time (UTC unless it says otherwise) or @seconds since 1970."""
+    stripped = text.strip()
+    try:
+        if stripped.lstrip("@").isdigit():
+            return datetime.fromtimestamp(int(stripped.lstrip("@")), timezone.utc)
+        moment = datetime.fromisoformat(stripped.replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        raise UsageError(
+            f"{name}: expected a date or time such as 2026-11-01T12:00:00Z, or @1700000000; "
+            f"got {text!r}"
+        ) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(
+        timezone.utc
+    )
 
 
 def build_time() -> datetime:
@@ -118,22 +190,34 @@ def make_report(
 
     spec, resolved = resolve_checkpoints(spec)
     found = source.list_runs(spec.runs, progress, now=now)
-    runs = filter_runs(found, spec.runs, now)
-    fetched = fetch_histories(source, runs, progress)
+    chosen = filter_runs(found, spec.runs, now)
+    fetched = fetch_histories(source, chosen, progress)
     failures = [f for f in fetched.values() if isinstance(f, RunFetchError)]
-    runs = [run for run in runs if not isinstance(fetched[run.id], RunFetchError)]
     histories: dict[str, History] = {}
-    for run in runs:
+    for run in chosen:
         history = fetched[run.id]
-        assert isinstance(history, History)
-        histories[run.id] = history
+        if isinstance(history, History):
+            histories[run.id] = history
+    if chosen and not histories:
+        raise SourceError(_none_read(failures, len(chosen)))
+    read = [
+        dataclasses.replace(run, logged_steps=len(histories[run.id].steps()))
+        for run in chosen
+        if run.id in histories
+    ]
+    runs = distinct_names(filter_runs(read, spec.runs, now))
+    short = [run for run in read if run.id not in {r.id for r in runs}]
     notes = [
         *resolved,
         *getattr(source, "notes", ()),
         *(_left_out(f, len(runs)) for f in failures),
+        *_too_short(short, spec.runs.filters.min_steps),
     ]
     metrics = {run.id: resolve_metrics(run, histories[run.id], spec.metrics) for run in runs}
-    selections = [choose(selection, metrics) for selection in spec.select.values()]
+    steps = {run.id: run.logged_steps or 0 for run in runs}
+    selections = [choose(selection, metrics, steps) for selection in spec.select.values()]
+    left_out = [LeftOut(f.run_id, f.run_name, f.reason) for f in failures]
+    shortfalls = find_shortfalls(spec, runs, metrics, selections, left_out)
     tables = _sampled_tables(spec, runs, histories, metrics)
     findings, health = _health(spec, runs, histories, metrics, now)
     baseline = _compare_with_baseline(spec, runs, metrics, now)
@@ -155,7 +239,40 @@ def make_report(
         analysis=analysis,
         notes=notes,
         incomplete=bool(failures),
+        shortfalls=shortfalls,
     )
+
+
+def _none_read(failures: list[RunFetchError], chosen: int) -> str:
+    """Not one chosen run could be read: a source failure, whatever the spec accepts."""
+    first = failures[0]
+    return (
+        f"source: none of the {chosen} chosen runs could be read; {first.run_name} "
+        f"({first.run_id}): {first.reason}"
+    )
+
+
+def _too_short(runs: list[Run], min_steps: int | None) -> list[str]:
+    if not runs:
+        return []
+    names = ", ".join(f"{run.name} ({run.logged_steps})" for run in runs[:10])
+    more = f" and {len(runs) - 10} more" if len(runs) > 10 else ""
+    return [
+        f"{len(runs)} runs logged fewer than {min_steps} steps (runs.filters.min_steps) and are "
+        f"left out: {names}{more}"
+    ]
+
+
+def distinct_names(runs: list[Run]) -> list[Run]:
+    """Runs whose names repeat are shown as "name (id)", so tables and chart legends can tell
+    them apart; `logged_name` keeps the name as W&B has it (report.json's `name`)."""
+    counts = Counter(run.name for run in runs)
+    return [
+        dataclasses.replace(run, name=f"{run.name} ({run.id})", logged_name=run.name)
+        if counts[run.name] > 1
+        else run
+        for run in runs
+    ]
 
 
 def _left_out(failure: RunFetchError, kept: int) -> str:

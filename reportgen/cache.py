@@ -243,12 +243,14 @@ class CacheArea:
             "bytes": len(data),
             "keys": len(history),
         }
-        text = json.dumps(record, ensure_ascii=False, sort_keys=True, default=_jsonable)
+        # Keys in the run's own order (no sort_keys): a config read back from the cache must
+        # print in the same order as one read fresh, or report.json differs with the cache state.
+        text = json.dumps(record, ensure_ascii=False, default=_jsonable)
         folder = self.entry_dir(name)
         with self.locked(shared=False):
             self._write_identity()
-            atomic.write_bytes(folder / "history.parquet", data)
-            atomic.write_text(folder / "meta.json", text)
+            atomic.write_bytes(folder / "history.parquet", data, private=True)
+            atomic.write_text(folder / "meta.json", text, private=True)
 
     def remove(self, name: str) -> None:
         with self.locked(shared=False):
@@ -271,7 +273,9 @@ class CacheArea:
             merged = dict(current) if isinstance(current, dict) else {}
             merged.update(update)
             atomic.write_text(
-                self.path / file, json.dumps(merged, sort_keys=True, default=_jsonable)
+                self.path / file,
+                json.dumps(merged, sort_keys=True, default=_jsonable),
+                private=True,
             )
 
     def _write_identity(self) -> None:

@@ -20,9 +20,12 @@ from reportgen.curves import smooth, thin
 from reportgen.metrics import MetricStats, ResolvedMetric, SampledTable, describe, goal_for
 from reportgen.runs import History, Run, overlap_note
 from reportgen.select import SelectionResult
+from reportgen.shortfalls import Shortfall
 from reportgen.spec import Spec
 
 SEVERITIES = ("bad", "ugly")
+FAILED_STATES = ("failed", "crashed", "killed")  # runs whose console tail the reports show
+CONSOLE_LINES = 5  # the end of a failed run's console output: enough for the exception
 # `unjudged`: no finding, but too little evidence to call the run good (no check ran, no
 # logged step, too few points, no metric the checks know); RunHealth.unjudged says why.
 VERDICTS = ("good", "bad", "ugly", "unjudged")
@@ -154,6 +157,7 @@ class RunReport:
     console_tail: tuple[str, ...] = ()
     curves: tuple[Curve, ...] = ()
     health: RunHealth = field(default_factory=RunHealth)
+    logged_name: str | None = None  # W&B's name when `name` says "name (id)" to tell runs apart
     entity: str | None = None
     project: str | None = None
 
@@ -182,6 +186,8 @@ class SelectionReport:
     value: float | None
     key: str | None
     ranking: tuple[RankedRun, ...]
+    min_steps: int | None = None
+    too_short: tuple[RankedRun, ...] = ()  # runs min_steps kept out of the ranking
 
 
 @dataclass(frozen=True)
@@ -233,9 +239,27 @@ class Report:
     baseline: BaselineComparison | None = None
     analysis: Analysis = field(default_factory=Analysis)
     incomplete: bool = False  # some chosen runs could not be fetched (their notes say which)
+    shortfalls: tuple[Shortfall, ...] = ()  # what the spec asks for that this report lacks
+    run_pages: str = "notable"  # outputs.run_pages: which runs get a section of their own
 
     def run(self, run_id: str) -> RunReport:
         return next(r for r in self.runs if r.id == run_id)
+
+    def shortfall_for(self, where: str) -> Shortfall | None:
+        """The first gap at a spec path or under it (select.best → select.best.by)."""
+        return next(
+            (s for s in self.shortfalls if s.where == where or s.where.startswith(where + ".")),
+            None,
+        )
+
+    def has_page(self, run: RunReport) -> bool:
+        """Whether a run gets a section of its own: with outputs.run_pages `notable`, only runs
+        with findings, runs that failed, and runs a selection picked (every run is in the
+        verdict table either way)."""
+        if self.run_pages == "all":
+            return True
+        picked = any(s.run_id == run.id for s in self.selections)
+        return picked or bool(run.findings) or run.state in FAILED_STATES
 
     def problems(self, severity: str) -> list[RunProblems]:
         """Findings of one severity run by run, grouped by likely cause: Bad and Ugly sections."""
@@ -283,6 +307,7 @@ def assemble(
     baseline: BaselineComparison | None = None,
     analysis: Analysis | None = None,
     incomplete: bool = False,
+    shortfalls: Sequence[Shortfall] = (),
 ) -> Report:
     """Bind the pipeline's results into one Report."""
     names = {run.id: run.name for run in runs}
@@ -315,6 +340,8 @@ def assemble(
         gate=with_baseline(gate_result(spec.gate.fail_on, run_reports), baseline),
         notes=(*notes, *_plot_notes(spec)),
         incomplete=incomplete,
+        shortfalls=tuple(shortfalls),
+        run_pages=spec.outputs.run_pages,
         sampling={
             "x": spec.sampling.x,
             "start": spec.sampling.start,
@@ -391,6 +418,7 @@ def _run_report(
             if metric.found and len(metric.series)
         ),
         health=health,
+        logged_name=run.logged_name,
     )
 
 
@@ -441,10 +469,12 @@ def _selection_report(
         value=best.value if best else None,
         key=key,
         ranking=tuple(RankedRun(r.run_id, names[r.run_id], r.value) for r in result.ranking),
+        min_steps=s.min_steps,
+        too_short=tuple(RankedRun(run_id, names[run_id], None) for run_id in result.too_short),
     )
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9.-]+")  # "_" too, so "a (b)_c" gives a_b_c, not a_b__c
 
 
 def safe_file_name(text: str) -> str:

@@ -44,6 +44,10 @@ class Run:
     url: str | None = None
     read_notes: tuple[str, ...] = ()
     locations: tuple[str, ...] = ()
+    # Distinct `_step` values logged; None until the history is read (filters.min_steps waits).
+    logged_steps: int | None = None
+    # The name as W&B has it, when `name` was made distinct from another run's ("name (id)").
+    logged_name: str | None = None
 
     def x_key_for(self, key: str) -> str:
         """The step key a metric was declared against with define_metric, else `_step`."""

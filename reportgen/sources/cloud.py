@@ -23,6 +23,7 @@ import math
 import os
 import re
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timedelta, timezone
@@ -97,6 +98,8 @@ class CloudSource:
         self._fingerprints: dict[str, dict[str, Any]] = {}
         self._failed: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._started: dict[str, tuple[str, float]] = {}  # run id → (name, monotonic start)
+        self._started_lock = threading.Lock()
 
     @property
     def path(self) -> str:
@@ -368,9 +371,12 @@ class CloudSource:
         if progress and results:
             progress(done, len(runs), "cached history")
         if plans:
+            watch = getattr(progress, "watch", None)
+            if watch is not None:
+                watch(self.in_flight)
             with ThreadPoolExecutor(min(self.workers, len(plans))) as pool:
                 futures = {
-                    pool.submit(self._fetch, run, min_step, base): run
+                    pool.submit(self._timed_fetch, run, min_step, base): run
                     for run, min_step, base in plans
                 }
                 for future in as_completed(futures):
@@ -415,6 +421,21 @@ class CloudSource:
         last = entry.meta.get("last_step", -1)
         return (int(last) + 1, entry.history)
 
+    def in_flight(self) -> list[tuple[str, float]]:
+        """History fetches under way: (run name, seconds so far), for progress lines."""
+        now = time.monotonic()
+        with self._started_lock:
+            return [(name, now - start) for name, start in self._started.values()]
+
+    def _timed_fetch(self, run: Run, min_step: int, base: History | None) -> History:
+        with self._started_lock:
+            self._started[run.id] = (run.name, time.monotonic())
+        try:
+            return self._fetch(run, min_step, base)
+        finally:
+            with self._started_lock:
+                self._started.pop(run.id, None)
+
     def _fetch(self, run: Run, min_step: int, base: History | None) -> History:
         public = self._handles.get(run.id)
         if public is None:
@@ -458,7 +479,7 @@ class CloudSource:
             try:
                 self._api = wandb.Api(overrides=overrides)
             except AuthenticationError as exc:
-                raise SourceError(
+                raise self._server_failing(host, exc) or SourceError(
                     f"source: the W&B server at {host} refused the credentials "
                     f"({self._message(exc)}); check WANDB_API_KEY or ~/.netrc"
                 ) from None
@@ -482,11 +503,26 @@ class CloudSource:
                 host=host, source="reportgen", prompt=False, update_session=False
             )
         except AuthenticationError as exc:
-            raise SourceError(
+            raise self._server_failing(host, exc) or SourceError(
                 f"source: the W&B credentials for {host} are not valid: {self._message(exc)}"
             ) from None
         if auth is None:
             raise self._no_credentials(host)
+
+    def _server_failing(
+        self, host: str, exc: BaseException, doing: str = "checking the credentials"
+    ) -> SourceError | None:
+        """A credentials check that failed because the server kept answering 5xx is a server
+        failure, not a wrong key: say so, or the user goes hunting for a key problem."""
+        message = self._message(exc)
+        status = re.search(r"HTTP (5\d\d)", message)
+        if status is None:
+            return None
+        return SourceError(
+            f"source: the W&B server at {host} is failing: it answered HTTP {status.group(1)} "
+            f"(a server error, not a problem with the API key) to every attempt while {doing} "
+            f"({message}); try again later, or ask the server's administrator"
+        )
 
     def _no_credentials(self, host: str) -> SourceError:
         return SourceError(
@@ -514,8 +550,13 @@ class CloudSource:
                 f"source: W&B project {self.path} was not found on {self._host()} "
                 "(check source.entity and source.project, and that these credentials can see it)"
             )
+        failing = self._server_failing(self._host(), exc, f"listing the runs of {self.path}")
+        if failing is not None:
+            return failing
         lowered = message.lower()
-        if any(word in lowered for word in ("permission", "forbidden", "not authorized", "401")):
+        if any(
+            word in lowered for word in ("permission", "forbidden", "not authorized", "http 401")
+        ):
             return SourceError(
                 f"source: the W&B server at {self._host()} refused access to {self.path}: {message}"
             )
