@@ -31,13 +31,9 @@ def write_outputs(
         from reportgen.render.analysis import analysis_files
         from reportgen.render.csv import render_csv
 
-        for table in report.tables:
-            path = out_dir / table.file
-            atomic.write_text(path, render_csv(table))
-            written.append(path)
-        for name, data in analysis_files(report.analysis):
-            atomic.write_bytes(out_dir / name, data)
-            written.append(out_dir / name)
+        tables = [(out_dir / t.file, render_csv(t).encode("utf-8")) for t in report.tables]
+        analysis = [(out_dir / name, data) for name, data in analysis_files(report.analysis)]
+        written += atomic.write_many([*tables, *analysis])
     if "markdown" in formats:
         from reportgen.render.markdown import render_markdown
         from reportgen.render.plots import write_png_plots
