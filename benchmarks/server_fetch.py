@@ -158,6 +158,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=6)
     parser.add_argument("--exported", action="store_true", help="serve Parquet history exports")
     parser.add_argument("--data", type=Path, default=HERE / ".data")
+    parser.add_argument("--ops", action="store_true", help="count requests by operation")
     parser.add_argument("--child", nargs=3, metavar=("MODE", "URL", "SPEC"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -196,6 +197,9 @@ def main() -> None:
                 f"{label:<24}{requests:>10,}{figures['wall']:>8.1f}{figures['cpu']:>8.1f}"
                 f"{serving:>8.1f}{figures['peak_mb']:>9.0f}  {figures['detail']}"
             )
+            if args.ops:
+                ops = sorted(server.ops().items(), key=lambda item: -item[1])
+                print("  " + ", ".join(f"{op} {count}" for op, count in ops))
     shutil.rmtree(tmp, ignore_errors=True)
 
 
