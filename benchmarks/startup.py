@@ -1,6 +1,6 @@
 """Benchmark: how long the commands that read no run data take to start, against their floors.
 
-    .venv/bin/python benchmarks/startup.py [--repeat 15]
+    .venv/bin/python benchmarks/startup.py [--repeat 15] [--code DIR]
 
 Each command runs as a fresh process (`reportgen` is the installed console script), interleaved
 with its floor, and the best of --repeat runs is kept, both wall time and CPU time (user + system)
@@ -12,7 +12,8 @@ CPU time is disturbed less than wall time. Floors and goals (issue 15):
 
 SPEC is specs/demo.yaml and specs/analysis-demo.yaml (expressions, conditions). A spec that
 tunes health checks (`health.checks`) also loads the check registry, numpy and pandas: it is
-timed too, as its own line, against the same floor.
+timed too, as its own line, against the same floor. --code DIR times another checkout of
+reportgen with this venv (before/after figures on the same machine).
 """
 
 from __future__ import annotations
@@ -37,11 +38,14 @@ health: {checks: {kl_high: {threshold: 0.2}}, disable: [plateau]}
 """
 
 
+ENV = dict(os.environ)
+
+
 def timed(command: list[str]) -> tuple[float, float]:
     """Wall and CPU seconds of one run of `command` in a fresh process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(command, cwd=REPO, stdout=subprocess.DEVNULL, check=True)
+    subprocess.run(command, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, check=True)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -51,7 +55,12 @@ def timed(command: list[str]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument(
+        "--code", type=Path, help="time another checkout of reportgen (e.g. /work/main)"
+    )
     args = parser.parse_args()
+    if args.code is not None:
+        ENV["PYTHONPATH"] = os.pathsep.join([str(args.code.resolve()), ENV.get("PYTHONPATH", "")])
     python, reportgen = str(BIN / "python"), str(BIN / "reportgen")
     with tempfile.TemporaryDirectory() as tmp:
         tuned = Path(tmp) / "tuned.yaml"
