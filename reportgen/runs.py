@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reportgen.states import STATES  # noqa: F401  (re-exported: where runs are described)
+from reportgen.choices import STATES  # noqa: F401  (re-exported: where runs are described)
 
 STEP = "_step"
 
