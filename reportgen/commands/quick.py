@@ -11,8 +11,7 @@ import argparse
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from reportgen.choices import ALIGNS, STATES
 from reportgen.errors import EXIT_OK, UsageError
@@ -87,8 +86,7 @@ def find_runs(source: Source, refs: Sequence[str]) -> list[Run]:
     return found
 
 
-@dataclass(frozen=True)
-class ShowAnswer:
+class ShowAnswer(NamedTuple):  # not a dataclass: `dataclasses` would slow every command's start
     doc: dict[str, Any]
     result: BuildResult | None
     key_rows: tuple[KeyRow, ...]
