@@ -8,10 +8,10 @@ stores the file's size and mtime, so an unchanged `.wandb` file is not decoded a
 Layout (a team can point DuckDB or Spark at the Parquet files):
 
     <root>/CACHEDIR.TAG
-    <root>/v1/<area>/source.json              what the area holds (never credentials)
-    <root>/v1/<area>/listing.json             W&B sources: the last run listing (for --offline)
-    <root>/v1/<area>/entries/<name>/meta.json
-    <root>/v1/<area>/entries/<name>/history.parquet   columns step, key, value
+    <root>/v2/<area>/source.json              what the area holds (never credentials)
+    <root>/v2/<area>/listing.json             W&B sources: the last run listing (for --offline)
+    <root>/v2/<area>/entries/<name>/meta.json
+    <root>/v2/<area>/entries/<name>/history.parquet   columns row, step, key, value
 
 Writes are atomic (a reader sees the old file or the new one) and go under an exclusive file
 lock per area; reads take a shared lock, so two builds at once never see half an entry. The
@@ -43,7 +43,9 @@ from reportgen import atomic
 from reportgen.runs import History, Run
 
 ENV_DIR = "REPORTGEN_CACHE_DIR"
-LAYOUT = "v1"
+# The layout version: v2 histories keep every record (columns row, step, key, value); a v1
+# entry (one value per key and `_step`) is never read, so old-shape histories are not served.
+LAYOUT = "v2"
 MODES = ("normal", "refresh", "offline")
 
 CACHEDIR_TAG = (
@@ -286,7 +288,8 @@ class CacheArea:
 
 
 def history_bytes(history: History) -> bytes:
-    """A history as Parquet: one row per logged point (step int64, key string, value float64)."""
+    """A history as Parquet: one row per logged value (row int64, step int64, key string,
+    value float64)."""
     table = pa.Table.from_pandas(history.to_long(), preserve_index=False)
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd")

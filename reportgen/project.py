@@ -213,6 +213,17 @@ def _run_cells(run: Run, history: History) -> dict[str, Any]:
     }
 
 
+def run_cell(series: pd.Series, how: str) -> float | None:
+    """One run's value of an alias: `reduce`, except that `last` of a run whose curve ended
+    NaN or infinite is that value, not its last finite one (a diverged run must not look
+    like it ended well, in its row or in its group's mean)."""
+    if how == "last" and len(series):
+        final = float(series.iloc[-1])
+        if not math.isfinite(final):
+            return final
+    return reduce(series, how)
+
+
 def _summary_numbers(summary: Mapping[str, Any]) -> dict[str, float]:
     """Numeric summary values by flattened key, W&B's own `_…` bookkeeping left out."""
     return {
@@ -281,7 +292,7 @@ def build_rows(
             row[f"config.{key}"] = configs[run.id].get(key)
         for alias, how in reductions.items():
             metric = metrics[run.id][alias]
-            row[f"metric.{alias}"] = reduce(metric.series, how) if metric.found else None
+            row[f"metric.{alias}"] = run_cell(metric.series, how) if metric.found else None
         for key in summary_keys:
             if key not in shadowed:
                 row[f"metric.{key}"] = summaries[run.id].get(key)
@@ -349,10 +360,16 @@ def _sort_key(keys: tuple[Any, ...]) -> tuple[tuple[int, float, str], ...]:
 
 
 def aggregate(values: Sequence[Any], how: str) -> float | None:
-    """count, mean, std (sample, n-1), min or max of finite values; None when undefined."""
+    """count, mean, std (sample, n-1), min or max of finite values; None when undefined.
+
+    A member whose value is NaN or infinite (a run that ended diverged) makes the group's
+    mean and std NaN: leaving it out would report the survivors as the group's result.
+    """
     finite = np.asarray([v for v in values if _finite(v)], dtype=float)
     if how == "count":
         return len(finite)
+    if how in ("mean", "std") and any(_numeric(v) and not math.isfinite(v) for v in values):
+        return math.nan
     if len(finite) == 0 or (how == "std" and len(finite) < 2):
         return None
     if how == "mean":
@@ -571,8 +588,14 @@ def project_table(
     found: list[Correlation] = []
     with_primary = 0
     note = None
+    if primary and goal == "none":
+        notes.append(
+            f"project_table.primary: '{primary}' has no known better direction; give its "
+            "alias a goal (minimize or maximize) to rank the top runs"
+        )
     if primary_column and goal:
-        top = top_runs(rows, primary_column, goal, spec.top)
+        if goal != "none":
+            top = top_runs(rows, primary_column, goal, spec.top)
         if spec.correlate:
             found, with_primary, note = correlations(rows, columns, primary_column, spec.min_runs)
     known = {c.name for c in columns}

@@ -66,6 +66,7 @@ def _run(run: RunReport) -> dict[str, Any]:
         "summary": run.summary,
         "steps": {"first": run.first_step, "last": run.last_step, "rows": run.rows},
         "verdict": run.verdict,
+        "unjudged_reason": run.health.unjudged if run.verdict == "unjudged" else None,
         "findings": [
             {
                 "check": f.check,
