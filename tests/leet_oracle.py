@@ -22,11 +22,14 @@ from typing import Any
 
 Value = tuple[str, int, str | None, str]
 
+
 def _core() -> Path:
     """The Go binary `wandb leet` runs (called directly: the Python CLI costs seconds a call)."""
     import wandb
 
     return Path(wandb.__file__).parent / "bin" / "wandb-core"
+
+
 _SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 

@@ -220,7 +220,7 @@ def test_every_record_round_trips_and_entries_of_the_old_layout_are_never_served
     old = tmp_path / "cache" / "v1" / "wandb-offline-0123456789" / "entries" / "x"
     old.mkdir(parents=True)
     (old / "meta.json").write_text('{"history": {"bytes": 0, "sha256": ""}}')
-    for attempt in range(2):  # the second read is served from the cache
+    for _attempt in range(2):  # the second read is served from the cache
         source = OfflineSource(SourceSpec("wandb-offline", path=str(legacy)), cache=cache)
         runs = {run.id: run for run in source.list_runs()}
         history = source.history(runs["legacysteps"])
