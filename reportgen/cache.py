@@ -227,7 +227,7 @@ class CacheArea:
         if hashlib.sha256(data).hexdigest() != expected.get("sha256"):
             raise CacheDamaged("history.parquet does not match its checksum")
         try:
-            loaded = History.from_long(pq.read_table(io.BytesIO(data)).to_pandas())
+            loaded = history_from_bytes(data)
         except Exception as exc:  # pyarrow raises several types for damaged files
             raise CacheDamaged(f"history.parquet cannot be read ({exc})") from None
         return CachedEntry(meta, loaded)
@@ -298,6 +298,12 @@ def history_bytes(history: History) -> bytes:
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd")
     return sink.getvalue()
+
+
+def history_from_bytes(data: bytes) -> History:
+    """The inverse of `history_bytes`. ParquetFile reads one small file several times faster
+    than read_table (which sets up a dataset), and a warm rebuild reads one file per run."""
+    return History.from_long(pq.ParquetFile(pa.BufferReader(data)).read().to_pandas())
 
 
 def run_to_dict(run: Run) -> dict[str, Any]:

@@ -12,35 +12,39 @@ logged as NaN) is false, except `!=`, which is true, as in IEEE arithmetic.
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {
-    "abs": np.abs,
-    "log": np.log,
-    "log10": np.log10,
-    "exp": np.exp,
-    "sqrt": np.sqrt,
-    "min": np.minimum,
-    "max": np.maximum,
+# The language, as names of numpy ufuncs. Checking an expression (which `reportgen validate`
+# does) needs only the names; numpy is imported when an expression is evaluated.
+FUNCTIONS: dict[str, str] = {
+    "abs": "abs",
+    "log": "log",
+    "log10": "log10",
+    "exp": "exp",
+    "sqrt": "sqrt",
+    "min": "minimum",
+    "max": "maximum",
 }
 
-_OPERATORS: dict[type[ast.operator], Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    ast.Add: np.add,
-    ast.Sub: np.subtract,
-    ast.Mult: np.multiply,
-    ast.Div: np.divide,
-    ast.Pow: np.power,
+_OPERATORS: dict[type[ast.operator], str] = {
+    ast.Add: "add",
+    ast.Sub: "subtract",
+    ast.Mult: "multiply",
+    ast.Div: "divide",
+    ast.Pow: "power",
 }
 
-_COMPARISONS: dict[type[ast.cmpop], Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    ast.Lt: np.less,
-    ast.LtE: np.less_equal,
-    ast.Gt: np.greater,
-    ast.GtE: np.greater_equal,
-    ast.Eq: np.equal,
-    ast.NotEq: np.not_equal,
+_COMPARISONS: dict[type[ast.cmpop], str] = {
+    ast.Lt: "less",
+    ast.LtE: "less_equal",
+    ast.Gt: "greater",
+    ast.GtE: "greater_equal",
+    ast.Eq: "equal",
+    ast.NotEq: "not_equal",
 }
 
 
@@ -161,27 +165,34 @@ def parse_condition(text: str) -> set[str]:
 
 
 def _value(node: ast.expr, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    import numpy as np
+
     if isinstance(node, ast.Constant):
         assert isinstance(node.value, (int, float))
         return np.asarray(float(node.value))
     if isinstance(node, ast.Name):
         return columns[node.id]
     if isinstance(node, ast.BinOp):
-        return _OPERATORS[type(node.op)](_value(node.left, columns), _value(node.right, columns))
+        operator = getattr(np, _OPERATORS[type(node.op)])
+        return operator(_value(node.left, columns), _value(node.right, columns))
     if isinstance(node, ast.UnaryOp):
         operand = _value(node.operand, columns)
         return np.negative(operand) if isinstance(node.op, ast.USub) else operand
     assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-    return FUNCTIONS[node.func.id](*(_value(arg, columns) for arg in node.args))
+    function = getattr(np, FUNCTIONS[node.func.id])
+    return function(*(_value(arg, columns) for arg in node.args))
 
 
 def _truth(node: ast.expr, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    import numpy as np
+
     if isinstance(node, ast.Compare):
         result = np.asarray(True)
         left = _value(node.left, columns)
         for op, comparator in zip(node.ops, node.comparators, strict=True):
             right = _value(comparator, columns)
-            result = np.logical_and(result, _COMPARISONS[type(op)](left, right))
+            compare = getattr(np, _COMPARISONS[type(op)])
+            result = np.logical_and(result, compare(left, right))
             left = right
         return result
     if isinstance(node, ast.BoolOp):
@@ -197,6 +208,8 @@ def _truth(node: ast.expr, columns: Mapping[str, np.ndarray]) -> np.ndarray:
 
 def evaluate(text: str, columns: Mapping[str, np.ndarray]) -> np.ndarray:
     """Compute an expression over equally long float arrays, one per alias it uses."""
+    import numpy as np
+
     tree = _tree(text)
     _Checker(text).value(tree)
     with np.errstate(all="ignore"):
@@ -205,6 +218,8 @@ def evaluate(text: str, columns: Mapping[str, np.ndarray]) -> np.ndarray:
 
 def evaluate_condition(text: str, columns: Mapping[str, np.ndarray], rows: int) -> np.ndarray:
     """Which of `rows` rows satisfy a condition over equally long float arrays."""
+    import numpy as np
+
     tree = _tree(text)
     _Checker(text).condition(tree)
     with np.errstate(all="ignore"):

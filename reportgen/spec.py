@@ -305,17 +305,34 @@ class _Located:
         return self.value_marks.get((), (1, 1))
 
 
-def _compose(text: str, file: str) -> _Located:
-    loader = yaml.SafeLoader(text)
+# libyaml's parser, where PyYAML was built with it, composes a spec several times faster than
+# the pure-Python one (it was a good part of `reportgen validate`); both give the same nodes
+# and marks. Invalid YAML is explained in the pure-Python parser's words, which are plainer.
+_FAST_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _parse(text: str, loader_type: type[yaml.SafeLoader]) -> tuple[yaml.SafeLoader, Any]:
+    loader = loader_type(text)
     try:
-        root = loader.get_single_node()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = exc.problem or str(exc)
-        raise SpecError([SpecProblem(file, line, col, "", f"not valid YAML: {problem}")]) from None
+        return loader, loader.get_single_node()
     finally:
         loader.dispose()
+
+
+def _compose(text: str, file: str) -> _Located:
+    try:
+        loader, root = _parse(text, _FAST_LOADER)
+    except yaml.MarkedYAMLError as exc:
+        error = exc
+        if _FAST_LOADER is not yaml.SafeLoader:
+            try:
+                _parse(text, yaml.SafeLoader)
+            except yaml.MarkedYAMLError as plain:
+                error = plain
+        mark = error.problem_mark or error.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = error.problem or str(error)
+        raise SpecError([SpecProblem(file, line, col, "", f"not valid YAML: {problem}")]) from None
     located = _Located(None, {}, {}, [])
     if root is None:
         located.value_marks[()] = (1, 1)
@@ -577,7 +594,13 @@ def _rule_problems(data: dict[str, Any], located: _Located, file: str) -> Iterat
 
 
 def _health_problems(health, aliases, problem):
-    """Check ids and parameters exist, and values fit: the health registry is their source."""
+    """Check ids and parameters exist, and values fit: the health registry is their source.
+
+    Loading the registry means loading the checks (and numpy, pandas with them): only a spec
+    that names checks pays for it, so `reportgen validate` stays quick for the others.
+    """
+    if not health.get("checks") and not health.get("disable"):
+        return
     from reportgen.health import CHECKS
     from reportgen.health.registry import param_problems
 
