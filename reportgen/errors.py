@@ -1,10 +1,14 @@
 """The small family of errors a user can cause, and the exit code each one maps to.
 
-The CLI prints these as one clear line each (never a traceback); everything else is a bug.
+This module is the one place exit codes are defined: the CLI's `--help`, docs/cli.md and the
+README quote `EXIT_CODES`. The CLI prints an error as one clear line (never a traceback);
+anything else is a bug, reported as one line with exit code 70, never as 1 (which means that the
+gate failed, and a CI job must be able to tell the two apart).
 """
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 
 EXIT_OK = 0
@@ -12,6 +16,28 @@ EXIT_GATE_FAILED = 1
 EXIT_USAGE = 2
 EXIT_SOURCE = 3
 EXIT_COMMENT = 4  # built and the gate passed, but the PR comment could not be posted
+EXIT_TIMEOUT = 5  # the build did not finish within its deadline (--timeout)
+EXIT_INTERNAL = 70  # a bug in reportgen (EX_SOFTWARE in sysexits.h)
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130: Ctrl-C, as shells report it
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143: SIGTERM (CI runners, `timeout`, `kill`)
+
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "built",
+    EXIT_GATE_FAILED: "built, but the gate failed (gate.fail_on, or a baseline tolerance exceeded)",
+    EXIT_USAGE: "bad spec or usage (also: an output or cache folder that cannot be used)",
+    EXIT_SOURCE: "the data source failed (missing folder, auth, network)",
+    EXIT_COMMENT: "built and the gate passed, but the PR comment could not be posted",
+    EXIT_TIMEOUT: "the build did not finish within --timeout (nothing half-written is left)",
+    EXIT_INTERNAL: "an internal error (a bug in reportgen; --debug shows the traceback)",
+    EXIT_INTERRUPTED: "interrupted by Ctrl-C (SIGINT)",
+    EXIT_TERMINATED: "terminated by SIGTERM",
+}
+
+
+def exit_code_lines(codes: tuple[int, ...] | None = None) -> str:
+    """`--help`'s list of exit codes, from EXIT_CODES (all, or the ones a command can give)."""
+    chosen = codes if codes is not None else tuple(EXIT_CODES)
+    return "\n".join(f"  {code:<3} {EXIT_CODES[code]}" for code in chosen)
 
 
 class ReportgenError(Exception):
@@ -55,3 +81,22 @@ class SourceError(ReportgenError):
     """The data source failed: a missing folder, refused credentials, an unreachable server."""
 
     exit_code = EXIT_SOURCE
+
+
+class BuildTimeout(ReportgenError):
+    """The build's deadline passed; raised where the build was when it did."""
+
+    exit_code = EXIT_TIMEOUT
+
+
+class Stopped(BaseException):
+    """SIGINT or SIGTERM arrived. A BaseException, like KeyboardInterrupt, so that no
+    `except Exception` on the way up swallows it."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
