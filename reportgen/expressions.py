@@ -12,9 +12,22 @@ logged as NaN) is false, except `!=`, which is true, as in IEEE arithmetic.
 from __future__ import annotations
 
 import ast
+import functools
+import math
 from collections.abc import Callable, Mapping
 
 import numpy as np
+
+
+def _fold(pair: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[..., np.ndarray]:
+    """min/max of any number of values, element-wise (numpy's own would take a third argument
+    as the array to write into)."""
+
+    def folded(*values: np.ndarray) -> np.ndarray:
+        return functools.reduce(pair, values)
+
+    return folded
+
 
 FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {
     "abs": np.abs,
@@ -22,9 +35,23 @@ FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {
     "log10": np.log10,
     "exp": np.exp,
     "sqrt": np.sqrt,
-    "min": np.minimum,
-    "max": np.maximum,
+    "min": _fold(np.minimum),
+    "max": _fold(np.maximum),
 }
+# How many arguments each function takes: (fewest, most); None: no upper bound.
+ARITY: dict[str, tuple[int, int | None]] = {
+    "abs": (1, 1),
+    "log": (1, 1),
+    "log10": (1, 1),
+    "exp": (1, 1),
+    "sqrt": (1, 1),
+    "min": (2, None),
+    "max": (2, None),
+}
+# An expression is a formula over aliases, not a program: these bound the work it can ask for.
+MAX_EXPRESSION_CHARS = 2000
+MAX_EXPRESSION_NODES = 400
+MAX_CONSTANT = 1e300
 
 _OPERATORS: dict[type[ast.operator], Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     ast.Add: np.add,
@@ -54,10 +81,24 @@ def _normal(text: str) -> str:
 
 
 def _tree(text: str) -> ast.expr:
+    normal = _normal(text)
+    if len(normal) > MAX_EXPRESSION_CHARS:
+        raise ExpressionError(
+            f"the expression is {len(normal):,} characters long; at most "
+            f"{MAX_EXPRESSION_CHARS:,} are allowed (split it into several aliases)"
+        )
     try:
-        return ast.parse(_normal(text), mode="eval").body
+        tree = ast.parse(normal, mode="eval").body
     except SyntaxError as exc:
         raise ExpressionError(f"not a valid expression: {exc.msg}") from None
+    except (RecursionError, MemoryError, ValueError):
+        raise ExpressionError("the expression is nested too deeply") from None
+    if sum(1 for _ in ast.walk(tree)) > MAX_EXPRESSION_NODES:
+        raise ExpressionError(
+            f"the expression has more than {MAX_EXPRESSION_NODES} parts; "
+            "split it into several aliases"
+        )
+    return tree
 
 
 class _Checker:
@@ -76,6 +117,11 @@ class _Checker:
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
                 raise ExpressionError(f"only numbers may appear as constants, not {node.value!r}")
+            if not (abs(node.value) <= MAX_CONSTANT and math.isfinite(abs(node.value))):
+                raise ExpressionError(
+                    f"a constant must be a finite number of at most {MAX_CONSTANT:g}"
+                    f"{self.fragment(node)}"
+                )
         elif isinstance(node, ast.Name):
             self.used.add(node.id)
         elif isinstance(node, ast.BinOp):
@@ -120,6 +166,18 @@ class _Checker:
             )
         if node.keywords or not node.args or any(isinstance(a, ast.Starred) for a in node.args):
             raise ExpressionError(f"{node.func.id}() takes positional arguments only")
+        fewest, most = ARITY[node.func.id]
+        if len(node.args) < fewest or (most is not None and len(node.args) > most):
+            wanted = (
+                "one argument"
+                if most == 1
+                else f"at least {fewest} arguments"
+                if most is None
+                else f"{fewest} to {most} arguments"
+            )
+            raise ExpressionError(
+                f"{node.func.id}() takes {wanted}, got {len(node.args)}{self.fragment(node)}"
+            )
         for arg in node.args:
             self.value(arg)
 
@@ -147,9 +205,15 @@ class _Checker:
 
 
 def parse_expression(text: str) -> set[str]:
-    """Check an expression and return the alias names it uses."""
+    """Check an expression and return the alias names it uses (at least one: an expression of
+    constants alone would be the same number at every step, which no metric is)."""
     checker = _Checker(text)
     checker.value(_tree(text))
+    if not checker.used:
+        raise ExpressionError(
+            "the expression uses no alias; a derived metric is computed from other aliases "
+            "(e.g. 'val_loss - train_loss')"
+        )
     return checker.used
 
 
