@@ -402,9 +402,7 @@ def _scalar(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
     except (ValueError, OverflowError) as exc:
         raise _TooBig(node, f"not a valid value ({exc}): quote it to use it as text") from None
     if isinstance(value, str) and _SURROGATE.search(value):
-        raise _TooBig(
-            node, "contains an unpaired surrogate (\\ud800-\\udfff), which is not text"
-        )
+        raise _TooBig(node, "contains an unpaired surrogate (\\ud800-\\udfff), which is not text")
     return value
 
 
@@ -478,9 +476,7 @@ def _strict_integer(checker: Any, instance: Any) -> bool:
 
 _Validator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
-        "integer", _strict_integer
-    ),
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer),
 )
 
 

@@ -11,8 +11,13 @@ What it costs, per build (see docs/wandb-server.md):
   of workers: nothing for an unchanged run, only the steps after the cached last step for a run
   that grew, everything for a new one.
 
-Rate limits (429) and server errors are retried with backoff inside wandb-core; a run whose
-history still cannot be fetched is reported as a failure for that run, and the rest is built.
+Rate limits (429) and server errors are retried with backoff inside wandb-core, a bounded
+number of times (RETRY_LIMITS, unless the user set wandb's own variables), and one request waits
+at most WANDB_HTTP_TIMEOUT (wandb's default, 19 s) even when the server asks for
+`Retry-After: 3600`. A run whose metadata or history fails (a malformed answer, a timeout) is
+tried again ATTEMPTS times in all, then reported as a failure for that run, and the rest is
+built. Cached history is trusted only where a fetch overlapping its last steps agrees with it:
+a run rewound to an earlier step and grown again is fetched anew.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
 
 from reportgen.cache import CacheArea, CacheDamaged, RunCache, run_from_dict, run_to_dict
 from reportgen.errors import SourceError
@@ -48,6 +55,16 @@ SERVER_STATES = {
     "preempted": "killed",
 }
 LISTING_PAGE = 100
+ATTEMPTS = 3  # a run's metadata or history: tries in all before the run is left out
+RETRY_PAUSES = (1.0, 3.0)  # seconds between those tries
+OVERLAP_STEPS = 5  # cached steps fetched again to check that the run was not rewound
+# wandb-core's GraphQL retries (defaults: 20 tries, waits up to 60 s) unless the user set them.
+RETRY_LIMITS = {
+    "x_graphql_retry_max": ("WANDB__GRAPHQL_RETRY_MAX", 4),
+    "x_graphql_retry_wait_min_seconds": ("WANDB__GRAPHQL_RETRY_WAIT_MIN_SECONDS", 1.0),
+    "x_graphql_retry_wait_max_seconds": ("WANDB__GRAPHQL_RETRY_WAIT_MAX_SECONDS", 10.0),
+}
+RATE_LIMIT_WORDS = ("429", "rate limit", "too many requests", "did not respond in time")
 HISTORY_PAGE = 1000
 LISTING = "listing.json"
 CONSOLE_TAIL_LINES = 60  # as many as the offline reader keeps
@@ -224,7 +241,10 @@ class CloudSource:
         if not to_fetch:
             return loaded
         with ThreadPoolExecutor(self.workers) as pool:
-            futures = {pool.submit(self._full_run, run): run for run in to_fetch}
+            futures = {
+                pool.submit(self._attempts, self._full_run, run, what="metadata"): run
+                for run in to_fetch
+            }
             for future in as_completed(futures):
                 run = futures[future]
                 done += 1
@@ -368,7 +388,9 @@ class CloudSource:
         if plans:
             with ThreadPoolExecutor(min(self.workers, len(plans))) as pool:
                 futures = {
-                    pool.submit(self._fetch, run, min_step, base): run
+                    pool.submit(
+                        self._attempts, self._fetch, run, min_step, base, what="history"
+                    ): run
                     for run, min_step, base in plans
                 }
                 for future in as_completed(futures):
@@ -410,19 +432,42 @@ class CloudSource:
         cached_lines = (entry.meta.get("fingerprint") or {}).get("history_line_count") or 0
         if fingerprint and (fingerprint.get("history_line_count") or 0) < cached_lines:
             return (0, None)  # the history shrank (rewound or deleted): start over
-        last = entry.meta.get("last_step", -1)
-        return (int(last) + 1, entry.history)
+        steps = entry.history.steps()
+        if not len(steps):
+            return (0, None)
+        # Fetch the last few cached steps again: `_fetch` compares them to notice a rewind.
+        return (int(steps[max(0, len(steps) - OVERLAP_STEPS)]), entry.history)
+
+    def _attempts(self, fetch: Any, run: Run, *args: Any, what: str) -> Any:
+        """`fetch(run, *args)`, tried again after a pause when it fails (a malformed answer,
+        a timeout); a run that is not found is not tried again."""
+        for attempt in range(ATTEMPTS):
+            try:
+                return fetch(run, *args)
+            except Exception as exc:
+                if attempt == ATTEMPTS - 1 or _not_found(exc):
+                    raise
+                if what == "history":
+                    self._handles.pop(run.id, None)  # a fresh handle for the next try
+                threading.Event().wait(RETRY_PAUSES[min(attempt, len(RETRY_PAUSES) - 1)])
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _fetch(self, run: Run, min_step: int, base: History | None) -> History:
+        fetched = self._scan(run, min_step)
+        if base is not None and not _agrees(base, fetched, min_step):
+            # The run was rewound (or its history rewritten) since it was cached.
+            base, fetched = None, self._scan(run, 0)
+        history = base.merged(fetched) if base is not None else fetched
+        self._store(run, history)
+        return history
+
+    def _scan(self, run: Run, min_step: int) -> History:
         public = self._handles.get(run.id)
         if public is None:
             public = self._connect().run(f"{self.path}/{run.id}")
             self._handles[run.id] = public
         rows = public.scan_history(page_size=HISTORY_PAGE, min_step=min_step, use_cache=False)
-        fetched = History.from_points(rows_to_points(rows))
-        history = base.merged(fetched) if base is not None else fetched
-        self._store(run, history)
-        return history
+        return History.from_points(rows_to_points(rows))
 
     def _store(self, run: Run, history: History) -> None:
         if self.area is None:
@@ -450,12 +495,19 @@ class CloudSource:
                 raise SourceError("source.type wandb needs the `wandb` package") from None
             host = self._host()
             self._check_credentials(host)
+            _limit_retries()
             overrides = {"entity": self.entity}
             if self.base_url:
                 overrides["base_url"] = self.base_url
             try:
                 self._api = wandb.Api(overrides=overrides)
             except AuthenticationError as exc:
+                if _rate_limited(exc):
+                    raise SourceError(
+                        f"source: the W&B server at {host} is rate limiting or not answering "
+                        f"(HTTP 429 or a timeout while checking the credentials: "
+                        f"{self._message(exc)}); try again later"
+                    ) from None
                 raise SourceError(
                     f"source: the W&B server at {host} refused the credentials "
                     f"({self._message(exc)}); check WANDB_API_KEY or ~/.netrc"
@@ -559,6 +611,43 @@ class CloudSource:
 
 
 # --- pushing filters to the server -------------------------------------------------------------
+
+
+def _limit_retries() -> None:
+    """Bound wandb-core's retries for the Api clients made from now on (each copies these
+    settings), unless the user chose through wandb's environment variables."""
+    try:
+        from wandb.sdk import wandb_setup
+
+        settings = wandb_setup.singleton().settings
+    except Exception:  # pragma: no cover - wandb's internals moved: keep its defaults
+        return
+    for name, (variable, value) in RETRY_LIMITS.items():
+        if variable not in os.environ and hasattr(settings, name):
+            setattr(settings, name, value)
+
+
+def _rate_limited(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(word in text for word in RATE_LIMIT_WORDS)
+
+
+def _agrees(cached: History, fetched: History, from_step: int) -> bool:
+    """Whether the fetched steps from `from_step` on match what the cache holds for them."""
+    keys = cached.keys()
+    for key in keys:
+        old = cached.series(key)
+        old = old[old.index >= from_step]
+        if not len(old):
+            continue
+        new = fetched.series(key)
+        new = new.reindex(old.index)
+        same = (old.to_numpy() == new.to_numpy()) | (
+            np.isnan(old.to_numpy()) & np.isnan(new.to_numpy())
+        )
+        if not bool(np.all(same)):
+            return False
+    return True
 
 
 def server_filters(filters: RunFilters, now: datetime) -> dict[str, Any]:
