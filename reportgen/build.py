@@ -67,13 +67,17 @@ def build(
         spec = load_spec(spec)
     now = now or build_time()
     template_dirs = _template_dirs(spec)
+    target = out_dir or spec.outputs.dir
+    _check_output_folder(target, "--out" if out_dir else "outputs.dir")
     cache = None
     if source is None:
         cache = RunCache.at(default_location(spec.cache.dir), cache_mode)
         source = open_source(spec.source, cache)
     report = make_report(spec, source, now, progress)
-    target = out_dir or spec.outputs.dir
-    files = write_outputs(report, target, spec.outputs.formats, template_dirs)
+    try:
+        files = write_outputs(report, target, spec.outputs.formats, template_dirs)
+    except OSError as exc:  # the disk filled up, or the folder changed under the build
+        raise UsageError(f"outputs: cannot write into '{target}': {exc.strerror or exc}") from None
     posted = None
     if comment or spec.outputs.comment is not None:
         posted = publish_comment(spec, report, target, os.environ if env is None else env)
@@ -94,6 +98,23 @@ def build_time() -> datetime:
         raise UsageError(
             f"SOURCE_DATE_EPOCH must be whole seconds since 1970-01-01, got {epoch!r}"
         ) from None
+
+
+def _check_output_folder(folder: Path, setting: str) -> None:
+    """Refuse, before any data is read, an output folder that cannot be one."""
+    if "\x00" in str(folder):
+        raise UsageError(f"{setting}: the folder name contains a NUL character")
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(
+            f"{setting}: '{existing}' is a file, not a folder; choose another output folder"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"{setting}: '{existing}' is read-only for this user; choose another output folder"
+        )
 
 
 def _template_dirs(spec: Spec) -> tuple[Path, ...]:

@@ -107,7 +107,6 @@ def cmd_build(args: argparse.Namespace) -> int:
                 progress=progress,
                 comment=args.comment,
                 cache_mode=mode,
-                timeout=timeout,
             )
         finally:
             progress.close()

@@ -327,8 +327,7 @@ def _compose(text: str, file: str) -> _Located:
         located.data = _build(root, (), loader, located, budget, ())
     except _TooBig as exc:
         mark = exc.node.start_mark
-        problem = SpecProblem(file, mark.line + 1, mark.column + 1, "", exc.message)
-        raise SpecError([problem]) from None
+        raise fail(mark.line + 1, mark.column + 1, exc.message) from None
     except RecursionError:
         raise fail(1, 1, f"not valid here: nested more than {MAX_SPEC_DEPTH} levels deep") from None
     return located

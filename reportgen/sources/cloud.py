@@ -264,11 +264,11 @@ class CloudSource:
             return None
         try:
             entry = self.area.read(light.id, history=False)
+            if entry is None or entry.meta.get("fingerprint") != self._fingerprints.get(light.id):
+                return None
+            return _with_listing_fields(run_from_dict(entry.meta.get("run") or {}), light)
         except CacheDamaged:
             return None  # reported (and replaced) when its history is read
-        if entry is None or entry.meta.get("fingerprint") != self._fingerprints.get(light.id):
-            return None
-        return _with_listing_fields(run_from_dict(entry.meta["run"]), light)
 
     def _full_run(self, light: Run) -> Run:
         public = self._handles[light.id]
@@ -339,7 +339,13 @@ class CloudSource:
                 f"--offline: the cache at {self._cache_root()} holds no runs of W&B project "
                 f"{self.path}; build once without --offline to fill it"
             )
-        listed = [_listing_run(node, self.entity, self.project) for node in listing.values()]
+        try:
+            listed = [_listing_run(node, self.entity, self.project) for node in listing.values()]
+        except (CacheDamaged, AttributeError) as exc:
+            raise SourceError(
+                f"--offline: the cached run listing in {self._cache_root()} is damaged ({exc}); "
+                "build once without --offline to fetch it again"
+            ) from None
         if runs.ids:
             wanted = set(runs.ids)
             listed = [run for run in listed if run.id in wanted]
@@ -353,7 +359,13 @@ class CloudSource:
             if entry is None:
                 missing.append(run)
                 continue
-            full[run.id] = run_from_dict(entry.meta["run"])
+            try:
+                full[run.id] = run_from_dict(entry.meta.get("run") or {})
+            except CacheDamaged as exc:
+                raise SourceError(
+                    f"--offline: the cached entry of run {run.name} ({run.id}) is damaged "
+                    f"({exc}); build once without --offline to fetch it again"
+                ) from None
         if missing:
             raise self._missing_offline(missing)
         return [full.get(run.id, run) for run in listed]
