@@ -2,6 +2,12 @@
 
 Cells: numbers exactly as computed (`nan`/`inf` spelled out), an empty cell where there is no
 value, text as is, and config values that are lists or mappings as JSON.
+
+Text comes from runs, and spreadsheets open these files: a cell starting with = + - @ (or a
+tab or carriage return) would be run as a formula (CSV injection, OWASP), so such text gets a
+leading apostrophe, which spreadsheets hide. Text that reads as a number ("-0.5") is left as it
+is: a negative number is not a formula. A carriage return inside text becomes a line feed,
+which the CSV writer quotes; a bare carriage return would otherwise end the row for many readers.
 """
 
 from __future__ import annotations
@@ -35,8 +41,27 @@ def cell(value: Any) -> str:
     if isinstance(value, datetime):
         return str(jsonable(value))
     if isinstance(value, (list, tuple, dict)):
-        return json_text(value)
-    return str(value)
+        return text_cell(json_text(value))
+    return text_cell(str(value))
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def text_cell(text: str) -> str:
+    """Text that a spreadsheet shows as text and a CSV reader reads as one cell."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if text.startswith(_FORMULA_START) and not _is_number(text):
+        return "'" + text
+    return text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def json_text(value: Any) -> str:
@@ -47,7 +72,7 @@ def json_text(value: Any) -> str:
 def rows_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
+    writer.writerow([text_cell(str(name)) for name in header])
     for row in rows:
         writer.writerow([cell(v) for v in row])
     return out.getvalue()
