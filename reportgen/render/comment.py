@@ -150,12 +150,12 @@ def _render(
     )
 
 
-@cache
 def _visible_render(**variables: Any) -> str:
     """The comment with control and bidi characters from runs shown as escapes (safetext)."""
     return visible(_template().render(**variables))
 
 
+@cache
 def _template() -> jinja2.Template:
     """Compiled once per process: a comment may be rendered up to seven times."""
     return markdown_environment().get_template("comment.md.j2")
