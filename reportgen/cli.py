@@ -32,7 +32,7 @@ from reportgen.errors import (
     exit_code_lines,
 )
 from reportgen.safetext import visible
-from reportgen.stopping import default_timeout, install_stop_handlers
+from reportgen.stopping import default_timeout, install_stop_handlers, stop_message
 
 if TYPE_CHECKING:
     from reportgen.publish import CommentResult
@@ -582,7 +582,7 @@ def _run_verb(func: Callable[[argparse.Namespace], int], args: argparse.Namespac
 
 
 def _stopped(exc: Stopped) -> int:
-    _stderr("interrupted" if exc.exit_code == EXIT_INTERRUPTED else "terminated (SIGTERM)")
+    _stderr(stop_message(exc))
     return exc.exit_code
 
 

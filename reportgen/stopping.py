@@ -48,6 +48,11 @@ def install_stop_handlers() -> None:
         signal.signal(signum, _on_stop_signal)
 
 
+def stop_message(stopped: Stopped) -> str:
+    """The one line a stopped command prints."""
+    return "interrupted" if stopped.signum == signal.SIGINT else "terminated (SIGTERM)"
+
+
 def restore_stop_handlers() -> None:
     """Python's defaults again (for callers such as tests that run `main` in-process)."""
     if threading.current_thread() is not threading.main_thread():
