@@ -6,8 +6,9 @@ value, text as is, and config values that are lists or mappings as JSON.
 Text comes from runs, and spreadsheets open these files: a cell starting with = + - @ (or a
 tab or carriage return) would be run as a formula (CSV injection, OWASP), so such text gets a
 leading apostrophe, which spreadsheets hide. Text that reads as a number ("-0.5") is left as it
-is: a negative number is not a formula. A carriage return inside text becomes a line feed,
-which the CSV writer quotes; a bare carriage return would otherwise end the row for many readers.
+is: a negative number is not a formula. Control and bidi characters (a carriage return, which
+would end the row for many readers; ESC, which a terminal showing the file would obey) are
+written as visible escapes (safetext), as everywhere else.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from reportgen.project import GroupTable, ProjectTable
 from reportgen.render.csv import render_step_table
 from reportgen.render.json import jsonable
 from reportgen.render.text import exact_number
+from reportgen.safetext import visible
 
 
 def cell(value: Any) -> str:
@@ -45,12 +47,12 @@ def cell(value: Any) -> str:
     return text_cell(str(value))
 
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = ("=", "+", "-", "@", "\t")
 
 
 def text_cell(text: str) -> str:
     """Text that a spreadsheet shows as text and a CSV reader reads as one cell."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = visible(text)
     if text.startswith(_FORMULA_START) and not _is_number(text):
         return "'" + text
     return text
