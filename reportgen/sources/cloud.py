@@ -64,6 +64,11 @@ RETRY_LIMITS = {
     "x_graphql_retry_wait_min_seconds": ("WANDB__GRAPHQL_RETRY_WAIT_MIN_SECONDS", 1.0),
     "x_graphql_retry_wait_max_seconds": ("WANDB__GRAPHQL_RETRY_WAIT_MAX_SECONDS", 10.0),
 }
+# One wait for wandb-core's answer. `scan_history` waits without a limit (wandb 0.31), so a server
+# answering `Retry-After: 3600` would hold a run for an hour; other requests already stop after
+# WANDB_HTTP_TIMEOUT. Generous, because a history page may be a large Parquet download.
+MAX_WAIT_ENV = "REPORTGEN_MAX_WAIT"
+MAX_WAIT_SECONDS = 120.0
 RATE_LIMIT_WORDS = ("429", "rate limit", "too many requests", "did not respond in time")
 HISTORY_PAGE = 1000
 LISTING = "listing.json"
@@ -513,6 +518,7 @@ class CloudSource:
                 overrides["base_url"] = self.base_url
             try:
                 self._api = wandb.Api(overrides=overrides)
+                _bound_waits(self._api, max_wait_seconds())
             except AuthenticationError as exc:
                 if _rate_limited(exc):
                     raise SourceError(
@@ -637,6 +643,35 @@ def _limit_retries() -> None:
     for name, (variable, value) in RETRY_LIMITS.items():
         if variable not in os.environ and hasattr(settings, name):
             setattr(settings, name, value)
+
+
+def max_wait_seconds() -> float:
+    """REPORTGEN_MAX_WAIT (seconds), else MAX_WAIT_SECONDS; a bad value is a usage error."""
+    text = os.environ.get(MAX_WAIT_ENV, "").strip()
+    if not text:
+        return MAX_WAIT_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 86400:
+        from reportgen.errors import UsageError
+
+        raise UsageError(f"{MAX_WAIT_ENV} must be seconds between 0 and 86400, got {text!r}")
+    return seconds
+
+
+def _bound_waits(api: Any, seconds: float) -> None:
+    """Give the Api's requests that would wait without a limit (history scans) a limit."""
+    service: Any = getattr(api, "_service_api", None)
+    send = getattr(service, "send_api_request", None)
+    if send is None:  # pragma: no cover - wandb's internals moved: keep its behaviour
+        return
+
+    def send_with_limit(request: Any, timeout: float | None = None) -> Any:
+        return send(request, timeout=seconds if timeout is None else timeout)
+
+    service.send_api_request = send_with_limit
 
 
 def _rate_limited(exc: BaseException) -> bool:

@@ -195,7 +195,10 @@ def test_an_output_folder_that_is_a_file_is_exit_2(tmp_path, capsys):
     blocker.write_text("a file\n")
     assert main(["build", str(write_spec(tmp_path, f"{blocker}/report"))]) == 2
     (line,) = capsys.readouterr().err.splitlines()
-    assert line == f"error: outputs.dir: '{blocker}' is a file, not a folder; choose another output folder"
+    assert (
+        line
+        == f"error: outputs.dir: '{blocker}' is a file, not a folder; choose another output folder"
+    )
 
 
 def test_an_output_folder_with_a_nul_is_exit_2(tmp_path, capsys):

@@ -59,9 +59,7 @@ def wait_for_handlers(process: subprocess.Popen[str]) -> None:
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 @pytest.mark.parametrize("after", [0.0, 0.2, 0.5])
-def test_ctrl_c_while_the_libraries_load_is_one_line_and_exit_130(
-    after, project_dir, tmp_path
-):
+def test_ctrl_c_while_the_libraries_load_is_one_line_and_exit_130(after, project_dir, tmp_path):
     process = start(["build", str(spec_for(project_dir, tmp_path))], tmp_path)
     wait_for_handlers(process)
     time.sleep(after)
@@ -84,9 +82,7 @@ def test_sigterm_is_handled_like_ctrl_c_with_exit_143(project_dir, tmp_path):
 
 
 def test_a_build_past_its_deadline_is_exit_5_and_leaves_no_report(project_dir, tmp_path):
-    process = start(
-        ["build", str(spec_for(project_dir, tmp_path)), "--timeout", "0.05"], tmp_path
-    )
+    process = start(["build", str(spec_for(project_dir, tmp_path)), "--timeout", "0.05"], tmp_path)
     _, err = process.communicate(timeout=120)
     assert process.returncode == EXIT_TIMEOUT == 5, err
     (line,) = err.strip().splitlines()
