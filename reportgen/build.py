@@ -105,8 +105,11 @@ def _check_output_folder(folder: Path, setting: str) -> None:
     if "\x00" in str(folder):
         raise UsageError(f"{setting}: the folder name contains a NUL character")
     existing = folder
-    while not existing.exists() and existing.parent != existing:
-        existing = existing.parent
+    try:
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+    except OSError as exc:  # a name too long, a loop of links
+        raise UsageError(f"{setting}: '{folder}' cannot be a folder: {exc.strerror}") from None
     if not existing.is_dir():
         raise UsageError(
             f"{setting}: '{existing}' is a file, not a folder; choose another output folder"

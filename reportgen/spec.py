@@ -657,11 +657,43 @@ def _filter_problems(data, problem):
                 found = _time_problem(filters[bound])
                 if found is not None:
                     yield problem((section, "filters", bound), found)
+    for at in FOLDER_SETTINGS:
+        value = data.get(at[0], {}).get(at[1])
+        if isinstance(value, str):
+            found = _folder_problem(value)
+            if found is not None:
+                yield problem(at, found)
+    name = data.get("outputs", {}).get("csv", {}).get("name")
+    if isinstance(name, str) and len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES - 20:
+        yield problem(("outputs", "csv", "name"), "is too long for a file name")
     stale = data.get("source", {}).get("stale_after")
     if stale is not None:
         found = _duration_problem(stale)
         if found is not None:
             yield problem(("source", "stale_after"), found)
+
+
+FOLDER_SETTINGS = (
+    ("source", "path"),
+    ("outputs", "dir"),
+    ("outputs", "templates"),
+    ("cache", "dir"),
+)
+MAX_NAME_BYTES = 255  # one file or folder name, on every common file system
+MAX_PATH_BYTES = 4095
+
+
+def _folder_problem(text: str) -> str | None:
+    """Why `text` cannot name a folder on this system, or None."""
+    if "\x00" in text:
+        return "the folder name contains a NUL character"
+    encoded = text.encode("utf-8", "surrogatepass")
+    if len(encoded) > MAX_PATH_BYTES:
+        return f"the path is {len(encoded):,} bytes long; at most {MAX_PATH_BYTES:,} are possible"
+    longest = max(len(part.encode("utf-8", "surrogatepass")) for part in text.split("/"))
+    if longest > MAX_NAME_BYTES:
+        return f"a folder name in it is {longest} bytes long; at most {MAX_NAME_BYTES} are possible"
+    return None
 
 
 def _duration_problem(text: str) -> str | None:

@@ -117,6 +117,10 @@ CASES = {
         spec_text(rest="sampling: {every: 100000000000000000000}"),
         "sampling.every: 100000000000000000000 is too large",
     ),
+    "a folder name past the file system's limit": (
+        spec_text(rest="cache: {dir: " + "x" * 300 + "}"),
+        "cache.dir: a folder name in it is 300 bytes long; at most 255 are possible",
+    ),
     "not a number": (
         spec_text(rest="health: {checks: {kl_high: {threshold: .nan}}}"),
         "health.checks.kl_high.threshold: expected a finite number",
@@ -216,3 +220,33 @@ def test_a_cache_folder_that_is_a_file_is_exit_2(tmp_path, capsys, monkeypatch):
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"error: the cache folder (set by the spec (cache.dir)): '{blocker}'")
     assert "is a file, not a folder" in line
+
+
+LONG_NAME = "a" * 40 + "!"
+
+
+@pytest.fixture(scope="module")
+def long_named_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from runwriter import PlannedRun, write_runs
+
+    plan = PlannedRun(name=LONG_NAME, run_id="longname", rows=[{"train/loss": 1.0}])
+    return write_runs(tmp_path_factory.mktemp("long-name"), [plan])
+
+
+def test_a_backtracking_name_regex_stops_with_exit_2_instead_of_hanging(
+    long_named_run, tmp_path, capsys
+):
+    path = tmp_path / "spec.yaml"
+    text = spec_text(filters="name: '^(a|aa)+$'").replace("path: runs", f"path: {long_named_run}")
+    path.write_text(text.replace("dir: out", f"dir: {tmp_path / 'out'}"), encoding="utf-8")
+    started = time.monotonic()
+    assert main(["build", str(path)]) == 2
+    assert time.monotonic() - started < 60  # 2^40 steps of backtracking would be days
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: runs.filters.name: the regular expression '^(a|aa)+$' took more")
+    assert f"on the run name '{LONG_NAME}'" in line and "simplify the pattern" in line
+
+
+def test_an_ordinary_name_regex_still_matches(long_named_run, capsys):
+    assert main(["runs", "--source", str(long_named_run), "--name", "^a{40}!$"]) == 0
+    assert LONG_NAME in capsys.readouterr().out
