@@ -209,7 +209,9 @@ def test_an_output_folder_with_a_nul_is_exit_2(tmp_path, capsys):
     path = write_spec(tmp_path, '"out\\0put"')
     assert main(["build", str(path)]) == 2
     (line,) = capsys.readouterr().err.splitlines()
-    assert line == "error: outputs.dir: the folder name contains a NUL character"
+    assert line.startswith(f"{path}:") and line.endswith(
+        ": outputs.dir: the folder name contains a NUL character"
+    )
 
 
 def test_a_cache_folder_that_is_a_file_is_exit_2(tmp_path, capsys, monkeypatch):
