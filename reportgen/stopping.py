@@ -43,6 +43,12 @@ def install_stop_handlers() -> None:
     global _stopping
     if threading.current_thread() is not threading.main_thread():
         return
+    multiprocessing = sys.modules.get("multiprocessing")
+    if multiprocessing is not None and multiprocessing.parent_process() is not None:
+        # A worker process (spawn re-imports the console script): Ctrl-C reaches the whole
+        # process group, and the parent, not each worker, decides what it means.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return
     _stopping = False
     for signum in STOP_SIGNALS:
         signal.signal(signum, _on_stop_signal)
