@@ -146,3 +146,17 @@ def test_cache_clear_through_a_symlinked_cache_folder(tmp_path, monkeypatch, cap
     monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(link))
     assert main(["cache", "clear"]) == 0
     assert list((real / LAYOUT).iterdir()) == [] and link.is_symlink()
+
+
+def test_a_read_only_output_folder_is_exit_2_before_any_data_is_read(
+    project_dir, tmp_path, capsys
+):
+    (tmp_path / "out").mkdir()
+    spec = spec_for(project_dir, tmp_path)
+    with read_only(tmp_path / "out"):
+        assert main(["build", str(spec)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (
+        f"error: outputs.dir: '{tmp_path / 'out'}' is read-only for this user; "
+        "choose another output folder"
+    )
