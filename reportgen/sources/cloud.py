@@ -22,13 +22,14 @@ a run rewound to an earlier step and grown again is fetched anew.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -178,7 +179,7 @@ class CloudSource:
             return api.run(f"{self.path}/{run_id}")
 
         listed, missing, errors = [], [], []
-        with ThreadPoolExecutor(self.workers) as pool:
+        with _pool(self.workers) as pool:
             futures = {pool.submit(fetch, run_id): run_id for run_id in ids}
             for done, future in enumerate(as_completed(futures), start=1):
                 run_id = futures[future]
@@ -245,7 +246,7 @@ class CloudSource:
                 to_fetch.append(run)
         if not to_fetch:
             return loaded
-        with ThreadPoolExecutor(self.workers) as pool:
+        with _pool(self.workers) as pool:
             futures = {
                 pool.submit(self._attempts, self._full_run, run, what="metadata"): run
                 for run in to_fetch
@@ -403,7 +404,7 @@ class CloudSource:
         if progress and results:
             progress(done, len(runs), "cached history")
         if plans:
-            with ThreadPoolExecutor(min(self.workers, len(plans))) as pool:
+            with _pool(min(self.workers, len(plans))) as pool:
                 futures = {
                     pool.submit(
                         self._attempts, self._fetch, run, min_step, base, what="history"
@@ -629,6 +630,19 @@ class CloudSource:
 
 
 # --- pushing filters to the server -------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _pool(workers: int) -> Iterator[ThreadPoolExecutor]:
+    """A pool of fetch threads that, when the build is stopped (a signal, the deadline), is
+    left behind instead of waited for: a fetch may be inside a long wait for the server."""
+    pool = ThreadPoolExecutor(workers)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _limit_retries() -> None:
