@@ -148,9 +148,7 @@ def test_cache_clear_through_a_symlinked_cache_folder(tmp_path, monkeypatch, cap
     assert list((real / LAYOUT).iterdir()) == [] and link.is_symlink()
 
 
-def test_a_read_only_output_folder_is_exit_2_before_any_data_is_read(
-    project_dir, tmp_path, capsys
-):
+def test_a_read_only_output_folder_is_exit_2_before_any_data_is_read(project_dir, tmp_path, capsys):
     (tmp_path / "out").mkdir()
     spec = spec_for(project_dir, tmp_path)
     with read_only(tmp_path / "out"):
