@@ -25,6 +25,7 @@ from reportgen.errors import (
     EXIT_TERMINATED,
     EXIT_TIMEOUT,
     EXIT_USAGE,
+    BuildTimeout,
     ReportgenError,
     SpecError,
     Stopped,
@@ -561,6 +562,9 @@ def _run_verb(func: Callable[[argparse.Namespace], int], args: argparse.Namespac
         if args.debug:
             traceback.print_exc()
         _stderr(f"error: {exc}" if not isinstance(exc, SpecError) else str(exc))
+        return exc.exit_code
+    except BuildTimeout as exc:
+        _stderr(f"error: {exc}")
         return exc.exit_code
     except (Stopped, KeyboardInterrupt):
         raise

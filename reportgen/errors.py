@@ -83,8 +83,9 @@ class SourceError(ReportgenError):
     exit_code = EXIT_SOURCE
 
 
-class BuildTimeout(ReportgenError):
-    """The build's deadline passed; raised where the build was when it did."""
+class BuildTimeout(BaseException):
+    """The build's deadline passed; raised where the build was when it did. A BaseException,
+    like `Stopped`, so that an `except Exception` around one run's read cannot swallow it."""
 
     exit_code = EXIT_TIMEOUT
 
