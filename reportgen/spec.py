@@ -304,7 +304,10 @@ def _compose(text: str, file: str) -> _Located:
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
         raise fail(line, 1, "contains a NUL character (\\x00): a spec is text; remove it")
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # its reader refuses control characters right here
+    except yaml.YAMLError as exc:
+        raise fail(1, 1, f"not valid YAML: {' '.join(str(exc).split())}") from None
     try:
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:

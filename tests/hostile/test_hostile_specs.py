@@ -89,6 +89,7 @@ CASES = {
         "metrics.z.expr:",
     ),
     "NUL byte": (spec_text(title="a\x00b"), "contains a NUL character"),
+    "a control character YAML refuses": (spec_text(title="a\x15b"), "not valid YAML"),
     "python tag": (
         spec_text(title="!!python/object/apply:os.system ['echo pwned']"),
         "the YAML tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed",
