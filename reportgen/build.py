@@ -14,6 +14,7 @@ from pathlib import Path
 from reportgen.analysis import analyse
 from reportgen.baseline import BaselineComparison, compare_with_baseline
 from reportgen.cache import RunCache, default_location
+from reportgen.checkpoint import resolve_checkpoints
 from reportgen.errors import EXIT_COMMENT, EXIT_GATE_FAILED, EXIT_OK, UsageError
 from reportgen.metrics import ResolvedMetric, SampledTable, keep_rows, resolve_metrics, sample
 from reportgen.publish import CommentResult, publish_comment
@@ -139,6 +140,7 @@ def make_report(
     """Everything up to the Report, without writing a file."""
     from reportgen import __version__
 
+    spec, resolved = resolve_checkpoints(spec)
     found = source.list_runs(spec.runs, progress, now=now)
     runs = filter_runs(found, spec.runs, now)
     fetched = fetch_histories(source, runs, progress)
@@ -149,7 +151,11 @@ def make_report(
         history = fetched[run.id]
         assert isinstance(history, History)
         histories[run.id] = history
-    notes = [*getattr(source, "notes", ()), *(_left_out(f, len(runs)) for f in failures)]
+    notes = [
+        *resolved,
+        *getattr(source, "notes", ()),
+        *(_left_out(f, len(runs)) for f in failures),
+    ]
     metrics = {run.id: resolve_metrics(run, histories[run.id], spec.metrics) for run in runs}
     selections = [choose(selection, metrics) for selection in spec.select.values()]
     tables = _sampled_tables(spec, runs, histories, metrics)

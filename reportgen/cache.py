@@ -8,10 +8,10 @@ stores the file's size and mtime, so an unchanged `.wandb` file is not decoded a
 Layout (a team can point DuckDB or Spark at the Parquet files):
 
     <root>/CACHEDIR.TAG
-    <root>/v1/<area>/source.json              what the area holds (never credentials)
-    <root>/v1/<area>/listing.json             W&B sources: the last run listing (for --offline)
-    <root>/v1/<area>/entries/<name>/meta.json
-    <root>/v1/<area>/entries/<name>/history.parquet   columns step, key, value
+    <root>/v2/<area>/source.json              what the area holds (never credentials)
+    <root>/v2/<area>/listing.json             W&B sources: the last run listing (for --offline)
+    <root>/v2/<area>/entries/<name>/meta.json
+    <root>/v2/<area>/entries/<name>/history.parquet   columns row, step, key, value
 
 Writes are atomic (a reader sees the old file or the new one) and go under an exclusive file
 lock per area; reads take a shared lock, so two builds at once never see half an entry. The
@@ -45,7 +45,9 @@ from reportgen import atomic
 from reportgen.runs import History, Run
 
 ENV_DIR = "REPORTGEN_CACHE_DIR"
-LAYOUT = "v1"
+# The layout version: v2 histories keep every record (columns row, step, key, value); a v1
+# entry (one value per key and `_step`) is never read, so old-shape histories are not served.
+LAYOUT = "v2"
 MODES = ("normal", "refresh", "offline")
 
 CACHEDIR_TAG = (
@@ -177,6 +179,9 @@ class AreaInfo:
             return f"W&B {where} on {self.identity.get('base_url') or 'the default server'}"
         if kind == "wandb-offline":
             return "local .wandb files"
+        if kind == "wandb-projects":  # the project names a glob was last matched against
+            server = self.identity.get("base_url") or "the default server"
+            return f"W&B project list of {self.identity.get('entity')} on {server}"
         return self.path.name
 
 
@@ -323,7 +328,8 @@ class CacheArea:
 
 
 def history_bytes(history: History) -> bytes:
-    """A history as Parquet: one row per logged point (step int64, key string, value float64)."""
+    """A history as Parquet: one row per logged value (row int64, step int64, key string,
+    value float64)."""
     table = pa.Table.from_pandas(history.to_long(), preserve_index=False)
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd")

@@ -27,12 +27,20 @@ WANDB_SCHEME = "wandb://"
 
 
 def source_from_argument(text: str) -> SourceSpec:
-    """`--source`: a local folder of W&B runs, or `wandb://ENTITY/PROJECT` on a W&B server."""
+    """`--source`: a local folder of W&B runs, or `wandb://ENTITY/PROJECT` on a W&B server.
+
+    PROJECT may be a glob (`proj-*`) or several names joined by commas (`a,b`).
+    """
     if text.startswith(WANDB_SCHEME):
         parts = text.removeprefix(WANDB_SCHEME).strip("/").split("/")
         if len(parts) != 2 or not all(parts):
             raise UsageError(f"--source '{text}': expected wandb://ENTITY/PROJECT")
-        return SourceSpec(type="wandb", entity=parts[0], project=parts[1])
+        names = [name.strip() for name in parts[1].split(",")]
+        if not all(names):
+            raise UsageError(f"--source '{text}': an empty project name between commas")
+        if len(names) > 1:
+            return SourceSpec(type="wandb", entity=parts[0], projects=tuple(names))
+        return SourceSpec(type="wandb", entity=parts[0], project=names[0])
     if "://" in text:
         raise UsageError(
             f"--source '{text}': expected a folder of W&B runs or wandb://ENTITY/PROJECT"
@@ -107,11 +115,15 @@ class RunRow:
     tags: tuple[str, ...]
     group: str | None
     job_type: str | None
+    entity: str | None = None
+    project: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "name": self.name,
+            "entity": self.entity,
+            "project": self.project,
             "state": self.state,
             "steps": {"first": self.first_step, "last": self.last_step, "rows": self.rows},
             "created_at": self.created_at,
@@ -124,19 +136,22 @@ class RunRow:
 def run_rows(source: Source, runs: Sequence[Run]) -> list[RunRow]:
     rows = []
     for run in runs:
-        steps = source.history(run).steps()
+        history = source.history(run)
+        steps = history.steps()
         rows.append(
             RunRow(
                 id=run.id,
                 name=run.name,
                 state=run.state,
-                rows=len(steps),
+                rows=history.row_count(),
                 first_step=int(steps[0]) if len(steps) else None,
                 last_step=int(steps[-1]) if len(steps) else None,
                 created_at=run.created_at,
                 tags=run.tags,
                 group=run.group,
                 job_type=run.job_type,
+                entity=run.entity,
+                project=run.project,
             )
         )
     return rows
@@ -216,9 +231,11 @@ def key_rows(source: Source, runs: Sequence[Run]) -> list[KeyRow]:
         history = source.history(run)
         keys = history.keys()
         for key in keys:
-            series = history.series(key)
-            values = series.to_numpy(dtype=float)
-            steps = series.index.to_numpy()
+            # Every logged value counts, several at one step included.
+            column = history.column(key)
+            assert column is not None
+            values = column.values
+            steps = np.sort(column.steps)
             finite = values[np.isfinite(values)]
             t = totals.setdefault(key, _KeyTotals(x=set()))
             t.runs += 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,13 +19,15 @@ import pandas as pd
 
 from reportgen.metrics import ResolvedMetric, goal_for, reduce
 from reportgen.runs import History, Run, flatten
-from reportgen.spec import MetricAlias, ProjectTableSpec
+from reportgen.spec import MetricAlias, ParetoSpec, PivotSpec, ProjectTableSpec
 
 # Columns about the run itself, before the config.* and metric.* columns.
 RUN_COLUMNS = (
     ("run_id", "string"),
     ("run_name", "string"),
     ("state", "string"),
+    ("entity", "string"),
+    ("project", "string"),
     ("group", "string"),
     ("job_type", "string"),
     ("tags", "string"),
@@ -79,6 +82,53 @@ class Correlation:
 
 
 @dataclass(frozen=True)
+class ParetoPoint:
+    """One run with finite quality and cost; `on_front` when no other run beats it on both."""
+
+    run_id: str
+    run_name: str
+    quality: float
+    cost: float
+    on_front: bool
+
+
+@dataclass(frozen=True)
+class ParetoFront:
+    """Quality against cost over the runs that have both, cheapest (in cost's direction) first."""
+
+    quality: str
+    cost: str
+    quality_goal: str
+    cost_goal: str
+    points: tuple[ParetoPoint, ...]
+    without_values: tuple[str, ...]  # run ids lacking a finite quality or cost
+    file: str
+
+    @property
+    def front(self) -> tuple[ParetoPoint, ...]:
+        return tuple(p for p in self.points if p.on_front)
+
+
+@dataclass(frozen=True)
+class PivotTable:
+    """`aggregate` of `metric` for each pair of values of two columns (None: no run, or no value).
+
+    `cells[i][j]` belongs to `row_values[i]` and `column_values[j]`; `runs[i][j]` counts the
+    runs with both values (whether or not they have the metric).
+    """
+
+    rows: str
+    columns: str
+    metric: str
+    aggregate: str
+    row_values: tuple[Any, ...]
+    column_values: tuple[Any, ...]
+    cells: tuple[tuple[float | None, ...], ...]
+    runs: tuple[tuple[int, ...], ...]
+    file: str
+
+
+@dataclass(frozen=True)
 class ProjectTable:
     name: str
     columns: tuple[ProjectColumn, ...]
@@ -95,6 +145,9 @@ class ProjectTable:
     correlations: tuple[Correlation, ...]
     correlation_note: str | None
     notes: tuple[str, ...] = ()
+    name_fields: tuple[str, ...] = ()
+    pareto: ParetoFront | None = None
+    pivot: PivotTable | None = None
 
     @property
     def csv_file(self) -> str:
@@ -149,6 +202,8 @@ def _run_cells(run: Run, history: History) -> dict[str, Any]:
         "run_id": run.id,
         "run_name": run.name,
         "state": run.state,
+        "entity": run.entity,
+        "project": run.project,
         "group": run.group,
         "job_type": run.job_type,
         "tags": ", ".join(run.tags),
@@ -158,6 +213,17 @@ def _run_cells(run: Run, history: History) -> dict[str, Any]:
     }
 
 
+def run_cell(series: pd.Series, how: str) -> float | None:
+    """One run's value of an alias: `reduce`, except that `last` of a run whose curve ended
+    NaN or infinite is that value, not its last finite one (a diverged run must not look
+    like it ended well, in its row or in its group's mean)."""
+    if how == "last" and len(series):
+        final = float(series.iloc[-1])
+        if not math.isfinite(final):
+            return final
+    return reduce(series, how)
+
+
 def _summary_numbers(summary: Mapping[str, Any]) -> dict[str, float]:
     """Numeric summary values by flattened key, W&B's own `_…` bookkeeping left out."""
     return {
@@ -165,6 +231,32 @@ def _summary_numbers(summary: Mapping[str, Any]) -> dict[str, float]:
         for key, value in flatten(summary).items()
         if not key.startswith("_") and _numeric(value)
     }
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def name_value(text: str | None) -> Any:
+    """A field taken from a run name: an int or float when the text is exactly one, else text.
+
+    Only plain decimal notation counts (`3e-4`, `0.5`, `128`); `nan`, `inf` and `1_000` stay text.
+    """
+    if text is None:
+        return None
+    if _INTEGER.fullmatch(text):
+        return int(text)
+    if _DECIMAL.fullmatch(text):
+        return float(text)
+    return text
+
+
+def name_fields(pattern: str, name: str) -> dict[str, Any] | None:
+    """The named groups of `pattern` searched in a run name; None when the name does not match."""
+    found = re.search(pattern, name)
+    if found is None:
+        return None
+    return {key: name_value(value) for key, value in found.groupdict().items()}
 
 
 def build_rows(
@@ -185,22 +277,37 @@ def build_rows(
     notes = [
         f"summary value '{key}' is not a column: the alias of the same name is" for key in shadowed
     ]
+    fields = list(re.compile(spec.name_fields).groupindex) if spec.name_fields else []
+    unmatched = []
     rows: list[dict[str, Any]] = []
     for run in runs:
         row = _run_cells(run, histories[run.id])
+        if spec.name_fields:
+            parsed = name_fields(spec.name_fields, run.name)
+            if parsed is None:
+                unmatched.append(run.name)
+            for field_name in fields:
+                row[f"name.{field_name}"] = (parsed or {}).get(field_name)
         for key in config_keys:
             row[f"config.{key}"] = configs[run.id].get(key)
         for alias, how in reductions.items():
             metric = metrics[run.id][alias]
-            row[f"metric.{alias}"] = reduce(metric.series, how) if metric.found else None
+            row[f"metric.{alias}"] = run_cell(metric.series, how) if metric.found else None
         for key in summary_keys:
             if key not in shadowed:
                 row[f"metric.{key}"] = summaries[run.id].get(key)
         row["config_json"] = run.config
         row["summary_json"] = run.summary
         rows.append(row)
+    if unmatched:
+        shown = ", ".join(repr(name) for name in unmatched[:5])
+        more = f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else ""
+        notes.append(
+            f"project_table.name_fields: {len(unmatched)} of {len(runs)} run names do not match, "
+            f"so their name.* cells are empty: {shown}{more}"
+        )
     columns = [ProjectColumn(name, kind) for name, kind in RUN_COLUMNS]
-    for name in [f"config.{k}" for k in config_keys]:
+    for name in [f"name.{f}" for f in fields] + [f"config.{k}" for k in config_keys]:
         columns.append(ProjectColumn(name, column_kind([r[name] for r in rows])))
     columns += [ProjectColumn(name, "number") for name in alias_columns + summary_columns]
     columns += [ProjectColumn(name, "json") for name in JSON_COLUMNS]
@@ -253,10 +360,16 @@ def _sort_key(keys: tuple[Any, ...]) -> tuple[tuple[int, float, str], ...]:
 
 
 def aggregate(values: Sequence[Any], how: str) -> float | None:
-    """count, mean, std (sample, n-1), min or max of finite values; None when undefined."""
+    """count, mean, std (sample, n-1), min or max of finite values; None when undefined.
+
+    A member whose value is NaN or infinite (a run that ended diverged) makes the group's
+    mean and std NaN: leaving it out would report the survivors as the group's result.
+    """
     finite = np.asarray([v for v in values if _finite(v)], dtype=float)
     if how == "count":
         return len(finite)
+    if how in ("mean", "std") and any(_numeric(v) and not math.isfinite(v) for v in values):
+        return math.nan
     if len(finite) == 0 or (how == "std" and len(finite) < 2):
         return None
     if how == "mean":
@@ -326,7 +439,9 @@ def correlations(
         )
     found = []
     numeric = [
-        c.name for c in columns if c.name.startswith("config.") and c.kind in ("integer", "number")
+        c.name
+        for c in columns
+        if c.name.startswith(("config.", "name.")) and c.kind in ("integer", "number")
     ]
     for column in numeric:
         pairs = [(r[column], r[primary]) for r in with_primary if _finite(r.get(column))]
@@ -343,6 +458,114 @@ def correlations(
             f"{primary}, so there is nothing to correlate"
         )
     return found, len(with_primary), note
+
+
+# --- quality against cost ------------------------------------------------------------------------
+
+
+def pareto_front(
+    rows: Sequence[Mapping[str, Any]],
+    quality: str,
+    cost: str,
+    quality_goal: str,
+    cost_goal: str,
+) -> tuple[list[ParetoPoint], list[str]]:
+    """Every run with finite quality and cost, marked on the front or not, best cost first.
+
+    A run is on the front when no other run is at least as good in both and better in one.
+    Runs with equal values in both are all on the front or all off it. Sorting by cost and
+    sweeping once keeps this O(n log n), so thousands of runs cost nothing.
+    """
+    q_sign = 1.0 if quality_goal == "minimize" else -1.0
+    c_sign = 1.0 if cost_goal == "minimize" else -1.0
+    usable = [r for r in rows if _finite(r.get(quality)) and _finite(r.get(cost))]
+    kept = {r["run_id"] for r in usable}
+    missing = [str(r["run_id"]) for r in rows if r["run_id"] not in kept]
+    usable.sort(key=lambda r: (c_sign * r[cost], q_sign * r[quality], r["run_id"]))
+    points: list[ParetoPoint] = []
+    best = math.inf  # the best (lowest, signed) quality among strictly cheaper runs
+    start = 0
+    while start < len(usable):
+        end = start
+        while end < len(usable) and usable[end][cost] == usable[start][cost]:
+            end += 1
+        same_cost = usable[start:end]
+        lowest = min(q_sign * r[quality] for r in same_cost)
+        for r in same_cost:
+            signed = q_sign * r[quality]
+            on_front = signed == lowest and lowest < best
+            points.append(ParetoPoint(r["run_id"], r["run_name"], r[quality], r[cost], on_front))
+        best = min(best, lowest)
+        start = end
+    return points, missing
+
+
+def _pareto(
+    spec: ParetoSpec,
+    table_name: str,
+    aliases: Mapping[str, MetricAlias],
+    rows: Sequence[Mapping[str, Any]],
+) -> ParetoFront:
+    quality_goal = goal_for(aliases.get(spec.quality), spec.quality)
+    cost_alias = aliases.get(spec.cost)
+    cost_goal = cost_alias.goal if cost_alias is not None and cost_alias.goal else "minimize"
+    points, missing = pareto_front(
+        rows, f"metric.{spec.quality}", f"metric.{spec.cost}", quality_goal, cost_goal
+    )
+    return ParetoFront(
+        quality=spec.quality,
+        cost=spec.cost,
+        quality_goal=quality_goal,
+        cost_goal=cost_goal,
+        points=tuple(points),
+        without_values=tuple(missing),
+        file=f"{table_name}_pareto.csv",
+    )
+
+
+# --- pivot ---------------------------------------------------------------------------------------
+
+
+def _ordered_values(values: Sequence[Any]) -> list[Any]:
+    """Distinct cell values in group order: numbers by value, then text, then missing last."""
+    return sorted(set(values), key=lambda v: _sort_key((v,)))
+
+
+def pivot_table(
+    rows: Sequence[Mapping[str, Any]],
+    spec: PivotSpec,
+    file: str,
+) -> PivotTable:
+    """`spec.metric` aggregated over every pair of values of two columns (missing values last)."""
+    metric = f"metric.{spec.metric}"
+    row_keys = [_group_key(r.get(spec.rows)) for r in rows]
+    column_keys = [_group_key(r.get(spec.columns)) for r in rows]
+    row_values = _ordered_values(row_keys)
+    column_values = _ordered_values(column_keys)
+    members: dict[tuple[Any, Any], list[Any]] = {}
+    for row, rk, ck in zip(rows, row_keys, column_keys, strict=True):
+        members.setdefault((rk, ck), []).append(row.get(metric))
+    cells = []
+    runs = []
+    for rk in row_values:
+        cells.append(
+            tuple(
+                aggregate(members[(rk, ck)], spec.aggregate) if (rk, ck) in members else None
+                for ck in column_values
+            )
+        )
+        runs.append(tuple(len(members.get((rk, ck), ())) for ck in column_values))
+    return PivotTable(
+        rows=spec.rows,
+        columns=spec.columns,
+        metric=metric,
+        aggregate=spec.aggregate,
+        row_values=tuple(row_values),
+        column_values=tuple(column_values),
+        cells=tuple(cells),
+        runs=tuple(runs),
+        file=file,
+    )
 
 
 # --- the section ---------------------------------------------------------------------------------
@@ -365,14 +588,21 @@ def project_table(
     found: list[Correlation] = []
     with_primary = 0
     note = None
+    if primary and goal == "none":
+        notes.append(
+            f"project_table.primary: '{primary}' has no known better direction; give its "
+            "alias a goal (minimize or maximize) to rank the top runs"
+        )
     if primary_column and goal:
-        top = top_runs(rows, primary_column, goal, spec.top)
+        if goal != "none":
+            top = top_runs(rows, primary_column, goal, spec.top)
         if spec.correlate:
             found, with_primary, note = correlations(rows, columns, primary_column, spec.min_runs)
+    known = {c.name for c in columns}
     groups = None
     if spec.group_by:
         for column in spec.group_by:
-            if not any(c.name == column for c in columns):
+            if column not in known:
                 notes.append(f"project_table.group_by: no chosen run has '{column}'")
         groups = group_rows(
             rows,
@@ -381,6 +611,13 @@ def project_table(
             spec.aggregate,
             f"{spec.name}_groups.csv",
         )
+    pivot = None
+    if spec.pivot:
+        for column in (spec.pivot.rows, spec.pivot.columns):
+            if column not in known:
+                notes.append(f"project_table.pivot: no chosen run has '{column}'")
+        pivot = pivot_table(rows, spec.pivot, f"{spec.name}_pivot.csv")
+    pareto = _pareto(spec.pareto, spec.name, aliases, rows) if spec.pareto else None
     return ProjectTable(
         name=spec.name,
         columns=tuple(columns),
@@ -397,4 +634,7 @@ def project_table(
         correlations=tuple(found),
         correlation_note=note,
         notes=tuple(notes),
+        name_fields=tuple(re.compile(spec.name_fields).groupindex) if spec.name_fields else (),
+        pareto=pareto,
+        pivot=pivot,
     )

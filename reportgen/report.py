@@ -18,12 +18,14 @@ from reportgen.analysis import Analysis
 from reportgen.baseline import BaselineComparison
 from reportgen.curves import smooth, thin
 from reportgen.metrics import MetricStats, ResolvedMetric, SampledTable, describe, goal_for
-from reportgen.runs import History, Run
+from reportgen.runs import History, Run, overlap_note
 from reportgen.select import SelectionResult
 from reportgen.spec import Spec
 
 SEVERITIES = ("bad", "ugly")
-VERDICTS = ("good", "bad", "ugly")
+# `unjudged`: no finding, but too little evidence to call the run good (no check ran, no
+# logged step, too few points, no metric the checks know); RunHealth.unjudged says why.
+VERDICTS = ("good", "bad", "ugly", "unjudged")
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,9 @@ class RunHealth:
     preset: str | None = None
     checks: tuple[str, ...] = ()
     healthy: tuple[str, ...] = ()
+    # Why the checks could not judge the run (None: they could). The default, for a run the
+    # health stage never saw, is "not checked".
+    unjudged: str | None = "no health check ran"
 
 
 @dataclass(frozen=True)
@@ -74,14 +79,19 @@ class NextExperiment:
     runs: tuple[str, ...]
 
 
-def verdict(findings: Sequence[Finding]) -> str:
-    """ugly if any finding is ugly, bad if any is bad, else good."""
+def verdict(findings: Sequence[Finding], unjudged: str | None = None) -> str:
+    """ugly if any finding is ugly, bad if any is bad; without findings, good only when the
+    checks had enough to judge (`unjudged` is None), else unjudged.
+
+    "good" is a claim that the run was checked and looks healthy, so a run no check could
+    look at is never good.
+    """
     severities = {f.severity for f in findings}
     if "ugly" in severities:
         return "ugly"
     if "bad" in severities:
         return "bad"
-    return "good"
+    return "unjudged" if unjudged else "good"
 
 
 @dataclass(frozen=True)
@@ -144,6 +154,8 @@ class RunReport:
     console_tail: tuple[str, ...] = ()
     curves: tuple[Curve, ...] = ()
     health: RunHealth = field(default_factory=RunHealth)
+    entity: str | None = None
+    project: str | None = None
 
     def metric(self, alias: str) -> MetricReport | None:
         return next((m for m in self.metrics if m.alias == alias), None)
@@ -244,6 +256,11 @@ class Report:
         """Runs no check found anything wrong with: the Good section."""
         return [run for run in self.runs if run.verdict == "good"]
 
+    @property
+    def unjudged_runs(self) -> list[RunReport]:
+        """Runs the checks could not judge (too little data, or not checked), with why."""
+        return [run for run in self.runs if run.verdict == "unjudged"]
+
 
 # --- assembling --------------------------------------------------------------------------------
 
@@ -328,6 +345,9 @@ def _run_report(
     steps = history.steps()
     metric_reports = []
     notes = list(run.read_notes)
+    overlaps = overlap_note(history, run)
+    if overlaps:
+        notes.append(overlaps)
     for alias, metric in resolved.items():
         note = None if metric.found else metric.missing_note(run.name)
         if note:
@@ -350,15 +370,17 @@ def _run_report(
         url=run.url,
         tags=run.tags,
         group=run.group,
+        entity=run.entity,
+        project=run.project,
         job_type=run.job_type,
         created_at=run.created_at,
         config=run.config,
         summary=run.summary,
         first_step=int(steps[0]) if len(steps) else None,
         last_step=int(steps[-1]) if len(steps) else None,
-        rows=len(steps),
+        rows=history.row_count(),
         metrics=tuple(metric_reports),
-        verdict=verdict(findings),
+        verdict=verdict(findings, health.unjudged),
         findings=tuple(findings),
         notes=tuple(notes),
         locations=run.locations,

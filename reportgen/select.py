@@ -22,11 +22,18 @@ def filter_runs(runs: Sequence[Run], spec: RunsSpec, now: datetime | None = None
     chosen = [run for run in runs if matches(run, spec.filters, now)]
     if spec.ids:
         wanted = set(spec.ids)
-        chosen = [run for run in chosen if run.id in wanted]
+        chosen = [run for run in chosen if named_by(run, wanted)]
     chosen.sort(key=_newest_first)
     if spec.limit is not None:
         chosen = chosen[: spec.limit]
     return chosen
+
+
+def named_by(run: Run, wanted: set[str]) -> bool:
+    """Whether a run is among ids given as `id` or `project/id` (a run id is unique only within
+    its project; a source of several projects shows clashing ids as `project/id`)."""
+    plain = run.id.rpartition("/")[2]
+    return run.id in wanted or plain in wanted or f"{run.project}/{plain}" in wanted
 
 
 def _newest_first(run: Run) -> tuple[float, str]:

@@ -170,7 +170,7 @@ def test_finding_messages_are_in_the_run_sections(built):
     assert diverge.splitlines()[0] == "diverge"
     assert "non_finite" in diverge and "stalled" in diverge
     assert "no step logged after step 299 for 2 hours" in diverge
-    hostile = " ".join(pages[page_of(pages, "loss_spike")].split())
+    hostile = " ".join(pages[page_of(pages, "loss jumped to 5")].split())
     assert "loss jumped to 5 at step 150 (<img src=x onerror=alert(2)>)" in hostile
 
 
@@ -374,7 +374,7 @@ def test_charts_are_listed_among_the_files_written(built):
     ]
 
 
-def test_runs_no_check_looked_at_are_marked_not_checked(project_dir, tmp_path):
+def test_runs_no_check_looked_at_are_marked_not_judged(project_dir, tmp_path):
     spec = write_spec(
         tmp_path / "s.yaml",
         f'version: 1\nsource: {{type: wandb-offline, path: "{project_dir}"}}\n'
@@ -384,6 +384,6 @@ def test_runs_no_check_looked_at_are_marked_not_checked(project_dir, tmp_path):
     from reportgen import build
 
     pages = page_texts(build(spec).out_dir / "report.pdf")
-    assert "sft-nan sftnan01 finished NOT CHECKED 0" in " ".join(pages[0].split())
-    run_page = next(p for p in pages if p.startswith("sft-nan"))
-    assert "Not checked: no health check is enabled for this run." in run_page
+    assert "sft-nan sftnan01 finished NOT JUDGED 0" in " ".join(pages[0].split())
+    run_page = " ".join(next(p for p in pages if p.startswith("sft-nan")).split())
+    assert "Not judged: no health check is enabled (health.preset is none)." in run_page

@@ -23,7 +23,7 @@ from wandb_server import Fault, ServedRun, WandbServer, runs_from_folder
 
 from reportgen import build
 from reportgen.cli import main
-from reportgen.sources.cloud import OVERLAP_STEPS, server_filters
+from reportgen.sources.cloud import OVERLAP_STEPS, CloudSource, rows_to_history, server_filters
 from reportgen.sources.offline import OfflineSource
 from reportgen.spec import RunFilters, SourceSpec, TimeBound
 
@@ -326,8 +326,8 @@ def test_a_run_that_grew_fetches_only_its_new_steps(
 ):
     runs = copy.deepcopy(served_runs[False])
     growing = next(run for run in runs if run.id == "rlshort1")
-    later = {s: row for s, row in growing.rows.items() if s >= 1000}
-    growing.rows = {s: row for s, row in growing.rows.items() if s < 1000}
+    later = {row["_step"]: row for row in growing.rows if row["_step"] >= 1000}
+    growing.rows = [row for row in growing.rows if row["_step"] < 1000]
     growing.state = "running"
     with WandbServer(runs, api_key=KEY) as server:
         spec = server_spec(tmp_path, server, filters="{tags: {any: [grpo]}}")
@@ -358,7 +358,7 @@ def test_a_damaged_cache_entry_is_reported_and_fetched_again(
     with serve(served_runs) as server:
         spec = server_spec(tmp_path, server)
         first = csv_files(build(spec).out_dir)
-        (entry,) = wandb_env.glob("v1/wandb-*/entries/rlmid001")
+        (entry,) = wandb_env.glob("v2/wandb-*/entries/rlmid001")
         if damage == "truncated-parquet":
             data = (entry / "history.parquet").read_bytes()
             (entry / "history.parquet").write_bytes(data[: len(data) // 2])
@@ -554,6 +554,65 @@ def files_text(root: Path) -> Iterator[str]:
     for path in root.rglob("*") if root.exists() else ():
         if path.is_file():
             yield path.read_bytes().decode("utf-8", errors="replace")
+
+
+@pytest.mark.parametrize("exported", [False, True])
+def test_a_shared_mode_run_reads_from_the_server_as_the_offline_reader_reads_it(
+    shared_dir, wandb_env, tmp_path, exported
+):
+    """Two writers, custom step metrics, one key logged by both at the same step-metric values.
+    The server numbers a shared-mode run's records in arrival order (its `_step` is unique per
+    record: the real client keeps one record per `_step`), so the x values of every metric, and
+    every value, must come out as the offline reader's, from live pages and from the export."""
+    offline = OfflineSource(SourceSpec("wandb-offline", path=str(shared_dir)))
+    (expected_run,) = offline.list_runs()
+    expected = offline.history(expected_run)
+    served = runs_from_folder(shared_dir, export_finished=exported)
+    for number, row in enumerate(served[0].rows):
+        row["_step"] = number
+    if exported:
+        served[0].exported_through = len(served[0].rows) - 1
+    with WandbServer(served, api_key=KEY) as server:
+        spec = SourceSpec("wandb", entity="tester", project="tests", base_url=server.url)
+        source = CloudSource(spec)
+        (run,) = source.list_runs()
+        history = source.history(run)
+    assert run.step_metrics == expected_run.step_metrics
+    assert history.row_count() == expected.row_count() == 10
+    for key in expected:
+        axis = run.x_key_for(key)
+        assert history.count(key) == expected.count(key), key
+        if axis != "_step":
+            assert history.series(key, axis).equals(expected.series(key, axis)), key
+            assert history.overlaps(key, axis) == expected.overlaps(key, axis), key
+    assert history.count("train/loss") == 7
+    assert history.series("train/loss", "train/step").to_dict() == {
+        0: 1.0, 1: 0.5, 2: 1.0 / 3, 3: 10.0, 4: 11.0
+    }  # fmt: skip
+
+
+def test_history_rows_without_a_step_or_several_at_one_step_are_all_kept(shared_dir):
+    """Rows as the client hands them over: without `_step` (what a shared-mode writer sets),
+    or several at one `_step` (both writers numbered from 0): every record is kept, a row
+    without a step is placed by its position, and each metric lands on its declared axis."""
+    offline = OfflineSource(SourceSpec("wandb-offline", path=str(shared_dir)))
+    (run,) = offline.list_runs()
+    expected = offline.history(run)
+    rows = [row for served in runs_from_folder(shared_dir) for row in served.rows]
+    assert sorted(row["_step"] for row in rows) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    at_shared_steps = rows_to_history(rows)
+    for row in rows:
+        del row["_step"]
+    without_steps = rows_to_history(rows)
+    assert without_steps.series("_timestamp").index.tolist() == list(range(10))  # by position
+    for history in (at_shared_steps, without_steps):
+        assert history.row_count() == expected.row_count() == 10
+        for key in expected:
+            axis = run.x_key_for(key)
+            assert history.count(key) == expected.count(key), key
+            if axis != "_step":
+                assert history.series(key, axis).equals(expected.series(key, axis)), key
+    assert at_shared_steps.overlaps("_timestamp") == expected.overlaps("_timestamp") == (5, 0)
 
 
 def test_export_from_a_wandb_url_equals_the_export_from_the_folder(

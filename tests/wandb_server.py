@@ -15,6 +15,11 @@ format measured from it (see /work/shared/wandb-facts.md and the request log of 
   RunFullHistory         run.history(): server-sampled rows as JSON strings
   RunConsoleLogTail      run.console_logs(last=N): the end of the console output
   RunExitCode            a run's `exitcode` field (reportgen asks for it for failed runs)
+  GetViewer              `api.viewer`: the user, its entity and the teams it belongs to
+  GetProjects            `api.projects(entity)`: `models(entityName, after, first)`, paged
+
+A server holds one project by default (`entity`/`project`); `projects` adds more, each under
+"name" (the same entity) or "entity/name" (a team's), and `teams` names the viewer's teams.
 
 Shapes that bite are kept: `config` is a JSON string of {"key": {"value": v, "desc": null}},
 `summaryMetrics` is a JSON string, history rows are JSON strings with bare NaN/Infinity,
@@ -77,7 +82,9 @@ class ServedRun:
     config: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     step_metrics: dict[str, str] = field(default_factory=dict)
-    rows: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # History records in the order logged: several may share a `_step`, and records written
+    # by a shared-mode writer may have none (those are served only from the Parquet export).
+    rows: list[dict[str, Any]] = field(default_factory=list)
     exported_through: int = -1  # steps up to here are in the exported Parquet file
     storage_id: str = ""
     exit_code: int | None = None
@@ -85,11 +92,22 @@ class ServedRun:
 
     @property
     def last_step(self) -> int:
-        return max(self.rows) if self.rows else -1
+        steps = [row["_step"] for row in self.rows if "_step" in row]
+        return max(steps) if steps else -1
+
+    def stepped(self) -> list[tuple[int, dict[str, Any]]]:
+        return [(row["_step"], row) for row in self.rows if "_step" in row]
+
+    def exported(self) -> list[dict[str, Any]]:
+        """The records in the Parquet export: those up to `exported_through`, and every
+        record without a step once anything was exported."""
+        if self.exported_through < 0:
+            return []
+        return [r for r in self.rows if r.get("_step", -1) <= self.exported_through]
 
     def history_keys(self) -> dict[str, Any]:
         counts: Counter[str] = Counter()
-        for row in self.rows.values():
+        for row in self.rows:
             counts.update(k for k in row if k != "_step")
         keys = {k: {"typeCounts": [{"type": "number", "count": n}]} for k, n in counts.items()}
         return {"lastStep": self.last_step, "keys": keys}
@@ -120,11 +138,14 @@ def runs_from_folder(root: Path, *, export_finished: bool = False) -> list[Serve
     served = []
     for number, run in enumerate(sorted(source.list_runs(), key=lambda r: r.id), start=1):
         history = source.history(run)
-        rows: dict[int, dict[str, Any]] = {}
-        keys = history.keys()
-        for key in keys:
-            for step, value in history.series(key).items():
-                rows.setdefault(int(step), {"_step": int(step)})[key] = float(value)
+        # One served record per history record of the files (a sync uploads each of them).
+        by_row: dict[int, dict[str, Any]] = {}
+        for key in history:
+            column = history.column(key)
+            assert column is not None
+            for row, step, value in zip(column.rows, column.steps, column.values, strict=True):
+                by_row.setdefault(int(row), {"_step": int(step)})[key] = float(value)
+        rows = [by_row[row] for row in sorted(by_row)]
         created = run.created_at or datetime.now(timezone.utc)
         heartbeat = run.heartbeat_at or created
         served.append(
@@ -141,8 +162,10 @@ def runs_from_folder(root: Path, *, export_finished: bool = False) -> list[Serve
                 config=run.config,
                 summary=run.summary,
                 step_metrics=dict(run.step_metrics),
-                rows=dict(sorted(rows.items())),
-                exported_through=max(rows) if export_finished and rows else -1,
+                rows=rows,
+                exported_through=(
+                    max(r["_step"] for r in rows) if export_finished and rows else -1
+                ),
                 storage_id=base64.b64encode(f"Run:v1:{run.id}:{number}".encode()).decode(),
                 exit_code=run.exit_code,
                 console=list(run.console_tail),
@@ -190,10 +213,18 @@ class WandbServer:
         project: str = "tests",
         api_key: str = "k" * 40,
         latency: float = 0.0,
+        projects: dict[str, list[ServedRun]] | None = None,
+        teams: tuple[str, ...] = (),
     ):
         self.runs = {run.id: run for run in runs}
         self.entity = entity
         self.project = project
+        self.teams = teams
+        # (entity, project) → that project's runs; the default project is `self.runs` itself.
+        self.projects: dict[tuple[str, str], dict[str, ServedRun]] = {(entity, project): self.runs}
+        for name, served in (projects or {}).items():
+            owner, _, short = name.rpartition("/")
+            self.projects[(owner or entity, short)] = {run.id: run for run in served}
         self.api_key = api_key
         self.latency = latency
         self.faults: list[Fault] = []
@@ -236,12 +267,20 @@ class WandbServer:
         with self._lock:
             self.requests.clear()
 
-    def append(self, run_id: str, rows: dict[int, dict[str, Any]], state: str | None = None):
-        """The run logged more steps (and maybe finished) since the last listing."""
+    def append(
+        self,
+        run_id: str,
+        rows: dict[int, dict[str, Any]] | list[dict[str, Any]],
+        state: str | None = None,
+    ):
+        """The run logged more records (and maybe finished) since the last listing: {step:
+        row}, or a list of records as logged (with or without `_step`)."""
         with self._lock:
             run = self.runs[run_id]
-            for step, row in rows.items():
-                run.rows[step] = {"_step": step, **row}
+            if isinstance(rows, dict):
+                run.rows.extend({"_step": step, **row} for step, row in rows.items())
+            else:
+                run.rows.extend(dict(row) for row in rows)
             run.heartbeat_at = datetime.now(timezone.utc)
             if state:
                 run.state = state
@@ -277,15 +316,16 @@ class WandbServer:
 
     def answer(self, op: str, query: str, v: dict[str, Any]) -> tuple[Any, int]:
         """(data, rows served) for one GraphQL operation."""
-        if op == "Viewer":
-            viewer = {"id": "VXNlcjox", "entity": self.entity, "username": self.entity}
-            viewer.update(email=None, flags=None, teams={"edges": []})
-            return {"viewer": viewer}, 0
-        if v.get("entity") != self.entity or v.get("project") != self.project:
+        if op in ("Viewer", "GetViewer"):
+            return {"viewer": self._viewer()}, 0
+        if op == "GetProjects":
+            return {"models": self._projects_page(v)}, 0
+        runs = self.projects.get((v.get("entity"), v.get("project")))
+        if runs is None:
             return {"project": None}, 0
         if op == "Runs":
-            return {"project": self._runs_page(query, v)}, 0
-        run = self.runs.get(v.get("name") or v.get("runName") or v.get("run") or "")
+            return {"project": self._runs_page(runs, query, v)}, 0
+        run = runs.get(v.get("name") or v.get("runName") or v.get("run") or "")
         if run is None:
             return {"project": {"run": None}}, 0
         if op == "Run":
@@ -294,11 +334,11 @@ class WandbServer:
         if op == "RunHistoryKeys":
             return {"project": {"run": {"historyKeys": run.history_keys()}}}, 0
         if op == "RunParquetHistory":
-            live = [{"_step": s} for s in run.rows if s > run.exported_through]
+            live = [{"_step": s} for s, _ in run.stepped() if s > run.exported_through]
             urls = []
             if run.exported_through >= 0:
                 urls.append(
-                    f"{self.url}/files/{self.entity}/{self.project}/{run.id}/"
+                    f"{self.url}/files/{v['entity']}/{v['project']}/{run.id}/"
                     f"history-{run.exported_through}.parquet"
                 )
             history = {"parquetUrls": urls, "liveData": live}
@@ -306,7 +346,7 @@ class WandbServer:
         if op == "HistoryPage":
             rows = [
                 row
-                for step, row in run.rows.items()
+                for step, row in run.stepped()
                 if v["minStep"] <= step < v["maxStep"] and step > run.exported_through
             ][: v["pageSize"]]
             return {"project": {"run": {"history": [json.dumps(r) for r in rows]}}}, len(rows)
@@ -334,30 +374,76 @@ class WandbServer:
         if op == "RunExitCode":  # the field the client's sweep queries read
             return {"project": {"run": {"exitcode": run.exit_code}}}, 0
         if op == "RunFullHistory":
-            rows = _evenly(list(run.rows.values()), v.get("samples") or 500)
+            rows = _evenly([row for _, row in run.stepped()], v.get("samples") or 500)
             return {"project": {"run": {"history": [json.dumps(r) for r in rows]}}}, len(rows)
         raise KeyError(op)
 
+    def _viewer(self) -> dict[str, Any]:
+        """The UserFragment of `GetViewer` (the older `Viewer` reads a subset of it)."""
+        return {
+            "id": "VXNlcjox",
+            "name": "Tester",
+            "username": self.entity,
+            "email": None,
+            "admin": False,
+            "flags": None,
+            "entity": self.entity,
+            "deletedAt": None,
+            "apiKeys": {"edges": []},
+            "teams": {"edges": [{"node": {"name": team}} for team in self.teams]},
+        }
+
+    def _projects_page(self, v: dict[str, Any]) -> dict[str, Any]:
+        """`models(entityName, after, first)`: the entity's projects by name, cursor-paged."""
+        names = sorted(name for owner, name in self.projects if owner == v.get("entity"))
+        start = int(v["cursor"].split("-")[1]) + 1 if v.get("cursor") else 0
+        per_page = v.get("perPage") or 50
+        page = names[start : start + per_page]
+        edges = []
+        for i, name in enumerate(page):
+            number = start + i + 1
+            node = {
+                "__typename": "Project",
+                "id": base64.b64encode(f"Project:v1:{name}:{number}".encode()).decode(),
+                "name": name,
+                "entityName": v.get("entity"),
+                "createdAt": "2026-11-01T10:00:00",
+                "isBenchmark": False,
+                "user": None,
+            }
+            edges.append({"node": node, "cursor": f"cursor-{start + i}"})
+        return {
+            "pageInfo": {
+                "__typename": "PageInfo",
+                "endCursor": edges[-1]["cursor"] if edges else None,
+                "hasNextPage": start + per_page < len(names),
+            },
+            "edges": edges,
+        }
+
     def parquet(self, path: str) -> bytes | None:
         match = re.fullmatch(r"/files/([^/]+)/([^/]+)/([^/]+)/history-(-?\d+)\.parquet", path)
-        if not match or (match[1], match[2]) != (self.entity, self.project):
+        runs = self.projects.get((match[1], match[2])) if match else None
+        if not match or runs is None:
             return None
-        run = self.runs.get(match[3])
+        run = runs.get(match[3])
         if run is None:
             return None
         through = int(match[4])
-        rows = [row for step, row in run.rows.items() if step <= through]
+        rows = [r for r in run.rows if r.get("_step", -1) <= through]
         keys = sorted({k for row in rows for k in row if k != "_step"})
-        columns = {"_step": pa.array([row["_step"] for row in rows], pa.int64())}
+        columns = {"_step": pa.array([row.get("_step") for row in rows], pa.int64())}
         for key in keys:
             columns[key] = pa.array([row.get(key) for row in rows], pa.float64())
         sink = io.BytesIO()
         pq.write_table(pa.table(columns), sink)
         return sink.getvalue()
 
-    def _runs_page(self, query: str, v: dict[str, Any]) -> dict[str, Any]:
+    def _runs_page(
+        self, runs: dict[str, ServedRun], query: str, v: dict[str, Any]
+    ) -> dict[str, Any]:
         filters = json.loads(v.get("filters") or "{}")
-        chosen = [run for run in self.runs.values() if matches_filter(_document(run), filters)]
+        chosen = [run for run in runs.values() if matches_filter(_document(run), filters)]
         order = v.get("order") or "+created_at"
         chosen.sort(key=lambda r: (r.created_at, r.id), reverse=order.startswith("-"))
         start = int(v["cursor"].split("-")[1]) + 1 if v.get("cursor") else 0
@@ -387,7 +473,7 @@ class WandbServer:
         high = spec.get("maxStep", math.inf)  # inclusive, as wandb-core expects
         rows = [
             {"_step": step, **{k: row[k] for k in keys}}
-            for step, row in run.rows.items()
+            for step, row in run.stepped()
             if low <= step <= high and all(k in row for k in keys)
         ]
         return _evenly(rows, spec.get("samples") or 500)

@@ -53,6 +53,8 @@ def _run(run: RunReport) -> dict[str, Any]:
     return {
         "id": run.id,
         "name": run.name,
+        "entity": run.entity,
+        "project": run.project,
         "state": run.state,
         "exit_code": run.exit_code,
         "url": run.url,
@@ -64,6 +66,7 @@ def _run(run: RunReport) -> dict[str, Any]:
         "summary": run.summary,
         "steps": {"first": run.first_step, "last": run.last_step, "rows": run.rows},
         "verdict": run.verdict,
+        "unjudged_reason": run.health.unjudged if run.verdict == "unjudged" else None,
         "findings": [
             {
                 "check": f.check,

@@ -39,7 +39,7 @@ import numpy as np
 
 from reportgen.cache import CacheArea, CacheDamaged, RunCache, run_from_dict, run_to_dict
 from reportgen.errors import SourceError
-from reportgen.runs import STEP, History, Run
+from reportgen.runs import STEP, Column, History, Run
 from reportgen.select import matches
 from reportgen.sources import Progress, RunFetchError
 from reportgen.spec import RunFilters, RunsSpec, SourceSpec
@@ -485,7 +485,7 @@ class CloudSource:
             public = self._connect().run(f"{self.path}/{run.id}")
             self._handles[run.id] = public
         rows = public.scan_history(page_size=HISTORY_PAGE, min_step=min_step, use_cache=False)
-        return History.from_points(rows_to_points(rows))
+        return rows_to_history(rows)
 
     def _store(self, run: Run, history: History) -> None:
         if self.area is None:
@@ -788,19 +788,35 @@ def _server_time(moment: datetime) -> str:
 # --- converting what the client returns --------------------------------------------------------
 
 
-def rows_to_points(rows: Iterable[Mapping[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
-    """History rows (one dict per step) as {key: (steps, values)}, as the offline reader gives.
+def rows_to_history(rows: Iterable[Mapping[str, Any]]) -> History:
+    """History rows as the client yields them, as the offline reader gives them: one row per
+    history record, several records at one `_step` kept, a record without `_step` (written by
+    a shared-mode process) placed by its position among the records, like the offline reader.
 
     Keys logged at different cadences are simply absent from rows where they were not logged
     (the Parquet path says None); both mean "not logged". A logged NaN stays NaN. Nested dicts
     (other than W&B media, which carry "_type") become dotted keys, like the offline reader's.
+    A record served twice (pages at the Parquet/live boundary can repeat) is kept once.
     """
-    points: dict[str, tuple[list[int], list[float]]] = {}
+    points: dict[str, tuple[list[int], list[int], list[float]]] = {}
+    seen: dict[int, set[int]] = {}
+    place = 0
     for row in rows:
-        step = row.get(STEP)
-        if step is None:
-            continue
-        step = int(step)
+        raw_step = row.get(STEP)
+        if raw_step is not None:
+            step = int(raw_step)
+            try:
+                fingerprint = hash(tuple(row.items()))
+            except TypeError:  # a value that cannot be hashed (media dicts, lists)
+                fingerprint = hash(repr(sorted(row.items(), key=lambda item: item[0])))
+            at_step = seen.setdefault(step, set())
+            if fingerprint in at_step:
+                continue
+            at_step.add(fingerprint)
+        else:
+            step = place
+        number = place
+        place += 1
         # The hot loop of a fetch (one pass per logged value): kept flat on purpose.
         for key, raw in row.items():
             kind = type(raw)
@@ -808,37 +824,52 @@ def rows_to_points(rows: Iterable[Mapping[str, Any]]) -> dict[str, tuple[list[in
                 value = float(raw)
             elif kind is dict:
                 if "_type" not in raw:
-                    _add_nested(points, step, key, raw)
+                    _add_nested(points, number, step, key, raw)
                 continue
             else:
-                number = _number(raw)
-                if number is None:
+                maybe = _number(raw)
+                if maybe is None:
                     continue
-                value = number
+                value = maybe
             if key == STEP:
                 continue
             column = points.get(key)
             if column is None:
-                column = points[key] = ([], [])
-            column[0].append(step)
-            column[1].append(value)
-    return points
+                column = points[key] = ([], [], [])
+            column[0].append(number)
+            column[1].append(step)
+            column[2].append(value)
+    return History(
+        {
+            key: Column(
+                np.asarray(rows_, dtype=np.int64),
+                np.asarray(steps, dtype=np.int64),
+                np.asarray(values, dtype=float),
+            )
+            for key, (rows_, steps, values) in points.items()
+        }
+    )
 
 
 def _add_nested(
-    points: dict[str, tuple[list[int], list[float]]], step: int, prefix: str, tree: Mapping
+    points: dict[str, tuple[list[int], list[int], list[float]]],
+    number: int,
+    step: int,
+    prefix: str,
+    tree: Mapping,
 ) -> None:
     for key, raw in tree.items():
         name = f"{prefix}.{key}"
         if isinstance(raw, Mapping):
             if "_type" not in raw:
-                _add_nested(points, step, name, raw)
+                _add_nested(points, number, step, name, raw)
             continue
         value = _number(raw)
         if value is not None:
-            column = points.setdefault(name, ([], []))
-            column[0].append(step)
-            column[1].append(value)
+            column = points.setdefault(name, ([], [], []))
+            column[0].append(number)
+            column[1].append(step)
+            column[2].append(value)
 
 
 _SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
