@@ -290,9 +290,8 @@ class WandbServer:
         logs `rows` from there (other values at the same steps)."""
         with self._lock:
             run = self.runs[run_id]
-            run.rows = {s: row for s, row in run.rows.items() if s < step}
-            for at, row in rows.items():
-                run.rows[at] = {"_step": at, **row}
+            run.rows = [row for row in run.rows if row.get("_step", -1) < step]
+            run.rows.extend({"_step": at, **row} for at, row in rows.items())
             run.heartbeat_at = datetime.now(timezone.utc)
 
     # --- answering ---
