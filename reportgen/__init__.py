@@ -3,6 +3,9 @@
 from reportgen import build
 result = build("specs/demo.yaml")
 print(result.report.selections, result.files, result.exit_code)
+
+`build` and `__version__` are loaded on first use: the command line starts with nothing heavy
+imported, so its signal handlers are in place before pandas, pyarrow or wandb load.
 """
 
 from __future__ import annotations

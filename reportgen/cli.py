@@ -1,6 +1,8 @@
 """The `reportgen` command: one function per verb; errors become one line and an exit code.
 
-Exit codes are defined in reportgen/errors.py (EXIT_CODES), and `--help` lists them from there.
+Exit codes are defined in reportgen/errors.py (EXIT_CODES) and quoted from there by `--help`.
+Every line this command prints about runs goes through `safetext.visible`: a run name cannot
+send terminal escape sequences or reorder the text a reviewer reads.
 """
 
 from __future__ import annotations
@@ -14,13 +16,22 @@ from typing import TYPE_CHECKING, Any
 
 from reportgen.errors import (
     EXIT_INCOMPLETE,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_SOURCE,
+    EXIT_TERMINATED,
+    EXIT_TIMEOUT,
     EXIT_USAGE,
+    BuildTimeout,
     ReportgenError,
     SpecError,
+    Stopped,
     UsageError,
-    exit_codes_help,
+    exit_code_lines,
 )
+from reportgen.safetext import visible
+from reportgen.stopping import default_timeout, install_stop_handlers, stop_message
 
 # Each verb imports what it uses when it runs: `--help`, `validate` and `schema` start in a
 # fraction of the time that pandas, pyarrow, matplotlib or W&B's protobuf classes take to load
@@ -33,20 +44,24 @@ if TYPE_CHECKING:
     from reportgen.runs import Run
     from reportgen.sources import Source
 
-EPILOG = (
-    exit_codes_help()
-    + "\n\nQuickstart: reportgen init my-report.yaml && reportgen build my-report.yaml"
-)
+EPILOG = f"""exit codes:
+{exit_code_lines()}
+
+Quickstart: reportgen init my-report.yaml && reportgen build my-report.yaml"""
 
 
-DISCOVERY_EPILOG = """exit codes:
-  0  listed (also when nothing matches)
-  2  bad spec or usage
-  3  the data source failed (missing folder, auth, network)"""
+DISCOVERY_EPILOG = f"""exit codes:
+  0   listed (also when nothing matches)
+{exit_code_lines((EXIT_USAGE, EXIT_SOURCE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED))}"""
+
+# Exits that may leave worker threads (a W&B fetch) running: the process ends without waiting.
+ABRUPT_EXITS = (EXIT_TIMEOUT, EXIT_INTERRUPTED, EXIT_TERMINATED)
 
 
 def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
+    """One message on stderr; control and bidi characters from runs are shown as escapes."""
+    for line in str(message).split("\n"):
+        print(visible(line, one_line=True), file=sys.stderr)
 
 
 # Seconds between progress lines when stderr is not a terminal (a CI log, a pipe).
@@ -145,22 +160,27 @@ def _progress_interval() -> float:
 def cmd_build(args: argparse.Namespace) -> int:
     from reportgen.build import build
     from reportgen.spec import load_spec
+    from reportgen.stopping import deadline
 
-    spec = load_spec(args.spec)
-    now = parse_moment(args.now) if args.now is not None else None
-    progress = TerminalProgress("reading runs", quiet=args.quiet)
-    mode = "refresh" if args.refresh else "offline" if args.offline else "normal"
-    try:
-        result = build(
-            spec,
-            out_dir=args.out,
-            now=now,
-            progress=progress,
-            comment=args.comment,
-            cache_mode=mode,
-        )
-    finally:
-        progress.close()
+    timeout = parse_timeout(args.timeout) if args.timeout is not None else None
+    if args.timeout is None:
+        timeout = default_timeout(os.environ)
+    with deadline(timeout):
+        spec = load_spec(args.spec)
+        now = parse_moment(args.now) if args.now is not None else None
+        progress = TerminalProgress("reading runs", quiet=args.quiet)
+        mode = "refresh" if args.refresh else "offline" if args.offline else "normal"
+        try:
+            result = build(
+                spec,
+                out_dir=args.out,
+                now=now,
+                progress=progress,
+                comment=args.comment,
+                cache_mode=mode,
+            )
+        finally:
+            progress.close()
     report = result.report
     for warning in result.warnings:
         _stderr(f"warning: {warning}")
@@ -190,6 +210,25 @@ def cmd_build(args: argparse.Namespace) -> int:
             "say what is missing)"
         )
     return result.exit_code
+
+
+def parse_timeout(text: str) -> float | None:
+    """`--timeout`: seconds, or a duration such as 90s, 20m, 2h; 0 means no deadline."""
+    from reportgen.spec import DURATION_UNITS
+
+    stripped = text.strip().lower()
+    unit = DURATION_UNITS.get(stripped[-1:], None) if stripped else None
+    number = stripped[:-1] if unit is not None else stripped
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        seconds = -1.0
+    if not (0 <= seconds <= 7 * 86400):
+        raise UsageError(
+            f"--timeout: expected seconds or a duration such as 90s, 20m or 2h (at most 7d; "
+            f"0 for none); got {text!r}"
+        )
+    return seconds or None
 
 
 def print_summary(result: BuildResult, *, as_json: bool = False) -> None:
@@ -531,6 +570,12 @@ def make_parser() -> argparse.ArgumentParser:
         "so the same inputs give the same files",
     )
     build.add_argument(
+        "--timeout",
+        metavar="DURATION",
+        help="stop the build (exit 5) when it has not finished after DURATION: seconds, or "
+        "90s, 20m, 2h; 0 for none (default: none, or 1h when the CI variable is set)",
+    )
+    build.add_argument(
         "--comment",
         action="store_true",
         help="post (or update) the pull-request comment; the forge, PR and token come from CI",
@@ -681,14 +726,26 @@ def _discovery_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = make_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    func: Callable[[argparse.Namespace], int] = args.func
+    """The command line: the exit code of what was asked (errors.EXIT_CODES says them all)."""
+    install_stop_handlers()
     try:
-        return func(args)
+        parser = make_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        func: Callable[[argparse.Namespace], int] = args.func
+        return _run_verb(func, args)
+    except Stopped as exc:
+        return _stopped(exc)
+    except KeyboardInterrupt:
+        _stderr("interrupted")
+        return EXIT_INTERRUPTED
+
+
+def _run_verb(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    try:
+        code = func(args)
     except ReportgenError as exc:
         if args.debug:
             import traceback
@@ -696,17 +753,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         _stderr(f"error: {exc}" if not isinstance(exc, SpecError) else str(exc))
         return exc.exit_code
-    except KeyboardInterrupt:
-        _stderr("interrupted")
-        return 130
+    except BuildTimeout as exc:
+        _stderr(f"error: {exc}")
+        return exc.exit_code
+    except (Stopped, KeyboardInterrupt):
+        raise
     except BrokenPipeError:
         # The reader went away (`reportgen keys … | head`): not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        _stderr(
+            f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} "
+            f"(at {os.path.basename(where.filename)}:{where.lineno}). This is a bug in reportgen: "
+            "please report it with the output of --debug"
+        )
+        return EXIT_INTERNAL
+    return code
+
+
+def _stopped(exc: Stopped) -> int:
+    _stderr(stop_message(exc))
+    return exc.exit_code
 
 
 def run() -> None:
-    sys.exit(main())
+    """The console script: like `main`, but a stopped build does not wait for its workers."""
+    code = main()
+    if code in ABRUPT_EXITS:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ logged as NaN) is false, except `!=`, which is true, as in IEEE arithmetic.
 from __future__ import annotations
 
 import ast
+import functools
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -29,6 +31,20 @@ FUNCTIONS: dict[str, str] = {
     "min": "minimum",
     "max": "maximum",
 }
+# How many arguments each function takes: (fewest, most); None: no upper bound.
+ARITY: dict[str, tuple[int, int | None]] = {
+    "abs": (1, 1),
+    "log": (1, 1),
+    "log10": (1, 1),
+    "exp": (1, 1),
+    "sqrt": (1, 1),
+    "min": (2, None),
+    "max": (2, None),
+}
+# An expression is a formula over aliases, not a program: these bound the work it can ask for.
+MAX_EXPRESSION_CHARS = 2000
+MAX_EXPRESSION_NODES = 400
+MAX_CONSTANT = 1e300
 
 _OPERATORS: dict[type[ast.operator], str] = {
     ast.Add: "add",
@@ -58,10 +74,24 @@ def _normal(text: str) -> str:
 
 
 def _tree(text: str) -> ast.expr:
+    normal = _normal(text)
+    if len(normal) > MAX_EXPRESSION_CHARS:
+        raise ExpressionError(
+            f"the expression is {len(normal):,} characters long; at most "
+            f"{MAX_EXPRESSION_CHARS:,} are allowed (split it into several aliases)"
+        )
     try:
-        return ast.parse(_normal(text), mode="eval").body
+        tree = ast.parse(normal, mode="eval").body
     except SyntaxError as exc:
         raise ExpressionError(f"not a valid expression: {exc.msg}") from None
+    except (RecursionError, MemoryError, ValueError):
+        raise ExpressionError("the expression is nested too deeply") from None
+    if sum(1 for _ in ast.walk(tree)) > MAX_EXPRESSION_NODES:
+        raise ExpressionError(
+            f"the expression has more than {MAX_EXPRESSION_NODES} parts; "
+            "split it into several aliases"
+        )
+    return tree
 
 
 class _Checker:
@@ -80,6 +110,11 @@ class _Checker:
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
                 raise ExpressionError(f"only numbers may appear as constants, not {node.value!r}")
+            if not (abs(node.value) <= MAX_CONSTANT and math.isfinite(abs(node.value))):
+                raise ExpressionError(
+                    f"a constant must be a finite number of at most {MAX_CONSTANT:g}"
+                    f"{self.fragment(node)}"
+                )
         elif isinstance(node, ast.Name):
             self.used.add(node.id)
         elif isinstance(node, ast.BinOp):
@@ -124,6 +159,18 @@ class _Checker:
             )
         if node.keywords or not node.args or any(isinstance(a, ast.Starred) for a in node.args):
             raise ExpressionError(f"{node.func.id}() takes positional arguments only")
+        fewest, most = ARITY[node.func.id]
+        if len(node.args) < fewest or (most is not None and len(node.args) > most):
+            wanted = (
+                "one argument"
+                if most == 1
+                else f"at least {fewest} arguments"
+                if most is None
+                else f"{fewest} to {most} arguments"
+            )
+            raise ExpressionError(
+                f"{node.func.id}() takes {wanted}, got {len(node.args)}{self.fragment(node)}"
+            )
         for arg in node.args:
             self.value(arg)
 
@@ -151,9 +198,15 @@ class _Checker:
 
 
 def parse_expression(text: str) -> set[str]:
-    """Check an expression and return the alias names it uses."""
+    """Check an expression and return the alias names it uses (at least one: an expression of
+    constants alone would be the same number at every step, which no metric is)."""
     checker = _Checker(text)
     checker.value(_tree(text))
+    if not checker.used:
+        raise ExpressionError(
+            "the expression uses no alias; a derived metric is computed from other aliases "
+            "(e.g. 'val_loss - train_loss')"
+        )
     return checker.used
 
 
@@ -180,7 +233,9 @@ def _value(node: ast.expr, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         return np.negative(operand) if isinstance(node.op, ast.USub) else operand
     assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
     function = getattr(np, FUNCTIONS[node.func.id])
-    return function(*(_value(arg, columns) for arg in node.args))
+    values = [_value(arg, columns) for arg in node.args]
+    # min/max fold over any number of values: numpy's own would take a third as its output.
+    return functools.reduce(function, values) if len(values) > 1 else function(*values)
 
 
 def _truth(node: ast.expr, columns: Mapping[str, np.ndarray]) -> np.ndarray:

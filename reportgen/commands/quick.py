@@ -14,7 +14,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from reportgen.choices import ALIGNS, STATES
-from reportgen.errors import EXIT_OK, UsageError
+from reportgen.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    UsageError,
+    exit_code_lines,
+)
 
 # The jobs import the pipeline when they run: registering these verbs on the parser (which
 # every `reportgen` command, even `--help`, does) must not load pandas, numpy or the spec's
@@ -26,11 +33,12 @@ if TYPE_CHECKING:
     from reportgen.runs import Run
     from reportgen.sources import Source
 
-QUICK_EPILOG = """exit codes:
-  0  answered
-  1  answered, but the gate failed (health --fail-on)
-  2  bad usage (a bad option, an unknown run or metric name)
-  3  the data source failed (missing folder, auth, network)
+QUICK_EPILOG = f"""exit codes:
+  0   answered
+  1   answered, but the gate failed (health --fail-on)
+  2   bad usage (a bad option, an unknown run or metric name)
+  3   the data source failed (missing folder, auth, network)
+{exit_code_lines((EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED))}
 
 SOURCE is a folder of W&B runs (searched for offline-run-*/run-* folders) or
 wandb://ENTITY/PROJECT on a W&B server (WANDB_API_KEY or ~/.netrc; WANDB_BASE_URL for a
