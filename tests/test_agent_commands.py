@@ -16,7 +16,7 @@ import yaml
 from conftest import LONG_STEPS, RL_INDEX, response_length, rl_rows, write_spec
 
 from reportgen.cli import main
-from reportgen.errors import EXIT_GATE_FAILED, EXIT_OK, EXIT_SOURCE, EXIT_USAGE
+from reportgen.errors import EXIT_GATE_FAILED, EXIT_INCOMPLETE, EXIT_OK, EXIT_SOURCE, EXIT_USAGE
 from reportgen.render.summary import DEFAULT_LIMIT, render_summary
 
 REPO = Path(__file__).resolve().parent.parent
@@ -142,10 +142,10 @@ def test_export_of_a_missing_folder_exits_3(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_a_metric_no_run_logged_is_a_note_in_the_answer(project_dir, tmp_path, capsys):
+def test_a_metric_no_run_logged_is_a_note_in_the_answer_and_exit_5(project_dir, tmp_path, capsys):
     out = tmp_path / "m.csv"
     args = ["export", str(project_dir), "--metrics", "response_length/meen", "--every", "500"]
-    assert main([*args, "--tag", "sweep", "-o", str(out)]) == EXIT_OK
+    assert main([*args, "--tag", "sweep", "-o", str(out)]) == EXIT_INCOMPLETE
     printed = capsys.readouterr().out
     assert (
         "metric 'response_length_meen' is missing in every run: none of [response_length/meen] "
