@@ -605,7 +605,11 @@ def find_wandb_files(root: Path) -> tuple[list[Path], list[tuple[Path, Path]]]:
         seen_dirs.add((info.st_dev, info.st_ino))
         # Real folders before symlinks to them, so that a run is named by its real folder.
         dirs.sort(key=lambda d: (os.path.islink(os.path.join(folder, d)), d))
-        for name in sorted(files):
+        # A folder named like a run file is kept too, to be reported as a file that cannot be
+        # read (never silently passed over).
+        named_like_runs = [d for d in dirs if d.startswith("run-") and d.endswith(".wandb")]
+        dirs[:] = [d for d in dirs if d not in named_like_runs]
+        for name in sorted([*files, *named_like_runs]):
             if name.startswith("run-") and name.endswith(".wandb"):
                 found.append(Path(folder) / name)
     found.sort(key=lambda path: ("latest-run" in path.parts, len(path.parts), str(path)))
