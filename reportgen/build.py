@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,14 +15,15 @@ from reportgen.analysis import analyse
 from reportgen.baseline import BaselineComparison, compare_with_baseline
 from reportgen.cache import RunCache, default_location
 from reportgen.errors import EXIT_COMMENT, EXIT_GATE_FAILED, EXIT_OK, UsageError
-from reportgen.metrics import ResolvedMetric, SampledTable, keep_rows, resolve_metrics, sample
+from reportgen.executors import Executor, open_executor
+from reportgen.metrics import ResolvedMetric
 from reportgen.publish import CommentResult, publish_comment
 from reportgen.render import write_outputs
-from reportgen.report import Finding, Report, RunHealth, assemble
-from reportgen.runs import History, Run
-from reportgen.select import choose, filter_runs
-from reportgen.sources import RunFetchError, Source, fetch_histories, open_source
-from reportgen.spec import Spec, load_spec
+from reportgen.report import Report, assemble
+from reportgen.runs import Run
+from reportgen.select import choose
+from reportgen.sources import RunFetchError, Source, open_source
+from reportgen.spec import ExecutorSpec, Spec, load_spec
 
 Progress = Callable[[int, int, str], None]
 
@@ -55,16 +56,20 @@ def build(
     comment: bool = False,
     env: Mapping[str, str] | None = None,
     cache_mode: str = "normal",
+    executor: ExecutorSpec | None = None,
 ) -> BuildResult:
     """Build every output the spec asks for; the caller decides what the gate means.
 
     With `comment` (or `outputs.comment` in the spec) the PR comment is written and posted to
     the forge that `env` (default: os.environ) describes. `cache_mode`: "normal" (use and update
     the cache), "refresh" (ignore what is cached, fetch everything again) or "offline" (use only
-    the cache; fail when something is missing).
+    the cache; fail when something is missing). `executor` replaces the spec's
+    `source.executor` (the CLI's `--executor`).
     """
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
+    if executor is not None:
+        spec = replace(spec, source=replace(spec.source, executor=executor))
     now = now or build_time()
     template_dirs = _template_dirs(spec)
     cache = None
@@ -110,45 +115,50 @@ def _template_dirs(spec: Spec) -> tuple[Path, ...]:
 
 
 def make_report(
-    spec: Spec, source: Source, now: datetime, progress: Progress | None = None
+    spec: Spec,
+    source: Source,
+    now: datetime,
+    progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> Report:
-    """Everything up to the Report, without writing a file."""
+    """Everything up to the Report, without writing a file: the map over runs (by the
+    executor the spec names), then the reduce over their digests."""
     from reportgen import __version__
 
-    found = source.list_runs(spec.runs, progress, now=now)
-    runs = filter_runs(found, spec.runs, now)
-    fetched = fetch_histories(source, runs, progress)
-    failures = [f for f in fetched.values() if isinstance(f, RunFetchError)]
-    runs = [run for run in runs if not isinstance(fetched[run.id], RunFetchError)]
-    histories: dict[str, History] = {}
-    for run in runs:
-        history = fetched[run.id]
-        assert isinstance(history, History)
-        histories[run.id] = history
-    notes = [*getattr(source, "notes", ()), *(_left_out(f, len(runs)) for f in failures)]
-    metrics = {run.id: resolve_metrics(run, histories[run.id], spec.metrics) for run in runs}
+    executor = executor or open_executor(spec.source.executor, source)
+    mapped = executor.map_runs(spec, source, now, progress)
+    digests = mapped.digests
+    runs = [digest.run for digest in digests]
+    notes = [
+        *getattr(source, "notes", ()),
+        *(_left_out(f, len(runs)) for f in mapped.failures),
+    ]
+    metrics = {digest.run.id: digest.metrics for digest in digests}
     selections = [choose(selection, metrics) for selection in spec.select.values()]
-    tables = _sampled_tables(spec, runs, histories, metrics)
-    findings, health = _health(spec, runs, histories, metrics, now)
     baseline = _compare_with_baseline(spec, runs, metrics, now)
-    analysis = analyse(spec, runs, histories, metrics, selections)
+    analysis = analyse(
+        spec,
+        runs,
+        {digest.run.id: digest.history for digest in digests},
+        {digest.run.id: digest.span for digest in digests},
+        metrics,
+        selections,
+    )
     return assemble(
         spec=spec,
         source=source.describe(),
-        runs_found=len(found),
+        runs_found=mapped.found,
         runs=runs,
-        histories=histories,
+        run_reports=[digest.report for digest in digests],
         metrics=metrics,
         selections=selections,
-        tables=tables,
-        findings=findings,
+        tables={digest.run.id: digest.table for digest in digests},
         generated_at=now,
         version=__version__,
-        health=health,
         baseline=baseline,
         analysis=analysis,
         notes=notes,
-        incomplete=bool(failures),
+        incomplete=bool(mapped.failures),
     )
 
 
@@ -157,42 +167,6 @@ def _left_out(failure: RunFetchError, kept: int) -> str:
         f"Incomplete: run {failure.run_name} ({failure.run_id}) is left out of this report, "
         f"{failure.reason}; the report covers the other {kept} runs."
     )
-
-
-def _sampled_tables(
-    spec: Spec,
-    runs: list[Run],
-    histories: dict[str, History],
-    metrics: dict[str, dict[str, ResolvedMetric]],
-) -> dict[str, SampledTable]:
-    """Each run's aliases on the spec's one sampling axis.
-
-    Where every alias's natural axis already is that axis (the common case), the metrics
-    resolved for stats are the same and are reused rather than resolved again.
-    """
-    x = spec.sampling.x
-    tables = {}
-    for run in runs:
-        on_axis = metrics[run.id]
-        if any(metric.x_key != x for metric in on_axis.values()):
-            on_axis = resolve_metrics(run, histories[run.id], spec.metrics, x=x)
-        tables[run.id] = sample(on_axis, spec.sampling)
-        if spec.outputs.csv.where:
-            tables[run.id] = keep_rows(tables[run.id], spec.outputs.csv.where)
-    return tables
-
-
-def _health(
-    spec: Spec,
-    runs: list[Run],
-    histories: dict[str, History],
-    metrics: dict[str, dict[str, ResolvedMetric]],
-    now: datetime,
-) -> tuple[dict[str, list[Finding]], dict[str, RunHealth]]:
-    """Training-health checks on each run's whole history: findings, and what looks healthy."""
-    from reportgen.health import check_runs
-
-    return check_runs(spec.health, spec.metrics, runs, histories, metrics, now)
 
 
 def _compare_with_baseline(

@@ -11,14 +11,17 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from reportgen.metrics import ResolvedMetric, goal_for, reduce
-from reportgen.runs import History, Run, flatten
+from reportgen.runs import Run, flatten
 from reportgen.spec import MetricAlias, ProjectTableSpec
+
+if TYPE_CHECKING:
+    from reportgen.digest import StepSpan
 
 # Columns about the run itself, before the config.* and metric.* columns.
 RUN_COLUMNS = (
@@ -143,8 +146,7 @@ def column_kind(values: Sequence[Any]) -> str:
     return "json"
 
 
-def _run_cells(run: Run, history: History) -> dict[str, Any]:
-    steps = history.steps()
+def _run_cells(run: Run, span: StepSpan) -> dict[str, Any]:
     return {
         "run_id": run.id,
         "run_name": run.name,
@@ -153,8 +155,8 @@ def _run_cells(run: Run, history: History) -> dict[str, Any]:
         "job_type": run.job_type,
         "tags": ", ".join(run.tags),
         "created_at": run.created_at,
-        "steps": len(steps),
-        "last_step": int(steps[-1]) if len(steps) else None,
+        "steps": span.steps,
+        "last_step": span.last_step,
     }
 
 
@@ -170,7 +172,7 @@ def _summary_numbers(summary: Mapping[str, Any]) -> dict[str, float]:
 def build_rows(
     spec: ProjectTableSpec,
     runs: Sequence[Run],
-    histories: Mapping[str, History],
+    spans: Mapping[str, StepSpan],
     metrics: Mapping[str, Mapping[str, ResolvedMetric]],
 ) -> tuple[list[ProjectColumn], list[dict[str, Any]], list[str]]:
     """The table's columns and one dict of cells per run (None where a run has no value)."""
@@ -187,7 +189,7 @@ def build_rows(
     ]
     rows: list[dict[str, Any]] = []
     for run in runs:
-        row = _run_cells(run, histories[run.id])
+        row = _run_cells(run, spans[run.id])
         for key in config_keys:
             row[f"config.{key}"] = configs[run.id].get(key)
         for alias, how in reductions.items():
@@ -352,11 +354,11 @@ def project_table(
     spec: ProjectTableSpec,
     aliases: Mapping[str, MetricAlias],
     runs: Sequence[Run],
-    histories: Mapping[str, History],
+    spans: Mapping[str, StepSpan],
     metrics: Mapping[str, Mapping[str, ResolvedMetric]],
 ) -> ProjectTable:
     """The `project_table:` section over the chosen runs."""
-    columns, rows, notes = build_rows(spec, runs, histories, metrics)
+    columns, rows, notes = build_rows(spec, runs, spans, metrics)
     reductions = dict(spec.metrics or {})
     primary = spec.primary
     goal = goal_for(aliases.get(primary), primary) if primary else None

@@ -254,33 +254,20 @@ def assemble(
     source: dict[str, Any],
     runs_found: int,
     runs: Sequence[Run],
-    histories: Mapping[str, History],
+    run_reports: Sequence[RunReport],
     metrics: Mapping[str, Mapping[str, ResolvedMetric]],
     selections: Sequence[SelectionResult],
     tables: Mapping[str, SampledTable],
-    findings: Mapping[str, Sequence[Finding]],
     generated_at: datetime,
     version: str,
     notes: Sequence[str] = (),
-    health: Mapping[str, RunHealth] | None = None,
     baseline: BaselineComparison | None = None,
     analysis: Analysis | None = None,
     incomplete: bool = False,
 ) -> Report:
-    """Bind the pipeline's results into one Report."""
+    """Bind the pipeline's results into one Report (`run_reports` from `run_report`, per run)."""
     names = {run.id: run.name for run in runs}
-    health = health or {}
-    run_reports = tuple(
-        _run_report(
-            spec,
-            run,
-            histories[run.id],
-            metrics[run.id],
-            findings.get(run.id, ()),
-            health.get(run.id, RunHealth()),
-        )
-        for run in runs
-    )
+    run_reports = tuple(run_reports)
     selection_reports = tuple(_selection_report(s, names, metrics) for s in selections)
     table_reports = _table_reports(spec, runs, selection_reports, tables, metrics)
     return Report(
@@ -317,7 +304,7 @@ def assemble(
     )
 
 
-def _run_report(
+def run_report(
     spec: Spec,
     run: Run,
     history: History,
@@ -325,6 +312,7 @@ def _run_report(
     findings: Sequence[Finding],
     health: RunHealth,
 ) -> RunReport:
+    """One run's part of the report: it depends on that run alone (see reportgen.digest)."""
     steps = history.steps()
     metric_reports = []
     notes = list(run.read_notes)

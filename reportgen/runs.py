@@ -7,7 +7,7 @@ numeric value a run logged and is fetched only for the runs that pass the filter
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -134,6 +134,10 @@ class History:
 
     def __len__(self) -> int:
         return len(self._columns)
+
+    def subset(self, keys: Iterable[str]) -> History:
+        """Only these keys (those it has): what a remote worker sends back when asked for few."""
+        return History({key: self._columns[key] for key in keys if key in self._columns})
 
     def merged(self, newer: History) -> History:
         """This history with `newer`'s points added; where both have a step, `newer` wins."""

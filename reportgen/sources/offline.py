@@ -55,17 +55,18 @@ class OfflineSource:
         now: datetime | None = None,
     ) -> list[Run]:
         """Read every run under the folder (filters are applied by the caller)."""
-        if not self.root.exists():
-            raise SourceError(
-                f"source.path: folder '{self.root}' does not exist "
-                "(it should hold W&B run folders such as wandb/offline-run-*)"
-            )
-        files = list(iter_wandb_files(self.root))
-        if not files:
-            raise SourceError(
-                f"source.path: no run-*.wandb files found under '{self.root}' "
-                "(point it at the folder that holds wandb/offline-run-* or wandb/run-* folders)"
-            )
+        return self.read_runs(self._files(), progress)
+
+    def run_files(self) -> dict[str, list[Path]]:
+        """Every run file under the folder, grouped by the run id in its name, without reading
+        any: an executor hands each group to one worker (see reportgen.executors)."""
+        groups: dict[str, list[Path]] = defaultdict(list)
+        for path in self._files():
+            groups[_id_from_path(path)].append(path)
+        return dict(groups)
+
+    def read_runs(self, files: list[Path], progress: Progress | None = None) -> list[Run]:
+        """The runs these files hold, merged by the run id inside them."""
         fragments: dict[str, list[tuple[FileContents, History]]] = defaultdict(list)
         for done, (path, (contents, history)) in enumerate(self._read_all(files), start=1):
             if progress:
@@ -78,6 +79,20 @@ class OfflineSource:
             self._histories[run_id] = history
             found.append(run)
         return found
+
+    def _files(self) -> list[Path]:
+        if not self.root.exists():
+            raise SourceError(
+                f"source.path: folder '{self.root}' does not exist "
+                "(it should hold W&B run folders such as wandb/offline-run-*)"
+            )
+        files = list(iter_wandb_files(self.root))
+        if not files:
+            raise SourceError(
+                f"source.path: no run-*.wandb files found under '{self.root}' "
+                "(point it at the folder that holds wandb/offline-run-* or wandb/run-* folders)"
+            )
+        return files
 
     def history(self, run: Run, keys: Sequence[str] | None = None) -> History:
         """The run's history (already read while listing)."""

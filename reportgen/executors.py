@@ -1,0 +1,239 @@
+"""Where the per-run half of a build runs: in this process (`local`) or on a Ray cluster (`ray`).
+
+A build maps over runs (read one run's files, resolve its metrics, sample them, run the health
+checks: `reportgen.digest`) and then reduces (selections, baseline, analysis, the Report). An
+executor does the map and hands the reduce a `MappedRuns`; both executors call the same
+`digest_run`, so the report is byte for byte the same whichever built it.
+
+`ray` gives each run folder to one Ray task. The task reads the run's files where they are (a
+file system every node mounts at the same path), decides alone whether the run passes the
+spec's filters, and returns only the run's metadata and, for a chosen run, its digest — never
+its whole history. A task that fails (a worker lost, a file removed meanwhile) leaves its run
+out of the report with the reason, and marks the build incomplete, as a run that could not be
+fetched from a server does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from reportgen.errors import SourceError, UsageError
+from reportgen.runs import Run
+from reportgen.select import filter_runs, may_be_chosen
+from reportgen.sources import RunFetchError, Source, fetch_histories
+
+if TYPE_CHECKING:
+    from reportgen.digest import RunDigest
+    from reportgen.spec import ExecutorSpec, Spec
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class MappedRuns:
+    """What the map over runs hands the reduce.
+
+    `found`: how many runs the source holds; `digests`: the chosen runs, newest first (the
+    order of `filter_runs`); `failures`: runs that could not be read at all.
+    """
+
+    found: int
+    digests: list[RunDigest]
+    failures: list[RunFetchError]
+
+
+class Executor(Protocol):
+    name: str
+
+    def map_runs(
+        self, spec: Spec, source: Source, now: datetime, progress: Progress | None = None
+    ) -> MappedRuns:
+        """List the source's runs, choose, and digest each chosen run."""
+        ...
+
+
+def open_executor(spec: ExecutorSpec, source: Source) -> Executor:
+    """The executor a spec (or `--executor`) names, checked before any data is read."""
+    if spec.type == "local":
+        return LocalExecutor()
+    if source.kind != "wandb-offline":
+        raise UsageError(
+            f"source.executor: ray reads run folders where they lie and works with "
+            f"source.type wandb-offline, not {source.kind}; use executor: local"
+        )
+    if importlib.util.find_spec("ray") is None:
+        raise UsageError(
+            "source.executor: ray is not installed; install it with "
+            "pip install 'reportgen[ray]', or use executor: local"
+        )
+    return RayExecutor(spec.address)
+
+
+class LocalExecutor:
+    """Today's path: the source reads (in worker processes when there is much to decode) and
+    this process digests each chosen run."""
+
+    name = "local"
+
+    def map_runs(
+        self, spec: Spec, source: Source, now: datetime, progress: Progress | None = None
+    ) -> MappedRuns:
+        from reportgen.digest import digest_run
+
+        found = source.list_runs(spec.runs, progress, now=now)
+        runs = filter_runs(found, spec.runs, now)
+        fetched = fetch_histories(source, runs, progress)
+        digests = []
+        failures = []
+        for run in runs:
+            history = fetched[run.id]
+            if isinstance(history, RunFetchError):
+                failures.append(history)
+            else:
+                digests.append(digest_run(spec, run, history, now))
+        return MappedRuns(len(found), digests, failures)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What one Ray task returns per run its files hold: the metadata (so the reduce can apply
+    `limit` across every run) and, when the run passed the filters, its digest."""
+
+    run: Run
+    digest: RunDigest | None
+    files: tuple[str, ...]
+
+
+class RayExecutor:
+    """One Ray task per run folder group, on the cluster at `address`.
+
+    `address`: None for Ray's own default (RAY_ADDRESS, else a cluster started on this machine
+    with `ray start`, else a new local instance), `auto`, `host:port` or `ray://host:port`
+    (Ray Client). A Ray instance this process already started (`ray.init(...)`) is used as is.
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None):
+        self.address = address
+
+    def map_runs(
+        self, spec: Spec, source: Source, now: datetime, progress: Progress | None = None
+    ) -> MappedRuns:
+        from reportgen.sources.offline import OfflineSource
+
+        assert isinstance(source, OfflineSource)
+        groups = source.run_files()
+        outcomes, failures = self.digest_groups(spec, groups, now, progress)
+        # Files named for one run that hold another (copied, renamed) are read again together,
+        # so that every run is merged from all its files, as the local reader merges them.
+        by_run: dict[str, list[RunOutcome]] = {}
+        for outcome in outcomes:
+            by_run.setdefault(outcome.run.id, []).append(outcome)
+        split = {run_id: parts for run_id, parts in by_run.items() if len(parts) > 1}
+        if split:
+            regrouped = {
+                run_id: sorted({Path(f) for part in parts for f in part.files})
+                for run_id, parts in split.items()
+            }
+            again, failed = self.digest_groups(spec, regrouped, now, progress)
+            outcomes = [o for o in outcomes if o.run.id not in split] + again
+            failures += failed
+        found = [outcome.run for outcome in outcomes]
+        digests = {o.run.id: o.digest for o in outcomes if o.digest is not None}
+        chosen = filter_runs(found, spec.runs, now)
+        return MappedRuns(len(found), [digests[run.id] for run in chosen], failures)
+
+    def digest_groups(
+        self,
+        spec: Spec,
+        groups: dict[str, list[Path]],
+        now: datetime,
+        progress: Progress | None = None,
+    ) -> tuple[list[RunOutcome], list[RunFetchError]]:
+        """Run one task per group of files; collect outcomes as they finish."""
+        ray = self._connect()
+        task = ray.remote(num_cpus=1)(read_and_digest)
+        spec_ref = ray.put(spec)
+        cwd = os.getcwd()
+        pending = {
+            task.remote(spec_ref, cwd, [str(p) for p in paths], now): group_id
+            for group_id, paths in groups.items()
+        }
+        outcomes: list[RunOutcome] = []
+        failures: list[RunFetchError] = []
+        done = 0
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=min(len(pending), 64), timeout=1.0)
+            for ref in ready:
+                group_id = pending.pop(ref)
+                try:
+                    outcomes.extend(ray.get(ref))
+                except ray.exceptions.RayError as exc:
+                    failures.append(_task_failure(group_id, groups[group_id], exc))
+                done += 1
+                if progress:
+                    progress(done, len(groups), group_id)
+        return outcomes, failures
+
+    def _connect(self) -> Any:
+        import ray
+
+        if ray.is_initialized():
+            return ray
+        try:
+            ray.init(
+                address=self.address,
+                logging_level=logging.ERROR,
+                log_to_driver=False,
+                configure_logging=True,
+            )
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            where = self.address or "Ray's default address"
+            raise SourceError(
+                f"source.executor: could not connect to the Ray cluster at {where} ({exc}); "
+                "start one with `ray start --head`, or check the address"
+            ) from None
+        return ray
+
+
+def read_and_digest(spec: Spec, cwd: str, files: Sequence[str], now: datetime) -> list[RunOutcome]:
+    """One Ray task: read one run folder group's files and digest the runs they hold.
+
+    Paths are as the driver found them, relative to its working directory `cwd`; they are read
+    from there and named as the driver names them, so the report shows the same paths.
+    """
+    from reportgen.digest import digest_run
+    from reportgen.sources.offline import OfflineSource
+
+    assert spec.source.path is not None
+    source = OfflineSource(spec.source, now=now.timestamp())
+    absolute = {str(Path(cwd, f).parent): str(Path(f).parent) for f in files}
+    runs = source.read_runs([Path(cwd, f) for f in files])
+    outcomes = []
+    for found in runs:
+        run = replace(found, locations=tuple(absolute.get(p, p) for p in found.locations))
+        digest = None
+        if may_be_chosen(run, spec.runs, now):
+            digest = digest_run(spec, run, source.history(found), now)
+        outcomes.append(RunOutcome(run, digest, tuple(files)))
+    return outcomes
+
+
+def _task_failure(group_id: str, files: Sequence[Path], exc: Exception) -> RunFetchError:
+    """A task that raised or whose worker was lost: the run is left out, with the reason."""
+    cause = getattr(exc, "cause", None) or exc
+    detail = str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__
+    where = ", ".join(str(f) for f in files[:3])
+    return RunFetchError(
+        group_id,
+        group_id,
+        f"its files ({where}) could not be read by a Ray task: {type(cause).__name__}: {detail}",
+    )
