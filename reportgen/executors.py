@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from reportgen.errors import SourceError, UsageError
+from reportgen.errors import ReportgenError, SourceError, UsageError
 from reportgen.runs import Run
 from reportgen.select import filter_runs, may_be_chosen
 from reportgen.sources import RunFetchError, Source, fetch_histories
@@ -68,12 +68,19 @@ def open_executor(spec: ExecutorSpec, source: Source) -> Executor:
             f"source.executor: ray reads run folders where they lie and works with "
             f"source.type wandb-offline, not {source.kind}; use executor: local"
         )
-    if importlib.util.find_spec("ray") is None:
+    if not _ray_installed():
         raise UsageError(
             "source.executor: ray is not installed; install it with "
             "pip install 'reportgen[ray]', or use executor: local"
         )
     return RayExecutor(spec.address)
+
+
+def _ray_installed() -> bool:
+    try:
+        return importlib.util.find_spec("ray") is not None
+    except ValueError:  # sys.modules["ray"] is None: imports of ray are blocked
+        return False
 
 
 class LocalExecutor:
@@ -127,10 +134,7 @@ class RayExecutor:
     def map_runs(
         self, spec: Spec, source: Source, now: datetime, progress: Progress | None = None
     ) -> MappedRuns:
-        from reportgen.sources.offline import OfflineSource
-
-        assert isinstance(source, OfflineSource)
-        groups = source.run_files()
+        groups = self.list_groups(spec)
         outcomes, failures = self.digest_groups(spec, groups, now, progress)
         # Files named for one run that hold another (copied, renamed) are read again together,
         # so that every run is merged from all its files, as the local reader merges them.
@@ -150,6 +154,20 @@ class RayExecutor:
         digests = {o.run.id: o.digest for o in outcomes if o.digest is not None}
         chosen = filter_runs(found, spec.runs, now)
         return MappedRuns(len(found), [digests[run.id] for run in chosen], failures)
+
+    def list_groups(self, spec: Spec) -> dict[str, list[Path]]:
+        """The run files under source.path, grouped by the run id in their names, listed by a
+        task on the cluster: the machine that starts the build need not mount the folder."""
+        ray = self._connect()
+        listing = ray.remote(num_cpus=1)(list_run_files)
+        try:
+            groups: dict[str, list[str]] = ray.get(listing.remote(spec, os.getcwd()))
+        except ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, ReportgenError):
+                raise cause from None
+            raise
+        return {run_id: [Path(f) for f in files] for run_id, files in groups.items()}
 
     def digest_groups(
         self,
@@ -202,6 +220,23 @@ class RayExecutor:
                 "start one with `ray start --head`, or check the address"
             ) from None
         return ray
+
+
+def list_run_files(spec: Spec, cwd: str) -> dict[str, list[str]]:
+    """A Ray task: the source's run files by run id, as paths relative to `cwd` when it is."""
+    from reportgen.sources.offline import OfflineSource
+
+    root = Path(cwd, spec.source.path or "")
+    source = OfflineSource(replace(spec.source, path=str(root)))
+    return {
+        run_id: [_as_given(path, root, spec.source.path or "") for path in paths]
+        for run_id, paths in source.run_files().items()
+    }
+
+
+def _as_given(path: Path, root: Path, given: str) -> str:
+    """`path` under `root`, written as if found under the folder the spec named."""
+    return str(Path(given, path.relative_to(root)))
 
 
 def read_and_digest(spec: Spec, cwd: str, files: Sequence[str], now: datetime) -> list[RunOutcome]:
