@@ -249,9 +249,9 @@ def read_and_digest(spec: Spec, cwd: str, files: Sequence[str], now: datetime) -
     from reportgen.sources.offline import OfflineSource
 
     assert spec.source.path is not None
-    source = OfflineSource(spec.source, now=now.timestamp())
+    source = OfflineSource(spec.source)
     absolute = {str(Path(cwd, f).parent): str(Path(f).parent) for f in files}
-    runs = source.read_runs([Path(cwd, f) for f in files])
+    runs = source.read_runs([Path(cwd, f) for f in files], now=now)
     outcomes = []
     for found in runs:
         run = replace(found, locations=tuple(absolute.get(p, p) for p in found.locations))

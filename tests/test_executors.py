@@ -100,7 +100,7 @@ def test_ray_with_a_server_source_is_refused_before_any_data_is_read(tmp_path):
         tmp_path / "server.yaml",
         "version: 1\nsource: {type: wandb, entity: e, project: p, executor: ray}\n",
     )
-    with pytest.raises(UsageError, match="works with source.type wandb-offline, not wandb"):
+    with pytest.raises(UsageError, match=r"works with source\.type wandb-offline, not wandb"):
         build(path, out_dir=tmp_path / "out", env={})
 
 
@@ -143,7 +143,7 @@ def test_the_demo_report_is_the_same_on_ray(ray_instance, tmp_path, monkeypatch)
     names = assert_same_files(local.out_dir, on_ray.out_dir)
     assert {"report.json", "report.md", "shortest_length_experiment.csv"} <= set(names)
     assert len(on_ray.report.runs) == 8 and on_ray.report.runs_found == len(local.report.runs)
-    assert {run.verdict for run in on_ray.report.runs} == {"good", "bad", "ugly"}
+    assert {run.verdict for run in on_ray.report.runs} == {"good", "ugly"}
     assert not on_ray.report.incomplete
 
 
@@ -189,7 +189,7 @@ def test_analysis_sections_and_a_limit_give_the_same_files_on_ray(
         "stats: {metrics: [length, entropy]}\n"
         "compare: {runs: [shortest, rllong01], sampling: {every: 200}}\n"
         "project_table: {metrics: {length: mean, entropy: last}, primary: length,"
-        " group_by: [config.seed], min_runs: 2}",
+        " group_by: [config.seed], min_runs: 3}",
     )
     local, on_ray = build_both(spec, tmp_path)
     names = assert_same_files(local, on_ray)
@@ -235,4 +235,3 @@ def test_a_missing_folder_is_a_source_error_on_ray_too(ray_instance, tmp_path):
     spec = spec_over(tmp_path, tmp_path / "nowhere", "metrics: {loss: train/loss}")
     with pytest.raises(SourceError, match="does not exist"):
         build(spec, out_dir=tmp_path / "out", now=NOW, executor=ExecutorSpec("ray"))
-

@@ -55,7 +55,7 @@ class OfflineSource:
         now: datetime | None = None,
     ) -> list[Run]:
         """Read every run under the folder (filters are applied by the caller)."""
-        return self.read_runs(self._files(), progress)
+        return self.read_runs(self._files(), progress, now)
 
     def run_files(self) -> dict[str, list[Path]]:
         """Every run file under the folder, grouped by the run id in its name, without reading
@@ -65,8 +65,11 @@ class OfflineSource:
             groups[_id_from_path(path)].append(path)
         return dict(groups)
 
-    def read_runs(self, files: list[Path], progress: Progress | None = None) -> list[Run]:
-        """The runs these files hold, merged by the run id inside them."""
+    def read_runs(
+        self, files: list[Path], progress: Progress | None = None, now: datetime | None = None
+    ) -> list[Run]:
+        """The runs these files hold, merged by the run id inside them; `now` (the build's
+        time) decides whether a run without an exit record is still running."""
         fragments: dict[str, list[tuple[FileContents, History]]] = defaultdict(list)
         for done, (path, (contents, history)) in enumerate(self._read_all(files), start=1):
             if progress:
@@ -75,7 +78,7 @@ class OfflineSource:
             fragments[run_id].append((contents, history))
         found = []
         for run_id, parts in fragments.items():
-            run, history = self._merge(run_id, parts)
+            run, history = self._merge(run_id, parts, now)
             self._histories[run_id] = history
             found.append(run)
         return found
@@ -145,7 +148,9 @@ class OfflineSource:
             meta = {"fingerprint": _fingerprint(before), "contents": _contents_to_dict(contents)}
             self._cache.write(str(path.resolve()), meta, history)
 
-    def _merge(self, run_id: str, read: list[tuple[FileContents, History]]) -> tuple[Run, History]:
+    def _merge(
+        self, run_id: str, read: list[tuple[FileContents, History]], moment: datetime | None
+    ) -> tuple[Run, History]:
         read = sorted(read, key=lambda part: (part[0].start_time or datetime.min, part[0].mtime))
         parts = [contents for contents, _ in read]
         newest = parts[-1]
@@ -161,7 +166,9 @@ class OfflineSource:
             history = history.merged(part_history) if len(history) else part_history
             notes.extend(_damage_notes(part))
         first = parts[0]
-        now = self._now if self._now is not None else time.time()
+        now = moment.timestamp() if moment is not None else self._now
+        if now is None:
+            now = time.time()
         heartbeat = max(p.mtime for p in parts)
         state, exit_code = _state(parts, now - heartbeat > self.stale_after)
         if len(parts) > 1:
