@@ -141,6 +141,7 @@ def make_report(
         runs,
         {digest.run.id: digest.history for digest in digests},
         {digest.run.id: digest.span for digest in digests},
+        {digest.run.id: digest.project for digest in digests if digest.project is not None},
         metrics,
         selections,
     )

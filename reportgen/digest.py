@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from reportgen.metrics import ResolvedMetric, SampledTable, keep_rows, resolve_metrics, sample
+from reportgen.project import RunCells, run_cells
 from reportgen.report import RunReport, run_report
 from reportgen.runs import STEP, History, Run
 from reportgen.spec import Spec
@@ -33,10 +34,11 @@ class StepSpan:
 class RunDigest:
     """One chosen run, reduced to what the rest of the pipeline reads.
 
-    `metrics` are the aliases on their own axes (selections, stats, baseline and project
-    tables reduce them); `table` is the sampled CSV table; `report` carries the findings,
-    verdict, statistics and thinned curves. `history` holds only the keys a comparison of
-    histories resolves again (empty when the spec compares no histories).
+    `metrics` are the aliases on their own axes (selections, stats and the baseline reduce
+    them); `table` is the sampled CSV table; `report` carries the findings, verdict,
+    statistics and thinned curves; `project` the run's project-table values. `history` holds
+    only the keys a comparison of histories resolves again (empty when the spec compares no
+    histories).
     """
 
     run: Run
@@ -45,6 +47,7 @@ class RunDigest:
     report: RunReport
     span: StepSpan
     history: History
+    project: RunCells | None = None
 
 
 def digest_run(spec: Spec, run: Run, history: History, now: datetime) -> RunDigest:
@@ -61,6 +64,7 @@ def digest_run(spec: Spec, run: Run, history: History, now: datetime) -> RunDige
         report=run_report(spec, run, history, metrics, findings, health),
         span=StepSpan(len(steps), int(steps[-1]) if len(steps) else None),
         history=_kept_history(spec, run, history),
+        project=run_cells(spec.project_table, run, metrics) if spec.project_table else None,
     )
 
 

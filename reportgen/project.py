@@ -169,16 +169,38 @@ def _summary_numbers(summary: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
+@dataclass(frozen=True)
+class RunCells:
+    """One run's part of the project table that needs only that run: its flattened config,
+    numeric summary values and reduced aliases. Computed where the run is digested (a Ray task,
+    say), so that the table stage only gathers values."""
+
+    config: dict[str, Any]
+    summary: dict[str, float]
+    metrics: dict[str, float | None]
+
+
+def run_cells(spec: ProjectTableSpec, run: Run, metrics: Mapping[str, ResolvedMetric]) -> RunCells:
+    return RunCells(
+        config=flatten(run.config),
+        summary=_summary_numbers(run.summary) if spec.summary else {},
+        metrics={
+            alias: reduce(metrics[alias].series, how) if metrics[alias].found else None
+            for alias, how in (spec.metrics or {}).items()
+        },
+    )
+
+
 def build_rows(
     spec: ProjectTableSpec,
     runs: Sequence[Run],
     spans: Mapping[str, StepSpan],
-    metrics: Mapping[str, Mapping[str, ResolvedMetric]],
+    cells: Mapping[str, RunCells],
 ) -> tuple[list[ProjectColumn], list[dict[str, Any]], list[str]]:
     """The table's columns and one dict of cells per run (None where a run has no value)."""
     reductions = spec.metrics or {}
-    configs = {run.id: flatten(run.config) for run in runs}
-    summaries = {run.id: _summary_numbers(run.summary) if spec.summary else {} for run in runs}
+    configs = {run.id: cells[run.id].config for run in runs}
+    summaries = {run.id: cells[run.id].summary for run in runs}
     config_keys = sorted(set().union(*configs.values())) if runs else []
     alias_columns = [f"metric.{alias}" for alias in reductions]
     summary_keys = sorted(set().union(*summaries.values())) if runs else []
@@ -192,9 +214,8 @@ def build_rows(
         row = _run_cells(run, spans[run.id])
         for key in config_keys:
             row[f"config.{key}"] = configs[run.id].get(key)
-        for alias, how in reductions.items():
-            metric = metrics[run.id][alias]
-            row[f"metric.{alias}"] = reduce(metric.series, how) if metric.found else None
+        for alias, value in cells[run.id].metrics.items():
+            row[f"metric.{alias}"] = value
         for key in summary_keys:
             if key not in shadowed:
                 row[f"metric.{key}"] = summaries[run.id].get(key)
@@ -216,14 +237,25 @@ def _finite(value: Any) -> bool:
     return _numeric(value) and math.isfinite(value)
 
 
+def numbers(rows: Sequence[Mapping[str, Any]], column: str) -> np.ndarray:
+    """A numeric column as floats, NaN where a run has no value (or not a number)."""
+    values = [r.get(column) for r in rows]
+    try:
+        return np.asarray(values, dtype=float)  # None becomes NaN
+    except (TypeError, ValueError):
+        return np.asarray([v if _numeric(v) else np.nan for v in values], dtype=float)
+
+
 def top_runs(rows: Sequence[Mapping[str, Any]], column: str, goal: str, n: int) -> list[TopRun]:
     """The n best runs by a column in the goal's direction; ties by run id; no value, no rank."""
-    ranked = [r for r in rows if _finite(r.get(column))]
+    values = numbers(rows, column)
+    ranked = np.flatnonzero(np.isfinite(values))
     sign = 1.0 if goal == "minimize" else -1.0
-    ranked.sort(key=lambda r: (sign * r[column], r["run_id"]))
+    ids = np.asarray([rows[i]["run_id"] for i in ranked.tolist()], dtype=str)
+    order = ranked[np.lexsort((ids, sign * values[ranked]))].tolist() if len(ranked) else []
     return [
-        TopRun(i, r["run_id"], r["run_name"], float(r[column]))
-        for i, r in enumerate(ranked[:n], start=1)
+        TopRun(rank, rows[i]["run_id"], rows[i]["run_name"], float(values[i]))
+        for rank, i in enumerate(order[:n], start=1)
     ]
 
 
@@ -254,9 +286,12 @@ def _sort_key(keys: tuple[Any, ...]) -> tuple[tuple[int, float, str], ...]:
     return tuple(order)
 
 
-def aggregate(values: Sequence[Any], how: str) -> float | None:
+def aggregate(values: Sequence[Any] | np.ndarray, how: str) -> float | None:
     """count, mean, std (sample, n-1), min or max of finite values; None when undefined."""
-    finite = np.asarray([v for v in values if _finite(v)], dtype=float)
+    if isinstance(values, np.ndarray):
+        finite = values[np.isfinite(values)]
+    else:
+        finite = np.asarray([v for v in values if _finite(v)], dtype=float)
     if how == "count":
         return len(finite)
     if len(finite) == 0 or (how == "std" and len(finite) < 2):
@@ -280,15 +315,16 @@ def group_rows(
     file: str,
 ) -> GroupTable:
     """Runs with equal values in `by` (a missing value is its own group), aggregated."""
-    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
-    for row in rows:
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for index, row in enumerate(rows):
         key = tuple(_group_key(row.get(column)) for column in by)
-        groups.setdefault(key, []).append(row)
+        groups.setdefault(key, []).append(index)
+    columns = {metric: numbers(rows, metric) for metric in metrics}
     result = []
     for key in sorted(groups, key=_sort_key):
-        members = groups[key]
+        members = np.asarray(groups[key], dtype=np.int64)
         values = {
-            metric: {how: aggregate([m.get(metric) for m in members], how) for how in aggregates}
+            metric: {how: aggregate(columns[metric][members], how) for how in aggregates}
             for metric in metrics
         }
         result.append(GroupRow(key, len(members), values))
@@ -298,7 +334,7 @@ def group_rows(
 # --- correlations --------------------------------------------------------------------------------
 
 
-def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
+def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float | None:
     """Spearman's rho: Pearson's correlation of the ranks (ties share their mean rank)."""
     rx = pd.Series(x, dtype=float).rank(method="average").to_numpy()
     ry = pd.Series(y, dtype=float).rank(method="average").to_numpy()
@@ -318,12 +354,14 @@ def correlations(
     Returns the correlations, how many runs have a finite primary value, and a note when
     there are too few runs (fewer than `min_runs`) or nothing to correlate.
     """
-    with_primary = [r for r in rows if _finite(r.get(primary))]
-    if len(with_primary) < min_runs:
+    ys = numbers(rows, primary)
+    has_primary = np.isfinite(ys)
+    count = int(has_primary.sum())
+    if count < min_runs:
         return (
             [],
-            len(with_primary),
-            f"too few runs for correlations: {len(with_primary)} have a value of {primary}, "
+            count,
+            f"too few runs for correlations: {count} have a value of {primary}, "
             f"at least {min_runs} are needed (project_table.min_runs)",
         )
     found = []
@@ -331,12 +369,14 @@ def correlations(
         c.name for c in columns if c.name.startswith("config.") and c.kind in ("integer", "number")
     ]
     for column in numeric:
-        pairs = [(r[column], r[primary]) for r in with_primary if _finite(r.get(column))]
-        if len(pairs) < min_runs or len({x for x, _ in pairs}) < 2:
+        xs = numbers(rows, column)
+        both = has_primary & np.isfinite(xs)
+        pairs = int(both.sum())
+        if pairs < min_runs or len(np.unique(xs[both])) < 2:
             continue
-        rho = spearman([x for x, _ in pairs], [y for _, y in pairs])
+        rho = spearman(xs[both], ys[both])
         if rho is not None:
-            found.append(Correlation(column, rho, len(pairs)))
+            found.append(Correlation(column, rho, pairs))
     found.sort(key=lambda c: (-abs(c.rho), c.column))
     note = None
     if not found:
@@ -344,7 +384,7 @@ def correlations(
             f"no numeric config value varies across at least {min_runs} runs that have "
             f"{primary}, so there is nothing to correlate"
         )
-    return found, len(with_primary), note
+    return found, count, note
 
 
 # --- the section ---------------------------------------------------------------------------------
@@ -355,10 +395,10 @@ def project_table(
     aliases: Mapping[str, MetricAlias],
     runs: Sequence[Run],
     spans: Mapping[str, StepSpan],
-    metrics: Mapping[str, Mapping[str, ResolvedMetric]],
+    cells: Mapping[str, RunCells],
 ) -> ProjectTable:
-    """The `project_table:` section over the chosen runs."""
-    columns, rows, notes = build_rows(spec, runs, spans, metrics)
+    """The `project_table:` section over the chosen runs (`cells` from `run_cells`, per run)."""
+    columns, rows, notes = build_rows(spec, runs, spans, cells)
     reductions = dict(spec.metrics or {})
     primary = spec.primary
     goal = goal_for(aliases.get(primary), primary) if primary else None
