@@ -206,6 +206,7 @@ class RayExecutor:
 
         if ray.is_initialized():
             return ray
+        _check_reachable(self.address)
         try:
             ray.init(
                 address=self.address,
@@ -220,6 +221,29 @@ class RayExecutor:
                 "start one with `ray start --head`, or check the address"
             ) from None
         return ray
+
+
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Fail in seconds, with the address named, where Ray itself would wait for minutes for a
+    head node that does not answer. `auto` and Ray's default are Ray's to resolve."""
+    import socket
+
+    if address is None or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(
+            f"source.executor: Ray address '{address}' should be auto, HOST:PORT or "
+            "ray://HOST:PORT"
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SourceError(
+            f"source.executor: no Ray cluster answers at {address} ({reason}); start one "
+            "with `ray start --head`, or check the address and port"
+        ) from None
 
 
 def list_run_files(spec: Spec, cwd: str) -> dict[str, list[str]]:

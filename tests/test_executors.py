@@ -8,6 +8,7 @@ them alone.
 from __future__ import annotations
 
 import dataclasses
+import socket
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -18,7 +19,7 @@ from conftest import write_spec
 from runwriter import wandb_files
 
 from reportgen import build
-from reportgen.errors import EXIT_USAGE, SpecError, UsageError
+from reportgen.errors import EXIT_SOURCE, EXIT_USAGE, SpecError, UsageError
 from reportgen.executors import RayExecutor
 from reportgen.spec import ExecutorSpec, load_spec
 
@@ -117,6 +118,33 @@ def test_without_ray_installed_the_build_says_how_to_install_it(tmp_path, projec
     assert done.stderr.strip().splitlines() == [
         "error: source.executor: ray is not installed; install it with "
         "pip install 'reportgen[ray]', or use executor: local"
+    ]
+
+
+def test_an_address_where_no_cluster_answers_fails_in_one_line(tmp_path):
+    """Ray itself would wait minutes for the head node; the build says so in seconds."""
+    pytest.importorskip("ray")
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    spec = spec_over(tmp_path, tmp_path, "metrics: {loss: train/loss}")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reportgen",
+            "build",
+            str(spec),
+            "--executor",
+            f"ray:127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == EXIT_SOURCE
+    assert done.stderr.strip().splitlines() == [
+        f"error: source.executor: no Ray cluster answers at 127.0.0.1:{port} (Connection "
+        "refused); start one with `ray start --head`, or check the address and port"
     ]
 
 
