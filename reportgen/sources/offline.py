@@ -69,7 +69,8 @@ class OfflineSource:
         self, files: list[Path], progress: Progress | None = None, now: datetime | None = None
     ) -> list[Run]:
         """The runs these files hold, merged by the run id inside them; `now` (the build's
-        time) decides whether a run without an exit record is still running."""
+        time, unless the source was given its own) decides whether a run without an exit
+        record is still running."""
         fragments: dict[str, list[tuple[FileContents, History]]] = defaultdict(list)
         for done, (path, (contents, history)) in enumerate(self._read_all(files), start=1):
             if progress:
@@ -166,7 +167,7 @@ class OfflineSource:
             history = history.merged(part_history) if len(history) else part_history
             notes.extend(_damage_notes(part))
         first = parts[0]
-        now = moment.timestamp() if moment is not None else self._now
+        now = self._now if self._now is not None else (moment.timestamp() if moment else None)
         if now is None:
             now = time.time()
         heartbeat = max(p.mtime for p in parts)
