@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from reportgen.errors import EXIT_OK, EXIT_USAGE, ReportgenError, SpecError, UsageError
 
 if TYPE_CHECKING:
+    from reportgen.build import BuildResult
     from reportgen.publish import CommentResult
     from reportgen.runs import Run
     from reportgen.sources import Source
@@ -95,7 +96,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         _stderr(f"warning: {warning}")
     if report.incomplete:
         _stderr("warning: the report is incomplete: some runs could not be fetched (see its notes)")
-    if not args.quiet:
+    if args.summary or args.json:
+        print_summary(result, as_json=args.json)
+    elif not args.quiet:
         _stderr(
             f"built {len(result.files)} files in {result.out_dir} "
             f"({len(report.runs)} of {report.runs_found} runs)"
@@ -122,6 +125,14 @@ def parse_executor(text: str) -> ExecutorSpec:
             f"got {text!r}"
         )
     return executor
+
+
+def print_summary(result: BuildResult, *, as_json: bool = False) -> None:
+    """`--summary`: the compact answer on stdout (the list of files is in it)."""
+    from reportgen.render.summary import render_summary, render_summary_json
+
+    render = render_summary_json if as_json else render_summary
+    print(render(result.report, result.out_dir, result.files), end="")
 
 
 def parse_moment(text: str) -> datetime:
@@ -397,6 +408,18 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", type=Path, help="output folder (overrides outputs.dir)")
     build.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     build.add_argument(
+        "--summary",
+        action="store_true",
+        help="print the compact answer on stdout: each selection and why, each table written "
+        "(path, rows), verdicts with top findings, notes that change the answer "
+        "(at most 2,000 characters)",
+    )
+    build.add_argument(
+        "--json",
+        action="store_true",
+        help="print the summary as one line of JSON (implies --summary)",
+    )
+    build.add_argument(
         "--now",
         metavar="TIME",
         help="the report's timestamp and the 'now' that ages such as 7d count back from "
@@ -487,6 +510,10 @@ def make_parser() -> argparse.ArgumentParser:
     _discovery_arguments(keys)
     keys.add_argument("--run", metavar="ID", help="only this run (an id, or a unique name)")
     keys.set_defaults(func=cmd_keys)
+
+    from reportgen.commands import add_verbs
+
+    add_verbs(verbs)
     return parser
 
 

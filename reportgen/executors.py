@@ -233,8 +233,7 @@ def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         raise UsageError(
-            f"source.executor: Ray address '{address}' should be auto, HOST:PORT or "
-            "ray://HOST:PORT"
+            f"source.executor: Ray address '{address}' should be auto, HOST:PORT or ray://HOST:PORT"
         )
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()

@@ -553,3 +553,22 @@ def files_text(root: Path) -> Iterator[str]:
     for path in root.rglob("*") if root.exists() else ():
         if path.is_file():
             yield path.read_bytes().decode("utf-8", errors="replace")
+
+
+def test_export_from_a_wandb_url_equals_the_export_from_the_folder(
+    served_runs, served_folder, wandb_env, tmp_path, monkeypatch, capsys
+):
+    """`reportgen export wandb://ENTITY/PROJECT` (spec-less) reads the server like a spec does."""
+    args = ["--metrics", "length,entropy", "--every", "100", "--pick", "min mean length"]
+    args += ["--tag", "sweep"]
+    local = tmp_path / "local.csv"
+    assert main(["export", str(served_folder), *args, "-o", str(local)]) == 0
+    capsys.readouterr()
+    with serve(served_runs) as server:
+        monkeypatch.setenv("WANDB_BASE_URL", server.url)
+        remote = tmp_path / "remote.csv"
+        assert main(["export", "wandb://tester/tests", *args, "-o", str(remote)]) == 0
+    printed = capsys.readouterr().out
+    assert "lowest: grpo-rlshort1 (rlshort1) — lowest mean length" in printed
+    assert remote.read_text() == local.read_text()
+    assert len(remote.read_text().splitlines()) == 1 + 12
