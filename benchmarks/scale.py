@@ -316,6 +316,34 @@ def measure_project_table(count: int) -> None:
     )
 
 
+def per_run_cost(root: Path, count: int = 20) -> None:
+    """Read and digest `count` runs in this one process: the cost of a run on one core, apart
+    from any executor (the floor of the projection when a cluster's cores are not shared)."""
+    from datetime import datetime, timezone
+
+    from reportgen.digest import digest_run
+    from reportgen.sources.offline import OfflineSource
+    from reportgen.spec import load_spec
+
+    spec_path = root / "scale.yaml"
+    spec_path.write_text(SPEC.format(root=root, out=root / "out"))
+    spec = load_spec(spec_path)
+    files = sorted(root.glob("wandb/offline-run-*/run-*.wandb"))[:count]
+    now = datetime(2026, 11, 30, tzinfo=timezone.utc)
+    source = OfflineSource(spec.source)
+    started = time.perf_counter()
+    runs = source.read_runs(files, now=now)
+    read = time.perf_counter() - started
+    started = time.perf_counter()
+    for run in runs:
+        digest_run(spec, run, source.history(run), now)
+    digest = time.perf_counter() - started
+    print(
+        f"one process, {len(files)} runs: read {1000 * read / len(files):.0f} ms + digest "
+        f"{1000 * digest / len(files):.0f} ms per run"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, nargs="+", default=[1000, 10000])
@@ -348,6 +376,8 @@ def main() -> None:
     rows = []
     for count in args.runs:
         root = make_runs(args.data, templates, count)
+        if count == args.runs[0]:
+            per_run_cost(root)
         for executor in args.executors:
             out = args.data / f"out-{count}-{executor}"
             figures = run_case(root, out, executor, args.cpus)
