@@ -153,6 +153,7 @@ class RayExecutor:
         found = [outcome.run for outcome in outcomes]
         digests = {o.run.id: o.digest for o in outcomes if o.digest is not None}
         chosen = filter_runs(found, spec.runs, now)
+        failures.sort(key=lambda failure: failure.run_id)  # not in the order tasks happened to end
         return MappedRuns(len(found), [digests[run.id] for run in chosen], failures)
 
     def list_groups(self, spec: Spec) -> dict[str, list[Path]]:
