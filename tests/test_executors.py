@@ -148,6 +148,27 @@ def test_an_address_where_no_cluster_answers_fails_in_one_line(tmp_path):
     ]
 
 
+def test_a_digest_carries_no_history_unless_a_comparison_of_histories_needs_it(
+    project_dir, tmp_path
+):
+    from reportgen.digest import digest_run
+    from reportgen.sources.offline import OfflineSource
+
+    body = "metrics: {length: response_length/mean, loss: train/loss}"
+    plain = load_spec(spec_over(tmp_path, project_dir, body))
+    comparing = load_spec(
+        spec_over(tmp_path, project_dir, body + "\ncompare: {runs: [rlmid001, rllong01]}", "c.yaml")
+    )
+    source = OfflineSource(plain.source)
+    run = next(r for r in source.list_runs(now=NOW) if r.id == "rlmid001")
+    history = source.history(run)
+    assert "actor/entropy_loss" in history  # the run logged more than the spec asks for
+    assert digest_run(plain, run, history, NOW).history.keys() == []
+    kept = digest_run(comparing, run, history, NOW).history
+    assert kept.keys() == ["response_length/mean"]  # the one key asked for that it logged
+    assert kept.series("response_length/mean").equals(history.series("response_length/mean"))
+
+
 # --- the same files from a local Ray instance --------------------------------------------------
 
 
