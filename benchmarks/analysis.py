@@ -2,6 +2,7 @@
 
 Writes N runs with the real wandb client (offline) once into a cache folder, then times
 `reportgen runs`, `reportgen keys` and a build with stats, compare and project_table sections
+(with name fields, a Pareto front and a pivot)
 against a build without them, and prints wall time and peak memory of each.
 
     .venv/bin/python benchmarks/analysis.py [--runs 200] [--steps 500]
@@ -47,6 +48,9 @@ compare: {runs: [best, worst]}
 project_table:
   metrics: {loss: last, accuracy: max, grad_norm: mean}
   group_by: [config.optim.lr]
+  name_fields: '^bench-(?P<index>\\d+)$'
+  pareto: {quality: accuracy, cost: grad_norm}
+  pivot: {rows: config.optim.lr, columns: config.seed, metric: loss}
 """
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from reportgen.analysis import analyse
 from reportgen.baseline import BaselineComparison, compare_with_baseline
 from reportgen.cache import RunCache, default_location
+from reportgen.checkpoint import resolve_checkpoints
 from reportgen.errors import EXIT_COMMENT, EXIT_GATE_FAILED, EXIT_OK, UsageError
 from reportgen.executors import Executor, open_executor
 from reportgen.metrics import ResolvedMetric
@@ -125,11 +126,13 @@ def make_report(
     executor the spec names), then the reduce over their digests."""
     from reportgen import __version__
 
+    spec, resolved = resolve_checkpoints(spec)
     executor = executor or open_executor(spec.source.executor, source)
     mapped = executor.map_runs(spec, source, now, progress)
     digests = mapped.digests
     runs = [digest.run for digest in digests]
     notes = [
+        *resolved,
         *getattr(source, "notes", ()),
         *(_left_out(f, len(runs)) for f in mapped.failures),
     ]

@@ -154,6 +154,9 @@ class AreaInfo:
             return f"W&B {where} on {self.identity.get('base_url') or 'the default server'}"
         if kind == "wandb-offline":
             return "local .wandb files"
+        if kind == "wandb-projects":  # the project names a glob was last matched against
+            server = self.identity.get("base_url") or "the default server"
+            return f"W&B project list of {self.identity.get('entity')} on {server}"
         return self.path.name
 
 

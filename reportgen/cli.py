@@ -279,6 +279,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def _discovered(args: argparse.Namespace) -> tuple[Source, list[Run]]:
     """The runs `runs`/`keys` describe: a spec's source and filters, or --source, then flags."""
+    from reportgen.checkpoint import with_checkpoint_runs
     from reportgen.discover import chosen_runs, runs_spec_from_options, source_from_argument
     from reportgen.sources import open_source
     from reportgen.spec import load_spec
@@ -287,7 +288,7 @@ def _discovered(args: argparse.Namespace) -> tuple[Source, list[Run]]:
         raise UsageError("give either a SPEC or --source PATH (a folder of W&B runs)")
     specs = []
     if args.spec is not None:
-        spec = load_spec(args.spec)
+        spec = with_checkpoint_runs(load_spec(args.spec))
         source_spec = spec.source
         specs.append(spec.runs)
     else:
@@ -338,18 +339,24 @@ def cmd_runs(args: argparse.Namespace) -> int:
         ]
         for r in rows
     ]
-    print(text_table(["id", "name", "state", "steps", "created", "tags"], table, right=[3]), end="")
+    headers = ["id", "name", "state", "steps", "created", "tags"]
+    if len({(r.entity, r.project) for r in rows}) > 1:  # runs of several projects: say whose
+        headers.insert(1, "project")
+        for line, r in zip(table, rows, strict=True):
+            line.insert(1, f"{r.entity}/{r.project}")
+    print(text_table(headers, table, right=[headers.index("steps")]), end="")
     return EXIT_OK
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
+    from reportgen.checkpoint import resolve_run_ref
     from reportgen.discover import key_rows, pick_run
     from reportgen.render.console import text_table
     from reportgen.render.text import format_number
 
     source, runs = _discovered(args)
     if args.run is not None:
-        runs = [pick_run(runs, args.run)]
+        runs = [pick_run(runs, resolve_run_ref(args.run, "--run"))]
     rows = key_rows(source, runs)
     if args.json:
         _print_json([row.as_json() for row in rows])
@@ -378,6 +385,42 @@ def cmd_keys(args: argparse.Namespace) -> int:
     ]
     headers = ["key", "type", "runs", "count", "first", "last", "min", "max", "non-finite", "x"]
     print(text_table(headers, table, right=[2, 3, 4, 5, 6, 7, 8]), end="")
+    return EXIT_OK
+
+
+def cmd_projects(args: argparse.Namespace) -> int:
+    from reportgen.render.console import text_table
+    from reportgen.sources.projects import project_rows
+
+    entities = []
+    for text in args.entities:
+        entity = text.removeprefix("wandb://").strip("/")
+        if not entity or "/" in entity:
+            raise UsageError(
+                f"'{text}': expected an entity name (a user or team), or wandb://ENTITY"
+            )
+        entities.append(entity)
+    progress = TerminalProgress("counting runs")
+    try:
+        rows = project_rows(entities, args.base_url, args.match, progress)
+    finally:
+        progress.close()
+    if args.json:
+        _print_json([row.as_json() for row in rows])
+        return EXIT_OK
+    if not rows:
+        _stderr("no projects")
+        return EXIT_OK
+    table = [
+        [
+            r.entity,
+            r.project,
+            "" if r.runs is None else str(r.runs),
+            r.created_at.strftime("%Y-%m-%d %H:%M") if r.created_at else "",
+        ]
+        for r in rows
+    ]
+    print(text_table(["entity", "project", "runs", "created"], table, right=[2]), end="")
     return EXIT_OK
 
 
@@ -508,8 +551,34 @@ def make_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _discovery_arguments(keys)
-    keys.add_argument("--run", metavar="ID", help="only this run (an id, or a unique name)")
+    keys.add_argument(
+        "--run",
+        metavar="ID",
+        help="only this run: an id, a unique name, or a training checkpoint that stores "
+        "wandb_run_path (read without unpickling any object)",
+    )
     keys.set_defaults(func=cmd_keys)
+
+    projects = verbs.add_parser(
+        "projects",
+        help="list the projects of W&B entities, with their run counts",
+        description="List the projects of each ENTITY on a W&B server with the number of runs "
+        "in each; without an ENTITY, of every entity the credentials can see (yours and your "
+        "teams'). A project list feeds source.projects, or a glob such as wandb://ENTITY/proj-*.",
+        epilog=DISCOVERY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    projects.add_argument(
+        "entities", nargs="*", metavar="ENTITY", help="a user or team (or wandb://ENTITY)"
+    )
+    projects.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="a self-hosted W&B server (default: WANDB_BASE_URL, else the W&B cloud)",
+    )
+    projects.add_argument("--match", metavar="GLOB", help="only projects whose name matches")
+    projects.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    projects.set_defaults(func=cmd_projects)
 
     from reportgen.commands import add_verbs
 
@@ -524,7 +593,9 @@ def _discovery_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--source",
         metavar="PATH",
-        help="a folder of W&B runs (searched for offline-run-*/run-* folders) instead of a spec",
+        help="instead of a spec: a folder of W&B runs (searched for offline-run-*/run-* "
+        "folders), or wandb://ENTITY/PROJECT on a W&B server (PROJECT may be a glob such as "
+        "proj-*, or names joined by commas)",
     )
     parser.add_argument(
         "--state", action="append", choices=STATES, help="keep runs in this state (repeatable)"

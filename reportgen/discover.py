@@ -27,12 +27,20 @@ WANDB_SCHEME = "wandb://"
 
 
 def source_from_argument(text: str) -> SourceSpec:
-    """`--source`: a local folder of W&B runs, or `wandb://ENTITY/PROJECT` on a W&B server."""
+    """`--source`: a local folder of W&B runs, or `wandb://ENTITY/PROJECT` on a W&B server.
+
+    PROJECT may be a glob (`proj-*`) or several names joined by commas (`a,b`).
+    """
     if text.startswith(WANDB_SCHEME):
         parts = text.removeprefix(WANDB_SCHEME).strip("/").split("/")
         if len(parts) != 2 or not all(parts):
             raise UsageError(f"--source '{text}': expected wandb://ENTITY/PROJECT")
-        return SourceSpec(type="wandb", entity=parts[0], project=parts[1])
+        names = [name.strip() for name in parts[1].split(",")]
+        if not all(names):
+            raise UsageError(f"--source '{text}': an empty project name between commas")
+        if len(names) > 1:
+            return SourceSpec(type="wandb", entity=parts[0], projects=tuple(names))
+        return SourceSpec(type="wandb", entity=parts[0], project=names[0])
     if "://" in text:
         raise UsageError(
             f"--source '{text}': expected a folder of W&B runs or wandb://ENTITY/PROJECT"
@@ -108,11 +116,15 @@ class RunRow:
     tags: tuple[str, ...]
     group: str | None
     job_type: str | None
+    entity: str | None = None
+    project: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "name": self.name,
+            "entity": self.entity,
+            "project": self.project,
             "state": self.state,
             "steps": {"first": self.first_step, "last": self.last_step, "rows": self.rows},
             "created_at": self.created_at,
@@ -138,6 +150,8 @@ def run_rows(source: Source, runs: Sequence[Run]) -> list[RunRow]:
                 tags=run.tags,
                 group=run.group,
                 job_type=run.job_type,
+                entity=run.entity,
+                project=run.project,
             )
         )
     return rows

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ import pandas as pd
 
 from reportgen.metrics import ResolvedMetric, goal_for, reduce
 from reportgen.runs import Run, flatten
-from reportgen.spec import MetricAlias, ProjectTableSpec
+from reportgen.spec import MetricAlias, ParetoSpec, PivotSpec, ProjectTableSpec
 
 if TYPE_CHECKING:
     from reportgen.digest import StepSpan
@@ -28,6 +29,8 @@ RUN_COLUMNS = (
     ("run_id", "string"),
     ("run_name", "string"),
     ("state", "string"),
+    ("entity", "string"),
+    ("project", "string"),
     ("group", "string"),
     ("job_type", "string"),
     ("tags", "string"),
@@ -82,6 +85,53 @@ class Correlation:
 
 
 @dataclass(frozen=True)
+class ParetoPoint:
+    """One run with finite quality and cost; `on_front` when no other run beats it on both."""
+
+    run_id: str
+    run_name: str
+    quality: float
+    cost: float
+    on_front: bool
+
+
+@dataclass(frozen=True)
+class ParetoFront:
+    """Quality against cost over the runs that have both, cheapest (in cost's direction) first."""
+
+    quality: str
+    cost: str
+    quality_goal: str
+    cost_goal: str
+    points: tuple[ParetoPoint, ...]
+    without_values: tuple[str, ...]  # run ids lacking a finite quality or cost
+    file: str
+
+    @property
+    def front(self) -> tuple[ParetoPoint, ...]:
+        return tuple(p for p in self.points if p.on_front)
+
+
+@dataclass(frozen=True)
+class PivotTable:
+    """`aggregate` of `metric` for each pair of values of two columns (None: no run, or no value).
+
+    `cells[i][j]` belongs to `row_values[i]` and `column_values[j]`; `runs[i][j]` counts the
+    runs with both values (whether or not they have the metric).
+    """
+
+    rows: str
+    columns: str
+    metric: str
+    aggregate: str
+    row_values: tuple[Any, ...]
+    column_values: tuple[Any, ...]
+    cells: tuple[tuple[float | None, ...], ...]
+    runs: tuple[tuple[int, ...], ...]
+    file: str
+
+
+@dataclass(frozen=True)
 class ProjectTable:
     name: str
     columns: tuple[ProjectColumn, ...]
@@ -98,6 +148,9 @@ class ProjectTable:
     correlations: tuple[Correlation, ...]
     correlation_note: str | None
     notes: tuple[str, ...] = ()
+    name_fields: tuple[str, ...] = ()
+    pareto: ParetoFront | None = None
+    pivot: PivotTable | None = None
 
     @property
     def csv_file(self) -> str:
@@ -151,6 +204,8 @@ def _run_cells(run: Run, span: StepSpan) -> dict[str, Any]:
         "run_id": run.id,
         "run_name": run.name,
         "state": run.state,
+        "entity": run.entity,
+        "project": run.project,
         "group": run.group,
         "job_type": run.job_type,
         "tags": ", ".join(run.tags),
@@ -191,6 +246,32 @@ def run_cells(spec: ProjectTableSpec, run: Run, metrics: Mapping[str, ResolvedMe
     )
 
 
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def name_value(text: str | None) -> Any:
+    """A field taken from a run name: an int or float when the text is exactly one, else text.
+
+    Only plain decimal notation counts (`3e-4`, `0.5`, `128`); `nan`, `inf` and `1_000` stay text.
+    """
+    if text is None:
+        return None
+    if _INTEGER.fullmatch(text):
+        return int(text)
+    if _DECIMAL.fullmatch(text):
+        return float(text)
+    return text
+
+
+def name_fields(pattern: str, name: str) -> dict[str, Any] | None:
+    """The named groups of `pattern` searched in a run name; None when the name does not match."""
+    found = re.search(pattern, name)
+    if found is None:
+        return None
+    return {key: name_value(value) for key, value in found.groupdict().items()}
+
+
 def build_rows(
     spec: ProjectTableSpec,
     runs: Sequence[Run],
@@ -209,9 +290,17 @@ def build_rows(
     notes = [
         f"summary value '{key}' is not a column: the alias of the same name is" for key in shadowed
     ]
+    fields = list(re.compile(spec.name_fields).groupindex) if spec.name_fields else []
+    unmatched = []
     rows: list[dict[str, Any]] = []
     for run in runs:
         row = _run_cells(run, spans[run.id])
+        if spec.name_fields:
+            parsed = name_fields(spec.name_fields, run.name)
+            if parsed is None:
+                unmatched.append(run.name)
+            for field_name in fields:
+                row[f"name.{field_name}"] = (parsed or {}).get(field_name)
         for key in config_keys:
             row[f"config.{key}"] = configs[run.id].get(key)
         for alias, value in cells[run.id].metrics.items():
@@ -222,8 +311,15 @@ def build_rows(
         row["config_json"] = run.config
         row["summary_json"] = run.summary
         rows.append(row)
+    if unmatched:
+        shown = ", ".join(repr(name) for name in unmatched[:5])
+        more = f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else ""
+        notes.append(
+            f"project_table.name_fields: {len(unmatched)} of {len(runs)} run names do not match, "
+            f"so their name.* cells are empty: {shown}{more}"
+        )
     columns = [ProjectColumn(name, kind) for name, kind in RUN_COLUMNS]
-    for name in [f"config.{k}" for k in config_keys]:
+    for name in [f"name.{f}" for f in fields] + [f"config.{k}" for k in config_keys]:
         columns.append(ProjectColumn(name, column_kind([r[name] for r in rows])))
     columns += [ProjectColumn(name, "number") for name in alias_columns + summary_columns]
     columns += [ProjectColumn(name, "json") for name in JSON_COLUMNS]
@@ -366,7 +462,9 @@ def correlations(
         )
     found = []
     numeric = [
-        c.name for c in columns if c.name.startswith("config.") and c.kind in ("integer", "number")
+        c.name
+        for c in columns
+        if c.name.startswith(("config.", "name.")) and c.kind in ("integer", "number")
     ]
     for column in numeric:
         xs = numbers(rows, column)
@@ -385,6 +483,114 @@ def correlations(
             f"{primary}, so there is nothing to correlate"
         )
     return found, count, note
+
+
+# --- quality against cost ------------------------------------------------------------------------
+
+
+def pareto_front(
+    rows: Sequence[Mapping[str, Any]],
+    quality: str,
+    cost: str,
+    quality_goal: str,
+    cost_goal: str,
+) -> tuple[list[ParetoPoint], list[str]]:
+    """Every run with finite quality and cost, marked on the front or not, best cost first.
+
+    A run is on the front when no other run is at least as good in both and better in one.
+    Runs with equal values in both are all on the front or all off it. Sorting by cost and
+    sweeping once keeps this O(n log n), so thousands of runs cost nothing.
+    """
+    q_sign = 1.0 if quality_goal == "minimize" else -1.0
+    c_sign = 1.0 if cost_goal == "minimize" else -1.0
+    usable = [r for r in rows if _finite(r.get(quality)) and _finite(r.get(cost))]
+    kept = {r["run_id"] for r in usable}
+    missing = [str(r["run_id"]) for r in rows if r["run_id"] not in kept]
+    usable.sort(key=lambda r: (c_sign * r[cost], q_sign * r[quality], r["run_id"]))
+    points: list[ParetoPoint] = []
+    best = math.inf  # the best (lowest, signed) quality among strictly cheaper runs
+    start = 0
+    while start < len(usable):
+        end = start
+        while end < len(usable) and usable[end][cost] == usable[start][cost]:
+            end += 1
+        same_cost = usable[start:end]
+        lowest = min(q_sign * r[quality] for r in same_cost)
+        for r in same_cost:
+            signed = q_sign * r[quality]
+            on_front = signed == lowest and lowest < best
+            points.append(ParetoPoint(r["run_id"], r["run_name"], r[quality], r[cost], on_front))
+        best = min(best, lowest)
+        start = end
+    return points, missing
+
+
+def _pareto(
+    spec: ParetoSpec,
+    table_name: str,
+    aliases: Mapping[str, MetricAlias],
+    rows: Sequence[Mapping[str, Any]],
+) -> ParetoFront:
+    quality_goal = goal_for(aliases.get(spec.quality), spec.quality)
+    cost_alias = aliases.get(spec.cost)
+    cost_goal = cost_alias.goal if cost_alias is not None and cost_alias.goal else "minimize"
+    points, missing = pareto_front(
+        rows, f"metric.{spec.quality}", f"metric.{spec.cost}", quality_goal, cost_goal
+    )
+    return ParetoFront(
+        quality=spec.quality,
+        cost=spec.cost,
+        quality_goal=quality_goal,
+        cost_goal=cost_goal,
+        points=tuple(points),
+        without_values=tuple(missing),
+        file=f"{table_name}_pareto.csv",
+    )
+
+
+# --- pivot ---------------------------------------------------------------------------------------
+
+
+def _ordered_values(values: Sequence[Any]) -> list[Any]:
+    """Distinct cell values in group order: numbers by value, then text, then missing last."""
+    return sorted(set(values), key=lambda v: _sort_key((v,)))
+
+
+def pivot_table(
+    rows: Sequence[Mapping[str, Any]],
+    spec: PivotSpec,
+    file: str,
+) -> PivotTable:
+    """`spec.metric` aggregated over every pair of values of two columns (missing values last)."""
+    metric = f"metric.{spec.metric}"
+    row_keys = [_group_key(r.get(spec.rows)) for r in rows]
+    column_keys = [_group_key(r.get(spec.columns)) for r in rows]
+    row_values = _ordered_values(row_keys)
+    column_values = _ordered_values(column_keys)
+    members: dict[tuple[Any, Any], list[Any]] = {}
+    for row, rk, ck in zip(rows, row_keys, column_keys, strict=True):
+        members.setdefault((rk, ck), []).append(row.get(metric))
+    cells = []
+    runs = []
+    for rk in row_values:
+        cells.append(
+            tuple(
+                aggregate(members[(rk, ck)], spec.aggregate) if (rk, ck) in members else None
+                for ck in column_values
+            )
+        )
+        runs.append(tuple(len(members.get((rk, ck), ())) for ck in column_values))
+    return PivotTable(
+        rows=spec.rows,
+        columns=spec.columns,
+        metric=metric,
+        aggregate=spec.aggregate,
+        row_values=tuple(row_values),
+        column_values=tuple(column_values),
+        cells=tuple(cells),
+        runs=tuple(runs),
+        file=file,
+    )
 
 
 # --- the section ---------------------------------------------------------------------------------
@@ -411,10 +617,11 @@ def project_table(
         top = top_runs(rows, primary_column, goal, spec.top)
         if spec.correlate:
             found, with_primary, note = correlations(rows, columns, primary_column, spec.min_runs)
+    known = {c.name for c in columns}
     groups = None
     if spec.group_by:
         for column in spec.group_by:
-            if not any(c.name == column for c in columns):
+            if column not in known:
                 notes.append(f"project_table.group_by: no chosen run has '{column}'")
         groups = group_rows(
             rows,
@@ -423,6 +630,13 @@ def project_table(
             spec.aggregate,
             f"{spec.name}_groups.csv",
         )
+    pivot = None
+    if spec.pivot:
+        for column in (spec.pivot.rows, spec.pivot.columns):
+            if column not in known:
+                notes.append(f"project_table.pivot: no chosen run has '{column}'")
+        pivot = pivot_table(rows, spec.pivot, f"{spec.name}_pivot.csv")
+    pareto = _pareto(spec.pareto, spec.name, aliases, rows) if spec.pareto else None
     return ProjectTable(
         name=spec.name,
         columns=tuple(columns),
@@ -439,4 +653,7 @@ def project_table(
         correlations=tuple(found),
         correlation_note=note,
         notes=tuple(notes),
+        name_fields=tuple(re.compile(spec.name_fields).groupindex) if spec.name_fields else (),
+        pareto=pareto,
+        pivot=pivot,
     )

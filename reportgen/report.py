@@ -144,6 +144,8 @@ class RunReport:
     console_tail: tuple[str, ...] = ()
     curves: tuple[Curve, ...] = ()
     health: RunHealth = field(default_factory=RunHealth)
+    entity: str | None = None
+    project: str | None = None
 
     def metric(self, alias: str) -> MetricReport | None:
         return next((m for m in self.metrics if m.alias == alias), None)
@@ -338,6 +340,8 @@ def run_report(
         url=run.url,
         tags=run.tags,
         group=run.group,
+        entity=run.entity,
+        project=run.project,
         job_type=run.job_type,
         created_at=run.created_at,
         config=run.config,

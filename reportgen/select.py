@@ -29,9 +29,16 @@ def filter_runs(runs: Sequence[Run], spec: RunsSpec, now: datetime | None = None
 def may_be_chosen(run: Run, spec: RunsSpec, now: datetime) -> bool:
     """Whether one run passes the filters and ids: what can be decided without the other
     runs (only `limit` needs them all), so a worker that read the run can decide it."""
-    if spec.ids and run.id not in spec.ids:
+    if spec.ids and not named_by(run, set(spec.ids)):
         return False
     return matches(run, spec.filters, now)
+
+
+def named_by(run: Run, wanted: set[str]) -> bool:
+    """Whether a run is among ids given as `id` or `project/id` (a run id is unique only within
+    its project; a source of several projects shows clashing ids as `project/id`)."""
+    plain = run.id.rpartition("/")[2]
+    return run.id in wanted or plain in wanted or f"{run.project}/{plain}" in wanted
 
 
 def _newest_first(run: Run) -> tuple[float, str]:

@@ -50,6 +50,7 @@ class SourceSpec:
     project: str | None = None
     base_url: str | None = None
     stale_after: timedelta = timedelta(minutes=15)
+    projects: tuple[str, ...] = ()
     workers: int = 6
     executor: ExecutorSpec = field(default_factory=lambda: ExecutorSpec())
 
@@ -213,6 +214,24 @@ class CompareSpec:
 
 
 @dataclass(frozen=True)
+class ParetoSpec:
+    """`project_table.pareto` — two aliases among the table's metrics."""
+
+    quality: str
+    cost: str
+
+
+@dataclass(frozen=True)
+class PivotSpec:
+    """`project_table.pivot` — `metric` aggregated over the values of two columns."""
+
+    rows: str
+    columns: str
+    metric: str
+    aggregate: str = "mean"
+
+
+@dataclass(frozen=True)
 class ProjectTableSpec:
     """`project_table:` — `metrics` maps each alias to its reduction (None: every alias)."""
 
@@ -226,6 +245,9 @@ class ProjectTableSpec:
     aggregate: tuple[str, ...] = ("count", "mean", "std", "min", "max")
     correlate: bool = True
     min_runs: int = 5
+    name_fields: str | None = None
+    pareto: ParetoSpec | None = None
+    pivot: PivotSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -462,6 +484,12 @@ def _explain(
         )
     elif error.validator in ("oneOf", "anyOf") and error.context:
         yield from _explain_alternatives(error, located, file, problem)
+    elif error.validator == "oneOf" and all(
+        isinstance(s, dict) and "required" in s
+        for s in error.validator_value  # type: ignore[union-attr]
+    ):
+        keys = [s["required"][0] for s in error.validator_value]  # type: ignore[union-attr]
+        yield problem(path, f"give exactly one of {', '.join(keys)}, not both")
     else:
         yield problem(path, error.message)
 
@@ -676,14 +704,65 @@ def _analysis_problems(data, aliases, problem):
             yield unknown(
                 ("project_table", "metrics", name if isinstance(chosen, dict) else i), name
             )
+    names = list(chosen)
+
+    def not_a_metric(at: SpecPath, name: str) -> SpecProblem:
+        hint = _did_you_mean(name, names) if names else "; define it under metrics"
+        return problem(at, f"'{name}' is not one of the table's metrics{hint}")
+
     primary = table.get("primary")
     if primary is not None and primary not in chosen:
-        names = list(chosen)
-        hint = _did_you_mean(primary, names) if names else "; define it under metrics"
-        yield problem(
-            ("project_table", "primary"),
-            f"'{primary}' is not one of the table's metrics{hint}",
-        )
+        yield not_a_metric(("project_table", "primary"), primary)
+    for role in ("quality", "cost"):
+        alias = table.get("pareto", {}).get(role)
+        if alias is not None and alias not in chosen:
+            yield not_a_metric(("project_table", "pareto", role), alias)
+    pivot = table.get("pivot", {})
+    if pivot.get("metric") is not None and pivot["metric"] not in chosen:
+        yield not_a_metric(("project_table", "pivot", "metric"), pivot["metric"])
+    elif pivot and "metric" not in pivot and not names:
+        yield problem(("project_table", "pivot"), "give a metric: the table has none", key=True)
+    yield from _name_field_problems(table, problem)
+
+
+def _name_field_problems(table, problem):
+    """name_fields must compile and name its groups; name.<group> columns must be among them."""
+    groups: list[str] = []
+    pattern = table.get("name_fields")
+    if pattern is not None:
+        try:
+            groups = list(re.compile(pattern).groupindex)
+        except re.error as exc:
+            yield problem(
+                ("project_table", "name_fields"), f"not a valid regular expression: {exc}"
+            )
+            return
+        if not groups:
+            yield problem(
+                ("project_table", "name_fields"),
+                "the expression has no named group; name each field, as in (?P<lr>[0-9.e-]+)",
+            )
+            return
+    used: list[tuple[SpecPath, str]] = [
+        (("project_table", "group_by", i), c) for i, c in enumerate(table.get("group_by", []))
+    ]
+    used += [
+        (("project_table", "pivot", k), table["pivot"][k])
+        for k in ("rows", "columns")
+        if k in table.get("pivot", {})
+    ]
+    for at, column in used:
+        if not column.startswith("name."):
+            continue
+        field_name = column.removeprefix("name.")
+        if pattern is None:
+            yield problem(
+                at, f"'{column}' needs project_table.name_fields with a group of that name"
+            )
+        elif field_name not in groups:
+            yield problem(
+                at, f"name_fields has no group '{field_name}'{_did_you_mean(field_name, groups)}"
+            )
 
 
 # --- building the Spec -------------------------------------------------------------------------
@@ -816,6 +895,7 @@ def _build_spec(data: dict[str, Any], path: Path, sha256: str) -> Spec:
             base_url=source.get("base_url"),
             stale_after=parse_duration(source.get("stale_after", "15m")),
             workers=source.get("workers", 6),
+            projects=tuple(source.get("projects", ())),
             executor=_executor(source.get("executor", "local")),
         ),
         runs=_runs_spec(data.get("runs", {})),
@@ -898,17 +978,34 @@ def _project_table_spec(
     reduce = section.get("reduce", "last")
     chosen = section.get("metrics", aliases)
     metrics = dict(chosen) if isinstance(chosen, dict) else dict.fromkeys(chosen, reduce)
+    primary = section.get("primary", next(iter(metrics), None))
     return ProjectTableSpec(
         name=section.get("name", "project"),
         metrics=metrics,
         reduce=reduce,
         summary=section.get("summary", True),
-        primary=section.get("primary", next(iter(metrics), None)),
+        primary=primary,
         top=section.get("top", 10),
         group_by=tuple(section.get("group_by", ())),
         aggregate=tuple(section.get("aggregate", ("count", "mean", "std", "min", "max"))),
         correlate=section.get("correlate", True),
         min_runs=section.get("min_runs", 5),
+        name_fields=section.get("name_fields"),
+        pareto=ParetoSpec(**section["pareto"]) if "pareto" in section else None,
+        pivot=_pivot_spec(section.get("pivot"), primary),
+    )
+
+
+def _pivot_spec(section: dict[str, Any] | None, primary: str | None) -> PivotSpec | None:
+    if section is None:
+        return None
+    metric = section.get("metric", primary)
+    assert metric is not None  # checked: a pivot without a metric needs a primary
+    return PivotSpec(
+        rows=section["rows"],
+        columns=section["columns"],
+        metric=metric,
+        aggregate=section.get("aggregate", "mean"),
     )
 
 

@@ -136,7 +136,7 @@ def test_analysis_sections_name_known_aliases(tmp_path, capsys):
         (
             "project_table: {group_by: [seed]}",
             '6:28: project_table.group_by[0]: a string "seed" is not valid here: expected '
-            "config.<key>, group, job_type or state",
+            "config.<key>, name.<group>, group, job_type, state, project or entity",
         ),
         (
             "project_table: {metrics: {loss: median}}",
@@ -202,6 +202,22 @@ def test_the_analysis_demo_spec_builds_on_the_bundled_runs(demo):
     assert analysis.project.top[0].run_id == "47a724db"
     assert {c.column for c in analysis.project.correlations} >= {"config.actor.entropy_coef"}
     assert (demo.out_dir / "project.parquet").exists()
+    # The demo's sweep names say lr and entropy bonus; its best run is also the cheapest.
+    pareto = analysis.project.pareto
+    assert [p.run_id for p in pareto.front] == ["47a724db"]
+    assert [p.run_id for p in pareto.points] == [
+        "47a724db",
+        "21c233f8",
+        "3092b5db",
+        "6b000021",
+        "8e054617",
+    ]
+    pivot = analysis.project.pivot
+    assert (pivot.row_values, pivot.column_values) == ((0.01, 0.3), (0, 0.03, 0.05))
+    assert pivot.runs == ((0, 3, 1), (1, 0, 0))
+    by_id = {row["run_id"]: row for row in analysis.project.rows}
+    assert [by_id["3092b5db"][f"name.{f}"] for f in ("algo", "lr", "ent")] == ["grpo", 0.01, 0.05]
+    assert pivot.cells[0][2] == by_id["3092b5db"]["metric.score"]
     text = (demo.out_dir / "report.md").read_text()
     assert "config keys differ (nested keys joined with dots): [compare\\_config.csv]" in text
 

@@ -15,6 +15,6 @@ def test_the_cli_reference_is_current():
 
 def test_the_reference_covers_every_command():
     text = DOC.read_text(encoding="utf-8")
-    for verb in ("build", "validate", "schema", "init", "runs", "keys", "cache"):
+    for verb in ("build", "validate", "schema", "init", "runs", "keys", "projects", "cache"):
         assert f"## reportgen {verb}\n" in text
     assert "### reportgen cache clear\n" in text

@@ -15,6 +15,11 @@ format measured from it (see /work/shared/wandb-facts.md and the request log of 
   RunFullHistory         run.history(): server-sampled rows as JSON strings
   RunConsoleLogTail      run.console_logs(last=N): the end of the console output
   RunExitCode            a run's `exitcode` field (reportgen asks for it for failed runs)
+  GetViewer              `api.viewer`: the user, its entity and the teams it belongs to
+  GetProjects            `api.projects(entity)`: `models(entityName, after, first)`, paged
+
+A server holds one project by default (`entity`/`project`); `projects` adds more, each under
+"name" (the same entity) or "entity/name" (a team's), and `teams` names the viewer's teams.
 
 Shapes that bite are kept: `config` is a JSON string of {"key": {"value": v, "desc": null}},
 `summaryMetrics` is a JSON string, history rows are JSON strings with bare NaN/Infinity,
@@ -186,10 +191,18 @@ class WandbServer:
         project: str = "tests",
         api_key: str = "k" * 40,
         latency: float = 0.0,
+        projects: dict[str, list[ServedRun]] | None = None,
+        teams: tuple[str, ...] = (),
     ):
         self.runs = {run.id: run for run in runs}
         self.entity = entity
         self.project = project
+        self.teams = teams
+        # (entity, project) → that project's runs; the default project is `self.runs` itself.
+        self.projects: dict[tuple[str, str], dict[str, ServedRun]] = {(entity, project): self.runs}
+        for name, served in (projects or {}).items():
+            owner, _, short = name.rpartition("/")
+            self.projects[(owner or entity, short)] = {run.id: run for run in served}
         self.api_key = api_key
         self.latency = latency
         self.faults: list[Fault] = []
@@ -263,15 +276,16 @@ class WandbServer:
 
     def answer(self, op: str, query: str, v: dict[str, Any]) -> tuple[Any, int]:
         """(data, rows served) for one GraphQL operation."""
-        if op == "Viewer":
-            viewer = {"id": "VXNlcjox", "entity": self.entity, "username": self.entity}
-            viewer.update(email=None, flags=None, teams={"edges": []})
-            return {"viewer": viewer}, 0
-        if v.get("entity") != self.entity or v.get("project") != self.project:
+        if op in ("Viewer", "GetViewer"):
+            return {"viewer": self._viewer()}, 0
+        if op == "GetProjects":
+            return {"models": self._projects_page(v)}, 0
+        runs = self.projects.get((v.get("entity"), v.get("project")))
+        if runs is None:
             return {"project": None}, 0
         if op == "Runs":
-            return {"project": self._runs_page(query, v)}, 0
-        run = self.runs.get(v.get("name") or v.get("runName") or v.get("run") or "")
+            return {"project": self._runs_page(runs, query, v)}, 0
+        run = runs.get(v.get("name") or v.get("runName") or v.get("run") or "")
         if run is None:
             return {"project": {"run": None}}, 0
         if op == "Run":
@@ -284,7 +298,7 @@ class WandbServer:
             urls = []
             if run.exported_through >= 0:
                 urls.append(
-                    f"{self.url}/files/{self.entity}/{self.project}/{run.id}/"
+                    f"{self.url}/files/{v['entity']}/{v['project']}/{run.id}/"
                     f"history-{run.exported_through}.parquet"
                 )
             history = {"parquetUrls": urls, "liveData": live}
@@ -324,11 +338,55 @@ class WandbServer:
             return {"project": {"run": {"history": [json.dumps(r) for r in rows]}}}, len(rows)
         raise KeyError(op)
 
+    def _viewer(self) -> dict[str, Any]:
+        """The UserFragment of `GetViewer` (the older `Viewer` reads a subset of it)."""
+        return {
+            "id": "VXNlcjox",
+            "name": "Tester",
+            "username": self.entity,
+            "email": None,
+            "admin": False,
+            "flags": None,
+            "entity": self.entity,
+            "deletedAt": None,
+            "apiKeys": {"edges": []},
+            "teams": {"edges": [{"node": {"name": team}} for team in self.teams]},
+        }
+
+    def _projects_page(self, v: dict[str, Any]) -> dict[str, Any]:
+        """`models(entityName, after, first)`: the entity's projects by name, cursor-paged."""
+        names = sorted(name for owner, name in self.projects if owner == v.get("entity"))
+        start = int(v["cursor"].split("-")[1]) + 1 if v.get("cursor") else 0
+        per_page = v.get("perPage") or 50
+        page = names[start : start + per_page]
+        edges = []
+        for i, name in enumerate(page):
+            number = start + i + 1
+            node = {
+                "__typename": "Project",
+                "id": base64.b64encode(f"Project:v1:{name}:{number}".encode()).decode(),
+                "name": name,
+                "entityName": v.get("entity"),
+                "createdAt": "2026-11-01T10:00:00",
+                "isBenchmark": False,
+                "user": None,
+            }
+            edges.append({"node": node, "cursor": f"cursor-{start + i}"})
+        return {
+            "pageInfo": {
+                "__typename": "PageInfo",
+                "endCursor": edges[-1]["cursor"] if edges else None,
+                "hasNextPage": start + per_page < len(names),
+            },
+            "edges": edges,
+        }
+
     def parquet(self, path: str) -> bytes | None:
         match = re.fullmatch(r"/files/([^/]+)/([^/]+)/([^/]+)/history-(-?\d+)\.parquet", path)
-        if not match or (match[1], match[2]) != (self.entity, self.project):
+        runs = self.projects.get((match[1], match[2])) if match else None
+        if not match or runs is None:
             return None
-        run = self.runs.get(match[3])
+        run = runs.get(match[3])
         if run is None:
             return None
         through = int(match[4])
@@ -341,9 +399,11 @@ class WandbServer:
         pq.write_table(pa.table(columns), sink)
         return sink.getvalue()
 
-    def _runs_page(self, query: str, v: dict[str, Any]) -> dict[str, Any]:
+    def _runs_page(
+        self, runs: dict[str, ServedRun], query: str, v: dict[str, Any]
+    ) -> dict[str, Any]:
         filters = json.loads(v.get("filters") or "{}")
-        chosen = [run for run in self.runs.values() if matches_filter(_document(run), filters)]
+        chosen = [run for run in runs.values() if matches_filter(_document(run), filters)]
         order = v.get("order") or "+created_at"
         chosen.sort(key=lambda r: (r.created_at, r.id), reverse=order.startswith("-"))
         start = int(v["cursor"].split("-")[1]) + 1 if v.get("cursor") else 0

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from reportgen.analysis import Analysis, StatsTable
 from reportgen.compare import Comparison
-from reportgen.project import GroupTable, ProjectTable
+from reportgen.project import GroupTable, ParetoFront, PivotTable, ProjectTable
 from reportgen.render.csv import render_step_table
 from reportgen.render.json import jsonable
 from reportgen.render.text import exact_number
@@ -155,6 +155,28 @@ def correlations_csv(table: ProjectTable) -> str:
     )
 
 
+def pareto_csv(pareto: ParetoFront) -> str:
+    """Every run with both values, cheapest first, and whether it is on the front."""
+    return rows_csv(
+        ["run_id", "run_name", f"metric.{pareto.cost}", f"metric.{pareto.quality}", "on_front"],
+        ([p.run_id, p.run_name, p.cost, p.quality, p.on_front] for p in pareto.points),
+    )
+
+
+def pivot_label(value: Any) -> str:
+    """A row or column value of a pivot as text; runs without the value are "(missing)"."""
+    return "(missing)" if value is None else cell(value)
+
+
+def pivot_csv(pivot: PivotTable) -> str:
+    """One row per value of `rows`, one column `<columns>=<value>` per value of `columns`."""
+    header = [pivot.rows, *(f"{pivot.columns}={pivot_label(v)}" for v in pivot.column_values)]
+    return rows_csv(
+        header,
+        ([pivot_label(v), *cells] for v, cells in zip(pivot.row_values, pivot.cells, strict=True)),
+    )
+
+
 _ARROW_TYPES = {
     "string": pa.string(),
     "integer": pa.int64(),
@@ -203,4 +225,8 @@ def analysis_files(analysis: Analysis) -> list[tuple[str, bytes]]:
             files.append((project.groups.file, groups_csv(project.groups)))
         if project.correlations:
             files.append((project.correlations_file, correlations_csv(project)))
+        if project.pareto:
+            files.append((project.pareto.file, pareto_csv(project.pareto)))
+        if project.pivot:
+            files.append((project.pivot.file, pivot_csv(project.pivot)))
     return [(name, data.encode("utf-8") if isinstance(data, str) else data) for name, data in files]

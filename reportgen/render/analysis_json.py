@@ -9,7 +9,7 @@ from typing import Any
 
 from reportgen.analysis import Analysis, StatsTable
 from reportgen.compare import Comparison
-from reportgen.project import ProjectTable
+from reportgen.project import ParetoFront, PivotTable, ProjectTable
 
 
 def _stats(table: StatsTable) -> dict[str, Any]:
@@ -93,6 +93,34 @@ def _comparison(c: Comparison) -> dict[str, Any]:
     }
 
 
+def _pareto(front: ParetoFront) -> dict[str, Any]:
+    def point(p: Any) -> dict[str, Any]:
+        return {"run_id": p.run_id, "run_name": p.run_name, "quality": p.quality, "cost": p.cost}
+
+    return {
+        "path": front.file,
+        "quality": {"alias": front.quality, "goal": front.quality_goal},
+        "cost": {"alias": front.cost, "goal": front.cost_goal},
+        "front": [point(p) for p in front.front],
+        "points": [{**point(p), "on_front": p.on_front} for p in front.points],
+        "without_values": list(front.without_values),
+    }
+
+
+def _pivot(pivot: PivotTable) -> dict[str, Any]:
+    return {
+        "path": pivot.file,
+        "rows": pivot.rows,
+        "columns": pivot.columns,
+        "metric": pivot.metric,
+        "aggregate": pivot.aggregate,
+        "row_values": list(pivot.row_values),
+        "column_values": list(pivot.column_values),
+        "cells": [list(r) for r in pivot.cells],
+        "runs": [list(r) for r in pivot.runs],
+    }
+
+
 def _project(p: ProjectTable) -> dict[str, Any]:
     groups = p.groups
     return {
@@ -103,6 +131,8 @@ def _project(p: ProjectTable) -> dict[str, Any]:
             "top": p.top_file if p.top else None,
             "groups": groups.file if groups else None,
             "correlations": p.correlations_file if p.correlations else None,
+            "pareto": p.pareto.file if p.pareto else None,
+            "pivot": p.pivot.file if p.pivot else None,
         },
         "columns": [{"name": c.name, "type": c.kind} for c in p.columns],
         "rows": len(p.rows),
@@ -138,6 +168,9 @@ def _project(p: ProjectTable) -> dict[str, Any]:
             "items": [{"column": c.column, "rho": c.rho, "runs": c.runs} for c in p.correlations],
             "note": p.correlation_note,
         },
+        "name_fields": [f"name.{f}" for f in p.name_fields],
+        "pareto": _pareto(p.pareto) if p.pareto else None,
+        "pivot": _pivot(p.pivot) if p.pivot else None,
         "notes": list(p.notes),
     }
 

@@ -28,6 +28,7 @@ class Figures:
 
     aliases: dict[str, str] = field(default_factory=dict)
     runs: dict[str, list[str]] = field(default_factory=dict)
+    pareto: str | None = None
 
 
 def html_environment(extra_dirs: Sequence[Path] = ()) -> jinja2.Environment:
@@ -52,6 +53,7 @@ def draw_figures(report: Report) -> Figures:
     from reportgen.render.plots import (
         alias_figure,
         figure_bytes,
+        pareto_figure,
         plotted_aliases,
         run_figures,
         run_styles,
@@ -68,13 +70,17 @@ def draw_figures(report: Report) -> Figures:
         figures = run_figures(report, run, styles)
         if figures:
             runs[run.id] = [svg_data_uri(figure_bytes(fig, "svg")) for fig in figures]
-    return Figures(aliases, runs)
+    project = report.analysis.project
+    front = pareto_figure(project.pareto) if project and project.pareto else None
+    pareto = svg_data_uri(figure_bytes(front, "svg")) if front is not None else None
+    return Figures(aliases, runs, pareto)
 
 
 def source_text(source: dict[str, Any]) -> str:
     """Where the runs came from, as plain text (the template escapes it)."""
     if source.get("type") == "wandb":
-        where = f"W&B {source.get('entity')}/{source.get('project')}"
+        projects = source.get("projects") or [f"{source.get('entity')}/{source.get('project')}"]
+        where = f"W&B {', '.join(projects)}"
         return f"{where} on {source['base_url']}" if source.get("base_url") else where
     return f"local runs in {source.get('path', '')}"
 
@@ -125,6 +131,7 @@ def render_html(
         styles=run_styles(report),
         alias_plots=list(figures.aliases.items()),
         run_plots=figures.runs,
+        pareto_plot=figures.pareto,
         sparkline=sparkline_for(report),
         selected=selected,
         notes=all_notes(report),

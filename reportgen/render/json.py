@@ -53,6 +53,8 @@ def _run(run: RunReport) -> dict[str, Any]:
     return {
         "id": run.id,
         "name": run.name,
+        "entity": run.entity,
+        "project": run.project,
         "state": run.state,
         "exit_code": run.exit_code,
         "url": run.url,

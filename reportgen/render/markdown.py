@@ -9,6 +9,7 @@ from typing import Any
 
 from reportgen.curves import sparkline
 from reportgen.render.baseline import row_cells
+from reportgen.render.plots import PARETO_IMAGE
 from reportgen.render.templates import (
     MarkdownSafe,
     code_span,
@@ -22,9 +23,10 @@ from reportgen.report import Report, RunProblems, RunReport
 def source_label(source: dict[str, Any]) -> str:
     """`wandb-offline examples/wandb` or `wandb entity/project (server)`, as Markdown."""
     if source.get("type") == "wandb":
-        where = f"{source.get('entity')}/{source.get('project')}"
+        projects = source.get("projects") or [f"{source.get('entity')}/{source.get('project')}"]
+        where = ", ".join(code_span(p) for p in projects)
         server = f" on {escape_markdown(source['base_url'])}" if source.get("base_url") else ""
-        return f"W&B {code_span(where)}{server}"
+        return f"W&B {where}{server}"
     return f"local runs in {code_span(source.get('path', ''))}"
 
 
@@ -113,6 +115,11 @@ def value_cell(value: Any, present: bool = True) -> MarkdownSafe:
     return code_span(json.dumps(value, sort_keys=True, default=str))
 
 
+def pivot_label(value: Any) -> MarkdownSafe:
+    """A pivot's row or column value, exactly, as inline code; "(missing)" for runs without it."""
+    return MarkdownSafe("(missing)") if value is None else value_cell(value)
+
+
 def signed(value: float | None, suffix: str = "") -> MarkdownSafe:
     """A change with its sign (+0.12, -3.4%); a dash where there is none."""
     if value is None:
@@ -144,6 +151,8 @@ def render_markdown(
         problem_block=problem_block,
         notes=all_notes(report),
         value_cell=value_cell,
+        pivot_label=pivot_label,
+        pareto_image=(images or {}).get(PARETO_IMAGE),
         signed=signed,
         csv_files=csv_files,
         baseline_cells=row_cells,

@@ -15,13 +15,20 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from reportgen import atomic
 from reportgen.curves import thin
 from reportgen.report import Curve, Finding, Report, RunReport
+
+if TYPE_CHECKING:
+    from reportgen.project import ParetoFront
+
+# The key (and file stem) of the Pareto chart among the alias charts: no alias has a hyphen.
+PARETO_IMAGE = "pareto-front"
+FRONT_LABELS = 12  # name at most this many front runs on the chart; the table lists them all
 
 # Small multiples are a third of a page wide: this many points per curve is plenty there.
 SMALL_POINTS = 150
@@ -358,6 +365,77 @@ def _small_multiples(report: Report, run: RunReport, curves: list[Curve], style:
     return fig
 
 
+def pareto_figure(front: ParetoFront) -> Any | None:
+    """Quality against cost: every run as a dot, the front as a line through its runs (named).
+
+    Axes run in the metrics' own directions; a note in the corner says where "better" is.
+    None when no run has both values.
+    """
+    if not front.points:
+        return None
+    on = [p for p in front.points if p.on_front]
+    off = [p for p in front.points if not p.on_front]
+    with _style():
+        fig = _figure(7.0, 3.6)
+        ax = fig.add_axes(_inches(fig, 0.85, 0.55, 0.2, 0.35))
+        ax.locator_params(nbins=6)
+        if off:
+            ax.scatter(
+                [p.cost for p in off],
+                [p.quality for p in off],
+                s=14,
+                color="#9a9a9a",
+                label="dominated",
+                zorder=2,
+            )
+        ax.plot(
+            [p.cost for p in on],
+            [p.quality for p in on],
+            color=PALETTE[0][0],
+            marker="o",
+            markersize=5,
+            linewidth=1.2,
+            drawstyle="steps-post" if len(on) > 1 else "default",
+            label="Pareto front",
+            zorder=3,
+        )
+        costs = [p.cost for p in front.points]
+        qualities = [p.quality for p in front.points]
+        if min(costs) > 0 and max(costs) / min(costs) > 100:
+            ax.set_xscale("log")
+        if min(qualities) > 0 and max(qualities) / min(qualities) > 100:
+            ax.set_yscale("log")
+        ax.margins(x=0.08, y=0.12)
+        # Runs at one point (ties) share one label; labels in the right third point left.
+        names: dict[tuple[float, float], list[str]] = {}
+        for p in on:
+            names.setdefault((p.cost, p.quality), []).append(p.run_name)
+        low, high = min(costs), max(costs)
+        for (cost, quality), together in list(names.items())[:FRONT_LABELS]:
+            label = _short(together[0], 28)
+            if len(together) > 1:
+                label += f" +{len(together) - 1}"
+            right = high > low and (cost - low) / (high - low) > 0.66
+            ax.annotate(
+                label,
+                (cost, quality),
+                xytext=(-4 if right else 4, 4),
+                textcoords="offset points",
+                ha="right" if right else "left",
+                fontsize=6.5,
+            )
+        better_x = "left" if front.cost_goal == "minimize" else "right"
+        better_y = "down" if front.quality_goal == "minimize" else "up"
+        ax.set_title(
+            _short(f"{front.quality} against {front.cost} (better: {better_x}, {better_y})", 90),
+            loc="left",
+        )
+        ax.set_xlabel(_short(front.cost, 60), labelpad=2)
+        ax.set_ylabel(_short(front.quality, 40))
+        ax.legend(loc="best", fontsize=7)
+    return fig
+
+
 def figure_bytes(fig: Any, fmt: str, dpi: int = 110) -> bytes:
     """The figure as PNG or SVG bytes, with nothing in them that changes between builds."""
     buffer = io.BytesIO()
@@ -378,6 +456,12 @@ def write_png_plots(report: Report, plots_dir: Path) -> dict[str, Path]:
         path = plots_dir / f"{alias}.png"
         atomic.write_bytes(path, figure_bytes(fig, "png"))
         written[alias] = path
+    project = report.analysis.project
+    front = pareto_figure(project.pareto) if project and project.pareto else None
+    if front is not None:
+        path = plots_dir / f"{PARETO_IMAGE}.png"
+        atomic.write_bytes(path, figure_bytes(front, "png"))
+        written[PARETO_IMAGE] = path
     if plots_dir.is_dir():
         for old in plots_dir.glob("*.png"):
             if old not in written.values():

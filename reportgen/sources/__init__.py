@@ -73,6 +73,10 @@ def open_source(spec: SourceSpec, cache: RunCache | None = None) -> Source:
         return OfflineSource(spec, cache=cache)
     if spec.type == "wandb":
         from reportgen.sources.cloud import CloudSource
+        from reportgen.sources.projects import ManyProjectsSource, many_projects
+
+        if many_projects(spec):
+            return ManyProjectsSource(spec, cache=cache)
 
         return CloudSource(spec, cache=cache)
     from reportgen.errors import UsageError
