@@ -241,7 +241,9 @@ class CacheArea:
             "bytes": len(data),
             "keys": len(history),
         }
-        text = json.dumps(record, ensure_ascii=False, sort_keys=True, default=_jsonable)
+        # Key order kept as logged: a run's config read back from the cache must print as it
+        # does when read from its files (report.json is the same from a warm or a cold cache).
+        text = json.dumps(record, ensure_ascii=False, default=_jsonable)
         folder = self.entry_dir(name)
         with self.locked(shared=False):
             self._write_identity()
