@@ -66,7 +66,7 @@ class BaselineRow:
     def better(self) -> bool | None:
         """Whether the candidate moved in the alias's goal direction (None when unchanged)."""
         change = self.change
-        if change is None or change == 0:
+        if change is None or change == 0 or self.goal not in ("minimize", "maximize"):
             return None
         return (change < 0) == (self.goal == "minimize")
 
@@ -195,14 +195,16 @@ def _judge(row: BaselineRow, tolerance: Tolerance | None) -> BaselineRow:
         (tolerance.rel or 0.0) * abs(row.baseline),
     )
     change = row.candidate - row.baseline
-    worse_by = change if row.goal == "minimize" else -change
+    # With no known direction (goal "none"), a move either way beyond the tolerance fails.
+    worse_by = {"minimize": change, "maximize": -change}.get(row.goal, abs(change))
     # Float noise (0.1 + 0.2) must not fail a change that equals the allowance.
     slack = 1e-9 * max(abs(row.baseline), abs(row.candidate), 1e-300)
     if worse_by <= allowed + slack:
         return replace(row, allowed=allowed, status=PASS)
     percent = f" ({row.percent:+.3g}%)" if row.percent is not None else ""
     message = (
-        f"{where}: {_num(row.candidate)} vs baseline {_num(row.baseline)} is worse by "
+        f"{where}: {_num(row.candidate)} vs baseline {_num(row.baseline)} is "
+        f"{'worse' if row.goal in ('minimize', 'maximize') else 'off'} by "
         f"{_num(worse_by)}{percent}, more than the allowed {_num(allowed)} "
         f"({_allowance(tolerance)}; goal: {row.goal})"
     )

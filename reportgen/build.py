@@ -5,7 +5,9 @@ spec → source → filter → history → metrics (aliases, sampling) → selec
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -15,14 +17,23 @@ from reportgen.analysis import analyse
 from reportgen.baseline import BaselineComparison, compare_with_baseline
 from reportgen.cache import RunCache, default_location
 from reportgen.checkpoint import resolve_checkpoints
-from reportgen.errors import EXIT_COMMENT, EXIT_GATE_FAILED, EXIT_OK, UsageError
+from reportgen.errors import (
+    EXIT_COMMENT,
+    EXIT_GATE_FAILED,
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    SourceError,
+    UsageError,
+)
 from reportgen.executors import Executor, open_executor
 from reportgen.metrics import ResolvedMetric
 from reportgen.publish import CommentResult, publish_comment
 from reportgen.render import write_outputs
-from reportgen.report import Report, assemble
+from reportgen.render.folder import OutputFolder
+from reportgen.report import Report, assemble, renamed
 from reportgen.runs import Run
-from reportgen.select import choose
+from reportgen.select import choose, filter_runs
+from reportgen.shortfalls import LeftOut, find_shortfalls
 from reportgen.sources import RunFetchError, Source, open_source
 from reportgen.spec import ExecutorSpec, Spec, load_spec
 
@@ -39,9 +50,13 @@ class BuildResult:
 
     @property
     def exit_code(self) -> int:
-        """1 when the gate failed (whatever else happened), 4 when the comment failed to post."""
+        """1 when the gate failed (whatever else happened: a run that is ugly stays ugly
+        whatever the missing part would add); else 5 when part of what the spec asks for is
+        missing and the spec did not accept it; else 4 when the comment failed to post."""
         if self.report.gate.failed:
             return EXIT_GATE_FAILED
+        if any(not shortfall.accepted for shortfall in self.report.shortfalls):
+            return EXIT_INCOMPLETE
         if self.comment is not None and self.comment.fails_build:
             return EXIT_COMMENT
         return EXIT_OK
@@ -50,8 +65,8 @@ class BuildResult:
 def build(
     spec: Spec | str | Path,
     *,
-    out_dir: Path | None = None,
-    now: datetime | None = None,
+    out_dir: Path | str | None = None,
+    now: datetime | str | None = None,
     source: Source | None = None,
     progress: Progress | None = None,
     comment: bool = False,
@@ -65,27 +80,84 @@ def build(
     the forge that `env` (default: os.environ) describes. `cache_mode`: "normal" (use and update
     the cache), "refresh" (ignore what is cached, fetch everything again) or "offline" (use only
     the cache; fail when something is missing). `executor` replaces the spec's
-    `source.executor` (the CLI's `--executor`).
+    `source.executor` (the CLI's `--executor`). `out_dir` and `now` may be strings, as on the
+    command line ("2026-01-01T00:00:00Z" or "@1767225600"); every argument is checked before
+    any data is read.
+
+    The outputs appear together or not at all (render/folder.py): files are rendered into a
+    staging folder and moved into place as a set, and files an earlier build wrote that this
+    one no longer writes are removed.
     """
+    target = _out_dir_argument(out_dir)
+    moment = _now_argument(now)
+    if cache_mode not in CACHE_MODES:
+        raise UsageError(
+            f"cache_mode: expected one of {', '.join(CACHE_MODES)}; got {cache_mode!r}"
+        )
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
     if executor is not None:
         spec = replace(spec, source=replace(spec.source, executor=executor))
-    now = now or build_time()
+    moment = moment or build_time()
     template_dirs = _template_dirs(spec)
     cache = None
     if source is None:
         cache = RunCache.at(default_location(spec.cache.dir), cache_mode)
         source = open_source(spec.source, cache)
-    report = make_report(spec, source, now, progress)
-    target = out_dir or spec.outputs.dir
-    files = write_outputs(report, target, spec.outputs.formats, template_dirs)
+    report = make_report(spec, source, moment, progress)
+    target = target or spec.outputs.dir
     posted = None
-    if comment or spec.outputs.comment is not None:
-        posted = publish_comment(spec, report, target, os.environ if env is None else env)
-        files.append(posted.path)
+    owner = str(spec.path) if spec.path.is_file() else ""  # "": no spec file, remove nothing
+    with OutputFolder(target, spec=owner) as folder:
+        staged = write_outputs(report, folder.staging, spec.outputs.formats, template_dirs)
+        if comment or spec.outputs.comment is not None:
+            environment = os.environ if env is None else env
+            posted = publish_comment(spec, report, target, environment, folder=folder.staging)
+            staged.append(folder.staging / posted.path.name)
+        files = folder.commit(staged)
     warnings = tuple(cache.warnings) if cache else ()
     return BuildResult(report, target, tuple(files), posted, warnings)
+
+
+CACHE_MODES = ("normal", "refresh", "offline")
+
+
+def _out_dir_argument(out_dir: object) -> Path | None:
+    if out_dir is None or isinstance(out_dir, Path):
+        return out_dir
+    if isinstance(out_dir, str) and out_dir.strip():
+        return Path(out_dir)
+    raise UsageError(f"out_dir: expected a folder (a str or Path); got {out_dir!r}")
+
+
+def _now_argument(now: object) -> datetime | None:
+    """A datetime (UTC when it has no zone), an ISO 8601 string, or "@" epoch seconds."""
+    if now is None:
+        return None
+    if isinstance(now, datetime):
+        return now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+    if isinstance(now, str):
+        return parse_moment(now, "now")
+    raise UsageError(
+        f"now: expected a datetime or a string such as 2026-11-01T12:00:00Z; got {now!r}"
+    )
+
+
+def parse_moment(text: str, name: str = "--now") -> datetime:
+    """An ISO 8601 date or time (UTC unless it says otherwise) or @seconds since 1970."""
+    stripped = text.strip()
+    try:
+        if stripped.lstrip("@").isdigit():
+            return datetime.fromtimestamp(int(stripped.lstrip("@")), timezone.utc)
+        moment = datetime.fromisoformat(stripped.replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        raise UsageError(
+            f"{name}: expected a date or time such as 2026-11-01T12:00:00Z, or @1700000000; "
+            f"got {text!r}"
+        ) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(
+        timezone.utc
+    )
 
 
 def build_time() -> datetime:
@@ -129,15 +201,26 @@ def make_report(
     spec, resolved = resolve_checkpoints(spec)
     executor = executor or open_executor(spec.source.executor, source)
     mapped = executor.map_runs(spec, source, now, progress)
-    digests = mapped.digests
-    runs = [digest.run for digest in digests]
+    failures = mapped.failures
+    if failures and not mapped.digests:
+        raise SourceError(_none_read(failures, len(failures)))
+    # Runs too short for `min_steps` are known only once read: they leave here, and runs whose
+    # names repeat are told apart, before anything compares runs.
+    kept = {run.id for run in filter_runs([d.run for d in mapped.digests], spec.runs, now)}
+    digests = [d for d in mapped.digests if d.run.id in kept]
+    short = [d.run for d in mapped.digests if d.run.id not in kept]
+    runs = distinct_names([digest.run for digest in digests])
     notes = [
         *resolved,
         *getattr(source, "notes", ()),
-        *(_left_out(f, len(runs)) for f in mapped.failures),
+        *(_left_out(f, len(runs)) for f in failures),
+        *_too_short(short, spec.runs.filters.min_steps),
     ]
     metrics = {digest.run.id: digest.metrics for digest in digests}
-    selections = [choose(selection, metrics) for selection in spec.select.values()]
+    steps = {run.id: run.logged_steps or 0 for run in runs}
+    selections = [choose(selection, metrics, steps) for selection in spec.select.values()]
+    left_out = [LeftOut(f.run_id, f.run_name, f.reason) for f in failures]
+    shortfalls = find_shortfalls(spec, runs, metrics, selections, left_out)
     baseline = _compare_with_baseline(spec, runs, metrics, now)
     analysis = analyse(
         spec,
@@ -153,7 +236,10 @@ def make_report(
         source=source.describe(),
         runs_found=mapped.found,
         runs=runs,
-        run_reports=[digest.report for digest in digests],
+        run_reports=[
+            renamed(digest.report, run, digest.metrics)
+            for digest, run in zip(digests, runs, strict=True)
+        ],
         metrics=metrics,
         selections=selections,
         tables={digest.run.id: digest.table for digest in digests},
@@ -162,8 +248,41 @@ def make_report(
         baseline=baseline,
         analysis=analysis,
         notes=notes,
-        incomplete=bool(mapped.failures),
+        incomplete=bool(failures),
+        shortfalls=shortfalls,
     )
+
+
+def _none_read(failures: list[RunFetchError], chosen: int) -> str:
+    """Not one chosen run could be read: a source failure, whatever the spec accepts."""
+    first = failures[0]
+    return (
+        f"source: none of the {chosen} chosen runs could be read; {first.run_name} "
+        f"({first.run_id}): {first.reason}"
+    )
+
+
+def _too_short(runs: list[Run], min_steps: int | None) -> list[str]:
+    if not runs:
+        return []
+    names = ", ".join(f"{run.name} ({run.logged_steps})" for run in runs[:10])
+    more = f" and {len(runs) - 10} more" if len(runs) > 10 else ""
+    return [
+        f"{len(runs)} runs logged fewer than {min_steps} steps (runs.filters.min_steps) and are "
+        f"left out: {names}{more}"
+    ]
+
+
+def distinct_names(runs: list[Run]) -> list[Run]:
+    """Runs whose names repeat are shown as "name (id)", so tables and chart legends can tell
+    them apart; `logged_name` keeps the name as W&B has it (report.json's `name`)."""
+    counts = Counter(run.name for run in runs)
+    return [
+        dataclasses.replace(run, name=f"{run.name} ({run.id})", logged_name=run.name)
+        if counts[run.name] > 1
+        else run
+        for run in runs
+    ]
 
 
 def _left_out(failure: RunFetchError, kept: int) -> str:

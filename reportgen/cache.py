@@ -8,10 +8,10 @@ stores the file's size and mtime, so an unchanged `.wandb` file is not decoded a
 Layout (a team can point DuckDB or Spark at the Parquet files):
 
     <root>/CACHEDIR.TAG
-    <root>/v1/<area>/source.json              what the area holds (never credentials)
-    <root>/v1/<area>/listing.json             W&B sources: the last run listing (for --offline)
-    <root>/v1/<area>/entries/<name>/meta.json
-    <root>/v1/<area>/entries/<name>/history.parquet   columns step, key, value
+    <root>/v2/<area>/source.json              what the area holds (never credentials)
+    <root>/v2/<area>/listing.json             W&B sources: the last run listing (for --offline)
+    <root>/v2/<area>/entries/<name>/meta.json
+    <root>/v2/<area>/entries/<name>/history.parquet   columns row, step, key, value
 
 Writes are atomic (a reader sees the old file or the new one) and go under an exclusive file
 lock per area; reads take a shared lock, so two builds at once never see half an entry. The
@@ -43,7 +43,9 @@ from reportgen import atomic
 from reportgen.runs import History, Run
 
 ENV_DIR = "REPORTGEN_CACHE_DIR"
-LAYOUT = "v1"
+# The layout version: v2 histories keep every record (columns row, step, key, value); a v1
+# entry (one value per key and `_step`) is never read, so old-shape histories are not served.
+LAYOUT = "v2"
 MODES = ("normal", "refresh", "offline")
 
 CACHEDIR_TAG = (
@@ -241,14 +243,14 @@ class CacheArea:
             "bytes": len(data),
             "keys": len(history),
         }
-        # Key order kept as logged: a run's config read back from the cache must print as it
-        # does when read from its files (report.json is the same from a warm or a cold cache).
+        # Keys in the run's own order (no sort_keys): a config read back from the cache must
+        # print in the same order as one read fresh, or report.json differs with the cache state.
         text = json.dumps(record, ensure_ascii=False, default=_jsonable)
         folder = self.entry_dir(name)
         with self.locked(shared=False):
             self._write_identity()
-            atomic.write_bytes(folder / "history.parquet", data)
-            atomic.write_text(folder / "meta.json", text)
+            atomic.write_bytes(folder / "history.parquet", data, private=True)
+            atomic.write_text(folder / "meta.json", text, private=True)
 
     def remove(self, name: str) -> None:
         with self.locked(shared=False):
@@ -271,7 +273,9 @@ class CacheArea:
             merged = dict(current) if isinstance(current, dict) else {}
             merged.update(update)
             atomic.write_text(
-                self.path / file, json.dumps(merged, sort_keys=True, default=_jsonable)
+                self.path / file,
+                json.dumps(merged, sort_keys=True, default=_jsonable),
+                private=True,
             )
 
     def _write_identity(self) -> None:
@@ -288,7 +292,8 @@ class CacheArea:
 
 
 def history_bytes(history: History) -> bytes:
-    """A history as Parquet: one row per logged point (step int64, key string, value float64)."""
+    """A history as Parquet: one row per logged value (row int64, step int64, key string,
+    value float64)."""
     table = pa.Table.from_pandas(history.to_long(), preserve_index=False)
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd")

@@ -1,6 +1,6 @@
 """The `reportgen` command: one function per verb; errors become one line and an exit code.
 
-Exit codes: 0 built; 1 built, but the gate failed; 2 bad spec or usage; 3 the data source failed.
+Exit codes are defined in reportgen/errors.py (EXIT_CODES), and `--help` lists them from there.
 """
 
 from __future__ import annotations
@@ -9,13 +9,22 @@ import argparse
 import json
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reportgen.errors import EXIT_OK, EXIT_USAGE, ReportgenError, SpecError, UsageError
+from reportgen.errors import (
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    EXIT_USAGE,
+    ReportgenError,
+    SpecError,
+    UsageError,
+    exit_codes_help,
+)
 
 if TYPE_CHECKING:
     from reportgen.build import BuildResult
@@ -24,14 +33,10 @@ if TYPE_CHECKING:
     from reportgen.sources import Source
     from reportgen.spec import ExecutorSpec
 
-EPILOG = """exit codes:
-  0  built
-  1  built, but the gate failed (gate.fail_on, or a baseline tolerance exceeded)
-  2  bad spec or usage
-  3  the data source failed (missing folder, auth, network)
-  4  built and the gate passed, but the PR comment could not be posted
-
-Quickstart: reportgen init my-report.yaml && reportgen build my-report.yaml"""
+EPILOG = (
+    exit_codes_help()
+    + "\n\nQuickstart: reportgen init my-report.yaml && reportgen build my-report.yaml"
+)
 
 
 DISCOVERY_EPILOG = """exit codes:
@@ -44,15 +49,38 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-class TerminalProgress:
-    """A one-line counter on an interactive stderr; silent in CI logs and pipes."""
+# Seconds between progress lines when stderr is not a terminal (a CI log, a pipe).
+PROGRESS_INTERVAL = 15.0
+# A fetch waiting this long is most likely being retried (wandb retries 429 and 5xx answers
+# with a backoff of up to a minute, up to 20 times) or is stuck on a slow server.
+SLOW_FETCH_SECONDS = 30.0
 
-    def __init__(self, label: str):
+
+class TerminalProgress:
+    """Progress while runs are read: a bar on an interactive stderr, and elsewhere (CI logs,
+    pipes) a line every PROGRESS_INTERVAL seconds (REPORTGEN_PROGRESS_SECONDS) with the runs
+    done of the total and the fetches still waiting, so a slow or failing server is never
+    silence. `quiet` silences the lines (the bar only ever draws on a terminal)."""
+
+    def __init__(self, label: str, *, quiet: bool = False):
         self.label = label
         self.enabled = sys.stderr.isatty() and not os.environ.get("CI")
+        self.lines = not self.enabled and not quiet
+        self.interval = _progress_interval()
         self.shown = False
+        self.state = (0, 0)
+        self.in_flight: Callable[[], list[tuple[str, float]]] | None = None
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    def watch(self, in_flight: Callable[[], list[tuple[str, float]]]) -> None:
+        """A source's fetches that are under way: (run name, seconds waited so far)."""
+        self.in_flight = in_flight
+        self._start_ticker()
 
     def __call__(self, done: int, total: int, item: str) -> None:
+        self.state = (done, total)
+        self._start_ticker()
         if not self.enabled:
             return
         width = 24
@@ -62,10 +90,53 @@ class TerminalProgress:
         sys.stderr.flush()
         self.shown = True
 
+    def line(self) -> str | None:
+        """What a progress line says now; None once every run is done and nothing waits."""
+        done, total = self.state
+        waiting = self.in_flight() if self.in_flight else []
+        if (total == 0 or done >= total) and not waiting:
+            return None
+        text = f"{self.label}: {done}/{total} runs done"
+        if waiting:
+            text += f", {len(waiting)} in progress"
+            slow = sorted((s for s in waiting if s[1] >= SLOW_FETCH_SECONDS), key=lambda s: -s[1])
+            if slow:
+                name, seconds = slow[0]
+                text += (
+                    f"; {len(slow)} waiting over {SLOW_FETCH_SECONDS:.0f} s (longest: {name}, "
+                    f"{seconds:.0f} s), likely retrying after server errors or rate limits"
+                )
+        return text
+
+    def _start_ticker(self) -> None:
+        if not self.lines or self._ticker is not None:
+            return
+        self._ticker = threading.Thread(target=self._tick, name="progress", daemon=True)
+        self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.interval):
+            line = self.line()
+            if line:
+                sys.stderr.write(line + "\n")
+                sys.stderr.flush()
+
     def close(self) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=1)
         if self.shown:
             sys.stderr.write("\r" + " " * 100 + "\r")
             sys.stderr.flush()
+
+
+def _progress_interval() -> float:
+    text = os.environ.get("REPORTGEN_PROGRESS_SECONDS", "")
+    try:
+        value = float(text) if text.strip() else PROGRESS_INTERVAL
+    except ValueError:
+        value = PROGRESS_INTERVAL
+    return value if value > 0 else PROGRESS_INTERVAL
 
 
 # --- verbs -------------------------------------------------------------------------------------
@@ -77,7 +148,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     now = parse_moment(args.now) if args.now is not None else None
-    progress = TerminalProgress("reading runs")
+    progress = TerminalProgress("reading runs", quiet=args.quiet)
     mode = "refresh" if args.refresh else "offline" if args.offline else "normal"
     try:
         result = build(
@@ -94,8 +165,11 @@ def cmd_build(args: argparse.Namespace) -> int:
     report = result.report
     for warning in result.warnings:
         _stderr(f"warning: {warning}")
-    if report.incomplete:
-        _stderr("warning: the report is incomplete: some runs could not be fetched (see its notes)")
+    for shortfall in report.shortfalls:
+        label = "warning" if shortfall.accepted else "error"
+        _stderr(f"{label}: {report.spec_path}: {shortfall.where}: {shortfall.message}")
+    if not report.runs and not report.shortfalls:
+        _stderr(f"warning: {report.spec_path}: runs: no run matched the spec's filters")
     if args.summary or args.json:
         print_summary(result, as_json=args.json)
     elif not args.quiet:
@@ -111,6 +185,11 @@ def cmd_build(args: argparse.Namespace) -> int:
         _stderr("gate failed:")
         for reason in report.gate.reasons:
             _stderr(f"  {reason}")
+    if result.exit_code == EXIT_INCOMPLETE:
+        _stderr(
+            f"the report is incomplete: exit {EXIT_INCOMPLETE} (the files were written and "
+            "say what is missing)"
+        )
     return result.exit_code
 
 
@@ -137,19 +216,9 @@ def print_summary(result: BuildResult, *, as_json: bool = False) -> None:
 
 def parse_moment(text: str) -> datetime:
     """`--now`: an ISO 8601 date or time (UTC unless it says otherwise) or @seconds since 1970."""
-    stripped = text.strip()
-    try:
-        if stripped.lstrip("@").isdigit():
-            return datetime.fromtimestamp(int(stripped.lstrip("@")), timezone.utc)
-        moment = datetime.fromisoformat(stripped.replace("Z", "+00:00"))
-    except (ValueError, OverflowError, OSError):
-        raise UsageError(
-            f"--now: expected a date or time such as 2026-11-01T12:00:00Z, or @1700000000; "
-            f"got {text!r}"
-        ) from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(
-        timezone.utc
-    )
+    from reportgen.build import parse_moment as parse
+
+    return parse(text, "--now")
 
 
 def _report_comment(comment: CommentResult, quiet: bool) -> None:

@@ -212,6 +212,9 @@ def change(
 ) -> tuple[float | None, float | None, str]:
     """Delta and percent change from the reference, and whether that is better or worse.
 
+    A metric with no known direction (goal "none": gradient norm, KL, learning rate, an
+    unknown name) is marked `no direction`, never better or worse.
+
     A missing or non-finite value on either side gives no delta and the mark `n/a`; the
     percent is relative to the reference's magnitude and absent when the reference is 0.
     """
@@ -225,6 +228,8 @@ def change(
     percent = 100.0 * delta / abs(reference) if reference != 0 else None
     if delta == 0:
         return delta, percent, "same"
+    if goal not in ("minimize", "maximize"):
+        return delta, percent, "no direction"
     better = (delta < 0) == (goal == "minimize")
     return delta, percent, "better" if better else "worse"
 

@@ -12,7 +12,7 @@ Both executors call `digest_run`, so a report is the same whichever of them buil
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from reportgen.metrics import ResolvedMetric, SampledTable, keep_rows, resolve_metrics, sample
@@ -51,9 +51,11 @@ class RunDigest:
 
 
 def digest_run(spec: Spec, run: Run, history: History, now: datetime) -> RunDigest:
-    """Everything about one run that does not depend on any other run."""
+    """Everything about one run that does not depend on any other run. The run comes back
+    with `logged_steps` set (`runs.filters.min_steps` is decided on it)."""
     from reportgen.health.stage import check_run
 
+    run = replace(run, logged_steps=len(history.steps()))
     metrics = resolve_metrics(run, history, spec.metrics)
     findings, health = check_run(spec.health, spec.metrics, run, history, metrics, now)
     steps = history.steps()

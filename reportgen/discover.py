@@ -137,13 +137,14 @@ class RunRow:
 def run_rows(source: Source, runs: Sequence[Run]) -> list[RunRow]:
     rows = []
     for run in runs:
-        steps = source.history(run).steps()
+        history = source.history(run)
+        steps = history.steps()
         rows.append(
             RunRow(
                 id=run.id,
                 name=run.name,
                 state=run.state,
-                rows=len(steps),
+                rows=history.row_count(),
                 first_step=int(steps[0]) if len(steps) else None,
                 last_step=int(steps[-1]) if len(steps) else None,
                 created_at=run.created_at,
@@ -231,9 +232,11 @@ def key_rows(source: Source, runs: Sequence[Run]) -> list[KeyRow]:
         history = source.history(run)
         keys = history.keys()
         for key in keys:
-            series = history.series(key)
-            values = series.to_numpy(dtype=float)
-            steps = series.index.to_numpy()
+            # Every logged value counts, several at one step included.
+            column = history.column(key)
+            assert column is not None
+            values = column.values
+            steps = np.sort(column.steps)
             finite = values[np.isfinite(values)]
             t = totals.setdefault(key, _KeyTotals(x=set()))
             t.runs += 1

@@ -1,6 +1,8 @@
 """The small family of errors a user can cause, and the exit code each one maps to.
 
 The CLI prints these as one clear line each (never a traceback); everything else is a bug.
+This module is the one place exit codes are defined: `--help` (and so docs/cli.md) prints
+`EXIT_CODES`; the README describes the same codes.
 """
 
 from __future__ import annotations
@@ -12,6 +14,27 @@ EXIT_GATE_FAILED = 1
 EXIT_USAGE = 2
 EXIT_SOURCE = 3
 EXIT_COMMENT = 4  # built and the gate passed, but the PR comment could not be posted
+# Built, but part of what the spec asks for is missing: a selection picked no run, a table
+# column was logged by no chosen run, or some runs could not be read. Distinct from 0 so that
+# CI and agents never take a report with a hole in it (or last week's file beside it) for a
+# whole one; distinct from 3 because the files were written and say what is missing. A spec
+# accepts missing runs with `runs.allow_partial: true`; with no run read a build exits 3.
+EXIT_INCOMPLETE = 5
+
+EXIT_CODES = {
+    EXIT_OK: "built",
+    EXIT_GATE_FAILED: "built, but the gate failed (gate.fail_on, or a baseline tolerance exceeded)",
+    EXIT_USAGE: "bad spec or usage",
+    EXIT_SOURCE: "the data source failed (missing folder, auth, network, no run could be read)",
+    EXIT_COMMENT: "built and the gate passed, but the PR comment could not be posted",
+    EXIT_INCOMPLETE: "built, but part of what the spec asks for is missing (a selection picked "
+    "no run, a table column no chosen run logged, runs that could not be read)",
+}
+
+
+def exit_codes_help(codes: tuple[int, ...] = tuple(EXIT_CODES)) -> str:
+    """The `exit codes:` block of `--help`, from the one table above."""
+    return "exit codes:\n" + "\n".join(f"  {code}  {EXIT_CODES[code]}" for code in codes)
 
 
 class ReportgenError(Exception):

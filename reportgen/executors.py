@@ -134,8 +134,8 @@ class RayExecutor:
     def map_runs(
         self, spec: Spec, source: Source, now: datetime, progress: Progress | None = None
     ) -> MappedRuns:
-        groups = self.list_groups(spec)
-        outcomes, failures = self.digest_groups(spec, groups, now, progress)
+        groups, copy_notes = self.list_groups(spec)
+        outcomes, failures = self.digest_groups(spec, groups, now, progress, copy_notes)
         # Files named for one run that hold another (copied, renamed) are read again together,
         # so that every run is merged from all its files, as the local reader merges them.
         by_run: dict[str, list[RunOutcome]] = {}
@@ -147,7 +147,7 @@ class RayExecutor:
                 run_id: sorted({Path(f) for part in parts for f in part.files})
                 for run_id, parts in split.items()
             }
-            again, failed = self.digest_groups(spec, regrouped, now, progress)
+            again, failed = self.digest_groups(spec, regrouped, now, progress, copy_notes)
             outcomes = [o for o in outcomes if o.run.id not in split] + again
             failures += failed
         found = [outcome.run for outcome in outcomes]
@@ -156,19 +156,26 @@ class RayExecutor:
         failures.sort(key=lambda failure: failure.run_id)  # not in the order tasks happened to end
         return MappedRuns(len(found), [digests[run.id] for run in chosen], failures)
 
-    def list_groups(self, spec: Spec) -> dict[str, list[Path]]:
+    def list_groups(self, spec: Spec) -> tuple[dict[str, list[Path]], dict[Path, list[str]]]:
         """The run files under source.path, grouped by the run id in their names, listed by a
-        task on the cluster: the machine that starts the build need not mount the folder."""
+        task on the cluster: the machine that starts the build need not mount the folder. With
+        them, the notes on copies read once, by the file read (for the task that reads it)."""
         ray = self._connect()
         listing = ray.remote(num_cpus=1)(list_run_files)
         try:
-            groups: dict[str, list[str]] = ray.get(listing.remote(spec, os.getcwd()))
+            listed: tuple[dict[str, list[str]], dict[str, list[str]]] = ray.get(
+                listing.remote(spec, os.getcwd())
+            )
         except ray.exceptions.RayTaskError as exc:
             cause = getattr(exc, "cause", None)
             if isinstance(cause, ReportgenError):
                 raise cause from None
             raise
-        return {run_id: [Path(f) for f in files] for run_id, files in groups.items()}
+        groups, notes = listed
+        return (
+            {run_id: [Path(f) for f in files] for run_id, files in groups.items()},
+            {Path(f): lines for f, lines in notes.items()},
+        )
 
     def digest_groups(
         self,
@@ -176,14 +183,23 @@ class RayExecutor:
         groups: dict[str, list[Path]],
         now: datetime,
         progress: Progress | None = None,
+        copy_notes: dict[Path, list[str]] | None = None,
     ) -> tuple[list[RunOutcome], list[RunFetchError]]:
-        """Run one task per group of files; collect outcomes as they finish."""
+        """Run one task per group of files; collect outcomes as they finish. `copy_notes`:
+        notes on copies read once, by the file read, handed to the task that reads it."""
         ray = self._connect()
         task = ray.remote(num_cpus=1)(read_and_digest)
         spec_ref = ray.put(spec)
         cwd = os.getcwd()
+        notes = copy_notes or {}
         pending = {
-            task.remote(spec_ref, cwd, [str(p) for p in paths], now): group_id
+            task.remote(
+                spec_ref,
+                cwd,
+                [str(p) for p in paths],
+                now,
+                {str(p): notes[p] for p in paths if p in notes},
+            ): group_id
             for group_id, paths in groups.items()
         }
         outcomes: list[RunOutcome] = []
@@ -246,16 +262,22 @@ def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
         ) from None
 
 
-def list_run_files(spec: Spec, cwd: str) -> dict[str, list[str]]:
-    """A Ray task: the source's run files by run id, as paths relative to `cwd` when it is."""
+def list_run_files(spec: Spec, cwd: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """A Ray task: the source's run files by run id, as paths relative to `cwd` when it is,
+    and the notes on copies read once, by the file read."""
     from reportgen.sources.offline import OfflineSource
 
     root = Path(cwd, spec.source.path or "")
+    given = spec.source.path or ""
     source = OfflineSource(replace(spec.source, path=str(root)))
-    return {
-        run_id: [_as_given(path, root, spec.source.path or "") for path in paths]
-        for run_id, paths in source.run_files().items()
-    }
+    groups, copy_notes = source.run_files()
+    return (
+        {
+            run_id: [_as_given(path, root, given) for path in paths]
+            for run_id, paths in groups.items()
+        },
+        {_as_given(path, root, given): lines for path, lines in copy_notes.items()},
+    )
 
 
 def _as_given(path: Path, root: Path, given: str) -> str:
@@ -263,7 +285,13 @@ def _as_given(path: Path, root: Path, given: str) -> str:
     return str(Path(given, path.relative_to(root)))
 
 
-def read_and_digest(spec: Spec, cwd: str, files: Sequence[str], now: datetime) -> list[RunOutcome]:
+def read_and_digest(
+    spec: Spec,
+    cwd: str,
+    files: Sequence[str],
+    now: datetime,
+    copy_notes: dict[str, list[str]] | None = None,
+) -> list[RunOutcome]:
     """One Ray task: read one run folder group's files and digest the runs they hold.
 
     Paths are as the driver found them, relative to its working directory `cwd`; they are read
@@ -275,7 +303,8 @@ def read_and_digest(spec: Spec, cwd: str, files: Sequence[str], now: datetime) -
     assert spec.source.path is not None
     source = OfflineSource(spec.source)
     absolute = {str(Path(cwd, f).parent): str(Path(f).parent) for f in files}
-    runs = source.read_runs([Path(cwd, f) for f in files], now=now)
+    notes = {Path(cwd, f): lines for f, lines in (copy_notes or {}).items()}
+    runs = source.read_runs([Path(cwd, f) for f in files], now=now, copy_notes=notes)
     outcomes = []
     for found in runs:
         run = replace(found, locations=tuple(absolute.get(p, p) for p in found.locations))

@@ -8,6 +8,7 @@ on one step grid; a value logged as NaN stays NaN and is never confused with "no
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -18,20 +19,94 @@ from reportgen.expressions import evaluate, evaluate_condition, parse_expression
 from reportgen.runs import STEP, History, Run
 from reportgen.spec import MetricAlias, Sampling
 
-# Names that mean "lower is better" when an alias has no explicit goal.
-_MINIMIZE_WORDS = (
-    "loss",
-    "error",
-    "err",
-    "perplexity",
-    "ppl",
-    "kl",
-    "regret",
-    "wer",
-    "cer",
-    "mse",
-    "mae",
+# Words of a metric's name that say which direction is better when an alias has no `goal`.
+# Optimiser and policy diagnostics (gradient norm, KL, clip fraction, learning rate, response
+# length) have no better direction: lower is at most "safer", so they are checked first and a
+# comparison shows "no direction" for them, as for any name it does not know. A policy's
+# entropy counts as higher-is-better: a falling entropy is the collapse the health checks fear.
+_NO_DIRECTION_WORDS = frozenset(
+    [
+        "grad",
+        "gradnorm",
+        "norm",
+        "kl",
+        "ppo_kl",
+        "approx_kl",
+        "clip",
+        "clipfrac",
+        "clipped",
+        "lr",
+        "learning",
+        "rate",
+        "length",
+        "lengths",
+        "len",
+        "step",
+        "steps",
+        "epoch",
+        "epochs",
+        "time",
+        "runtime",
+        "throughput",
+        "tokens",
+        "samples",
+        "std",
+        "temperature",
+        "beta",
+        "coef",
+        "coeff",
+    ]
 )
+_MINIMIZE_WORDS = frozenset(
+    [
+        "loss",
+        "losses",
+        "error",
+        "err",
+        "perplexity",
+        "ppl",
+        "regret",
+        "wer",
+        "cer",
+        "mse",
+        "mae",
+        "rmse",
+        "nll",
+        "bpb",
+        "bpc",
+        "cost",
+        "latency",
+    ]
+)
+_MAXIMIZE_WORDS = frozenset(
+    [
+        "reward",
+        "rewards",
+        "return",
+        "returns",
+        "score",
+        "scores",
+        "acc",
+        "accuracy",
+        "f1",
+        "bleu",
+        "rouge",
+        "pass",
+        "success",
+        "win",
+        "auc",
+        "precision",
+        "recall",
+        "em",
+        "exact",
+        "correct",
+        "solved",
+        "entropy",
+    ]
+)
+_WORD = re.compile(r"[a-z0-9]+")
+
+GOALS = ("minimize", "maximize", "none")
 
 
 @dataclass(frozen=True)
@@ -59,11 +134,27 @@ class ResolvedMetric:
 
 
 def goal_for(alias: MetricAlias | None, name: str) -> str:
-    """The better direction: the alias's `goal`, else a guess from the name."""
+    """The better direction: the alias's `goal`, else what the name's words say, else "none".
+
+    Loss, perplexity, error: minimize. Reward, return, score, accuracy, entropy: maximize.
+    Gradient norm, KL, clip fraction, learning rate, length, and any name it does not know:
+    "none" (no direction), so a comparison never calls a change of them better or worse.
+    """
     if alias is not None and alias.goal:
         return alias.goal
+    words = set(_WORD.findall(name.lower()))
+    if words & _NO_DIRECTION_WORDS:
+        return "none"
+    if words & _MINIMIZE_WORDS:
+        return "minimize"
+    if words & _MAXIMIZE_WORDS:
+        return "maximize"
     lowered = name.lower()
-    return "minimize" if any(word in lowered for word in _MINIMIZE_WORDS) else "maximize"
+    if any(word in lowered for word in ("loss", "perplexity", "error")):
+        return "minimize"
+    if any(word in lowered for word in ("reward", "accuracy", "score")):
+        return "maximize"
+    return "none"
 
 
 def resolve_metrics(

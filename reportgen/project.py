@@ -215,6 +215,17 @@ def _run_cells(run: Run, span: StepSpan) -> dict[str, Any]:
     }
 
 
+def run_cell(series: pd.Series, how: str) -> float | None:
+    """One run's value of an alias: `reduce`, except that `last` of a run whose curve ended
+    NaN or infinite is that value, not its last finite one (a diverged run must not look
+    like it ended well, in its row or in its group's mean)."""
+    if how == "last" and len(series):
+        final = float(series.iloc[-1])
+        if not math.isfinite(final):
+            return final
+    return reduce(series, how)
+
+
 def _summary_numbers(summary: Mapping[str, Any]) -> dict[str, float]:
     """Numeric summary values by flattened key, W&B's own `_…` bookkeeping left out."""
     return {
@@ -240,7 +251,7 @@ def run_cells(spec: ProjectTableSpec, run: Run, metrics: Mapping[str, ResolvedMe
         config=flatten(run.config),
         summary=_summary_numbers(run.summary) if spec.summary else {},
         metrics={
-            alias: reduce(metrics[alias].series, how) if metrics[alias].found else None
+            alias: run_cell(metrics[alias].series, how) if metrics[alias].found else None
             for alias, how in (spec.metrics or {}).items()
         },
     )
@@ -382,14 +393,17 @@ def _sort_key(keys: tuple[Any, ...]) -> tuple[tuple[int, float, str], ...]:
     return tuple(order)
 
 
-def aggregate(values: Sequence[Any] | np.ndarray, how: str) -> float | None:
-    """count, mean, std (sample, n-1), min or max of finite values; None when undefined."""
-    if isinstance(values, np.ndarray):
-        finite = values[np.isfinite(values)]
-    else:
-        finite = np.asarray([v for v in values if _finite(v)], dtype=float)
+def aggregate(values: Sequence[Any], how: str) -> float | None:
+    """count, mean, std (sample, n-1), min or max of finite values; None when undefined.
+
+    A member whose value is NaN or infinite (a run that ended diverged) makes the group's
+    mean and std NaN: leaving it out would report the survivors as the group's result.
+    """
+    finite = np.asarray([v for v in values if _finite(v)], dtype=float)
     if how == "count":
         return len(finite)
+    if how in ("mean", "std") and any(_numeric(v) and not math.isfinite(v) for v in values):
+        return math.nan
     if len(finite) == 0 or (how == "std" and len(finite) < 2):
         return None
     if how == "mean":
@@ -411,16 +425,15 @@ def group_rows(
     file: str,
 ) -> GroupTable:
     """Runs with equal values in `by` (a missing value is its own group), aggregated."""
-    groups: dict[tuple[Any, ...], list[int]] = {}
-    for index, row in enumerate(rows):
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for row in rows:
         key = tuple(_group_key(row.get(column)) for column in by)
-        groups.setdefault(key, []).append(index)
-    columns = {metric: numbers(rows, metric) for metric in metrics}
+        groups.setdefault(key, []).append(row)
     result = []
     for key in sorted(groups, key=_sort_key):
-        members = np.asarray(groups[key], dtype=np.int64)
+        members = groups[key]
         values = {
-            metric: {how: aggregate(columns[metric][members], how) for how in aggregates}
+            metric: {how: aggregate([m.get(metric) for m in members], how) for how in aggregates}
             for metric in metrics
         }
         result.append(GroupRow(key, len(members), values))
@@ -613,8 +626,14 @@ def project_table(
     found: list[Correlation] = []
     with_primary = 0
     note = None
+    if primary and goal == "none":
+        notes.append(
+            f"project_table.primary: '{primary}' has no known better direction; give its "
+            "alias a goal (minimize or maximize) to rank the top runs"
+        )
     if primary_column and goal:
-        top = top_runs(rows, primary_column, goal, spec.top)
+        if goal != "none":
+            top = top_runs(rows, primary_column, goal, spec.top)
         if spec.correlate:
             found, with_primary, note = correlations(rows, columns, primary_column, spec.min_runs)
     known = {c.name for c in columns}

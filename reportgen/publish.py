@@ -46,9 +46,18 @@ class CommentResult:
 
 
 def publish_comment(
-    spec: Spec, report: Report, out_dir: Path, env: Mapping[str, str]
+    spec: Spec,
+    report: Report,
+    out_dir: Path,
+    env: Mapping[str, str],
+    *,
+    folder: Path | None = None,
 ) -> CommentResult:
-    """Render the comment for the forge found in `env`, write it, post it, add it to the summary."""
+    """Render the comment for the forge found in `env`, write it, post it, add it to the summary.
+
+    comment.md is written into `folder` (a build's staging folder, moved into `out_dir` with
+    the other outputs), or straight into `out_dir`; the result names its place in `out_dir`.
+    """
     settings = spec.outputs.comment or CommentSpec()
     forge = detect_forge(settings.forge, env)
     forge_limit = FORGE_LIMITS.get(forge or "github", GITHUB_LIMIT)
@@ -57,7 +66,7 @@ def publish_comment(
     full_report = settings.report_url or job_url(forge, env) or _local_report(spec, out_dir)
     body = render_comment(report, CommentOptions(name, limit, settings.charts, full_report))
     path = out_dir / COMMENT_FILE
-    atomic.write_text(path, body)
+    atomic.write_text((folder or out_dir) / COMMENT_FILE, body)
     outcome = post_comment(body, marker_line(name), forge, env)
     problem = append_step_summary(body, env)
     return CommentResult(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -18,12 +18,17 @@ from reportgen.analysis import Analysis
 from reportgen.baseline import BaselineComparison
 from reportgen.curves import smooth, thin
 from reportgen.metrics import MetricStats, ResolvedMetric, SampledTable, describe, goal_for
-from reportgen.runs import History, Run
+from reportgen.runs import History, Run, overlap_note
 from reportgen.select import SelectionResult
+from reportgen.shortfalls import Shortfall
 from reportgen.spec import Spec
 
 SEVERITIES = ("bad", "ugly")
-VERDICTS = ("good", "bad", "ugly")
+FAILED_STATES = ("failed", "crashed", "killed")  # runs whose console tail the reports show
+CONSOLE_LINES = 5  # the end of a failed run's console output: enough for the exception
+# `unjudged`: no finding, but too little evidence to call the run good (no check ran, no
+# logged step, too few points, no metric the checks know); RunHealth.unjudged says why.
+VERDICTS = ("good", "bad", "ugly", "unjudged")
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,9 @@ class RunHealth:
     preset: str | None = None
     checks: tuple[str, ...] = ()
     healthy: tuple[str, ...] = ()
+    # Why the checks could not judge the run (None: they could). The default, for a run the
+    # health stage never saw, is "not checked".
+    unjudged: str | None = "no health check ran"
 
 
 @dataclass(frozen=True)
@@ -74,14 +82,19 @@ class NextExperiment:
     runs: tuple[str, ...]
 
 
-def verdict(findings: Sequence[Finding]) -> str:
-    """ugly if any finding is ugly, bad if any is bad, else good."""
+def verdict(findings: Sequence[Finding], unjudged: str | None = None) -> str:
+    """ugly if any finding is ugly, bad if any is bad; without findings, good only when the
+    checks had enough to judge (`unjudged` is None), else unjudged.
+
+    "good" is a claim that the run was checked and looks healthy, so a run no check could
+    look at is never good.
+    """
     severities = {f.severity for f in findings}
     if "ugly" in severities:
         return "ugly"
     if "bad" in severities:
         return "bad"
-    return "good"
+    return "unjudged" if unjudged else "good"
 
 
 @dataclass(frozen=True)
@@ -144,6 +157,7 @@ class RunReport:
     console_tail: tuple[str, ...] = ()
     curves: tuple[Curve, ...] = ()
     health: RunHealth = field(default_factory=RunHealth)
+    logged_name: str | None = None  # W&B's name when `name` says "name (id)" to tell runs apart
     entity: str | None = None
     project: str | None = None
 
@@ -172,6 +186,8 @@ class SelectionReport:
     value: float | None
     key: str | None
     ranking: tuple[RankedRun, ...]
+    min_steps: int | None = None
+    too_short: tuple[RankedRun, ...] = ()  # runs min_steps kept out of the ranking
 
 
 @dataclass(frozen=True)
@@ -223,9 +239,27 @@ class Report:
     baseline: BaselineComparison | None = None
     analysis: Analysis = field(default_factory=Analysis)
     incomplete: bool = False  # some chosen runs could not be fetched (their notes say which)
+    shortfalls: tuple[Shortfall, ...] = ()  # what the spec asks for that this report lacks
+    run_pages: str = "notable"  # outputs.run_pages: which runs get a section of their own
 
     def run(self, run_id: str) -> RunReport:
         return next(r for r in self.runs if r.id == run_id)
+
+    def shortfall_for(self, where: str) -> Shortfall | None:
+        """The first gap at a spec path or under it (select.best → select.best.by)."""
+        return next(
+            (s for s in self.shortfalls if s.where == where or s.where.startswith(where + ".")),
+            None,
+        )
+
+    def has_page(self, run: RunReport) -> bool:
+        """Whether a run gets a section of its own: with outputs.run_pages `notable`, only runs
+        with findings, runs that failed, and runs a selection picked (every run is in the
+        verdict table either way)."""
+        if self.run_pages == "all":
+            return True
+        picked = any(s.run_id == run.id for s in self.selections)
+        return picked or bool(run.findings) or run.state in FAILED_STATES
 
     def problems(self, severity: str) -> list[RunProblems]:
         """Findings of one severity run by run, grouped by likely cause: Bad and Ugly sections."""
@@ -245,6 +279,11 @@ class Report:
     def good_runs(self) -> list[RunReport]:
         """Runs no check found anything wrong with: the Good section."""
         return [run for run in self.runs if run.verdict == "good"]
+
+    @property
+    def unjudged_runs(self) -> list[RunReport]:
+        """Runs the checks could not judge (too little data, or not checked), with why."""
+        return [run for run in self.runs if run.verdict == "unjudged"]
 
 
 # --- assembling --------------------------------------------------------------------------------
@@ -266,6 +305,7 @@ def assemble(
     baseline: BaselineComparison | None = None,
     analysis: Analysis | None = None,
     incomplete: bool = False,
+    shortfalls: Sequence[Shortfall] = (),
 ) -> Report:
     """Bind the pipeline's results into one Report (`run_reports` from `run_report`, per run)."""
     names = {run.id: run.name for run in runs}
@@ -287,6 +327,8 @@ def assemble(
         gate=with_baseline(gate_result(spec.gate.fail_on, run_reports), baseline),
         notes=(*notes, *_plot_notes(spec)),
         incomplete=incomplete,
+        shortfalls=tuple(shortfalls),
+        run_pages=spec.outputs.run_pages,
         sampling={
             "x": spec.sampling.x,
             "start": spec.sampling.start,
@@ -318,6 +360,9 @@ def run_report(
     steps = history.steps()
     metric_reports = []
     notes = list(run.read_notes)
+    overlaps = overlap_note(history, run)
+    if overlaps:
+        notes.append(overlaps)
     for alias, metric in resolved.items():
         note = None if metric.found else metric.missing_note(run.name)
         if note:
@@ -348,9 +393,9 @@ def run_report(
         summary=run.summary,
         first_step=int(steps[0]) if len(steps) else None,
         last_step=int(steps[-1]) if len(steps) else None,
-        rows=len(steps),
+        rows=history.row_count(),
         metrics=tuple(metric_reports),
-        verdict=verdict(findings),
+        verdict=verdict(findings, health.unjudged),
         findings=tuple(findings),
         notes=tuple(notes),
         locations=run.locations,
@@ -361,6 +406,31 @@ def run_report(
             if metric.found and len(metric.series)
         ),
         health=health,
+        logged_name=run.logged_name,
+    )
+
+
+def renamed(report: RunReport, run: Run, resolved: Mapping[str, ResolvedMetric]) -> RunReport:
+    """A run's report under the name the whole build gives it (`run.name`, "name (id)" where
+    names repeat): a worker digests a run before the other runs' names are known."""
+    if report.name == run.name:
+        return report
+    notes = list(report.notes)
+    metric_reports = []
+    for metric_report in report.metrics:
+        metric = resolved.get(metric_report.alias)
+        note = metric_report.missing_note
+        if note is not None and metric is not None:
+            new_note = metric.missing_note(run.name)
+            notes = [new_note if n == note else n for n in notes]
+            metric_report = replace(metric_report, missing_note=new_note)
+        metric_reports.append(metric_report)
+    return replace(
+        report,
+        name=run.name,
+        logged_name=run.logged_name,
+        notes=tuple(notes),
+        metrics=tuple(metric_reports),
     )
 
 
@@ -411,10 +481,12 @@ def _selection_report(
         value=best.value if best else None,
         key=key,
         ranking=tuple(RankedRun(r.run_id, names[r.run_id], r.value) for r in result.ranking),
+        min_steps=s.min_steps,
+        too_short=tuple(RankedRun(run_id, names[run_id], None) for run_id in result.too_short),
     )
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9.-]+")  # "_" too, so "a (b)_c" gives a_b_c, not a_b__c
 
 
 def safe_file_name(text: str) -> str:

@@ -7,7 +7,7 @@ numeric value a run logged and is fetched only for the runs that pass the filter
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -44,6 +44,10 @@ class Run:
     url: str | None = None
     read_notes: tuple[str, ...] = ()
     locations: tuple[str, ...] = ()
+    # Distinct `_step` values logged; None until the history is read (filters.min_steps waits).
+    logged_steps: int | None = None
+    # The name as W&B has it, when `name` was made distinct from another run's ("name (id)").
+    logged_name: str | None = None
 
     def x_key_for(self, key: str) -> str:
         """The step key a metric was declared against with define_metric, else `_step`."""
@@ -71,54 +75,61 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 class History:
-    """Every numeric value a run logged, per key, indexed by `_step`.
+    """Every numeric value a run logged, per key, with the record (row) and `_step` it came from.
 
-    Only logged points are present: a step where a key was not logged has no entry, while a
+    A row is one history record, not a `_step` value: a run can write several records at one
+    step (several writer processes, a resumed run that logs steps again, writers that set no
+    step at all), and every value of every record is kept. Row numbers order the records as they
+    were written (fragments of a merged run one after another), so that a metric's x value is
+    taken from the same record as the metric itself (`series(key, "train/step")`).
+
+    Only logged points are present: a record where a key was not logged has no entry, while a
     logged NaN or infinity is kept as that value. The two are never confused.
+
+    Where several values of a key fall on one x, `series` uses the one written last (the later
+    row) and `overlaps` counts the others, so that the report can say how many there were.
     """
 
-    def __init__(self, columns: Mapping[str, pd.Series] | None = None):
-        self._columns: dict[str, pd.Series] = dict(columns or {})
+    def __init__(self, columns: Mapping[str, Column] | None = None):
+        self._columns: dict[str, Column] = dict(columns or {})
+        self._series: dict[tuple[str, str], pd.Series] = {}
 
     @classmethod
     def from_points(
         cls, points: Mapping[str, tuple[Sequence[int] | np.ndarray, Sequence[float] | np.ndarray]]
     ) -> History:
-        """Build from {key: (steps, values)}; a step logged twice keeps its last value."""
+        """Build from {key: (steps, values)}, one record per distinct step (tests, benchmarks)."""
+        all_steps = [np.asarray(steps, dtype=np.int64) for steps, _ in points.values()]
+        distinct = np.unique(np.concatenate(all_steps)) if all_steps else np.array([], np.int64)
         columns = {}
         for key, (steps, values) in points.items():
-            series = pd.Series(
-                np.asarray(values, dtype=float),
-                index=pd.Index(np.asarray(steps, dtype=np.int64), name=STEP),
-                name=key,
-            )
-            if not series.index.is_monotonic_increasing or series.index.has_duplicates:
-                series = series[~series.index.duplicated(keep="last")].sort_index()
-            columns[key] = series
+            step_array = np.asarray(steps, dtype=np.int64)
+            rows = np.searchsorted(distinct, step_array).astype(np.int64)
+            columns[key] = Column(rows, step_array, np.asarray(values, dtype=float))
         return cls(columns)
 
     @classmethod
     def from_long(cls, frame: pd.DataFrame) -> History:
-        """Inverse of `to_long`: a frame with columns step, key, value."""
+        """Inverse of `to_long`: a frame with columns row, step, key, value."""
         columns = {}
         for key, part in frame.groupby("key", sort=False, observed=True):
-            series = pd.Series(
+            columns[str(key)] = Column(
+                part["row"].to_numpy(dtype=np.int64),
+                part["step"].to_numpy(dtype=np.int64),
                 part["value"].to_numpy(dtype=float),
-                index=pd.Index(part["step"].to_numpy(dtype=np.int64), name=STEP),
-                name=str(key),
             )
-            columns[str(key)] = series
         return cls(columns)
 
     def to_long(self) -> pd.DataFrame:
-        """One row per logged point: step (int64), key (str), value (float64)."""
+        """One row per logged value: row (int64), step (int64), key (str), value (float64)."""
         parts = [
-            pd.DataFrame({"step": s.index.to_numpy(), "key": key, "value": s.to_numpy()})
-            for key, s in self._columns.items()
+            pd.DataFrame({"row": c.rows, "step": c.steps, "key": key, "value": c.values})
+            for key, c in self._columns.items()
         ]
         if not parts:
             return pd.DataFrame(
                 {
+                    "row": pd.Series([], dtype="int64"),
                     "step": pd.Series([], dtype="int64"),
                     "key": pd.Series([], dtype="str"),
                     "value": pd.Series([], dtype="float64"),
@@ -132,46 +143,164 @@ class History:
     def __contains__(self, key: object) -> bool:
         return key in self._columns
 
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
     def __len__(self) -> int:
         return len(self._columns)
 
+    def column(self, key: str) -> Column | None:
+        """Every value of `key` as logged, in the order written (nothing resolved away)."""
+        return self._columns.get(key)
+
+    def count(self, key: str) -> int:
+        """How many values of `key` were logged (every record, overlaps included)."""
+        column = self._columns.get(key)
+        return 0 if column is None else len(column.values)
+
+    def row_count(self) -> int:
+        """How many history records hold at least one numeric value."""
+        if not self._columns:
+            return 0
+        return len(np.unique(np.concatenate([c.rows for c in self._columns.values()])))
+
+    def next_row(self) -> int:
+        """The row number after the last one in use (where appended records start)."""
+        if not self._columns:
+            return 0
+        return int(max(int(c.rows.max()) for c in self._columns.values() if len(c.rows)) + 1)
+
     def subset(self, keys: Iterable[str]) -> History:
-        """Only these keys (those it has): what a remote worker sends back when asked for few."""
+        """Only these keys (those it has), every value as logged on its rows: what a remote
+        worker sends back when asked for few."""
         return History({key: self._columns[key] for key in keys if key in self._columns})
 
     def merged(self, newer: History) -> History:
-        """This history with `newer`'s points added; where both have a step, `newer` wins."""
+        """This history followed by `newer`'s records (renumbered after this one's rows)."""
+        offset = self.next_row() if self._columns else 0
         columns = dict(self._columns)
-        for key, series in newer._columns.items():
-            if key in columns:
-                both = pd.concat([columns[key], series])
-                both = both[~both.index.duplicated(keep="last")].sort_index()
-                columns[key] = both
-            else:
-                columns[key] = series
+        for key, column in newer._columns.items():
+            shifted = Column(column.rows + offset, column.steps, column.values)
+            mine = columns.get(key)
+            columns[key] = shifted if mine is None else mine.extended(shifted)
         return History(columns)
 
     def series(self, key: str, x: str = STEP) -> pd.Series:
-        """The logged values of `key` indexed by the x key (rows where both were logged)."""
-        values = self._columns.get(key)
-        if values is None:
-            return pd.Series([], dtype=float, index=pd.Index([], dtype=np.int64, name=x), name=key)
+        """The values of `key` indexed by x, ascending: `_step`, or another key logged in the
+        same records (a step metric declared with define_metric). Records of `key` without that
+        x are left out; where several records share an x, the one written last gives the value.
+        """
+        cached = self._series.get((key, x))
+        if cached is None:
+            cached = self._series[(key, x)] = self._placed(key, x)[0]
+        return cached
+
+    def overlaps(self, key: str, x: str = STEP) -> tuple[int, int]:
+        """(values hidden by a later value at the same x, values whose record lacks x)."""
+        _, hidden, unplaced = self._placed(key, x)
+        return hidden, unplaced
+
+    def _placed(self, key: str, x: str) -> tuple[pd.Series, int, int]:
+        column = self._columns.get(key)
+        if column is None:
+            index = pd.Index([], dtype=np.int64, name=x)
+            return pd.Series([], dtype=float, index=index, name=key), 0, 0
         if x == STEP:
-            return values
-        xs = self._columns.get(x)
-        if xs is None:
-            return pd.Series([], dtype=float, index=pd.Index([], dtype=float, name=x), name=key)
-        joined = pd.concat([xs.rename("x"), values.rename("v")], axis=1, join="inner")
-        joined = joined[np.isfinite(joined["x"])]
-        xs_index = joined["x"].to_numpy()
-        if len(xs_index) and np.all(np.mod(xs_index, 1) == 0):
-            xs_index = xs_index.astype(np.int64)
-        result = pd.Series(joined["v"].to_numpy(), index=pd.Index(xs_index, name=x), name=key)
-        result = result[~result.index.duplicated(keep="last")].sort_index()
-        return result
+            xs, values, rows = column.steps, column.values, column.rows
+            unplaced = 0
+        else:
+            axis = self._columns.get(x)
+            if axis is None:
+                index = pd.Index([], dtype=float, name=x)
+                return pd.Series([], dtype=float, index=index, name=key), 0, len(column.rows)
+            xs, values, rows = _same_records(column, axis)
+            unplaced = len(column.rows) - len(rows)
+            finite = np.isfinite(xs)
+            unplaced += int(len(xs) - finite.sum())
+            xs, values, rows = xs[finite], values[finite], rows[finite]
+            if len(xs) and np.all(np.mod(xs, 1) == 0):
+                xs = xs.astype(np.int64)
+        # Stable order by (x, row): the last of each run of equal x values was written last.
+        order = np.lexsort((rows, xs))
+        xs, values = xs[order], values[order]
+        keep = np.ones(len(xs), dtype=bool)
+        if len(xs) > 1:
+            keep[:-1] = xs[1:] != xs[:-1]
+        hidden = int(len(xs) - keep.sum())
+        series = pd.Series(values[keep], index=pd.Index(xs[keep], name=x), name=key)
+        return series, hidden, unplaced
 
     def steps(self) -> np.ndarray:
         """Every `_step` at which anything was logged, ascending."""
         if not self._columns:
             return np.array([], dtype=np.int64)
-        return np.unique(np.concatenate([s.index.to_numpy() for s in self._columns.values()]))
+        return np.unique(np.concatenate([c.steps for c in self._columns.values()]))
+
+
+@dataclass(frozen=True)
+class Column:
+    """One key's logged values: the record (row) and `_step` of each, in the order written."""
+
+    rows: np.ndarray  # int64
+    steps: np.ndarray  # int64
+    values: np.ndarray  # float64
+
+    def extended(self, later: Column) -> Column:
+        return Column(
+            np.concatenate([self.rows, later.rows]),
+            np.concatenate([self.steps, later.steps]),
+            np.concatenate([self.values, later.values]),
+        )
+
+
+def _same_records(column: Column, axis: Column) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, value, row) for the records of `column` that also logged the axis key."""
+    axis_order = np.argsort(axis.rows, kind="stable")
+    axis_rows = axis.rows[axis_order]
+    axis_values = axis.values[axis_order]
+    where = np.searchsorted(axis_rows, column.rows)
+    inside = where < len(axis_rows)
+    found = np.zeros(len(column.rows), dtype=bool)
+    found[inside] = axis_rows[where[inside]] == column.rows[inside]
+    return axis_values[where[found]], column.values[found], column.rows[found]
+
+
+def overlap_note(history: History, run: Run) -> str | None:
+    """One sentence on values that share an x with another value of their key, or lack their
+    declared x; None when every value has an x of its own."""
+    hidden_keys: list[tuple[str, int]] = []
+    unplaced_keys: list[tuple[str, str, int]] = []
+    for key in history:
+        if key.startswith("_"):  # W&B's own bookkeeping (_runtime, _timestamp) per writer
+            continue
+        x = run.x_key_for(key)
+        hidden, unplaced = history.overlaps(key, x)
+        if hidden:
+            hidden_keys.append((key, hidden))
+        if unplaced:
+            unplaced_keys.append((key, x, unplaced))
+    parts = []
+    if hidden_keys:
+        total = sum(n for _, n in hidden_keys)
+        examples = ", ".join(
+            f"{k} ({n:,})" for k, n in sorted(hidden_keys, key=lambda t: -t[1])[:3]
+        )
+        parts.append(
+            f"{total:,} logged values of {_keys(len(hidden_keys))} share their x with a value "
+            f"written later (several writers, or steps logged again after a resume), e.g. "
+            f"{examples}: curves and tables use the value written last at each x; every "
+            "value is kept and counted by `reportgen keys`"
+        )
+    if unplaced_keys:
+        total = sum(n for _, _, n in unplaced_keys)
+        examples = ", ".join(f"{k} (x {x}: {n:,})" for k, x, n in unplaced_keys[:3])
+        parts.append(
+            f"{total:,} logged values of {_keys(len(unplaced_keys))} were logged without their "
+            f"declared step metric in the same record, e.g. {examples}: they have no place on "
+            "that axis"
+        )
+    return "; ".join(parts) if parts else None
+
+
+def _keys(count: int) -> str:
+    return f"{count} key" if count == 1 else f"{count} keys"

@@ -70,6 +70,9 @@ def matches(run: Run, filters: RunFilters, now: datetime) -> bool:
             return False
         if filters.created_before and run.created_at > filters.created_before.resolve(now):
             return False
+    steps = run.logged_steps
+    if filters.min_steps is not None and steps is not None and steps < filters.min_steps:
+        return False
     if filters.config:
         config = config_lookup(run.config)
         for key, comparison in filters.config.items():
@@ -144,23 +147,43 @@ class Ranked:
 
 @dataclass(frozen=True)
 class SelectionResult:
-    """The run a selection picked (None when no run has the metric) and the full ranking."""
+    """The run a selection picked (None when no run has the metric) and the full ranking.
+
+    `too_short` are the runs `min_steps` kept out of the ranking.
+    """
 
     selection: Selection
     run_id: str | None
     ranking: tuple[Ranked, ...]
+    too_short: tuple[str, ...] = ()
 
 
 def choose(
-    selection: Selection, metrics: Mapping[str, Mapping[str, ResolvedMetric]]
+    selection: Selection,
+    metrics: Mapping[str, Mapping[str, ResolvedMetric]],
+    logged_steps: Mapping[str, int] | None = None,
 ) -> SelectionResult:
-    """Rank runs by the reduced alias; best first, runs without the metric last."""
+    """Rank runs by the reduced alias; best first, runs without the metric last.
+
+    With `selection.min_steps`, runs that logged fewer steps (`logged_steps[run_id]`) are not
+    ranked: a run stopped after a few steps would otherwise win on its few early points.
+    """
+    too_short: list[str] = []
     ranked = []
     for run_id, resolved in metrics.items():
+        if _too_short(run_id, selection.min_steps, logged_steps):
+            too_short.append(run_id)
+            continue
         metric = resolved.get(selection.by)
         value = reduce(metric.series, selection.reduce) if metric and metric.found else None
         ranked.append(Ranked(run_id, value))
     sign = 1.0 if selection.pick == "min" else -1.0
     ranked.sort(key=lambda r: (r.value is None, sign * (r.value or 0.0), r.run_id))
     best = ranked[0].run_id if ranked and ranked[0].value is not None else None
-    return SelectionResult(selection, best, tuple(ranked))
+    return SelectionResult(selection, best, tuple(ranked), tuple(too_short))
+
+
+def _too_short(run_id: str, min_steps: int | None, logged_steps: Mapping[str, int] | None) -> bool:
+    if min_steps is None or logged_steps is None:
+        return False
+    return logged_steps.get(run_id, 0) < min_steps

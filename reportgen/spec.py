@@ -99,6 +99,7 @@ class RunFilters:
     config: dict[str, dict[str, Any]] = field(default_factory=dict)
     created_after: TimeBound | None = None
     created_before: TimeBound | None = None
+    min_steps: int | None = None  # checked once a run's history is read (Run.logged_steps)
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class RunsSpec:
     filters: RunFilters = field(default_factory=RunFilters)
     ids: tuple[str, ...] = ()
     limit: int | None = None
+    allow_partial: bool = False  # runs that cannot be read leave a report that exits 0, not 5
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,7 @@ class Selection:
     by: str
     reduce: str = "mean"
     pick: str = "min"
+    min_steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,7 @@ class OutputsSpec:
     csv: CsvSpec = field(default_factory=CsvSpec)
     comment: CommentSpec | None = None
     templates: Path | None = None
+    run_pages: str = "notable"  # or "all": which runs get a section (a PDF page) of their own
 
 
 @dataclass(frozen=True)
@@ -838,9 +842,11 @@ def _runs_spec(runs: dict[str, Any]) -> RunsSpec:
             config={k: _comparison(v) for k, v in filters.get("config", {}).items()},
             created_after=_time_bound(filters.get("created_after")),
             created_before=_time_bound(filters.get("created_before")),
+            min_steps=filters.get("min_steps"),
         ),
         ids=tuple(runs.get("ids", ())),
         limit=runs.get("limit"),
+        allow_partial=runs.get("allow_partial", False),
     )
 
 
@@ -901,7 +907,13 @@ def _build_spec(data: dict[str, Any], path: Path, sha256: str) -> Spec:
         runs=_runs_spec(data.get("runs", {})),
         metrics={name: _alias(name, rule) for name, rule in data.get("metrics", {}).items()},
         select={
-            name: Selection(name, rule["by"], rule.get("reduce", "mean"), rule.get("pick", "min"))
+            name: Selection(
+                name,
+                rule["by"],
+                rule.get("reduce", "mean"),
+                rule.get("pick", "min"),
+                rule.get("min_steps"),
+            )
             for name, rule in data.get("select", {}).items()
         },
         sampling=Sampling(
@@ -927,6 +939,7 @@ def _build_spec(data: dict[str, Any], path: Path, sha256: str) -> Spec:
             ),
             comment=_comment(outputs),
             templates=Path(outputs["templates"]) if "templates" in outputs else None,
+            run_pages=outputs.get("run_pages", "notable"),
         ),
         gate=GateSpec(fail_on=data.get("gate", {}).get("fail_on", "never")),
         raw=data,

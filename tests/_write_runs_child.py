@@ -34,6 +34,8 @@ def log_plan(root: str, plan: dict) -> None:
         run.summary[key] = value
     if plan["crash"]:
         raise RuntimeError(plan["crash"])
+    if plan.get("interrupt"):
+        raise KeyboardInterrupt
     if plan.get("kill"):
         time.sleep(1.0)  # let wandb-core write what it has, then die without an exit record
         os.kill(os.getpid(), signal.SIGKILL)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from runwriter import PlannedRun, write_runs
+from runwriter import PlannedRun, hermetic_env, write_runs
+from wandb_ingest_server import IngestServer
 
 LONG_STEPS = 1050  # steps 0..1049: the last step is not on the 100-step grid
 
@@ -122,3 +124,45 @@ def project_copy(project_dir: Path, tmp_path: Path) -> Path:
 def write_spec(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One shared-mode run, written by a primary and a secondary process of the real client."""
+    root = tmp_path_factory.mktemp("shared")
+    child = Path(__file__).with_name("_write_shared_child.py")
+    flag = root / "secondary-done"
+    with IngestServer() as server:
+        env = hermetic_env(root)
+        env.update(WANDB_BASE_URL=server.url, WANDB_API_KEY="k" * 40, WANDB_INIT_TIMEOUT="60")
+        run = [sys.executable, str(child)]
+        primary = subprocess.Popen([*run, "primary", str(root), "shared01", str(flag)], env=env)
+        secondary_env = dict(env, WANDB_X_LABEL="secondary")
+        # The secondary starts after the primary (its folder is the later fragment).
+        subprocess.run(
+            [*run, "secondary", str(root), "shared01", str(flag)],
+            env=secondary_env,
+            check=True,
+            timeout=120,
+        )
+        assert primary.wait(timeout=120) == 1  # the primary crashed, as planned
+    return root
+
+
+@pytest.fixture(scope="session")
+def relogged_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run resumed from a checkpoint at step 30 after logging steps 0..39: 30..39 twice."""
+    first = PlannedRun(
+        name="relog",
+        run_id="relog001",
+        exit_code=1,
+        rows=[{"train/loss": float(s)} for s in range(40)],
+    )
+    second = PlannedRun(
+        name="relog",
+        run_id="relog001",
+        resume=True,
+        steps=list(range(30, 60)),
+        rows=[{"train/loss": 1000.0 + s} for s in range(30, 60)],
+    )
+    return write_runs(tmp_path_factory.mktemp("relog"), [first, second])

@@ -37,6 +37,7 @@ class PlannedRun:
     exit_code: int = 0
     crash: str | None = None
     kill: bool = False  # SIGKILL the writer after logging: no exit record, like a killed job
+    interrupt: bool = False  # raise KeyboardInterrupt after logging, as Ctrl-C does
     define_metrics: list[dict[str, str]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     prints: list[str] = field(default_factory=list)
@@ -68,7 +69,7 @@ def _run_child(root: Path, plans: list[PlannedRun]) -> None:
         env=hermetic_env(root),
         timeout=300,
     )
-    expect_crash = any(p.crash or p.kill for p in plans)
+    expect_crash = any(p.crash or p.kill or p.interrupt for p in plans)
     if done.returncode != 0 and not expect_crash:
         raise RuntimeError(f"writing runs failed:\n{done.stdout}\n{done.stderr}")
 
@@ -76,9 +77,9 @@ def _run_child(root: Path, plans: list[PlannedRun]) -> None:
 def write_runs(root: Path, plans: list[PlannedRun]) -> Path:
     """Log every plan under root (as root/wandb/offline-run-*); returns root."""
     root.mkdir(parents=True, exist_ok=True)
-    calm = [p for p in plans if not p.crash and not p.kill and not p.resume]
+    calm = [p for p in plans if not (p.crash or p.kill or p.interrupt or p.resume)]
     resumes = [p for p in plans if p.resume]
-    batches = ([calm] if calm else []) + [[p] for p in plans if p.crash or p.kill]
+    batches = ([calm] if calm else []) + [[p] for p in plans if p.crash or p.kill or p.interrupt]
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(lambda batch: _run_child(root, batch), batches))
     if resumes:

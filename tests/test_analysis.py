@@ -232,7 +232,7 @@ def test_deltas_have_direction_percent_and_marks(result):
         "loss": ("minimize", "name"),
         "accuracy": ("maximize", "name"),
         "length": ("minimize", "spec"),
-        "gap": ("maximize", "name"),
+        "gap": ("none", "name"),  # a name that says no direction: never better or worse
     }
     ref = last_loss(BEST)
     other = by_alias["loss"].changes[0]
@@ -248,6 +248,8 @@ def test_deltas_have_direction_percent_and_marks(result):
     shorter = by_alias["length"].changes[0]
     assert shorter.delta == pytest.approx(length(0, 1, STEPS - 1) - length(1, 0, STEPS - 1))
     assert shorter.delta < 0 and shorter.mark == "better"
+    gap = by_alias["gap"].changes[0]
+    assert gap.delta is not None and gap.delta != 0 and gap.mark == "no direction"
 
 
 def test_summary_reduce_falls_back_to_the_last_value_for_derived_aliases(result):

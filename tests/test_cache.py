@@ -187,7 +187,7 @@ def test_a_file_written_moments_ago_is_not_cached(project_copy, tmp_path, monkey
         tmp_path / "s.yaml", OFFLINE_SPEC.format(path=project_copy, out=tmp_path / "out")
     )
     build(spec)
-    assert not list(cache.glob("v1/*/entries/*"))
+    assert not list(cache.glob("v2/*/entries/*"))
 
 
 # --- the cache command -------------------------------------------------------------------------
@@ -207,3 +207,28 @@ def test_cache_info_and_clear(tmp_path, monkeypatch, capsys):
     assert store.read("run1") is None
     assert main(["cache", "info"]) == 0
     assert capsys.readouterr().out.splitlines()[1] == "  empty"
+
+
+def test_every_record_round_trips_and_entries_of_the_old_layout_are_never_served(tmp_path):
+    """v2 entries keep each record (row) of a history; a v1 entry (one value per key and
+    `_step`, read the old way) sits in another folder that this version never reads."""
+    from reportgen.sources.offline import OfflineSource
+    from reportgen.spec import SourceSpec
+
+    legacy = Path(__file__).parent / "data" / "legacy"
+    cache = RunCache(tmp_path / "cache")
+    old = tmp_path / "cache" / "v1" / "wandb-offline-0123456789" / "entries" / "x"
+    old.mkdir(parents=True)
+    (old / "meta.json").write_text('{"history": {"bytes": 0, "sha256": ""}}')
+    for _attempt in range(2):  # the second read is served from the cache
+        source = OfflineSource(SourceSpec("wandb-offline", path=str(legacy)), cache=cache)
+        runs = {run.id: run for run in source.list_runs()}
+        history = source.history(runs["legacysteps"])
+        assert history.count("train/loss") == 10
+        assert history.series("eval/acc", "eval/step").to_dict() == {
+            0: 0.0, 1: 0.09, 2: 0.18, 3: 0.27
+        }  # fmt: skip
+        assert history.to_long().columns.tolist() == ["row", "step", "key", "value"]
+    entries = sorted((tmp_path / "cache" / "v2").glob("wandb-offline-*/entries/*/meta.json"))
+    assert len(entries) == 2
+    assert [a.path.parent.name for a in cache.areas()] == ["v2"]

@@ -91,6 +91,7 @@ def test_build_exits_0_and_lists_what_it_wrote(project_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.splitlines()[0] == f"built 4 files in {out} (1 of 7 runs)"
     assert sorted(p.name for p in out.iterdir()) == [
+        ".reportgen-manifest.json",
         "plots",
         "report.json",
         "report.md",

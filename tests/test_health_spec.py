@@ -26,10 +26,11 @@ def problems(health: str) -> list[str]:
 
 def test_the_design_check_ids_are_all_registered():
     assert list(CHECKS) == [
-        "crashed", "killed", "stalled", "non_finite", "diverged", "loss_spike",
-        "grad_norm_spike", "flatline", "plateau", "still_improving", "overfitting",
-        "entropy_collapse", "kl_high", "kl_spike", "kl_low", "clipfrac_high",
-        "length_collapse", "length_explosion", "length_clipping", "reward_flat",
+        "crashed", "stopped", "ended_early", "killed", "stalled", "non_finite", "diverged",
+        "loss_spike", "grad_norm_spike", "flatline", "instability_trend", "plateau",
+        "still_improving", "overfitting", "loss_flat", "entropy_collapse", "kl_high",
+        "kl_spike", "kl_low", "ref_kl_high", "clipfrac_high", "length_collapse",
+        "length_explosion", "length_clipping", "reward_flat", "reward_saturated",
         "reward_hacking",
     ]  # fmt: skip
 

@@ -157,9 +157,21 @@ def test_the_verdict_table_lists_every_run_with_its_verdict(built):
     assert f"{HOSTILE} hostile1 finished BAD 1" in cover
 
 
-def test_each_run_has_its_own_section_starting_a_page(built):
+def test_runs_with_findings_or_picked_have_a_section_starting_a_page(built):
     pages = built.pages
     firsts = [page.splitlines()[0] for page in pages]
+    assert [s.run_id for s in built.report.selections] == ["hostile1"]
+    for name in ("diverge", HOSTILE):  # findings (and hostile1 is picked as best)
+        assert name in firsts
+    assert "steady" not in firsts  # healthy and not picked: its row in the verdicts is enough
+    cover = " ".join(pages[0].split())
+    assert "1 run without findings and not picked by a selection has no page of its own" in cover
+
+
+def test_run_pages_all_gives_every_run_a_section(built, tmp_path):
+    path = tmp_path / "all.pdf"
+    path.write_bytes(render_pdf(dataclasses.replace(built.report, run_pages="all")))
+    firsts = [page.splitlines()[0] for page in page_texts(path)]
     for name in ("steady", "diverge", HOSTILE):
         assert name in firsts
 
@@ -170,7 +182,7 @@ def test_finding_messages_are_in_the_run_sections(built):
     assert diverge.splitlines()[0] == "diverge"
     assert "non_finite" in diverge and "stalled" in diverge
     assert "no step logged after step 299 for 2 hours" in diverge
-    hostile = " ".join(pages[page_of(pages, "loss_spike")].split())
+    hostile = " ".join(pages[page_of(pages, "loss jumped to 5")].split())
     assert "loss jumped to 5 at step 150 (<img src=x onerror=alert(2)>)" in hostile
 
 
@@ -178,7 +190,7 @@ def test_pages_are_numbered_page_x_of_n(built):
     pdf = built.pdf
     pages = built.pages
     total = len(pdf.pages)
-    assert total >= 6  # cover, charts, selections, three runs, appendix
+    assert total >= 5  # cover, charts, selections, two notable runs, appendix
     for number, page in enumerate(pages, start=1):
         assert f"Page {number} of {total}" in page
 
@@ -190,7 +202,8 @@ def test_headings_become_bookmarks(built):
     assert top == "Sweep health"
     assert sections[0] == "Verdicts"
     assert sections.index("Metrics across runs") < sections.index("Selections")
-    assert {"steady", "diverge", HOSTILE, "Appendix: CSV attachments"} <= set(sections)
+    assert {"diverge", HOSTILE, "Appendix: CSV attachments"} <= set(sections)
+    assert "steady" not in sections  # no findings, not picked: no section of its own
 
 
 def test_the_appendix_lists_the_csv_attachments(built):
@@ -374,16 +387,39 @@ def test_charts_are_listed_among_the_files_written(built):
     ]
 
 
-def test_runs_no_check_looked_at_are_marked_not_checked(project_dir, tmp_path):
+def test_runs_no_check_looked_at_are_marked_not_judged(project_dir, tmp_path):
     spec = write_spec(
         tmp_path / "s.yaml",
         f'version: 1\nsource: {{type: wandb-offline, path: "{project_dir}"}}\n'
         "runs: {ids: [sftnan01]}\nmetrics: {loss: train/loss}\nhealth: {preset: none}\n"
-        f'plots: {{metrics: []}}\noutputs: {{dir: "{tmp_path / "out"}", formats: [pdf]}}\n',
+        f'plots: {{metrics: []}}\noutputs: {{dir: "{tmp_path / "out"}", formats: [pdf], '
+        "run_pages: all}\n",
     )
     from reportgen import build
 
     pages = page_texts(build(spec).out_dir / "report.pdf")
-    assert "sft-nan sftnan01 finished NOT CHECKED 0" in " ".join(pages[0].split())
-    run_page = next(p for p in pages if p.startswith("sft-nan"))
-    assert "Not checked: no health check is enabled for this run." in run_page
+    assert "sft-nan sftnan01 finished NOT JUDGED 0" in " ".join(pages[0].split())
+    run_page = " ".join(next(p for p in pages if p.startswith("sft-nan")).split())
+    assert "Not judged: no health check is enabled (health.preset is none)." in run_page
+
+
+def test_a_failed_run_shows_the_last_few_console_lines_each_cut_short(project_dir, tmp_path):
+    spec = load_spec(
+        write_spec(
+            tmp_path / "s.yaml",
+            f'version: 1\nsource: {{type: wandb-offline, path: "{project_dir}"}}\n'
+            "runs: {ids: [crash001, sftnan01]}\nmetrics: {loss: train/loss}\n",
+        )
+    )
+    report = make_report(spec, open_source(spec.source), NOW)
+    crasher = report.run("crash001")
+    long_line = "0%|" + "█" * 500 + "| 20/4545\r 1%|" + "█" * 400 + "| 45/4545"
+    crasher = dataclasses.replace(crasher, console_tail=(*crasher.console_tail, long_line))
+    report = dataclasses.replace(report, runs=(crasher, report.run("sftnan01")))
+    html = render_html(report)
+    (console,) = re.findall(r'<pre class="console">(.*?)</pre>', html, re.DOTALL)
+    lines = console.split("\n")
+    assert len(lines) == 5  # of the run's longer tail
+    assert lines[-1] == "…" + (" 1%|" + "█" * 400 + "| 45/4545")[-159:]
+    assert any("CUDA out of memory" in line for line in lines)
+    assert html.count('<pre class="console">') == 1  # the finished run shows none

@@ -61,9 +61,12 @@ def test_the_demo_command_writes_a_pdf_with_every_demo_run(two_builds):
     assert pages[0].splitlines()[1] == "reportgen demo — GRPO and SFT"
     runs = json.loads((first / "report.json").read_text())["runs"]
     assert len(runs) == 8
+    picked = set(json.loads((first / "report.json").read_text())["selections"].values())
     firsts = {page.splitlines()[0] for page in pages}
-    for run in runs:
-        assert run["name"] in firsts  # each run's section starts a page
+    notable = [run for run in runs if run["findings"] or run["id"] in picked]
+    assert 0 < len(notable) < len(runs)
+    for run in runs:  # a notable run's section starts a page; the others are in the verdicts
+        assert (run["name"] in firsts) == (run in notable), run["name"]
     assert pages[-1].startswith("Appendix: CSV attachments")
 
 

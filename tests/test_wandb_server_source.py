@@ -9,6 +9,7 @@ import copy
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from wandb_server import Fault, ServedRun, WandbServer, runs_from_folder
 
 from reportgen import build
 from reportgen.cli import main
-from reportgen.sources.cloud import server_filters
+from reportgen.sources.cloud import CloudSource, rows_to_history, server_filters
 from reportgen.sources.offline import OfflineSource
 from reportgen.spec import RunFilters, SourceSpec, TimeBound
 
@@ -326,8 +327,8 @@ def test_a_run_that_grew_fetches_only_its_new_steps(
 ):
     runs = copy.deepcopy(served_runs[False])
     growing = next(run for run in runs if run.id == "rlshort1")
-    later = {s: row for s, row in growing.rows.items() if s >= 1000}
-    growing.rows = {s: row for s, row in growing.rows.items() if s < 1000}
+    later = {row["_step"]: row for row in growing.rows if row["_step"] >= 1000}
+    growing.rows = [row for row in growing.rows if row["_step"] < 1000]
     growing.state = "running"
     with WandbServer(runs, api_key=KEY) as server:
         spec = server_spec(tmp_path, server, filters="{tags: {any: [grpo]}}")
@@ -357,7 +358,7 @@ def test_a_damaged_cache_entry_is_reported_and_fetched_again(
     with serve(served_runs) as server:
         spec = server_spec(tmp_path, server)
         first = csv_files(build(spec).out_dir)
-        (entry,) = wandb_env.glob("v1/wandb-*/entries/rlmid001")
+        (entry,) = wandb_env.glob("v2/wandb-*/entries/rlmid001")
         if damage == "truncated-parquet":
             data = (entry / "history.parquet").read_bytes()
             (entry / "history.parquet").write_bytes(data[: len(data) // 2])
@@ -428,15 +429,24 @@ def test_a_429_then_success_still_yields_a_complete_report(
     assert csv_files(result.out_dir) == csv_files(offline.out_dir)
 
 
-def test_a_run_that_keeps_failing_is_left_out_and_the_report_says_so(
+def test_a_run_that_keeps_failing_is_left_out_and_the_build_exits_5(
     served_runs, wandb_env, tmp_path, capsys
 ):
     with serve(served_runs) as server:
         server.faults.append(Fault("HistoryPage", 500, times=None, run="rlmid001"))
         spec = server_spec(tmp_path, server)
-        assert main(["build", str(spec)]) == 0
-    err = capsys.readouterr().err
-    assert "warning: the report is incomplete" in err
+        assert main(["build", str(spec), "-q"]) == 5
+    line, last = capsys.readouterr().err.splitlines()
+    assert line.startswith(
+        f"error: {spec}: runs: 1 of 8 chosen runs could not be read: grpo-rlmid001 (rlmid001): "
+        "its history could not be fetched: "
+    )
+    assert "HTTP 500" in line
+    assert line.endswith(
+        "the report is incomplete (build again, or set runs.allow_partial: true to accept a "
+        "report without them)"
+    )
+    assert last.startswith("the report is incomplete: exit 5")
     report = json.loads((tmp_path / "out-server" / "report.json").read_text())
     assert report["incomplete"] is True
     assert len(report["runs"]) == 7 and "rlmid001" not in {r["id"] for r in report["runs"]}
@@ -444,6 +454,78 @@ def test_a_run_that_keeps_failing_is_left_out_and_the_report_says_so(
     assert note.startswith("Incomplete: run grpo-rlmid001 (rlmid001) is left out of this report")
     assert "HTTP 500" in note and note.endswith("the report covers the other 7 runs.")
     assert "**Incomplete:**" in (tmp_path / "out-server" / "report.md").read_text()
+
+
+def test_allow_partial_accepts_a_report_without_the_runs_that_failed(
+    served_runs, wandb_env, tmp_path, capsys
+):
+    with serve(served_runs) as server:
+        server.faults.append(Fault("HistoryPage", 500, times=None, run="rlmid001"))
+        spec = server_spec(tmp_path, server)
+        spec.write_text(spec.read_text().replace("runs:\n", "runs:\n  allow_partial: true\n"))
+        assert main(["build", str(spec), "-q"]) == 0
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"warning: {spec}: runs: 1 of 8 chosen runs could not be read")
+    assert line.endswith("the report is incomplete (accepted by runs.allow_partial)")
+    report = json.loads((tmp_path / "out-server" / "report.json").read_text())
+    assert report["incomplete"] is True and report["missing"][0]["accepted"] is True
+
+
+def test_a_build_that_could_read_no_run_fails_even_when_partial_results_are_allowed(
+    served_runs, wandb_env, tmp_path, capsys
+):
+    with serve(served_runs) as server:
+        server.faults.append(Fault("HistoryPage", 500, times=None))
+        spec = server_spec(tmp_path, server)
+        spec.write_text(spec.read_text().replace("runs:\n", "runs:\n  allow_partial: true\n"))
+        assert main(["build", str(spec), "-q"]) == 3
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: source: none of the 8 chosen runs could be read; ")
+    assert "its history could not be fetched" in line and "HTTP 500" in line
+    assert not (tmp_path / "out-server").exists()
+
+
+def test_a_server_failing_every_request_is_named_as_failing_not_the_api_key(served_runs, tmp_path):
+    with serve(served_runs) as server:
+        for op in ("Viewer", "Runs", "Run", "HistoryPage"):
+            server.faults.append(Fault(op, 500, times=None))
+        done = run_cli(["build", str(server_spec(tmp_path, server))], tmp_path, tmp_path, key=KEY)
+    assert done.returncode == 3
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(
+        f"error: source: the W&B server at {server.url} is failing: it answered HTTP 500 (a "
+        "server error, not a problem with the API key) to every attempt while checking the "
+        "credentials ("
+    )
+    assert line.endswith("); try again later, or ask the server's administrator")
+    assert "WANDB_API_KEY" not in line and "refused" not in line
+
+
+def test_without_a_terminal_progress_lines_say_how_many_runs_are_done(served_runs, tmp_path):
+    with serve(served_runs, latency=0.1) as server:
+        spec = server_spec(tmp_path, server, workers=2)
+        env_extra = {"REPORTGEN_PROGRESS_SECONDS": "0.15"}
+        done = run_cli(["build", str(spec)], tmp_path, tmp_path / "cache", key=KEY, **env_extra)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("reading runs: ")]
+    assert lines, done.stderr
+    counts = [re.match(r"reading runs: (\d+)/(\d+) runs done", line) for line in lines]
+    assert all(counts), lines
+    assert {m.group(2) for m in counts if m} <= {"8"}
+    assert any(", 2 in progress" in line for line in lines), lines
+
+
+def test_quiet_builds_print_no_progress_lines(served_runs, tmp_path):
+    with serve(served_runs, latency=0.02) as server:
+        spec = server_spec(tmp_path, server, workers=2)
+        done = run_cli(
+            ["build", str(spec), "-q"],
+            tmp_path,
+            tmp_path / "cache",
+            key=KEY,
+            REPORTGEN_PROGRESS_SECONDS="0.3",
+        )
+    assert (done.returncode, done.stderr) == (0, "")
 
 
 def test_an_unknown_project_exits_3(served_runs, wandb_env, tmp_path, capsys):
@@ -529,10 +611,10 @@ def cli_env(tmp_path: Path, cache: Path, key: str) -> dict[str, str]:
     return env
 
 
-def run_cli(args: list[str], tmp_path: Path, cache: Path, *, key: str):
+def run_cli(args: list[str], tmp_path: Path, cache: Path, *, key: str, **extra_env: str):
     return subprocess.run(
         [sys.executable, "-m", "reportgen", *args],
-        env=cli_env(tmp_path, cache, key),
+        env={**cli_env(tmp_path, cache, key), **extra_env},
         capture_output=True,
         text=True,
         timeout=120,
@@ -553,6 +635,65 @@ def files_text(root: Path) -> Iterator[str]:
     for path in root.rglob("*") if root.exists() else ():
         if path.is_file():
             yield path.read_bytes().decode("utf-8", errors="replace")
+
+
+@pytest.mark.parametrize("exported", [False, True])
+def test_a_shared_mode_run_reads_from_the_server_as_the_offline_reader_reads_it(
+    shared_dir, wandb_env, tmp_path, exported
+):
+    """Two writers, custom step metrics, one key logged by both at the same step-metric values.
+    The server numbers a shared-mode run's records in arrival order (its `_step` is unique per
+    record: the real client keeps one record per `_step`), so the x values of every metric, and
+    every value, must come out as the offline reader's, from live pages and from the export."""
+    offline = OfflineSource(SourceSpec("wandb-offline", path=str(shared_dir)))
+    (expected_run,) = offline.list_runs()
+    expected = offline.history(expected_run)
+    served = runs_from_folder(shared_dir, export_finished=exported)
+    for number, row in enumerate(served[0].rows):
+        row["_step"] = number
+    if exported:
+        served[0].exported_through = len(served[0].rows) - 1
+    with WandbServer(served, api_key=KEY) as server:
+        spec = SourceSpec("wandb", entity="tester", project="tests", base_url=server.url)
+        source = CloudSource(spec)
+        (run,) = source.list_runs()
+        history = source.history(run)
+    assert run.step_metrics == expected_run.step_metrics
+    assert history.row_count() == expected.row_count() == 10
+    for key in expected:
+        axis = run.x_key_for(key)
+        assert history.count(key) == expected.count(key), key
+        if axis != "_step":
+            assert history.series(key, axis).equals(expected.series(key, axis)), key
+            assert history.overlaps(key, axis) == expected.overlaps(key, axis), key
+    assert history.count("train/loss") == 7
+    assert history.series("train/loss", "train/step").to_dict() == {
+        0: 1.0, 1: 0.5, 2: 1.0 / 3, 3: 10.0, 4: 11.0
+    }  # fmt: skip
+
+
+def test_history_rows_without_a_step_or_several_at_one_step_are_all_kept(shared_dir):
+    """Rows as the client hands them over: without `_step` (what a shared-mode writer sets),
+    or several at one `_step` (both writers numbered from 0): every record is kept, a row
+    without a step is placed by its position, and each metric lands on its declared axis."""
+    offline = OfflineSource(SourceSpec("wandb-offline", path=str(shared_dir)))
+    (run,) = offline.list_runs()
+    expected = offline.history(run)
+    rows = [row for served in runs_from_folder(shared_dir) for row in served.rows]
+    assert sorted(row["_step"] for row in rows) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    at_shared_steps = rows_to_history(rows)
+    for row in rows:
+        del row["_step"]
+    without_steps = rows_to_history(rows)
+    assert without_steps.series("_timestamp").index.tolist() == list(range(10))  # by position
+    for history in (at_shared_steps, without_steps):
+        assert history.row_count() == expected.row_count() == 10
+        for key in expected:
+            axis = run.x_key_for(key)
+            assert history.count(key) == expected.count(key), key
+            if axis != "_step":
+                assert history.series(key, axis).equals(expected.series(key, axis)), key
+    assert at_shared_steps.overlaps("_timestamp") == expected.overlaps("_timestamp") == (5, 0)
 
 
 def test_export_from_a_wandb_url_equals_the_export_from_the_folder(

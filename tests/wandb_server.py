@@ -82,7 +82,9 @@ class ServedRun:
     config: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     step_metrics: dict[str, str] = field(default_factory=dict)
-    rows: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # History records in the order logged: several may share a `_step`, and records written
+    # by a shared-mode writer may have none (those are served only from the Parquet export).
+    rows: list[dict[str, Any]] = field(default_factory=list)
     exported_through: int = -1  # steps up to here are in the exported Parquet file
     storage_id: str = ""
     exit_code: int | None = None
@@ -90,11 +92,22 @@ class ServedRun:
 
     @property
     def last_step(self) -> int:
-        return max(self.rows) if self.rows else -1
+        steps = [row["_step"] for row in self.rows if "_step" in row]
+        return max(steps) if steps else -1
+
+    def stepped(self) -> list[tuple[int, dict[str, Any]]]:
+        return [(row["_step"], row) for row in self.rows if "_step" in row]
+
+    def exported(self) -> list[dict[str, Any]]:
+        """The records in the Parquet export: those up to `exported_through`, and every
+        record without a step once anything was exported."""
+        if self.exported_through < 0:
+            return []
+        return [r for r in self.rows if r.get("_step", -1) <= self.exported_through]
 
     def history_keys(self) -> dict[str, Any]:
         counts: Counter[str] = Counter()
-        for row in self.rows.values():
+        for row in self.rows:
             counts.update(k for k in row if k != "_step")
         keys = {k: {"typeCounts": [{"type": "number", "count": n}]} for k, n in counts.items()}
         return {"lastStep": self.last_step, "keys": keys}
@@ -125,11 +138,14 @@ def runs_from_folder(root: Path, *, export_finished: bool = False) -> list[Serve
     served = []
     for number, run in enumerate(sorted(source.list_runs(), key=lambda r: r.id), start=1):
         history = source.history(run)
-        rows: dict[int, dict[str, Any]] = {}
-        keys = history.keys()
-        for key in keys:
-            for step, value in history.series(key).items():
-                rows.setdefault(int(step), {"_step": int(step)})[key] = float(value)
+        # One served record per history record of the files (a sync uploads each of them).
+        by_row: dict[int, dict[str, Any]] = {}
+        for key in history:
+            column = history.column(key)
+            assert column is not None
+            for row, step, value in zip(column.rows, column.steps, column.values, strict=True):
+                by_row.setdefault(int(row), {"_step": int(step)})[key] = float(value)
+        rows = [by_row[row] for row in sorted(by_row)]
         created = run.created_at or datetime.now(timezone.utc)
         heartbeat = run.heartbeat_at or created
         served.append(
@@ -146,8 +162,10 @@ def runs_from_folder(root: Path, *, export_finished: bool = False) -> list[Serve
                 config=run.config,
                 summary=run.summary,
                 step_metrics=dict(run.step_metrics),
-                rows=dict(sorted(rows.items())),
-                exported_through=max(rows) if export_finished and rows else -1,
+                rows=rows,
+                exported_through=(
+                    max(r["_step"] for r in rows) if export_finished and rows else -1
+                ),
                 storage_id=base64.b64encode(f"Run:v1:{run.id}:{number}".encode()).decode(),
                 exit_code=run.exit_code,
                 console=list(run.console_tail),
@@ -245,12 +263,20 @@ class WandbServer:
         with self._lock:
             self.requests.clear()
 
-    def append(self, run_id: str, rows: dict[int, dict[str, Any]], state: str | None = None):
-        """The run logged more steps (and maybe finished) since the last listing."""
+    def append(
+        self,
+        run_id: str,
+        rows: dict[int, dict[str, Any]] | list[dict[str, Any]],
+        state: str | None = None,
+    ):
+        """The run logged more records (and maybe finished) since the last listing: {step:
+        row}, or a list of records as logged (with or without `_step`)."""
         with self._lock:
             run = self.runs[run_id]
-            for step, row in rows.items():
-                run.rows[step] = {"_step": step, **row}
+            if isinstance(rows, dict):
+                run.rows.extend({"_step": step, **row} for step, row in rows.items())
+            else:
+                run.rows.extend(dict(row) for row in rows)
             run.heartbeat_at = datetime.now(timezone.utc)
             if state:
                 run.state = state
@@ -294,7 +320,7 @@ class WandbServer:
         if op == "RunHistoryKeys":
             return {"project": {"run": {"historyKeys": run.history_keys()}}}, 0
         if op == "RunParquetHistory":
-            live = [{"_step": s} for s in run.rows if s > run.exported_through]
+            live = [{"_step": s} for s, _ in run.stepped() if s > run.exported_through]
             urls = []
             if run.exported_through >= 0:
                 urls.append(
@@ -306,7 +332,7 @@ class WandbServer:
         if op == "HistoryPage":
             rows = [
                 row
-                for step, row in run.rows.items()
+                for step, row in run.stepped()
                 if v["minStep"] <= step < v["maxStep"] and step > run.exported_through
             ][: v["pageSize"]]
             return {"project": {"run": {"history": [json.dumps(r) for r in rows]}}}, len(rows)
@@ -334,7 +360,7 @@ class WandbServer:
         if op == "RunExitCode":  # the field the client's sweep queries read
             return {"project": {"run": {"exitcode": run.exit_code}}}, 0
         if op == "RunFullHistory":
-            rows = _evenly(list(run.rows.values()), v.get("samples") or 500)
+            rows = _evenly([row for _, row in run.stepped()], v.get("samples") or 500)
             return {"project": {"run": {"history": [json.dumps(r) for r in rows]}}}, len(rows)
         raise KeyError(op)
 
@@ -390,9 +416,9 @@ class WandbServer:
         if run is None:
             return None
         through = int(match[4])
-        rows = [row for step, row in run.rows.items() if step <= through]
+        rows = [r for r in run.rows if r.get("_step", -1) <= through]
         keys = sorted({k for row in rows for k in row if k != "_step"})
-        columns = {"_step": pa.array([row["_step"] for row in rows], pa.int64())}
+        columns = {"_step": pa.array([row.get("_step") for row in rows], pa.int64())}
         for key in keys:
             columns[key] = pa.array([row.get(key) for row in rows], pa.float64())
         sink = io.BytesIO()
@@ -433,7 +459,7 @@ class WandbServer:
         high = spec.get("maxStep", math.inf)  # inclusive, as wandb-core expects
         rows = [
             {"_step": step, **{k: row[k] for k in keys}}
-            for step, row in run.rows.items()
+            for step, row in run.stepped()
             if low <= step <= high and all(k in row for k in keys)
         ]
         return _evenly(rows, spec.get("samples") or 500)

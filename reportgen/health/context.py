@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +23,14 @@ class CheckContext:
     preset: str  # "rl" or "supervised": what `auto` decided for this run
     resolver: SignalResolver
     check: Check | None = None
+    _steps: np.ndarray | None = field(default=None, repr=False)
+
+    def steps(self) -> np.ndarray:
+        """Every `_step` the run logged, ascending; computed once per run (several checks ask,
+        and on a long run with many keys it is the costliest thing they ask for)."""
+        if self._steps is None:
+            self._steps = self.history.steps()
+        return self._steps
 
     def signal(self, name: str) -> Signal | None:
         return self.resolver.get(name, self.preset)
@@ -71,6 +79,21 @@ class CheckContext:
                 if key.rsplit(".", 1)[-1] == suffix:
                     return key, value
         return None
+
+    def setting_on(self, *suffixes: str) -> bool | None:
+        """Whether a config switch or coefficient is on: True for true or a positive number,
+        False for false, 0, null or "none", None when the config does not say."""
+        found = self.config(*suffixes)
+        if found is None:
+            return None
+        value = found[1]
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, float)):
+            return value > 0
+        if value is None:
+            return False
+        return str(value).strip().lower() not in ("", "none", "null", "false", "off", "0")
 
     def config_text(self, *suffixes: str) -> str:
         """` (optim.lr is 2)` for advice, or nothing when the config does not say."""

@@ -22,7 +22,8 @@ ROLE_ALIASES: dict[str, tuple[str, ...]] = {
     "loss": ("loss", "train_loss"),
     "val_loss": ("val_loss", "eval_loss", "valid_loss"),
     "entropy": ("entropy",),
-    "kl": ("kl",),
+    "kl": ("kl", "ppo_kl", "approx_kl"),
+    "ref_kl": ("ref_kl", "kl_ref", "kl_to_ref"),
     "clipfrac": ("clipfrac", "pg_clipfrac"),
     "length": ("length", "response_length"),
     "clip_ratio": ("clip_ratio", "truncated"),
@@ -41,17 +42,31 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "train/entropy_loss",
         "losses/entropy",
         "Loss/entropy",
+        "train/objective/entropy",
+        "objective/entropy",
+        "ppo/policy/entropy",
         "entropy",
     ),
+    # KL between the policy before and after one update (PPO's approx_kl)
     "kl": (
         "actor/ppo_kl",
+        "train/ppo_kl",
+        "losses/approx_kl",
+        "train/approx_kl",
+        "approx_kl",
+        "train/policy/approxkl_avg",
+        "policy/approxkl_avg",
+        "ppo/policy/approxkl",
+        "kl",
+    ),
+    # KL between the policy and its frozen reference model (the KL penalty or loss term)
+    "ref_kl": (
         "actor/kl_loss",
         "train/kl",
-        "train/ppo_kl",
         "train/kl_loss",
         "objective/kl",
-        "losses/approx_kl",
-        "kl",
+        "train/objective/kl",
+        "actor/reward_kl_penalty",
     ),
     "clipfrac": (
         "actor/pg_clipfrac",
@@ -59,6 +74,9 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "losses/clipfrac",
         "train/clipfrac",
         "train/clip_fraction",
+        "train/policy/clipfrac_avg",
+        "policy/clipfrac_avg",
+        "ppo/policy/clipfrac",
         "clipfrac",
     ),
     "length": (
@@ -66,6 +84,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "train/completion_length",
         "train/completions/mean_length",
         "rollout/response_lengths",
+        "tokens/responses_len_mean",
         "completion_length",
     ),
     "clip_ratio": (
@@ -80,6 +99,12 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "rollout/raw_reward",
         "charts/episodic_return",
         "Rewards/mean_episodes",
+        "train/objective/rlhf_reward",
+        "objective/rlhf_reward",
+        "env/reward_mean",
+        "ppo/mean_scores",
+        "rollout/ep_rew_mean",
+        "ep_rew_mean",
         "reward",
     ),
     "grad_norm": ("actor/grad_norm", "train/grad_norm", "grad_norm", "optim/grad_norm"),
@@ -88,7 +113,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
 ROLES = tuple(ROLE_ALIASES)
 
 # A role whose presence marks a run as reinforcement learning (the `auto` preset).
-RL_ROLES = ("entropy", "kl", "clipfrac", "length", "clip_ratio", "reward")
+RL_ROLES = ("entropy", "kl", "ref_kl", "clipfrac", "length", "clip_ratio", "reward")
 
 # Which direction is better, for roles a spec did not give a goal.
 ROLE_GOALS = {"reward": "maximize", "entropy": "maximize", "length": "maximize"}
@@ -158,7 +183,12 @@ class SignalResolver:
             return self._from_alias(name, name)
         for alias in ROLE_ALIASES[name]:
             found = self._from_alias(alias, name)
-            if found is not None:
+            if found is not None and _kl_role_fits(name, found.key):
+                return found
+        if name == "ref_kl":
+            # A spec alias `kl` that resolved to a KL-to-reference key is this role.
+            found = self._from_alias("kl", name)
+            if found is not None and found.key in KNOWN_KEYS["ref_kl"]:
                 return found
         for key in KNOWN_KEYS[name]:
             if key in self.history:
@@ -189,6 +219,27 @@ class SignalResolver:
                 seen.add(signal.key)
                 found.append(signal)
         return found
+
+
+def _kl_role_fits(role: str, key: str) -> bool:
+    """Per-update KL and KL to the reference are different quantities with different healthy
+    ranges: an alias for `kl` that resolved to a known KL-to-reference key is not per-update KL."""
+    return not (role == "kl" and key in KNOWN_KEYS["ref_kl"])
+
+
+def reward_components(history: History) -> list[str]:
+    """Logged per-component reward keys (TRL's `train/rewards/<function>[/mean]`,
+    `rewards/<function>`), without their standard deviations."""
+    found = []
+    logged = history.keys()
+    for key in logged:
+        parts = key.lower().split("/")
+        if "rewards" not in parts[:-1] or parts[-1] in ("std", "min", "max"):
+            continue
+        after = parts[parts.index("rewards") + 1 :]
+        if after and not after[0].endswith("_std") and after[-1] not in ("std",):
+            found.append(key)
+    return found
 
 
 def _signal(

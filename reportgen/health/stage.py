@@ -60,7 +60,71 @@ def check_run(
         context.check = check
         params = check.values(kind, health.checks.get(check_id, {}))
         findings += check.function(context, params)
-    return findings, RunHealth(kind, tuple(ids), tuple(_healthy(context, ids, findings)))
+    findings = without_repeats(findings)
+    healthy = tuple(_healthy(context, ids, findings))
+    return findings, RunHealth(kind, tuple(ids), healthy, unjudged_reason(context, ids))
+
+
+# A finding of the key's check says nothing new when one of these already speaks about the same
+# metric: a plateau of a reward that never rose (reward_flat) or is exactly constant
+# (flatline), a rising trend of a KL that is already too high, the blow-up of a metric that
+# diverged.
+SUBSUMED_BY = {
+    "plateau": ("reward_flat", "reward_saturated", "flatline", "diverged", "loss_flat"),
+    "instability_trend": ("diverged", "kl_high", "clipfrac_high"),
+    "reward_flat": ("flatline",),
+    "loss_spike": ("diverged",),
+    "grad_norm_spike": ("diverged",),
+    "kl_spike": ("kl_high",),
+    "overfitting": ("diverged",),
+    "loss_flat": ("flatline", "diverged", "non_finite"),
+}
+
+
+def without_repeats(findings: list[Finding]) -> list[Finding]:
+    """The findings, less those that repeat another check's finding on the same metric."""
+    by_key: dict[str | None, set[str]] = {}
+    for f in findings:
+        by_key.setdefault(f.key, set()).add(f.check)
+    return [
+        f
+        for f in findings
+        if f.key is None or not by_key[f.key] & set(SUBSUMED_BY.get(f.check, ()))
+    ]
+
+
+# A run whose longest tracked curve has fewer finite points than this is not judged: most
+# checks need a few windows of points, and "good" must not rest on a handful of values.
+MIN_POINTS = 20
+
+
+def unjudged_reason(context: CheckContext, ids: list[str]) -> str | None:
+    """Why the checks cannot call this run good, or None when they had enough to judge it.
+
+    A run is not judged when no check ran (`preset: none` without configured checks), when it
+    logged no step, when none of its metrics is one the checks know, or when its longest
+    tracked curve has fewer than MIN_POINTS finite points. Findings still decide the verdict
+    (a crash before the first step is ugly); this only keeps an empty finding list from
+    reading as "good".
+    """
+    if not ids:
+        return "no health check is enabled (health.preset is none)"
+    if not len(context.steps()):
+        return "not enough data: the run logged no step"
+    signals = context.resolver.tracked()
+    if not signals:
+        return (
+            "not enough data: none of its metrics is one the checks know (loss, reward, KL, "
+            "entropy, …); name them under metrics"
+        )
+    longest = max(signals, key=lambda s: len(s.finite))
+    points = len(longest.finite)
+    if points < MIN_POINTS:
+        return (
+            f"not enough data: its longest tracked curve ({longest.key}) has {points} finite "
+            f"points; at least {MIN_POINTS} are needed to judge it"
+        )
+    return None
 
 
 def _detect(resolver: SignalResolver) -> str:
@@ -73,7 +137,7 @@ def _healthy(context: CheckContext, ids: list[str], findings: list[Finding]) -> 
     flagged = {f.key for f in findings}
     checks = {f.check for f in findings}
     lines = []
-    steps = context.history.steps()
+    steps = context.steps()
     if run.state == "finished" and (run.exit_code or 0) == 0 and len(steps):
         lines.append(f"finished cleanly after {len(steps)} logged steps")
     if "non_finite" in ids and "non_finite" not in checks:

@@ -142,6 +142,17 @@ def first_at_or_after(mask: np.ndarray, start: int) -> int:
     return start + int(hits[0]) if len(hits) else start
 
 
+def rising_trend(values: np.ndarray) -> bool:
+    """Whether a noisy curve rises steadily: Spearman's ρ of value against position is more
+    than two standard errors (1/√(n-1)) above 0."""
+    n = len(values)
+    if n < 10:
+        return False
+    ranks = pd.Series(values).rank().to_numpy()
+    rho = float(np.corrcoef(np.arange(n), ranks)[0, 1]) if np.std(ranks) > 0 else 0.0
+    return rho * np.sqrt(n - 1) > 2.0
+
+
 @dataclass(frozen=True)
 class Spike:
     """A short excursion above the rolling baseline that came back down."""
@@ -161,42 +172,52 @@ def spikes(
     min_rel_rise: float,
     min_value: float = -np.inf,
     max_width: int,
+    blowup: float = np.inf,
+    min_history: int = 5,
 ) -> list[Spike]:
-    """Hampel-style upward spikes: far above the median of the preceding window, then back.
+    """Hampel-style upward spikes: far above the median of the preceding points, then back.
 
-    A point is high when it exceeds the trailing median of the `window` points before it by
-    `z` robust standard deviations (MAD of that window, floored at 1% of the median so a
-    perfectly smooth curve does not make every wiggle infinite), and exceeds the window's
-    90th percentile by `min_rel_rise` × that percentile (so a metric that alternates between
-    two levels, like the gradient norm of batches with and without signal, is not spiky). Consecutive high points form one spike; a stretch wider than `max_width` or one
-    that never comes back down is a level shift, not a spike, and is left to other checks.
-    Where the median is below 0.1% of the curve's 99th percentile the metric is idle (a
-    gradient norm of a policy that stopped learning): blips from idle are not spikes.
+    The baseline of point i is the median of the up to `window` points before it, from the
+    `min_history`-th point on (so a jump at point 8 is judged too, against the 7 before it).
+    A point is high when it exceeds that median by `z` robust standard deviations (MAD of the
+    same points, floored at 1% of the median so a perfectly smooth curve does not make every
+    wiggle infinite), and exceeds their 90th percentile by `min_rel_rise` × that percentile
+    (so a metric that alternates between two levels, like the gradient norm of batches with and
+    without signal, is not spiky). Consecutive high points form one spike; a stretch wider than
+    `max_width`, or one that never comes back down, is a level shift and left to other checks,
+    unless it is a blow-up: more than `blowup` × the baseline's size (or its spread, if larger)
+    above the baseline. Where the baseline is below 0.1% of the curve's typical level (the 99th
+    percentile of the baselines, which short spikes cannot inflate) the metric is idle (a gradient norm
+    of a policy that stopped learning): blips from idle are not spikes.
     """
     n = len(values)
-    if n < window + 2:
+    least = max(2, min(min_history, window))
+    if n < least + 1:
         return []
     series = pd.Series(values, dtype=float)
-    baseline = series.rolling(window, min_periods=window).median().shift(1).to_numpy()
-    deviation = (series - series.rolling(window, min_periods=window).median()).abs()
-    spread = deviation.rolling(window, min_periods=window).median().shift(1).to_numpy()
+    rolling = series.rolling(window, min_periods=least)
+    baseline = rolling.median().shift(1).to_numpy()
+    deviation = (series - series.rolling(window, min_periods=1).median()).abs()
+    spread = deviation.rolling(window, min_periods=least).median().shift(1).to_numpy()
     sigma = np.maximum(MAD_TO_SIGMA * spread, 0.01 * np.abs(baseline))
     sigma = np.maximum(sigma, TINY)
-    upper = series.rolling(window, min_periods=window).quantile(0.9).shift(1).to_numpy()
+    upper = rolling.quantile(0.9).shift(1).to_numpy()
     reference = np.maximum(np.abs(baseline), np.abs(upper))
     rise = values - baseline
-    idle = 1e-3 * float(np.percentile(np.abs(values), 99))
-    with np.errstate(invalid="ignore"):
+    finite_base = np.abs(baseline[np.isfinite(baseline)])
+    idle = 1e-3 * float(np.percentile(finite_base, 99)) if len(finite_base) else 0.0
+    with np.errstate(invalid="ignore", over="ignore"):
+        known = np.isfinite(baseline) & (np.abs(baseline) > idle)
         high = (
             (rise > z * sigma)
             & (values - upper >= min_rel_rise * reference)
             & (values > min_value)
-            & (np.abs(baseline) > idle)
-            & np.isfinite(baseline)
+            & known
         )
+        blown = known & (rise > blowup * np.maximum(np.abs(baseline), sigma)) & (values > min_value)
     found = []
-    for start, end in stretches(high):
-        if end >= n or end - start > max_width:
+    for start, end in stretches(high | blown):
+        if not blown[start:end].any() and (end >= n or end - start > max_width):
             continue
         worst = start + int(np.argmax(values[start:end]))
         score = float(rise[worst] / sigma[worst])

@@ -13,7 +13,10 @@ def row_cells(row: BaselineRow) -> dict[str, str]:
     if change is None:
         change_text, percent_text = "–", "–"
     else:
-        arrow = "" if row.better is None else (" better" if row.better else " worse")
+        if row.goal not in ("minimize", "maximize") and change != 0:
+            arrow = " (no direction)"
+        else:
+            arrow = "" if row.better is None else (" better" if row.better else " worse")
         change_text = f"{_signed(change)}{arrow}"
         percent_text = "–" if percent is None else f"{percent:+.2f}%"
     allowed = ""

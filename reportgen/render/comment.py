@@ -45,7 +45,12 @@ SHORTENING: tuple[tuple[str, str], ...] = (
 FINDINGS_PER_RUN = 3  # kept per run once `finding_details` is dropped
 REASONS_SHOWN = 10  # gate reasons listed at the top; the table has the rest
 CHART_LINES = 6  # lines per Mermaid chart: the baseline and up to five candidates
-VERDICT_ICONS = {"good": "🟢 good", "bad": "🟠 bad", "ugly": "🔴 ugly"}
+VERDICT_ICONS = {
+    "good": "🟢 good",
+    "bad": "🟠 bad",
+    "ugly": "🔴 ugly",
+    "unjudged": "⚪ not judged",
+}
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ receives are listed in docs/pdf-and-templates.md; keep the two in step.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timezone
@@ -19,7 +20,7 @@ import jinja2
 from reportgen.render.markdown import all_notes, sparkline_for, state_label
 from reportgen.render.templates import render_template, template_loader
 from reportgen.render.text import format_number
-from reportgen.report import Report
+from reportgen.report import CONSOLE_LINES, FAILED_STATES, Report
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ def draw_figures(report: Report) -> Figures:
             aliases[alias] = svg_data_uri(figure_bytes(fig, "svg"))
     runs = {}
     for run in report.runs:
+        if not report.has_page(run):
+            continue  # its charts would be drawn for a page that is not there
         figures = run_figures(report, run, styles)
         if figures:
             runs[run.id] = [svg_data_uri(figure_bytes(fig, "svg")) for fig in figures]
@@ -107,6 +110,39 @@ def attachment_rows(report: Report) -> list[dict[str, Any]]:
     ]
 
 
+CONSOLE_WIDTH = 160  # characters kept of one console line (the end, where the error is)
+
+
+def console_excerpt(lines: Sequence[str], count: int = CONSOLE_LINES) -> list[str]:
+    """The last lines of a failed run's console output, each short enough to read.
+
+    A progress bar redraws itself with carriage returns, so one "line" can hold thousands of
+    redraws: only what follows the last one is what a terminal showed.
+    """
+    shown = []
+    for line in lines:
+        text = line.rsplit("\r", 1)[-1].rstrip()
+        if text:
+            shown.append(text if len(text) <= CONSOLE_WIDTH else "…" + text[-CONSOLE_WIDTH + 1 :])
+    return shown[-count:]
+
+
+def value_text(value: Any, present: bool = True) -> str:
+    """A config value exactly as logged (JSON unless it is text); a dash where it is missing."""
+    if not present:
+        return "–"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def signed_text(value: float | None, suffix: str = "") -> str:
+    """A change with its sign (+0.12, -3.4%); a dash where there is none."""
+    if value is None:
+        return "–"
+    return f"{'+' if value > 0 else ''}{format_number(value)}{suffix}"
+
+
 def render_html(
     report: Report, template_dirs: Sequence[Path] = (), figures: Figures | None = None
 ) -> str:
@@ -136,4 +172,10 @@ def render_html(
         selected=selected,
         notes=all_notes(report),
         attachments=attachment_rows(report),
+        value_text=value_text,
+        signed=signed_text,
+        console_lines=CONSOLE_LINES,
+        console=console_excerpt,
+        failed_states=FAILED_STATES,
+        paged_runs=sum(1 for run in report.runs if report.has_page(run)),
     )

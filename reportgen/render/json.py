@@ -52,7 +52,8 @@ def _metric(metric: MetricReport) -> dict[str, Any]:
 def _run(run: RunReport) -> dict[str, Any]:
     return {
         "id": run.id,
-        "name": run.name,
+        "name": run.logged_name or run.name,
+        "label": run.name,
         "entity": run.entity,
         "project": run.project,
         "state": run.state,
@@ -66,6 +67,7 @@ def _run(run: RunReport) -> dict[str, Any]:
         "summary": run.summary,
         "steps": {"first": run.first_step, "last": run.last_step, "rows": run.rows},
         "verdict": run.verdict,
+        "unjudged_reason": run.health.unjudged if run.verdict == "unjudged" else None,
         "findings": [
             {
                 "check": f.check,
@@ -156,6 +158,8 @@ def report_dict(report: Report) -> dict[str, Any]:
                     "run_id": s.run_id,
                     "value": s.value,
                     "ranking": [{"run_id": r.run_id, "value": r.value} for r in s.ranking],
+                    "min_steps": s.min_steps,
+                    "too_short": [r.run_id for r in s.too_short],
                 }
                 for s in report.selections
             ],
@@ -166,6 +170,10 @@ def report_dict(report: Report) -> dict[str, Any]:
             ],
             "notes": list(report.notes),
             "incomplete": report.incomplete,
+            "missing": [
+                {"where": m.where, "message": m.message, "accepted": m.accepted}
+                for m in report.shortfalls
+            ],
             "baseline": _baseline(report.baseline) if report.baseline else None,
             "gate": {
                 "fail_on": report.gate.fail_on,

@@ -45,12 +45,44 @@ def state_label(run: RunReport) -> str:
 
 
 def all_notes(report: Report) -> list[str]:
-    """The report's own notes, then each run's, prefixed with the run where it is not named."""
+    """The report's own notes, then each run's, prefixed with the run where it is not named.
+
+    A metric missing in many runs for the same reason (an RL alias in SFT runs) is one note
+    naming those runs, not one per run: in a 40-run sweep these were half of report.md.
+    """
     notes = list(report.notes)
+    missing: dict[tuple[str, str], list[str]] = {}
+    for run in report.runs:
+        for metric in run.metrics:
+            if metric.missing_note:
+                reason = _missing_reason(metric.missing_note)
+                missing.setdefault((metric.alias, reason), []).append(run.name)
+    grouped = {key: names for key, names in missing.items() if len(names) > 1 and key[1]}
     for run in report.runs:
         for note in run.notes:
+            alias = next((m.alias for m in run.metrics if m.missing_note == note), None)
+            if alias is not None:
+                reason = _missing_reason(note)
+                names = grouped.get((alias, reason))
+                if names is not None:
+                    if names[0] == run.name:
+                        notes.append(_missing_in_runs(alias, names, reason))
+                    continue
             notes.append(note if run.name in note else f"{run.name}: {note}")
     return notes
+
+
+def _missing_reason(note: str) -> str:
+    """'none of [a, b] was logged; closest …' from a metric's missing note ("" if not one)."""
+    at = note.find(": none of [")
+    return note[at + 2 :] if at >= 0 else ""
+
+
+def _missing_in_runs(alias: str, names: list[str], reason: str, shown: int = 5) -> str:
+    listed = ", ".join(names[:shown]) + (
+        f" and {len(names) - shown} more" if len(names) > shown else ""
+    )
+    return f"metric '{alias}' is missing in {len(names)} runs ({listed}): {reason}"
 
 
 def sparkline_for(report: Report) -> Callable[[RunReport, str], str]:

@@ -23,15 +23,18 @@ import math
 import os
 import re
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import numpy as np
+
 from reportgen.cache import CacheArea, CacheDamaged, RunCache, run_from_dict, run_to_dict
 from reportgen.errors import SourceError
-from reportgen.runs import STEP, History, Run
+from reportgen.runs import STEP, Column, History, Run
 from reportgen.select import matches
 from reportgen.sources import Progress, RunFetchError
 from reportgen.spec import RunFilters, RunsSpec, SourceSpec
@@ -95,6 +98,8 @@ class CloudSource:
         self._fingerprints: dict[str, dict[str, Any]] = {}
         self._failed: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._started: dict[str, tuple[str, float]] = {}  # run id → (name, monotonic start)
+        self._started_lock = threading.Lock()
 
     @property
     def path(self) -> str:
@@ -366,9 +371,12 @@ class CloudSource:
         if progress and results:
             progress(done, len(runs), "cached history")
         if plans:
+            watch = getattr(progress, "watch", None)
+            if watch is not None:
+                watch(self.in_flight)
             with ThreadPoolExecutor(min(self.workers, len(plans))) as pool:
                 futures = {
-                    pool.submit(self._fetch, run, min_step, base): run
+                    pool.submit(self._timed_fetch, run, min_step, base): run
                     for run, min_step, base in plans
                 }
                 for future in as_completed(futures):
@@ -413,13 +421,28 @@ class CloudSource:
         last = entry.meta.get("last_step", -1)
         return (int(last) + 1, entry.history)
 
+    def in_flight(self) -> list[tuple[str, float]]:
+        """History fetches under way: (run name, seconds so far), for progress lines."""
+        now = time.monotonic()
+        with self._started_lock:
+            return [(name, now - start) for name, start in self._started.values()]
+
+    def _timed_fetch(self, run: Run, min_step: int, base: History | None) -> History:
+        with self._started_lock:
+            self._started[run.id] = (run.name, time.monotonic())
+        try:
+            return self._fetch(run, min_step, base)
+        finally:
+            with self._started_lock:
+                self._started.pop(run.id, None)
+
     def _fetch(self, run: Run, min_step: int, base: History | None) -> History:
         public = self._handles.get(run.id)
         if public is None:
             public = self._connect().run(f"{self.path}/{run.id}")
             self._handles[run.id] = public
         rows = public.scan_history(page_size=HISTORY_PAGE, min_step=min_step, use_cache=False)
-        fetched = History.from_points(rows_to_points(rows))
+        fetched = rows_to_history(rows)
         history = base.merged(fetched) if base is not None else fetched
         self._store(run, history)
         return history
@@ -456,7 +479,7 @@ class CloudSource:
             try:
                 self._api = wandb.Api(overrides=overrides)
             except AuthenticationError as exc:
-                raise SourceError(
+                raise self._server_failing(host, exc) or SourceError(
                     f"source: the W&B server at {host} refused the credentials "
                     f"({self._message(exc)}); check WANDB_API_KEY or ~/.netrc"
                 ) from None
@@ -480,11 +503,26 @@ class CloudSource:
                 host=host, source="reportgen", prompt=False, update_session=False
             )
         except AuthenticationError as exc:
-            raise SourceError(
+            raise self._server_failing(host, exc) or SourceError(
                 f"source: the W&B credentials for {host} are not valid: {self._message(exc)}"
             ) from None
         if auth is None:
             raise self._no_credentials(host)
+
+    def _server_failing(
+        self, host: str, exc: BaseException, doing: str = "checking the credentials"
+    ) -> SourceError | None:
+        """A credentials check that failed because the server kept answering 5xx is a server
+        failure, not a wrong key: say so, or the user goes hunting for a key problem."""
+        message = self._message(exc)
+        status = re.search(r"HTTP (5\d\d)", message)
+        if status is None:
+            return None
+        return SourceError(
+            f"source: the W&B server at {host} is failing: it answered HTTP {status.group(1)} "
+            f"(a server error, not a problem with the API key) to every attempt while {doing} "
+            f"({message}); try again later, or ask the server's administrator"
+        )
 
     def _no_credentials(self, host: str) -> SourceError:
         return SourceError(
@@ -512,8 +550,13 @@ class CloudSource:
                 f"source: W&B project {self.path} was not found on {self._host()} "
                 "(check source.entity and source.project, and that these credentials can see it)"
             )
+        failing = self._server_failing(self._host(), exc, f"listing the runs of {self.path}")
+        if failing is not None:
+            return failing
         lowered = message.lower()
-        if any(word in lowered for word in ("permission", "forbidden", "not authorized", "401")):
+        if any(
+            word in lowered for word in ("permission", "forbidden", "not authorized", "http 401")
+        ):
             return SourceError(
                 f"source: the W&B server at {self._host()} refused access to {self.path}: {message}"
             )
@@ -638,19 +681,35 @@ def _server_time(moment: datetime) -> str:
 # --- converting what the client returns --------------------------------------------------------
 
 
-def rows_to_points(rows: Iterable[Mapping[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
-    """History rows (one dict per step) as {key: (steps, values)}, as the offline reader gives.
+def rows_to_history(rows: Iterable[Mapping[str, Any]]) -> History:
+    """History rows as the client yields them, as the offline reader gives them: one row per
+    history record, several records at one `_step` kept, a record without `_step` (written by
+    a shared-mode process) placed by its position among the records, like the offline reader.
 
     Keys logged at different cadences are simply absent from rows where they were not logged
     (the Parquet path says None); both mean "not logged". A logged NaN stays NaN. Nested dicts
     (other than W&B media, which carry "_type") become dotted keys, like the offline reader's.
+    A record served twice (pages at the Parquet/live boundary can repeat) is kept once.
     """
-    points: dict[str, tuple[list[int], list[float]]] = {}
+    points: dict[str, tuple[list[int], list[int], list[float]]] = {}
+    seen: dict[int, set[int]] = {}
+    place = 0
     for row in rows:
-        step = row.get(STEP)
-        if step is None:
-            continue
-        step = int(step)
+        raw_step = row.get(STEP)
+        if raw_step is not None:
+            step = int(raw_step)
+            try:
+                fingerprint = hash(tuple(row.items()))
+            except TypeError:  # a value that cannot be hashed (media dicts, lists)
+                fingerprint = hash(repr(sorted(row.items(), key=lambda item: item[0])))
+            at_step = seen.setdefault(step, set())
+            if fingerprint in at_step:
+                continue
+            at_step.add(fingerprint)
+        else:
+            step = place
+        number = place
+        place += 1
         # The hot loop of a fetch (one pass per logged value): kept flat on purpose.
         for key, raw in row.items():
             kind = type(raw)
@@ -658,37 +717,52 @@ def rows_to_points(rows: Iterable[Mapping[str, Any]]) -> dict[str, tuple[list[in
                 value = float(raw)
             elif kind is dict:
                 if "_type" not in raw:
-                    _add_nested(points, step, key, raw)
+                    _add_nested(points, number, step, key, raw)
                 continue
             else:
-                number = _number(raw)
-                if number is None:
+                maybe = _number(raw)
+                if maybe is None:
                     continue
-                value = number
+                value = maybe
             if key == STEP:
                 continue
             column = points.get(key)
             if column is None:
-                column = points[key] = ([], [])
-            column[0].append(step)
-            column[1].append(value)
-    return points
+                column = points[key] = ([], [], [])
+            column[0].append(number)
+            column[1].append(step)
+            column[2].append(value)
+    return History(
+        {
+            key: Column(
+                np.asarray(rows_, dtype=np.int64),
+                np.asarray(steps, dtype=np.int64),
+                np.asarray(values, dtype=float),
+            )
+            for key, (rows_, steps, values) in points.items()
+        }
+    )
 
 
 def _add_nested(
-    points: dict[str, tuple[list[int], list[float]]], step: int, prefix: str, tree: Mapping
+    points: dict[str, tuple[list[int], list[int], list[float]]],
+    number: int,
+    step: int,
+    prefix: str,
+    tree: Mapping,
 ) -> None:
     for key, raw in tree.items():
         name = f"{prefix}.{key}"
         if isinstance(raw, Mapping):
             if "_type" not in raw:
-                _add_nested(points, step, name, raw)
+                _add_nested(points, number, step, name, raw)
             continue
         value = _number(raw)
         if value is not None:
-            column = points.setdefault(name, ([], []))
-            column[0].append(step)
-            column[1].append(value)
+            column = points.setdefault(name, ([], [], []))
+            column[0].append(number)
+            column[1].append(step)
+            column[2].append(value)
 
 
 _SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}

@@ -1,7 +1,14 @@
 """Local W&B run folders: the embedded default source, no account and no network.
 
-Every `run-<id>.wandb` below the folder is read; folders that share a run id (resumed runs,
-several writer processes) are merged into one run, newer fragments winning where they overlap.
+Every `run-<id>.wandb` below the folder is read (symlinks followed, each real file once).
+Folders that share a run id (resumed runs, several writer processes of a shared-mode run) are
+merged into one run: every fragment's records are kept, one after another in the order the
+fragments started; the run's identity and exit come from the fragment that wrote the run and
+exit records; console lines are ordered by their own timestamps.
+
+Whether a run without an exit record is still running is judged from the newest timestamp
+inside its files (history, console, system stats), compared with the build's time: never from
+file modification times, which copying or cloning resets.
 """
 
 from __future__ import annotations
@@ -18,8 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reportgen.errors import SourceError
-from reportgen.runs import History, Run
-from reportgen.sources.wandb_file import Damage, FileContents, iter_wandb_files, read_wandb_file
+from reportgen.runs import Column, History, Run
+from reportgen.sources.wandb_file import Damage, FileContents, find_wandb_files, read_wandb_file
 from reportgen.spec import RunsSpec, SourceSpec
 
 if TYPE_CHECKING:
@@ -55,48 +62,69 @@ class OfflineSource:
         now: datetime | None = None,
     ) -> list[Run]:
         """Read every run under the folder (filters are applied by the caller)."""
-        return self.read_runs(self._files(), progress, now)
+        files, copy_notes = self._files()
+        return self.read_runs(files, progress, now, copy_notes)
 
-    def run_files(self) -> dict[str, list[Path]]:
+    def run_files(self) -> tuple[dict[str, list[Path]], dict[Path, list[str]]]:
         """Every run file under the folder, grouped by the run id in its name, without reading
-        any: an executor hands each group to one worker (see reportgen.executors)."""
+        any: an executor hands each group to one worker (see reportgen.executors). With them,
+        the notes on copies that were read once, by the file that was read, to pass on to the
+        worker that reads it."""
+        files, copy_notes = self._files()
         groups: dict[str, list[Path]] = defaultdict(list)
-        for path in self._files():
+        for path in files:
             groups[_id_from_path(path)].append(path)
-        return dict(groups)
+        return dict(groups), copy_notes
 
     def read_runs(
-        self, files: list[Path], progress: Progress | None = None, now: datetime | None = None
+        self,
+        files: list[Path],
+        progress: Progress | None = None,
+        now: datetime | None = None,
+        copy_notes: dict[Path, list[str]] | None = None,
     ) -> list[Run]:
         """The runs these files hold, merged by the run id inside them; `now` (the build's
         time, unless the source was given its own) decides whether a run without an exit
         record is still running."""
+        notes_of = copy_notes or {}
         fragments: dict[str, list[tuple[FileContents, History]]] = defaultdict(list)
         for done, (path, (contents, history)) in enumerate(self._read_all(files), start=1):
             if progress:
                 progress(done, len(files), path.parent.name)
             run_id = contents.run_id or _id_from_path(path)
             fragments[run_id].append((contents, history))
+        # The time runs are judged at: this source's own `now` if it was given one, else the
+        # build's (`--now`), else the clock.
+        moment = self._now if self._now is not None else (now.timestamp() if now else None)
+        if moment is None:
+            moment = time.time()
         found = []
         for run_id, parts in fragments.items():
-            run, history = self._merge(run_id, parts, now)
+            extra = [n for contents, _ in parts for n in notes_of.get(contents.path, [])]
+            run, history = self._merge(run_id, parts, moment, extra)
             self._histories[run_id] = history
             found.append(run)
         return found
 
-    def _files(self) -> list[Path]:
+    def _files(self) -> tuple[list[Path], dict[Path, list[str]]]:
+        """The run files to read, and notes on the copies among them (by the file read)."""
         if not self.root.exists():
             raise SourceError(
                 f"source.path: folder '{self.root}' does not exist "
                 "(it should hold W&B run folders such as wandb/offline-run-*)"
             )
-        files = list(iter_wandb_files(self.root))
+        files, copies = find_wandb_files(self.root)
         if not files:
             raise SourceError(
                 f"source.path: no run-*.wandb files found under '{self.root}' "
                 "(point it at the folder that holds wandb/offline-run-* or wandb/run-* folders)"
             )
-        return files
+        copy_notes: dict[Path, list[str]] = defaultdict(list)
+        for copy, original in copies:
+            copy_notes[original].append(
+                f"{_short(copy)} is the same file as {_short(original)}; it was read once"
+            )
+        return files, dict(copy_notes)
 
     def history(self, run: Run, keys: Sequence[str] | None = None) -> History:
         """The run's history (already read while listing)."""
@@ -112,7 +140,7 @@ class OfflineSource:
             hit = cached[path]
             if hit is None:
                 before, contents = next(decoded)
-                hit = contents, History.from_points(contents.points)
+                hit = contents, file_history(contents)
                 self._to_cache(path, before, *hit)
             yield path, hit
 
@@ -123,6 +151,7 @@ class OfflineSource:
         from reportgen.cache import CacheDamaged
 
         try:
+            info = path.stat()
             entry = self._cache.read(str(path.resolve()))
         except CacheDamaged as exc:
             self._cache.cache.warn(
@@ -130,31 +159,43 @@ class OfflineSource:
                 "read the file again"
             )
             return None
+        except OSError:
+            return None
         if entry is None or entry.history is None:
             return None
-        if entry.meta.get("fingerprint") != _fingerprint(path.stat()):
+        if entry.meta.get("fingerprint") != _fingerprint(info):
             return None
-        return _contents_from_cache(path, entry.meta["contents"]), entry.history
+        try:
+            return _contents_from_cache(path, entry.meta["contents"]), entry.history
+        except (KeyError, TypeError, ValueError):
+            return None  # an entry of another shape: read the file again
 
     def _to_cache(
-        self, path: Path, before: os.stat_result, contents: FileContents, history: History
+        self, path: Path, before: os.stat_result | None, contents: FileContents, history: History
     ) -> None:
         """Cache a decoded file, unless it changed while it was read or only just now: a later
         write in the same clock tick could leave its (size, mtime) unchanged."""
-        if self._cache is None:
+        if self._cache is None or before is None:
             return
-        after = path.stat()
+        try:
+            after = path.stat()
+        except OSError:
+            return
         settled = time.time() - after.st_mtime > _SETTLED_SECONDS
         if settled and _fingerprint(after) == _fingerprint(before):
             meta = {"fingerprint": _fingerprint(before), "contents": _contents_to_dict(contents)}
             self._cache.write(str(path.resolve()), meta, history)
 
     def _merge(
-        self, run_id: str, read: list[tuple[FileContents, History]], moment: datetime | None
+        self,
+        run_id: str,
+        read: list[tuple[FileContents, History]],
+        now: float,
+        extra_notes: list[str],
     ) -> tuple[Run, History]:
-        read = sorted(read, key=lambda part: (part[0].start_time or datetime.min, part[0].mtime))
+        read = sorted(read, key=lambda part: _fragment_order(part[0]))
         parts = [contents for contents, _ in read]
-        newest = parts[-1]
+        identity = _identity_fragment(parts)
         config: dict[str, Any] = {}
         summary: dict[str, Any] = {}
         step_metrics: dict[str, str] = {}
@@ -166,32 +207,41 @@ class OfflineSource:
             step_metrics.update(part.step_metrics)
             history = history.merged(part_history) if len(history) else part_history
             notes.extend(_damage_notes(part))
-        first = parts[0]
-        now = self._now if self._now is not None else (moment.timestamp() if moment else None)
-        if now is None:
-            now = time.time()
-        heartbeat = max(p.mtime for p in parts)
-        state, exit_code = _state(parts, now - heartbeat > self.stale_after)
+        # The identity fragment's config and summary have the last word.
+        _deep_update(config, identity.config)
+        summary.update(identity.summary)
+        stamps = [p.last_time for p in parts if p.last_time is not None]
+        last_alive = max(stamps) if stamps else None
+        stale = last_alive is None or now - last_alive > self.stale_after
+        state, exit_code = _state(parts, identity, stale)
         if len(parts) > 1:
-            notes.append(f"merged {len(parts)} folders that share run id {run_id}")
-        console = "".join(p.console for p in parts)
+            notes.append(
+                f"merged {len(parts)} folders that share run id {run_id} "
+                f"({', '.join(p.path.parent.name for p in parts)})"
+            )
+        if last_alive is None and exit_code is None:
+            notes.append("its files hold no timestamp: whether it is still running is unknown")
+        notes.extend(extra_notes)
+        starts = [p.start_time for p in parts if p.start_time is not None]
         run = Run(
             id=run_id,
-            name=newest.name or first.name or run_id,
+            name=identity.name or next((p.name for p in parts if p.name), None) or run_id,
             state=state,
-            project=newest.project,
-            entity=newest.entity,
-            group=newest.group,
-            job_type=newest.job_type,
-            notes=newest.notes,
-            tags=newest.tags or first.tags,
-            created_at=_utc(first.start_time),
-            heartbeat_at=datetime.fromtimestamp(heartbeat, tz=timezone.utc),
+            project=identity.project or next((p.project for p in parts if p.project), None),
+            entity=identity.entity or next((p.entity for p in parts if p.entity), None),
+            group=identity.group,
+            job_type=identity.job_type,
+            notes=identity.notes,
+            tags=identity.tags,
+            created_at=_utc(min(starts)) if starts else None,
+            heartbeat_at=(
+                datetime.fromtimestamp(last_alive, tz=timezone.utc) if last_alive else None
+            ),
             exit_code=exit_code,
             config=config,
             summary=summary,
             step_metrics=step_metrics,
-            console_tail=tuple(console.splitlines()[-60:]),
+            console_tail=_console_tail(parts),
             url=None,
             read_notes=tuple(notes),
             locations=tuple(str(p.path.parent) for p in parts),
@@ -199,10 +249,53 @@ class OfflineSource:
         return run, history
 
 
+def file_history(contents: FileContents) -> History:
+    """One file's history (rows numbered from 0 in the file)."""
+    return History(
+        {key: Column(rows, steps, values) for key, (rows, steps, values) in contents.points.items()}
+    )
+
+
+def _fragment_order(part: FileContents) -> tuple[float, str]:
+    """Fragments in the order they started (the file's own start time, never its mtime)."""
+    start = part.start_time.replace(tzinfo=timezone.utc).timestamp() if part.start_time else None
+    return (start if start is not None else (part.last_time or 0.0), str(part.path))
+
+
+def _identity_fragment(parts: list[FileContents]) -> FileContents:
+    """The fragment that speaks for the run (name, tags, group, exit): the newest one that
+    wrote the run record as the run's primary writer (with its metadata records). A fragment
+    cut off before its run record, or a secondary process of a shared-mode run, never names
+    the run nor decides its state while a primary fragment exists. `parts` is in start order."""
+    ranked = sorted(
+        enumerate(parts),
+        key=lambda item: (item[1].has_run_record, item[1].writes_metadata, item[0]),
+    )
+    return ranked[-1][1]
+
+
+def _console_tail(parts: list[FileContents]) -> tuple[str, ...]:
+    """The last console lines of every fragment, ordered by their own timestamps: the crash
+    quote of any writer process is searched, and a traceback is not buried under another
+    process's later-starting log."""
+    lines = sorted(
+        ((moment, order, line) for order, p in enumerate(parts) for moment, line in p.console),
+        key=lambda item: (item[0], item[1]),
+    )
+    text = "".join(line for _, _, line in lines)
+    return tuple(text.splitlines()[-CONSOLE_TAIL_LINES * len(parts) :])
+
+
+def _short(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}"
+
+
 _SETTLED_SECONDS = 2.0
+CONSOLE_TAIL_LINES = 60
 _CACHED_FIELDS = (
     "run_id", "entity", "project", "name", "group", "job_type", "notes", "tags", "config",
-    "summary", "step_metrics", "exit_code", "console", "records", "size", "mtime",
+    "summary", "step_metrics", "exit_code", "records", "size", "mtime", "has_run_record",
+    "last_time", "history_rows", "writes_metadata",
 )  # fmt: skip
 
 
@@ -211,6 +304,7 @@ def _contents_to_dict(contents: FileContents) -> dict[str, Any]:
     data["tags"] = list(contents.tags)
     data["start_time"] = contents.start_time.isoformat() if contents.start_time else None
     data["damages"] = [[d.offset, d.lost_bytes, d.reason] for d in contents.damages]
+    data["console"] = [[moment, line] for moment, line in contents.console]
     return data
 
 
@@ -223,6 +317,7 @@ def _contents_from_cache(path: Path, data: dict[str, Any]) -> FileContents:
         path=path,
         start_time=datetime.fromisoformat(start) if start else None,
         damages=[Damage(*d) for d in data["damages"]],
+        console=[(float(moment), str(line)) for moment, line in data["console"]],
         **values,
     )
 
@@ -236,21 +331,32 @@ def _fingerprint(stat: os.stat_result) -> dict[str, int]:
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 
 
-def _stat_and_read(path: Path) -> tuple[os.stat_result, FileContents]:
+def _stat_and_read(path: Path) -> tuple[os.stat_result | None, FileContents]:
     """A file's stat before reading, and its contents (run in a worker process)."""
-    return path.stat(), read_wandb_file(path)
+    try:
+        before = path.stat()
+    except OSError:
+        before = None
+    return before, read_wandb_file(path)
 
 
-def _decode(paths: list[Path]) -> Iterator[tuple[os.stat_result, FileContents]]:
+def _decode(paths: list[Path]) -> Iterator[tuple[os.stat_result | None, FileContents]]:
     """Decode files in order; in parallel when there are several and enough bytes."""
     workers = min(len(paths), os.cpu_count() or 1)
-    total = sum(path.stat().st_size for path in paths)
+    total = sum(_size(path) for path in paths)
     if workers < 2 or total < PARALLEL_MIN_BYTES:
         yield from map(_stat_and_read, paths)
         return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         yield from pool.map(_stat_and_read, paths)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _id_from_path(path: Path) -> str:
@@ -270,15 +376,15 @@ def _deep_update(tree: dict[str, Any], newer: dict[str, Any]) -> None:
             tree[key] = value
 
 
-def _state(parts: list[FileContents], stale: bool) -> tuple[str, int | None]:
-    """The newest fragment decides: a run that failed and was resumed to success is finished.
-
-    With no exit record in the newest fragment, an earlier failure still stands; otherwise the
-    run is killed when its files stopped changing long ago, and running when they did not.
-    """
-    newest = parts[-1]
-    if newest.exit_code is not None:
-        return ("finished" if newest.exit_code == 0 else "failed"), newest.exit_code
+def _state(
+    parts: list[FileContents], identity: FileContents, stale: bool
+) -> tuple[str, int | None]:
+    """The identity fragment's exit record decides: a run that failed and was resumed to
+    success is finished. Without one, an earlier failure still stands; otherwise the run is
+    killed when the newest moment its files record is older than `stale_after` before the
+    build's time, and running when it is not."""
+    if identity.exit_code is not None:
+        return ("finished" if identity.exit_code == 0 else "failed"), identity.exit_code
     failed = [p for p in parts if p.exit_code not in (None, 0)]
     if failed:
         return "failed", failed[-1].exit_code
@@ -298,4 +404,6 @@ def _damage_notes(part: FileContents) -> list[str]:
             notes.append(f"{name}: {damage.reason}")
     if part.damages and part.records:
         notes.append(f"{name}: {part.records:,} intact records were read")
+    elif not part.damages and not part.records:
+        notes.append(f"{name}: the file holds no record")
     return notes

@@ -3,25 +3,36 @@
 The format (measured on wandb 0.31): a 7-byte header (b":W&B", uint16 LE 0xBEE1, version 0),
 then LevelDB-log framing in 32 KiB blocks. Each chunk is uint32 LE CRC-32 (of the type byte and
 the data), uint16 LE length, uint8 type (1 full, 2 first, 3 middle, 4 last). Fewer than 7 bytes
-left in a block are padding; a zero chunk header ends the written data. Records inside are
-`wandb.proto.wandb_internal_pb2.Record` messages.
+left in a block are padding. Records inside are `wandb.proto.wandb_internal_pb2.Record` messages.
 
-Damaged files are read as far as they are intact: a chunk with a bad checksum costs the rest of
-its block (reading resumes at the next block), a cut file costs its last partial record, and each
-loss is reported as a `Damage` instead of an exception.
+Files are read as a stream, a window of blocks at a time, so a file of any size costs the
+memory of what it holds (the logged values), never its size. Damaged files are read as far as
+they are intact: after a chunk that does not check out (a bad checksum, a damaged header, a
+zeroed region), the reader scans forward byte by byte for the next chunk whose checksum
+matches and carries on from there. Each loss is reported as a `Damage` that counts the bytes
+really skipped, never as an exception.
+
+Where a history record's step lives depends on the writer: current writers set
+`history.step.num`; older ones (wandb <= 0.15, the legacy writer of 0.19.x) may leave it unset
+and log a `_step` item; the secondary processes of a shared-mode run set neither. The step is
+`step.num` when set, else the `_step` item, else the record's place among the file's history
+records (see `record_step`).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import stat
 import struct
 import zlib
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from wandb.proto import wandb_internal_pb2
@@ -33,6 +44,8 @@ HEADER = b":W&B" + struct.pack("<HB", 0xBEE1, 0)
 BLOCK_SIZE = 32 * 1024
 CHUNK_HEADER = 7
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+# How much is read at a time: whole blocks, so that no chunk straddles two reads.
+WINDOW = 32 * BLOCK_SIZE
 
 # Field numbers of the Record.record_type oneof, read from the protobuf descriptor, so that the
 # record kind can be learned from a few bytes without decoding whole records we do not need.
@@ -51,9 +64,15 @@ _KIND_BY_TAG = {
     for number, kind in _KIND_BY_FIELD.items()
 }
 WANTED_KINDS = frozenset(
-    {"run", "config", "summary", "history", "exit", "output", "output_raw", "metric"}
+    {"run", "config", "summary", "history", "exit", "output", "output_raw", "metric", "stats"}
 )
+# Records only the primary writer of a run writes (its metadata); secondary processes of a
+# shared-mode run (x_primary=False) write none of them.
+PRIMARY_KINDS = frozenset({"environment", "files"})
 CONSOLE_TAIL_CHARS = 16_000
+# Summary records are merged this many at a time (one parse per batch, bounded memory).
+SUMMARY_BATCH = 4096
+_NON_ZERO = re.compile(rb"[^\x00]")
 
 
 @dataclass(frozen=True)
@@ -65,88 +84,144 @@ class Damage:
     reason: str
 
 
+class _Losses:
+    """Damage found while framing; adjacent losses of one kind are counted as one."""
+
+    def __init__(self) -> None:
+        self.damages: list[Damage] = []
+
+    def add(self, offset: int, lost: int, reason: str) -> None:
+        last = self.damages[-1] if self.damages else None
+        if last is not None and last.offset + last.lost_bytes == offset:
+            self.damages[-1] = Damage(last.offset, last.lost_bytes + lost, last.reason)
+        else:
+            self.damages.append(Damage(offset, lost, reason))
+
+
 def read_payloads(data: bytes) -> tuple[list[bytes], list[Damage]]:
-    """Split a transaction log into record payloads, skipping over damage."""
+    """Split a whole transaction log held in memory into record payloads (tests, benchmarks)."""
+    import io
+
     damages: list[Damage] = []
-    if not data:
-        return [], [Damage(0, 0, "the file is empty (the run died before its first write)")]
-    if not data.startswith(HEADER):
-        return [], [Damage(0, len(data), "not a W&B transaction log (unknown header)")]
-    payloads: list[bytes] = []
+    payloads = list(iter_payloads(io.BytesIO(data), len(data), damages))
+    return payloads, damages
+
+
+def iter_payloads(stream: IO[bytes], size: int, damages: list[Damage]) -> Iterator[bytes]:
+    """The record payloads of a transaction log, read a window at a time; damage found on the
+    way is appended to `damages` (offsets and byte counts are positions in the file)."""
+    if size == 0:
+        damages.append(Damage(0, 0, "the file is empty (the run died before its first write)"))
+        return
+    head = stream.read(len(HEADER))
+    if head != HEADER:
+        damages.append(Damage(0, size, "not a W&B transaction log (unknown header)"))
+        return
+    if size == len(HEADER):
+        damages.append(Damage(0, 0, "the file holds only its header (no record was written)"))
+        return
+    losses = _Losses()
+    buf = head + stream.read(WINDOW)
+    base = 0  # file offset of buf[0]; always a multiple of BLOCK_SIZE
+    pos = len(HEADER)
+    at_eof = len(buf) < len(HEADER) + WINDOW
     pending: list[bytes] | None = None
     pending_at = 0
-    pos = len(HEADER)
-    end = len(data)
+    lost_from: int | None = None  # scanning for the next intact chunk since this file offset
+    lost_reason = ""
     unpack = struct.unpack_from
     crc32 = zlib.crc32
     type_crcs = {t: crc32(bytes([t])) for t in (FULL, FIRST, MIDDLE, LAST)}
-    while pos < end:
-        room = BLOCK_SIZE - pos % BLOCK_SIZE
+    while True:
+        if not at_eof and len(buf) - pos < BLOCK_SIZE:
+            drop = (pos // BLOCK_SIZE) * BLOCK_SIZE
+            more = stream.read(WINDOW)
+            at_eof = len(more) < WINDOW
+            buf = buf[drop:] + more
+            base += drop
+            pos -= drop
+        end = len(buf)
+        if pos >= end:
+            break
+        room = BLOCK_SIZE - (base + pos) % BLOCK_SIZE
         if room < CHUNK_HEADER:
-            pos += room
+            pos += room  # block trailer: padding
             continue
         if end - pos < CHUNK_HEADER:
-            damages.append(Damage(pos, end - pos, "the file ends inside a chunk header"))
+            if lost_from is None:
+                lost_from, lost_reason = base + pos, "the file ends inside a chunk header"
+            pos = end
             break
-        checksum, length, kind = unpack("<IHB", data, pos)
-        if checksum == 0 and length == 0 and kind == 0:
-            break
+        checksum, length, kind = unpack("<IHB", buf, pos)
         start = pos + CHUNK_HEADER
         stop = start + length
-        if kind not in type_crcs or length > room - CHUNK_HEADER:
-            next_block = pos + room
-            damages.append(Damage(pos, min(next_block, end) - pos, "a chunk header is damaged"))
-            pending = None
-            pos = next_block
+        if kind in type_crcs and length <= room - CHUNK_HEADER and stop <= end:
+            chunk = buf[start:stop]
+            intact = crc32(chunk, type_crcs[kind]) == checksum
+        else:
+            intact = False
+        if not intact:
+            if lost_from is None:
+                # The first bad byte: what is lost reaches back to a record left incomplete.
+                lost_from = pending_at if pending is not None else base + pos
+                if checksum == 0 and length == 0 and kind == 0:
+                    lost_reason = "a region of zeros (unwritten space: a power loss?)"
+                elif stop > end and kind in type_crcs and length <= room - CHUNK_HEADER:
+                    lost_reason = "the file ends in the middle of a record"
+                elif kind in type_crcs and length <= room - CHUNK_HEADER:
+                    lost_reason = "a checksum does not match"
+                else:
+                    lost_reason = "a chunk header is damaged"
+                pending = None
+            # Scan on for the next intact chunk; runs of zeros are skipped in one step (a chunk
+            # header has a non-zero type byte, at most six bytes after the first non-zero one).
+            if buf[pos] == 0:
+                found = _NON_ZERO.search(buf, pos)
+                pos = max(pos + 1, (found.start() - 6) if found else end)
+            else:
+                pos += 1
             continue
-        if stop > end:
-            lost = end - (pending_at if pending is not None else pos)
-            damages.append(Damage(pos, lost, "the file ends in the middle of a record"))
-            pending = None
-            break
-        chunk = data[start:stop]
-        if crc32(chunk, type_crcs[kind]) != checksum:
-            next_block = pos + room
-            lost_from = pending_at if pending is not None else pos
-            damages.append(
-                Damage(pos, min(next_block, end) - lost_from, "a checksum does not match")
-            )
-            pending = None
-            pos = next_block
-            continue
+        if lost_from is not None:
+            losses.add(lost_from, base + pos - lost_from, lost_reason)
+            lost_from = None
         pos = stop
         if kind == FULL:
             if pending is not None:
-                damages.append(
-                    Damage(pending_at, start - pending_at, "a record was left incomplete")
+                losses.add(
+                    pending_at,
+                    base + start - CHUNK_HEADER - pending_at,
+                    "a record was left incomplete",
                 )
                 pending = None
-            payloads.append(chunk)
+            yield chunk
         elif kind == FIRST:
+            if pending is not None:
+                losses.add(
+                    pending_at,
+                    base + start - CHUNK_HEADER - pending_at,
+                    "a record was left incomplete",
+                )
             pending = [chunk]
-            pending_at = start - CHUNK_HEADER
+            pending_at = base + start - CHUNK_HEADER
         elif pending is None:
             # The tail of a record whose start was lost: part of the previous loss, if any.
-            if damages and damages[-1].offset + damages[-1].lost_bytes == start - CHUNK_HEADER:
-                last = damages.pop()
-                damages.append(
-                    Damage(last.offset, last.lost_bytes + CHUNK_HEADER + length, last.reason)
-                )
-            else:
-                damages.append(
-                    Damage(start - CHUNK_HEADER, length, "a record continues a lost start")
-                )
+            losses.add(
+                base + start - CHUNK_HEADER,
+                CHUNK_HEADER + length,
+                "a record continues a lost start",
+            )
         elif kind == MIDDLE:
             pending.append(chunk)
         else:
             pending.append(chunk)
-            payloads.append(b"".join(pending))
+            yield b"".join(pending)
             pending = None
-    if pending is not None:
-        damages.append(
-            Damage(pending_at, end - pending_at, "the file ends in the middle of a record")
-        )
-    return payloads, damages
+    file_end = base + len(buf)
+    if lost_from is not None:
+        losses.add(lost_from, file_end - lost_from, lost_reason)
+    elif pending is not None:
+        losses.add(pending_at, file_end - pending_at, "the file ends in the middle of a record")
+    damages.extend(losses.damages)
 
 
 def record_kind(payload: bytes) -> str | None:
@@ -235,7 +310,13 @@ def _remove_nested(tree: dict[str, Any], path: list[str]) -> None:
 
 @dataclass
 class FileContents:
-    """What one transaction log says about its run."""
+    """What one transaction log says about its run.
+
+    `points` holds, per key, the history record (row, counted from 0 in this file) each value
+    came from, the row's step and the value. `last_time` is the newest moment the file records
+    (a history `_timestamp`, a console line, a system-stats sample, the run's start), so that
+    whether the run is alive can be judged from the file's contents, never its mtime.
+    """
 
     path: Path
     run_id: str | None = None
@@ -247,37 +328,79 @@ class FileContents:
     notes: str | None = None
     tags: tuple[str, ...] = ()
     start_time: datetime | None = None
+    has_run_record: bool = False
+    writes_metadata: bool = False
     config: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
-    points: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    points: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
     step_metrics: dict[str, str] = field(default_factory=dict)
     exit_code: int | None = None
-    console: str = ""
+    console: list[tuple[float, str]] = field(default_factory=list)
+    last_time: float | None = None
+    history_rows: int = 0
     records: int = 0
     damages: list[Damage] = field(default_factory=list)
     size: int = 0
     mtime: float = 0.0
 
 
+class UnreadableFile(Exception):
+    """A run file that cannot be opened as a regular file (the reason is the message)."""
+
+
+def open_run_file(path: Path) -> tuple[IO[bytes], os.stat_result]:
+    """Open a run file for reading without ever blocking: a FIFO or device named like a run
+    file, a dangling symlink or an unreadable file raise UnreadableFile instead."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise UnreadableFile("the file does not exist (a dangling symlink?)") from None
+    except PermissionError:
+        raise UnreadableFile("the file cannot be read (permission denied)") from None
+    except OSError as exc:
+        raise UnreadableFile(f"the file cannot be opened ({exc.strerror or exc})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise UnreadableFile("not a regular file (a pipe, socket or device named like a run file)")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb", buffering=0), info
+
+
 def read_wandb_file(path: Path) -> FileContents:
-    """Decode the records of one `.wandb` file that reportgen uses."""
-    data = path.read_bytes()
-    stat = path.stat()
-    contents = FileContents(path=path, size=len(data), mtime=stat.st_mtime)
-    payloads, contents.damages = read_payloads(data)
-    del data
-    console: deque[str] = deque()
+    """Decode the records of one `.wandb` file that reportgen uses, streaming it."""
+    try:
+        stream, info = open_run_file(path)
+    except UnreadableFile as exc:
+        return FileContents(path=path, damages=[Damage(0, 0, str(exc))])
+    contents = FileContents(path=path, size=info.st_size, mtime=info.st_mtime)
+    try:
+        with stream:
+            _read_records(iter_payloads(stream, info.st_size, contents.damages), contents)
+    except OSError as exc:  # an I/O error part-way (a failing disk, a file removed on NFS)
+        contents.damages.append(Damage(0, 0, f"reading stopped: {exc.strerror or exc}"))
+    return contents
+
+
+def _read_records(payloads: Iterator[bytes], contents: FileContents) -> None:
+    console: deque[tuple[float, str]] = deque()
     console_chars = 0
+    # Per key: the rows and values in the order written; per row: its step.
     points: dict[str, tuple[list[int], list[float]]] = {}
-    summary_payloads: list[bytes] = []
+    row_steps: list[int] = []
+    summary = _SummaryMerger(contents.damages)
+    newest = -np.inf
     parse = pb.Record.FromString
     for payload in payloads:
         kind = record_kind(payload)
         if kind not in WANTED_KINDS:
+            if kind in PRIMARY_KINDS:
+                contents.writes_metadata = True
             continue
         if kind == "summary":
-            # Roughly two per logged step: keep the bytes now, decode only what matters later.
-            summary_payloads.append(payload)
+            # Roughly two per logged step: merged in batches, decoded only where it matters.
+            summary.add(payload)
+            contents.records += 1
             continue
         try:
             record = parse(payload)
@@ -286,13 +409,22 @@ def read_wandb_file(path: Path) -> FileContents:
             continue
         contents.records += 1
         if kind == "history":
-            _add_history(record.history, points)
+            stamp = _add_history(record.history, len(row_steps), points, row_steps)
+            if stamp is not None and stamp > newest:
+                newest = stamp
         elif kind == "output_raw" or kind == "output":
-            line = record.output_raw.line if kind == "output_raw" else record.output.line
-            console.append(line)
-            console_chars += len(line)
+            output = record.output_raw if kind == "output_raw" else record.output
+            moment = output.timestamp.seconds + output.timestamp.nanos / 1e9
+            if moment > newest:
+                newest = moment
+            console.append((moment, output.line))
+            console_chars += len(output.line)
             while console_chars > CONSOLE_TAIL_CHARS and len(console) > 1:
-                console_chars -= len(console.popleft())
+                console_chars -= len(console.popleft()[1])
+        elif kind == "stats":
+            moment = record.stats.timestamp.seconds + record.stats.timestamp.nanos / 1e9
+            if moment > newest:
+                newest = moment
         elif kind == "run":
             _add_run(record.run, contents)
         elif kind == "config":
@@ -304,25 +436,46 @@ def read_wandb_file(path: Path) -> FileContents:
             name = metric.name or metric.glob_name
             if name and metric.step_metric:
                 contents.step_metrics[name] = metric.step_metric
-    contents.records += len(summary_payloads)
-    contents.summary = _final_summary(summary_payloads, contents.damages)
+    contents.summary = summary.result()
+    if contents.start_time is not None:
+        start = contents.start_time.replace(tzinfo=timezone.utc).timestamp()
+        newest = max(newest, start)
+    contents.last_time = float(newest) if np.isfinite(newest) else None
+    contents.history_rows = len(row_steps)
     # Arrays, not lists: compact, and cheap to send back from a worker process.
-    contents.points = {
-        key: (np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=float))
-        for key, (steps, values) in points.items()
-    }
-    contents.console = "".join(console)
-    return contents
+    steps_of_rows = np.asarray(row_steps, dtype=np.int64)
+    contents.points = {}
+    for key, (rows, values) in points.items():
+        row_array = np.asarray(rows, dtype=np.int64)
+        contents.points[key] = (row_array, steps_of_rows[row_array], np.asarray(values, float))
+    contents.console = list(console)
 
 
-def _add_history(history: Any, points: dict[str, tuple[list[int], list[float]]]) -> None:
+def record_step(step_num: int | None, step_item: int | None, place: int) -> int:
+    """A history record's step: `step.num` when the writer set it, else its `_step` item, else
+    its place among the file's history records (writers that set no step at all).
+
+    Legacy writers may leave the step message out (or at 0) and carry the step as `_step`."""
+    if step_num is not None and (step_num != 0 or step_item is None):
+        return step_num
+    if step_item is not None:
+        return step_item
+    return place
+
+
+def _add_history(
+    history: Any,
+    row: int,
+    points: dict[str, tuple[list[int], list[float]]],
+    row_steps: list[int],
+) -> float | None:
+    """Add one history record's numeric values as row `row`; returns its `_timestamp`."""
     # The hot loop of the reader (one pass per logged value): kept flat on purpose.
-    step = history.step.num
+    step_item: int | None = None
+    stamp: float | None = None
     for item in history.item:
         nested = item.nested_key
         key = nested[0] if len(nested) == 1 else ".".join(nested) or item.key
-        if key == "_step":
-            continue
         text = item.value_json
         try:
             value = float(text)
@@ -331,14 +484,24 @@ def _add_history(history: Any, points: dict[str, tuple[list[int], list[float]]])
             if number is None:
                 continue
             value = number
+        if key == "_step":
+            if value == value and abs(value) < 2**63:
+                step_item = int(value)
+            continue
+        if key == "_timestamp":
+            stamp = value
         column = points.get(key)
         if column is None:
             column = points[key] = ([], [])
-        column[0].append(step)
+        column[0].append(row)
         column[1].append(value)
+    step_num = history.step.num if history.HasField("step") else None
+    row_steps.append(record_step(step_num, step_item, row))
+    return stamp
 
 
 def _add_run(run: Any, contents: FileContents) -> None:
+    contents.has_run_record = True
     contents.run_id = run.run_id or contents.run_id
     contents.entity = run.entity or None
     contents.project = run.project or None
@@ -362,46 +525,136 @@ def _apply_config(config: Any, tree: dict[str, Any]) -> None:
         _remove_nested(tree, list(item.nested_key) or [item.key])
 
 
-def _final_summary(payloads: list[bytes], damages: list[Damage]) -> dict[str, Any]:
+class _SummaryMerger:
     """The summary after every update: the last write of each key wins, removals included.
 
-    Parsing the concatenated payloads as one message merges them (repeated fields append in
-    order), which is far cheaper than one parse per record. Removals would lose their place
-    among the updates in a merged message, and a damaged payload would spoil it: in either
-    case the records are applied one by one instead.
+    Parsing concatenated payloads as one message merges them (repeated fields append in order),
+    which is far cheaper than one parse per record; it is done a batch at a time so that memory
+    stays bounded. Removals would lose their place among the updates in a merged message, and a
+    damaged payload would spoil it: in either case that batch is applied one record at a time.
     """
-    try:
-        merged = [pb.Record.FromString(b"".join(payloads)).summary]
-    except Exception:
-        merged = []
-    if not merged or merged[0].remove:
-        merged = []
-        for payload in payloads:
-            try:
-                merged.append(pb.Record.FromString(payload).summary)
-            except Exception:
-                damages.append(Damage(0, len(payload), "a summary record could not be decoded"))
-    summary: dict[str, Any] = {}
-    for record in merged:
-        for item in record.update:
-            nested = item.nested_key
-            summary[nested[0] if len(nested) == 1 else ".".join(nested) or item.key] = (
-                item.value_json
-            )
-        for item in record.remove:
-            summary.pop(".".join(item.nested_key) or item.key, None)
-    return {k: _json_value(summary[k]) for k in sorted(summary) if not k.startswith("_wandb")}
+
+    def __init__(self, damages: list[Damage]):
+        self._damages = damages
+        self._batch: list[bytes] = []
+        self._values: dict[str, str] = {}
+
+    def add(self, payload: bytes) -> None:
+        self._batch.append(payload)
+        if len(self._batch) >= SUMMARY_BATCH:
+            self._apply()
+
+    def _apply(self) -> None:
+        try:
+            merged = [pb.Record.FromString(b"".join(self._batch)).summary]
+        except Exception:
+            merged = []
+        if not merged or merged[0].remove:
+            merged = []
+            for payload in self._batch:
+                try:
+                    merged.append(pb.Record.FromString(payload).summary)
+                except Exception:
+                    self._damages.append(
+                        Damage(0, len(payload), "a summary record could not be decoded")
+                    )
+        self._batch = []
+        values = self._values
+        for record in merged:
+            for item in record.update:
+                nested = item.nested_key
+                values[nested[0] if len(nested) == 1 else ".".join(nested) or item.key] = (
+                    item.value_json
+                )
+            for item in record.remove:
+                values.pop(".".join(item.nested_key) or item.key, None)
+
+    def result(self) -> dict[str, Any]:
+        if self._batch:
+            self._apply()
+        values = self._values
+        return {k: _json_value(values[k]) for k in sorted(values) if not k.startswith("_wandb")}
 
 
 def iter_wandb_files(root: Path) -> Iterator[Path]:
-    """Every run-*.wandb under root, not following symlinks (skips `latest-run`)."""
-    import os
+    """Every run-*.wandb under root (see `find_wandb_files`), each real file once."""
+    yield from find_wandb_files(root)[0]
 
-    if root.is_file():
-        yield root
-        return
-    for folder, dirs, files in os.walk(root, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(folder, d)))
+
+def find_wandb_files(root: Path) -> tuple[list[Path], list[tuple[Path, Path]]]:
+    """Every run-*.wandb under root, and the copies that were left out as (copy, original).
+
+    Symlinked folders and files are followed (users gather chosen runs with symlinks), each
+    real folder is walked once (a link cycle ends the walk), and each file is read once: a
+    symlink to a file already found, or a byte-identical copy of one under the same name (a
+    `latest-run` folder copied as a real folder), is left out. Paths through `latest-run` lose to any other path.
+    """
+    if not root.is_dir():
+        return [root], []
+    found: list[Path] = []
+    seen_dirs: set[tuple[int, int]] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        try:
+            info = os.stat(folder)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (info.st_dev, info.st_ino) in seen_dirs:
+            dirs[:] = []
+            continue
+        seen_dirs.add((info.st_dev, info.st_ino))
+        # Real folders before symlinks to them, so that a run is named by its real folder.
+        dirs.sort(key=lambda d: (os.path.islink(os.path.join(folder, d)), d))
         for name in sorted(files):
             if name.startswith("run-") and name.endswith(".wandb"):
-                yield Path(folder) / name
+                found.append(Path(folder) / name)
+    found.sort(key=lambda path: ("latest-run" in path.parts, len(path.parts), str(path)))
+    return _without_copies(found)
+
+
+def _without_copies(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, Path]]]:
+    kept: list[Path] = []
+    copies: list[tuple[Path, Path]] = []
+    by_identity: dict[tuple[int, int], Path] = {}
+    by_size: dict[int, list[Path]] = {}
+    for path in paths:
+        try:
+            info = path.stat()
+        except OSError:  # dangling or unreadable: kept, to be reported as a damaged file
+            kept.append(path)
+            continue
+        original = by_identity.get((info.st_dev, info.st_ino))
+        if original is None and stat.S_ISREG(info.st_mode) and info.st_size > 0:
+            # A copy keeps its name (run-<id>.wandb); files of other runs can hold the same
+            # bytes (runs that died after writing only a header).
+            original = next(
+                (
+                    other
+                    for other in by_size.get(info.st_size, [])
+                    if other.name == path.name and _same_bytes(path, other)
+                ),
+                None,
+            )
+        if original is not None:
+            copies.append((path, original))
+            continue
+        by_identity[(info.st_dev, info.st_ino)] = path
+        if stat.S_ISREG(info.st_mode):
+            by_size.setdefault(info.st_size, []).append(path)
+        kept.append(path)
+    kept.sort()
+    return kept, copies
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    """Whether two files of equal size hold the same bytes (compared a window at a time)."""
+    try:
+        with open(a, "rb") as left, open(b, "rb") as right:
+            while True:
+                one = left.read(WINDOW)
+                if one != right.read(WINDOW):
+                    return False
+                if not one:
+                    return True
+    except OSError:
+        return False

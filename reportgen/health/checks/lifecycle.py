@@ -1,24 +1,39 @@
-"""Did the run live and die properly? crashed, killed, stalled."""
+"""Did the run live and die properly? crashed, stopped, ended_early, killed, stalled."""
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
 
-from reportgen.health.context import CheckContext
-from reportgen.health.registry import DURATION, Param, check
+from reportgen.health.context import CheckContext, num
+from reportgen.health.registry import DURATION, FRACTION, Param, check
 from reportgen.report import Finding
 
 BOTH = ("rl", "supervised")
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# Prefixes distributed launchers put before every line of a worker: `[rank0]:`, `(pid=123)`,
+# `(TaskRunner pid=42)`, `[default0]:`. Consoles often run several such lines together.
+_PREFIX = re.compile(r"\[(?:rank|default)\d+\]:|\((?:\w+ )?pid=\d+(?:, ip=[\d.]+)?\)")
+# An exception name followed by `:` or the end of the text, anywhere in a line (so
+# `... [rank0]: KeyboardInterrupt` and `torch.OutOfMemoryError: CUDA out of memory` are found).
 _EXCEPTION = re.compile(
-    r"^\s*(?:[A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit|Failure|Warning)\b"
-    r"|Killed\b|Segmentation fault|torch\.\w+\.OutOfMemoryError)"
+    r"(?<![\w.])((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Interrupt|Exit|Failure))"
+    r"(?=:|\s*$)|(?<!\w)(Killed|Segmentation fault)(?!\w)"
 )
+# A user pressing Ctrl-C, in the words trainers print: KeyboardInterrupt, "Ctrl + C detected",
+# "Received SIGINT". (SIGTERM is a scheduler's stop and stays a crash or a kill.)
+_USER_STOP = re.compile(
+    r"KeyboardInterrupt|Ctrl\s*\+?-?\s*C\b.*(?:detected|pressed|received)|\bSIGINT\b"
+    r"|interrupted by (?:the )?user",
+    re.I,
+)
+# W&B writes exit code 255 when the training script ended with a KeyboardInterrupt.
+_INTERRUPT_CODES = (255, 130)
 
 # Known failure texts → (likely cause, next step). The first pattern found in the line wins.
 _CRASH_CAUSES = (
@@ -35,26 +50,49 @@ _CRASH_CAUSES = (
         "checkpoint; raise the NCCL timeout only if the stall was expected.",
     ),
     (
-        re.compile(r"KeyboardInterrupt|SIGTERM|SIGINT"),
-        "the run was interrupted by hand or by a signal",
-        "If the stop was not deliberate, check the scheduler for pre-emption and resume from "
-        "the last checkpoint.",
+        re.compile(r"SIGTERM|SIGKILL|Killed"),
+        "the process was stopped by a signal from outside (scheduler pre-emption, a time "
+        "limit, the kernel's OOM killer)",
+        "Check the scheduler for pre-emption or a time limit and resume from the last checkpoint.",
     ),
 )
 
 
+def _clean(raw: str) -> str:
+    return _PREFIX.sub(" ", _ANSI.sub("", raw)).strip()
+
+
 def last_exception_line(console: tuple[str, ...]) -> str | None:
-    """The last line of the console that names an exception (or 'Killed'), trimmed."""
+    """The exception the console names last (or 'Killed'), from its name to the end of its line.
+
+    Within a line the first name wins: `RuntimeError: ValueError: …` was a RuntimeError.
+
+    Searches inside lines, not only at their start: launchers prefix every worker line
+    (`[rank0]:`) and consoles captured from several processes run lines together.
+    Warnings are not exceptions and are skipped.
+    """
     for raw in reversed(console):
-        line = _ANSI.sub("", raw).strip()
-        if line and _EXCEPTION.match(line) and not line.startswith("Traceback"):
-            return line if len(line) <= 300 else line[:297] + "…"
+        line = _clean(raw)
+        found = _EXCEPTION.search(line)
+        if found is None or line.startswith("Traceback"):
+            continue
+        text = line[found.start() :].strip()
+        return text if len(text) <= 300 else text[:297] + "…"
+    return None
+
+
+def user_stop_line(console: tuple[str, ...]) -> str | None:
+    """The console line showing that a user pressed Ctrl-C, or None."""
+    for raw in reversed(console):
+        line = _clean(raw)
+        if _USER_STOP.search(line):
+            return line if len(line) <= 200 else line[:197] + "…"
     return None
 
 
 def _last_step(ctx: CheckContext) -> str:
-    steps = ctx.history.steps()
-    return f"step {int(steps[-1])}" if len(steps) else "its first step"
+    steps = ctx.steps()
+    return f"after step {int(steps[-1])}" if len(steps) else "before logging any step"
 
 
 def _ago(delta: timedelta) -> str:
@@ -77,14 +115,16 @@ def _ago(delta: timedelta) -> str:
     advice="Fix the error quoted in the finding, then resume from the last checkpoint.",
 )
 def crashed(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
-    """The run exited with a non-zero exit code. The message quotes the last exception line of the console output (for example `RuntimeError: CUDA out of memory`) and names the last logged step."""
+    """The run exited with a non-zero exit code (or the server marks it failed) and was not stopped by its user (that is `stopped`). The message quotes the last exception the console output names (for example `torch.OutOfMemoryError: CUDA out of memory`, found even inside `[rank0]:`-prefixed, run-together lines) and names the last logged step."""
     run = ctx.run
     code = run.exit_code
     if code in (None, 0) and run.state != "failed":
         return []
+    if _stopped_by_user(ctx) is not None:
+        return []
     line = last_exception_line(run.console_tail)
     code_text = f"exit code {code}" if code is not None else "an error"
-    message = f"the run failed with {code_text} after {_last_step(ctx)}"
+    message = f"the run failed with {code_text} {_last_step(ctx)}{plan_note(ctx)}"
     message += f": {line}" if line else " (no exception line in its console output)"
     cause = f"the process raised an uncaught {line.split(':')[0]}" if line else None
     advice = None
@@ -94,9 +134,7 @@ def crashed(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
             batch = ctx.config_text("ppo_micro_batch_size", "micro_batch_size", "batch_size")
             advice = known_advice.format(batch=batch)
             break
-    if code == 255 and cause is None:
-        cause, advice = _CRASH_CAUSES[2][1], _CRASH_CAUSES[2][2]
-    steps = ctx.history.steps()
+    steps = ctx.steps()
     return [
         ctx.finding(
             p,
@@ -109,11 +147,246 @@ def crashed(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     ]
 
 
+def _stopped_by_user(ctx: CheckContext) -> str | None:
+    """How the run shows that its user stopped it (a Ctrl-C line, or W&B's exit code 255)."""
+    line = user_stop_line(ctx.run.console_tail)
+    if line is not None:
+        return f"its console shows `{line}`"
+    if ctx.run.exit_code in _INTERRUPT_CODES:
+        return f"it exited with code {ctx.run.exit_code}, the code of a KeyboardInterrupt"
+    return None
+
+
+@check(
+    "stopped",
+    severity="bad",
+    presets=BOTH,
+    looks_at="the end of the run's console output (KeyboardInterrupt, `Ctrl + C detected`) and "
+    "its exit code (W&B records 255 for a KeyboardInterrupt)",
+    cause="someone stopped the run by hand (Ctrl-C) before it finished",
+    advice="If the stop was deliberate, judge the run only up to where it stopped; otherwise "
+    "resume it from the last checkpoint.",
+)
+def stopped(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
+    """The run was stopped by its user: its console shows a KeyboardInterrupt or a trainer's "Ctrl + C detected" line, or it exited with code 255 (what W&B records for a KeyboardInterrupt). This is told apart from `crashed`, and fires even when the script caught the Ctrl-C and exited 0."""
+    how = _stopped_by_user(ctx)
+    if how is None or ctx.run.state == "running":
+        return []
+    message = f"the run was stopped by its user {_last_step(ctx)}{plan_note(ctx)}: {how}"
+    steps = ctx.steps()
+    return [ctx.finding(p, message, step=float(steps[-1]) if len(steps) else None)]
+
+
+# Config keys that fix a run's planned length in optimiser steps, most specific first.
+_PLAN_KEYS = (
+    "total_training_steps",
+    "max_steps",
+    "num_training_steps",
+    "total_steps",
+    "train_iters",
+    "max_iters",
+    "total_iters",
+)
+_EPOCH_KEYS = ("total_epochs", "num_train_epochs", "epochs", "num_epochs", "max_epochs")
+_STEPS_PER_EPOCH_KEYS = ("steps_per_epoch", "num_update_steps_per_epoch", "iters_per_epoch")
+# Logged or summary keys that count optimiser steps (the trainer's own counter).
+_STEP_KEYS = (
+    "train/global_step",
+    "global_step",
+    "trainer/global_step",
+    "train/step",
+    "step",
+    "iteration",
+    "iter",
+    "training/global_step",
+)
+_EPOCH_PROGRESS_KEYS = ("train/epoch", "epoch")
+_EPISODE_KEYS = ("total_episodes",)
+_EPISODE_PROGRESS_KEYS = ("train/episode", "episode")
+
+
+def _positive_number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) and number > 0 else None
+
+
+def _counter(ctx: CheckContext, keys: tuple[str, ...]) -> float | None:
+    """The largest value a run logged (or left in its summary) under one of `keys`."""
+    found: list[float] = []
+    for key in keys:
+        if key in ctx.history:
+            values = ctx.history.series(key).to_numpy(dtype=float)
+            values = values[np.isfinite(values)]
+            if len(values):
+                found.append(float(values.max()))
+        value = _positive_number(ctx.run.summary.get(key))
+        if value is not None:
+            found.append(value)
+    return max(found) if found else None
+
+
+def _live_counter(ctx: CheckContext, keys: tuple[str, ...]) -> float | None:
+    """The last value of a progress counter the run kept logging to its end (an `epoch` logged
+    once at step 0 says nothing about how far the run got)."""
+    steps = ctx.steps()
+    for key in keys:
+        if key not in ctx.history or not len(steps):
+            continue
+        series = ctx.history.series(key)
+        series = series[np.isfinite(series.to_numpy(dtype=float))]
+        if len(series) >= 2 and float(series.index[-1]) >= 0.9 * float(steps[-1]):
+            return float(series.max())
+    return None
+
+
+def planned_steps(ctx: CheckContext) -> tuple[str, float] | None:
+    """(what says so, planned length in steps) from the config, or None when it does not say.
+
+    max_steps, total_training_steps and their synonyms first (a non-positive value means "not
+    set", as in the HF Trainer's max_steps=-1); else epochs × steps per epoch.
+    """
+    for key in _PLAN_KEYS:
+        found = ctx.config(key)
+        if found is not None and (value := _positive_number(found[1])) is not None:
+            return f"{found[0]} is {value:g}", value
+    epochs, per_epoch = ctx.config(*_EPOCH_KEYS), ctx.config(*_STEPS_PER_EPOCH_KEYS)
+    if epochs and per_epoch:
+        e, s = _positive_number(epochs[1]), _positive_number(per_epoch[1])
+        if e is not None and s is not None:
+            return f"{epochs[0]} {e:g} × {per_epoch[0]} {s:g}", e * s
+    return None
+
+
+def reached_steps(ctx: CheckContext) -> float | None:
+    """How far the run got in optimiser steps: the largest of its last `_step` and the last
+    value of a step counter it logged (train/global_step, …) or left in its summary."""
+    steps = ctx.steps()
+    counted = _counter(ctx, _STEP_KEYS)
+    last = float(steps[-1]) if len(steps) else None
+    known = [v for v in (last, counted) if v is not None]
+    return max(known) if known else None
+
+
+def _other_shortfall(ctx: CheckContext) -> tuple[float, float, str, str] | None:
+    """(reached, planned, config key, unit) in episodes (TRL's PPO: total_episodes against the
+    logged episode counter) or epochs (num_train_epochs against the logged epoch), when the
+    run logs that counter."""
+    for plan_keys, progress_keys, unit in (
+        (_EPISODE_KEYS, _EPISODE_PROGRESS_KEYS, "episode"),
+        (_EPOCH_KEYS, _EPOCH_PROGRESS_KEYS, "epoch"),
+    ):
+        planned = ctx.config(*plan_keys)
+        if planned is None or (total := _positive_number(planned[1])) is None:
+            continue
+        reached = _live_counter(ctx, progress_keys)
+        if reached is not None:
+            return reached, total, planned[0], unit
+    return None
+
+
+def plan_note(ctx: CheckContext) -> str:
+    """` (step 51 of 900 planned, max_steps is 900)` when the run fell short of its plan."""
+    plan, progress = planned_steps(ctx), reached_steps(ctx)
+    if plan is None or progress is None or progress >= plan[1]:
+        return ""
+    return f" ({progress:g} of {plan[1]:g} planned steps, {plan[0]})"
+
+
+@check(
+    "ended_early",
+    severity="bad",
+    presets=BOTH,
+    looks_at="the run's last step (and the trainer's step or epoch counter) against the length "
+    "its config plans: max_steps, total_training_steps, train_iters, epochs × steps per epoch; "
+    "else its learning-rate schedule",
+    cause="the run ended well before the length it was configured for, without an error: a "
+    "time limit, a manual stop, or an early exit in the training script",
+    advice="Resume from the last checkpoint to reach the planned length, or judge the run as a "
+    "partial one.",
+    params=[
+        Param(
+            "fraction",
+            FRACTION,
+            0.9,
+            "Fires when the run reached less than this share of its planned steps (or epochs).",
+        )
+    ],
+)
+def ended_early(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
+    """A run that finished with exit code 0 (crashed, killed and stopped runs say so in their own findings, with the planned length) reached less than `fraction` of the length its config plans: the largest of its last `_step` and of a logged step counter (train/global_step, …) against max_steps / total_training_steps / train_iters (or epochs × steps per epoch), or its logged episode counter against total_episodes (TRL's PPO), or its last logged epoch against num_train_epochs. When the config names no length, a learning rate that was decaying steadily from its peak and ended above half of it shows a schedule cut short."""
+    run = ctx.run
+    if run.state != "finished" or run.exit_code not in (None, 0) or not len(ctx.steps()):
+        return []  # crashed, killed, stopped and running runs say so in their own findings
+    if _stopped_by_user(ctx):
+        return []
+    steps = ctx.steps()
+    plan, progress = planned_steps(ctx), reached_steps(ctx)
+    if plan is not None and progress is not None and progress + 1 < p["fraction"] * plan[1]:
+        message = (
+            f"the run ended at step {progress:g} of {plan[1]:g} planned ({plan[0]}): "
+            f"{progress / plan[1]:.0%} of its planned length"
+        )
+        return [ctx.finding(p, message, step=float(steps[-1]), value=progress)]
+    other = _other_shortfall(ctx)
+    if plan is None and other is not None and other[0] < p["fraction"] * other[1]:
+        reached, total, key, unit = other
+        message = (
+            f"the run ended at {unit} {reached:.4g} of {total:g} planned ({key}): "
+            f"{reached / total:.0%} of its planned length"
+        )
+        return [ctx.finding(p, message, step=float(steps[-1]), value=reached)]
+    if plan is None and other is None:
+        return _unfinished_schedule(ctx, p)
+    return []
+
+
+LR_KEYS = (
+    "train/learning_rate",
+    "learning_rate",
+    "train/lr",
+    "lr",
+    "actor/lr",
+    "optim/lr",
+    "trainer/learning_rate",
+)
+# A decaying learning rate that ended above this share of its peak had not run its schedule.
+SCHEDULE_LEFT = 0.5
+
+
+def _unfinished_schedule(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
+    """Without a planned length in the config, a learning rate that was decaying steadily from
+    its peak (at least 10 logged points, never rising again) and ended above half of that peak
+    shows a schedule cut short: decay schedules (cosine, linear) are built to end near 0."""
+    for key in LR_KEYS:
+        if key not in ctx.history:
+            continue
+        series = ctx.history.series(key)
+        values = series.to_numpy(dtype=float)
+        keep = np.isfinite(values)
+        values, at = values[keep], series.index.to_numpy()[keep]
+        if len(values) < 10 or values.max() <= 0:
+            return []
+        top = int(np.argmax(values))
+        peak, after, last = float(values[top]), values[top:], float(values[-1])
+        decaying = len(after) >= 10 and bool(np.all(np.diff(after) <= 1e-9 * peak))
+        if not decaying or not (SCHEDULE_LEFT * peak < last < 0.95 * peak):
+            return []
+        message = (
+            f"the run ended while its learning rate was still decaying: {key} was {num(last)} "
+            f"at the end, {last / peak:.0%} of its peak {num(peak)} (step {at[top]:g}); a "
+            "decay schedule ends near 0, so the run stopped well before its planned length"
+        )
+        return [ctx.finding(p, message, step=float(at[-1]), value=last)]
+    return []
+
+
 @check(
     "killed",
     severity="ugly",
     presets=BOTH,
-    looks_at="the run's state and the time of its last sign of life (heartbeat or file change)",
+    looks_at="the run's state and the time of its last sign of life (server heartbeat, or the newest timestamp inside its files)",
     cause="the process was killed from outside: pre-emption, the kernel's OOM killer, a node "
     "failure or a job time limit",
     advice="Check the scheduler and kernel logs (dmesg for the OOM killer) around the last "
@@ -136,9 +409,12 @@ def killed(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     timed_out = run.state == "running" and silent is not None and silent > p["after"]
     if run.state not in ("killed", "crashed") and not timed_out:
         return []
-    when = f"; its last sign of life was {_ago(silent)} before this report" if silent else ""
-    message = f"the run stopped without an exit record after {_last_step(ctx)}{when}"
-    steps = ctx.history.steps()
+    if _stopped_by_user(ctx) is not None:
+        return []  # a Ctrl-C that left no exit record: `stopped` says so
+    # The moment itself, not its distance from the build: the same files give the same words.
+    when = f"; its last sign of life was at {beat:%Y-%m-%d %H:%M:%S} UTC" if beat else ""
+    message = f"the run stopped without an exit record {_last_step(ctx)}{plan_note(ctx)}{when}"
+    steps = ctx.steps()
     return [ctx.finding(p, message, step=float(steps[-1]) if len(steps) else None)]
 
 

@@ -69,7 +69,7 @@ def _word(signal: Signal) -> tuple[str, str]:
     ],
 )
 def plateau(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
-    """The objective improved at first, then stopped: its rolling median came within noise of its final best during the first `early` share of the run and never got meaningfully better afterwards, so most of the compute bought nothing."""
+    """The objective improved at first, then stopped: its rolling median came within noise of its final best during the first `early` share of the run and never got meaningfully better afterwards, so most of the compute bought nothing. A curve that keeps a steady trend towards better after that point (Spearman's ρ more than two standard errors above 0) is still improving, not on a plateau. A curve that ends more than halfway back from its best to its start jumped rather than levelled off and is not a plateau; neither is a curve another check already explains on the same metric (reward_flat, reward_saturated, flatline, diverged)."""
     signal = ctx.signal(p["metric"])
     if signal is None:
         return []
@@ -88,12 +88,17 @@ def plateau(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     start = float(u[valid[0]])
     if start - best <= delta:
         return []  # never improved: reward_flat and flatline speak to that
+    end = stats.tail_level(_lower_is_better(s, s.values), w)
+    if end > best + max(delta, 0.5 * (start - best)):
+        return []  # it got much worse again (a sustained jump): not a plateau; diverged speaks
     settled = int(valid[np.argmax(u[valid] <= best + delta)])
     raw = _lower_is_better(s, s.values)
     reached = stats.first_at_or_after(raw <= best + delta, max(0, settled - w + 1))
     position = _position(s.steps, reached)
     if position > p["early"]:
         return []
+    if stats.rising_trend(-raw[reached:]):
+        return []  # still climbing through its noise after "reaching" its level: no plateau
     level = best if s.goal == "minimize" else -best
     remaining = n - 1 - reached
     message = (
@@ -252,3 +257,52 @@ def overfitting(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
             "(weight decay, dropout) or more data, or stop early on the validation metric.",
         )
     ]
+
+
+@check(
+    "loss_flat",
+    severity="bad",
+    presets=("supervised",),
+    looks_at="loss (the training loss)",
+    cause="the model is not learning: the learning rate is far too low (or 0), the weights are "
+    "frozen, or the targets do not depend on the inputs (a data or label bug)",
+    advice="Check that the loss reaches the optimiser and the weights change (learning rate, "
+    "requires_grad, the optimiser's parameter list), then try a 10× higher learning rate on a "
+    "small subset the model should overfit.",
+    params=[
+        Param("metric", METRIC, "loss", "The alias or role to look at."),
+        Param(
+            "min_drop",
+            FRACTION,
+            0.02,
+            "Fires when the loss's closing level is less than this share below its opening "
+            "level (medians of the first and last windows).",
+        ),
+        Param("min_points", INTEGER, 50, "Runs with fewer logged points are not judged."),
+        window_param("10 (on runs of 50 points or more)"),
+    ],
+)
+def loss_flat(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
+    """The training loss hardly moved over the whole run: its closing level (median of the last window) is less than `min_drop` (2%) below its opening level (median of the first window). A language model whose loss stays near ln(vocabulary size), or a classifier stuck at ln 2, learns nothing; an exactly constant loss is `flatline`."""
+    signal = ctx.signal(p["metric"])
+    if signal is None or signal.goal != "minimize":
+        return []
+    s = signal.finite
+    n = len(s)
+    if n < p["min_points"] or np.all(s.values == s.values[-1]):
+        return []
+    w = _level_window(n, p["window"])
+    start, end = stats.head_level(s.values, w), stats.tail_level(s.values, w)
+    if start <= 0 or end < (1 - p["min_drop"]) * start:
+        return []
+    message = (
+        f"{s.key} hardly moved: it opened at {num(start)} and closed at {num(end)} "
+        f"({(start - end) / start:+.1%} over {n} logged steps)"
+    )
+    lr = ctx.config_text("lr", "learning_rate")
+    advice = (
+        f"Check that the loss reaches the optimiser and the weights change (learning rate{lr}, "
+        "requires_grad, the optimiser's parameter list), then try a 10× higher learning rate on "
+        "a small subset the model should overfit."
+    )
+    return [ctx.finding(p, message, signal=s, step=float(s.steps[0]), value=end, next_step=advice)]

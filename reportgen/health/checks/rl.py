@@ -11,7 +11,7 @@ from reportgen.health import stats
 from reportgen.health.checks.stability import _spike_finding, spike_params, window_param
 from reportgen.health.context import CheckContext, num
 from reportgen.health.registry import FRACTION, INTEGER, METRIC, NUMBER, Param, check
-from reportgen.health.roles import Signal
+from reportgen.health.roles import Signal, reward_components
 from reportgen.report import Finding
 
 RL = ("rl",)
@@ -35,11 +35,13 @@ def _held_above(
     with np.errstate(invalid="ignore"):
         above = rolling > threshold
     stretch = stats.first_stretch(above, w)
+    tail = stats.sustained_from(above)
     if stretch is None:
-        tail = stats.sustained_from(above)
         if tail is None:
             return []
         stretch = (tail, n)
+    elif tail is not None:
+        stretch = (stretch[0], n)  # above again at the end: report up to the end
     first = stats.first_at_or_after(s.values > threshold, max(0, stretch[0] - w + 1))
     peak = float(np.nanmax(rolling[stretch[0] : stretch[1]]))
     until = (
@@ -109,24 +111,51 @@ def entropy_collapse(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
         f"{num(start)}) at {s.at(float(s.steps[first]))} and stayed there for the remaining "
         f"{n - first} logged steps, ending at {num(end)}"
     )
-    advice = (
-        f"Add or raise the entropy bonus{ctx.config_text('entropy_coef', 'entropy_coeff', 'ent_coef', 'entropy_bonus')}"
-        f" to 0.01–0.05 and/or lower the learning rate{ctx.config_text('lr', 'learning_rate')}."
-    )
+    keys = ("entropy_coef", "entropy_coeff", "ent_coef", "entropy_bonus")
+    coef = ctx.config(*keys)
+    lr = ctx.config_text("lr", "learning_rate")
+    if coef is not None and isinstance(coef[1], (int, float)) and coef[1] >= 0.05:
+        advice = (
+            f"The entropy bonus is already high{ctx.config_text(*keys)}: lower the learning "
+            f"rate{lr} and check the advantages' scale."
+        )
+    else:
+        advice = (
+            f"Add or raise the entropy bonus{ctx.config_text(*keys)} to 0.01–0.05 and/or lower "
+            f"the learning rate{lr}."
+        )
     return [
         ctx.finding(p, message, signal=s, step=float(s.steps[first]), value=end, next_step=advice)
     ]
 
 
 KL_TOO_BIG = (
-    "policy updates are too large: the learning rate is too high or the KL penalty too weak"
+    "policy updates are too large: the learning rate is too high, or too many updates are "
+    "taken per batch"
 )
 
 
+KL_COEF_KEYS = ("kl_coef", "kl_loss_coef", "beta", "init_kl_coef", "kl_ctl")
+
+
+EPOCH_KEYS = ("ppo_epochs", "num_ppo_epochs", "update_epochs", "num_iterations")
+
+
+def _fewer_updates(ctx: CheckContext, what: str) -> str:
+    """` or the number of {what} (ppo_epochs is 4)`, left out when the config says there is
+    only one (advice must not ask for fewer than one)."""
+    found = ctx.config(*EPOCH_KEYS)
+    if found is not None and isinstance(found[1], (int, float)) and found[1] <= 1:
+        return ""
+    return f" or the number of {what}{ctx.config_text(*EPOCH_KEYS)}"
+
+
 def _kl_advice(ctx: CheckContext) -> str:
-    coef = ctx.config_text("kl_coef", "kl_loss_coef", "beta", "init_kl_coef")
+    """Per-update KL too large: fewer or smaller updates first (a KL-to-reference penalty
+    does not bound the step of one update)."""
     lr = ctx.config_text("lr", "learning_rate")
-    return f"Raise the KL coefficient{coef} or lower the learning rate{lr}."
+    fewer = _fewer_updates(ctx, "updates per batch")
+    return f"Lower the learning rate{lr}{fewer}, or tighten the clip range."
 
 
 @check(
@@ -135,15 +164,15 @@ def _kl_advice(ctx: CheckContext) -> str:
     presets=RL,
     looks_at="kl",
     cause=KL_TOO_BIG,
-    advice="Raise the KL coefficient or lower the learning rate.",
+    advice="Lower the learning rate or the number of updates per batch, or tighten the clip range.",
     params=[
-        Param("metric", METRIC, "kl", "The alias or role to look at."),
-        Param("threshold", NUMBER, 0.1, "The KL level that is too high."),
+        Param("metric", METRIC, "kl", "The alias or role to look at (per-update KL)."),
+        Param("threshold", NUMBER, 0.1, "The per-update KL level that is too high."),
         window_param(),
     ],
 )
 def kl_high(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
-    """The KL divergence's rolling median stayed above `threshold` for at least a full window: the policy moves too far per update or drifts far from its reference."""
+    """The per-update KL (the policy before and after one update: `actor/ppo_kl`, `losses/approx_kl`) had a rolling median above `threshold` for at least a full window: each update moves the policy too far. KL to the reference model is a different quantity with a different healthy range: `ref_kl_high` judges it."""
     s = _prepared(ctx, p)
     if s is None:
         return []
@@ -161,7 +190,7 @@ def _with_advice(finding: Finding, advice: str) -> Finding:
     presets=RL,
     looks_at="kl",
     cause=KL_TOO_BIG,
-    advice="Raise the KL coefficient or lower the learning rate.",
+    advice="Lower the learning rate or the number of updates per batch, or tighten the clip range.",
     params=[
         *spike_params("kl", 6.0, 3.0),
         Param(
@@ -173,7 +202,7 @@ def _with_advice(finding: Finding, advice: str) -> Finding:
     ],
 )
 def kl_spike(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
-    """The KL jumped far above its recent level and came back (the loss_spike rule), counting only values above `min_value`."""
+    """The per-update KL jumped far above its recent level and came back, or blew up (the loss_spike rule), counting only values above `min_value`."""
     signal = ctx.signal(p["metric"])
     if signal is None:
         return []
@@ -203,7 +232,7 @@ def kl_spike(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     ],
 )
 def kl_low(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
-    """The KL was essentially zero (the median of |KL| below `threshold`) from some step to the end, over at least the last `tail` share of the run: the policy no longer changes."""
+    """The per-update KL was essentially zero (the median of |KL| below `threshold`) from some step to the end, over at least the last `tail` share of the run: the policy no longer changes."""
     s = _prepared(ctx, p)
     if s is None:
         return []
@@ -220,6 +249,58 @@ def kl_low(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
         f"to the end (median |{s.name}| {num(level)}): the policy has stopped changing"
     )
     return [ctx.finding(p, message, signal=s, step=float(s.steps[first]), value=level)]
+
+
+@check(
+    "ref_kl_high",
+    severity="bad",
+    presets=RL,
+    looks_at="ref_kl (KL between the policy and its reference model: `train/kl`, `actor/kl_loss`)",
+    cause="the policy drifted far from its reference model: the KL penalty is too weak for "
+    "this learning rate, or the reward pulls hard away from the reference",
+    advice="Raise the KL coefficient or lower the learning rate.",
+    params=[
+        Param("metric", METRIC, "ref_kl", "The alias or role to look at (KL to the reference)."),
+        Param(
+            "threshold",
+            NUMBER,
+            1.0,
+            "The KL to the reference that is too high (0.2 is normal in a healthy GRPO run).",
+        ),
+        window_param(),
+    ],
+)
+def ref_kl_high(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
+    """The KL to the reference model had a rolling median above `threshold` for at least a full window. When it is that high from the first points on, the policy and the reference differ from the start (a different checkpoint, chat template or precision), which no learning rate explains, and the finding says so."""
+    s = _prepared(ctx, p)
+    if s is None:
+        return []
+    found = _held_above(ctx, p, s, p["threshold"], "the policy is far from its reference")
+    if not found:
+        return []
+    finding = found[0]
+    start = stats.start_level(s.values)
+    if start > p["threshold"] and finding.step == float(s.steps[0]):
+        return [
+            replace(
+                finding,
+                message=finding.message + f"; it was already {num(start)} at the first steps",
+                likely_cause="the policy and the reference model differ from the start: a "
+                "different checkpoint, tokenizer or chat template, or a precision mismatch "
+                "between the two",
+                next_step="Check that the reference model is the policy's starting checkpoint "
+                "with the same tokenizer, template and precision; the KL at step 0 should be "
+                "about 0.",
+            )
+        ]
+    coef_on = ctx.setting_on(*KL_COEF_KEYS)
+    coef = ctx.config_text(*KL_COEF_KEYS)
+    lr = ctx.config_text("lr", "learning_rate")
+    if coef_on is False:
+        advice = f"Turn on the KL penalty{coef} or lower the learning rate{lr}."
+    else:
+        advice = f"Raise the KL coefficient{coef} or lower the learning rate{lr}."
+    return [_with_advice(finding, advice)]
 
 
 @check(
@@ -241,10 +322,8 @@ def clipfrac_high(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     s = _prepared(ctx, p)
     if s is None:
         return []
-    advice = (
-        f"Lower the learning rate{ctx.config_text('lr', 'learning_rate')} or the number of PPO "
-        f"epochs per batch{ctx.config_text('ppo_epochs', 'num_ppo_epochs', 'update_epochs')}."
-    )
+    lr = ctx.config_text("lr", "learning_rate")
+    advice = f"Lower the learning rate{lr}{_fewer_updates(ctx, 'PPO epochs per batch')}."
     found = _held_above(ctx, p, s, p["threshold"], "most updates are being clipped")
     return [_with_advice(f, advice) for f in found]
 
@@ -271,18 +350,22 @@ def clipfrac_high(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     ],
 )
 def length_collapse(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
-    """The response length fell below `ratio` × its highest rolling median and stayed there until the end of the run."""
+    """The response length fell below `ratio` × its highest level and stayed there until the end of the run. The level is the rolling median, and before the first window is full the median of the first three points, so a collapse within the first window counts too."""
     s = _prepared(ctx, p)
     if s is None:
         return []
     n = len(s)
     w = stats.window_size(n, p["window"])
     rolling = stats.rolling_median(s.values, w)
-    peak = np.fmax.accumulate(np.nan_to_num(rolling, nan=-np.inf))
+    # Until the first window is full, the level is the median of the first three points, so
+    # a collapse inside the first window (31 → 9 tokens in 10 steps) is seen.
+    level = np.where(np.isnan(rolling), -np.inf, rolling)
+    level[: min(3, n)] = stats.start_level(s.values)
+    peak = np.fmax.accumulate(level)
     since = _held_below_from(rolling, p["ratio"] * peak)
     if since is None or n - since < p["min_points"]:
         return []
-    top = int(np.argmax(rolling[: since + 1] == peak[since]))
+    top = int(np.argmax(level[: since + 1] == peak[since]))
     threshold = p["ratio"] * float(peak[since])
     first = stats.first_at_or_after(s.values < threshold, max(top + 1, since - w + 1))
     end = stats.tail_level(s.values, w)
@@ -354,14 +437,42 @@ def length_explosion(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     ],
 )
 def length_clipping(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
-    """The share of responses that hit the maximum length had a rolling median above `threshold` for at least a full window."""
+    """The share of responses that hit the maximum length had a rolling median above `threshold` for at least a full window. Without such a share, a logged count of end-of-sequence tokens (TRL's PPO: `val/num_eos_tokens`) that is 0 at most steps says the same: no response ended on its own."""
+    limit = ctx.config_text(
+        "max_response_length", "max_new_tokens", "max_completion_length", "response_length"
+    )
+    advice = f"Raise the maximum response length{limit} or add an overlong penalty."
     s = _prepared(ctx, p)
     if s is None:
-        return []
-    limit = ctx.config_text("max_response_length", "max_new_tokens", "max_completion_length")
-    advice = f"Raise the maximum response length{limit} or add an overlong penalty."
+        return [_with_advice(f, advice) for f in _no_eos(ctx, p)]
     found = _held_above(ctx, p, s, p["threshold"], "responses are being cut off")
     return [_with_advice(f, advice) for f in found]
+
+
+EOS_KEYS = ("train/val/num_eos_tokens", "val/num_eos_tokens")
+
+
+def _no_eos(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
+    """TRL's PPO logs how many end-of-sequence tokens a batch's responses held: 0 at most steps
+    means no response ended on its own, every one was cut at the maximum length."""
+    for key in EOS_KEYS:
+        if key not in ctx.history:
+            continue
+        x = ctx.run.x_key_for(key)
+        series = ctx.history.series(key, x)
+        values = series.to_numpy(dtype=float)
+        keep = np.isfinite(values)
+        values, steps = values[keep], series.index.to_numpy()[keep]
+        if len(values) < 10 or np.median(values) > 0:
+            return []
+        share = float(np.mean(values == 0))
+        signal = Signal(key, key, x, steps, values, "none")
+        message = (
+            f"{key} was 0 at {share:.0%} of its {len(values)} logged steps: no response ended "
+            "with an end-of-sequence token, so every one was cut off at the maximum length"
+        )
+        return [ctx.finding(p, message, signal=signal, step=float(steps[0]), value=0.0)]
+    return []
 
 
 def _gain(values: np.ndarray, w: int) -> tuple[float, float, float, float]:
@@ -377,7 +488,9 @@ def _gain(values: np.ndarray, w: int) -> tuple[float, float, float, float]:
 
 
 def _better(signal: Signal, values: np.ndarray) -> np.ndarray:
-    return values if signal.goal == "maximize" else -values
+    """Values turned so that higher is better (a metric without a known direction is read as
+    a reward or a score)."""
+    return -values if signal.goal == "minimize" else values
 
 
 @check(
@@ -398,19 +511,19 @@ def _better(signal: Signal, values: np.ndarray) -> np.ndarray:
             "The reward must rise above its start by more than this many standard errors of "
             "the rolling median to count as learning.",
         ),
-        Param("min_points", INTEGER, 20, "Runs with fewer logged points are not judged."),
+        Param("min_points", INTEGER, 50, "Runs with fewer logged points are not judged."),
         window_param(),
     ],
 )
 def reward_flat(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
-    """The reward never rose meaningfully above where it started: its best rolling median stayed within `z` standard errors of the starting level (a falling reward counts too)."""
+    """The reward never rose meaningfully above where it started: its best rolling median stayed within `z` standard errors of the starting level (a falling reward counts too), and it shows no steady upward trend either (Spearman's rank correlation with the step, more than two standard errors above 0: a reward that climbs slowly through its noise is learning). A reward at its ceiling from the start is `reward_saturated`, not this."""
     s = _prepared(ctx, p, p["min_points"])
-    if s is None:
-        return []
+    if s is None or saturated_share(s) is not None:
+        return []  # at its ceiling from the start: reward_saturated says so, with other advice
     w = stats.window_size(len(s), p["window"])
     values = _better(s, s.values)
     start, best, end, se = _gain(values, w)
-    if best - start > p["z"] * se:
+    if best - start > p["z"] * se or stats.rising_trend(values):
         return []
     sign = 1 if s.goal == "maximize" else -1
     message = (
@@ -430,11 +543,66 @@ def reward_flat(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     ]
 
 
+# A reward counts as at its ceiling when at least this share of its points, including most of
+# its first window, sit within a small tolerance of its highest value.
+SATURATED_SHARE = 0.8
+
+
+def saturated_share(s: Signal) -> float | None:
+    """The share of points at the reward's ceiling when it sat there from the start, else None.
+
+    The ceiling is the highest value logged; a point is at it when within 1% of the curve's
+    range (or of the ceiling's size, for a curve that never moves) below it. A continuous
+    reward (a reward model's score) rarely repeats its maximum, so only rewards with a hard
+    cap (accuracy-like, 0/1 rewards averaged over a batch) can be saturated.
+    """
+    values = _better(s, s.values)
+    if len(values) < 10:
+        return None
+    top = float(values.max())
+    spread = float(values.max() - values.min())
+    tolerance = 0.01 * max(spread, abs(top), stats.TINY)
+    at_top = values >= top - tolerance
+    w = stats.window_size(len(values), None)
+    share = float(at_top.mean())
+    if share < SATURATED_SHARE or at_top[:w].mean() < 0.5:
+        return None
+    return share
+
+
+@check(
+    "reward_saturated",
+    severity="bad",
+    presets=RL,
+    looks_at="reward",
+    cause="the reward is at its ceiling from the first steps: nearly every sample already earns "
+    "the full reward, so group-normalised advantages are zero and there is no learning signal",
+    advice="Use harder prompts (filter out those the model already solves), or check that the "
+    "reward function does not return its maximum for every answer.",
+    params=[Param("metric", METRIC, "reward", "The alias or role to look at.")],
+)
+def reward_saturated(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
+    """The reward sat at its highest value from the start: at least 80% of its points, and at least half of its first window, are within 1% of the curve's range below its maximum. Such a run cannot learn (there is nothing to improve), so raising the learning rate or an easier curriculum would be backwards."""
+    s = _prepared(ctx, p)
+    if s is None:
+        return []
+    share = saturated_share(s)
+    if share is None:
+        return []
+    top = float(s.values.max() if s.goal == "maximize" else s.values.min())
+    message = (
+        f"{s.key} was at its ceiling ({num(top)}) from {s.at(float(s.steps[0]))}: "
+        f"{share:.0%} of its {len(s)} logged steps are at it, so there was nothing to learn"
+    )
+    return [ctx.finding(p, message, signal=s, step=float(s.steps[0]), value=top)]
+
+
 @check(
     "reward_hacking",
     severity="ugly",
     presets=RL,
-    looks_at="reward against a task metric the spec names (`task_metric`); skipped without one",
+    looks_at="reward against a task metric the spec names (`task_metric`), else against the "
+    "logged reward components that check the answer (`train/rewards/accuracy_reward`, …)",
     cause="the reward can be earned without solving the task: the policy exploits the reward "
     "function or reward model",
     advice="Read high-reward samples; harden the reward (a verifier, format checks) or put the "
@@ -445,8 +613,8 @@ def reward_flat(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
             "task_metric",
             METRIC,
             None,
-            "The alias of a metric that measures the real task (accuracy, pass rate); the check "
-            "is skipped without it.",
+            "The alias of a metric that measures the real task (accuracy, pass rate); without "
+            "it, logged reward components named like accuracy or correctness are used.",
             optional=True,
         ),
         Param(
@@ -459,41 +627,70 @@ def reward_flat(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     ],
 )
 def reward_hacking(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
-    """The reward rose clearly while the task metric named by `task_metric` stayed flat or got worse."""
-    if p["task_metric"] is None:
+    """The reward rose clearly while a measure of the real task stayed flat or got worse. The task measure is the alias named by `task_metric`; without one, each logged reward component whose name says it checks the answer (accuracy, correct, answer, verif, pass, solve, exact, math, code) is tried, so "an accuracy reward of 0 at every step while the total rises through a format reward" is found without any configuration."""
+    reward = _prepared(ctx, p, 10)
+    if reward is None:
         return []
-    reward, task = _prepared(ctx, p, 10), ctx.signal(p["task_metric"])
-    if reward is None or task is None or len(task.finite) < 5:
-        return []
+    if p["task_metric"] is not None:
+        task = ctx.signal(p["task_metric"])
+        candidates = [task] if task is not None else []
+    else:
+        candidates = _task_components(ctx, reward)
+    for task in candidates:
+        found = _hacked(ctx, p, reward, task)
+        if found:
+            return [found]
+    return []
+
+
+_TASK_WORDS = ("accura", "correct", "answer", "verif", "pass", "solve", "exact", "math", "code")
+
+
+def _task_components(ctx: CheckContext, reward: Signal) -> list[Signal]:
+    """Logged reward components that measure the task itself (by their names)."""
+    found = []
+    for key in reward_components(ctx.history):
+        name = key.lower().split("rewards/", 1)[-1]
+        if key == reward.key or not any(word in name for word in _TASK_WORDS):
+            continue
+        x = ctx.run.x_key_for(key)
+        series = ctx.history.series(key, x)
+        found.append(
+            Signal(key, key, x, series.index.to_numpy(), series.to_numpy(dtype=float), "maximize")
+        )
+    return found
+
+
+def _hacked(ctx: CheckContext, p: dict[str, Any], reward: Signal, task: Signal) -> Finding | None:
     task = task.finite
+    if len(task) < 5:
+        return None
     rv = _better(reward, reward.values)
     w = stats.window_size(len(rv), p["window"])
     r_start, _, r_end, r_se = _gain(rv, w)
     if r_end - r_start <= p["z"] * np.sqrt(2) * r_se:
-        return []
-    tv = task.values if task.goal == "maximize" else -task.values
+        return None
+    tv = _better(task, task.values)
     tw = stats.window_size(len(tv), p["window"])
     t_start, _, t_end, t_se = _gain(tv, tw)
     if t_end - t_start > p["z"] * np.sqrt(2) * t_se:
-        return []
+        return None
     rolling = stats.rolling_median(rv, w)
     with np.errstate(invalid="ignore"):
         rising = np.flatnonzero(rolling - r_start > (r_end - r_start) / 2)
     index = int(rising[0]) if len(rising) else 0
-    rs = 1 if reward.goal == "maximize" else -1
-    ts = 1 if task.goal == "maximize" else -1
-    trend = "got worse" if t_end < t_start - p["z"] * t_se else "did not improve"
+    rs = -1 if reward.goal == "minimize" else 1
+    ts = -1 if task.goal == "minimize" else 1
+    if np.all(task.values == task.values[0]):
+        trend = f"stayed at {num(task.values[0])} at every step"
+    elif t_end < t_start - p["z"] * t_se:
+        trend = f"got worse ({num(ts * t_start)} → {num(ts * t_end)})"
+    else:
+        trend = f"did not improve ({num(ts * t_start)} → {num(ts * t_end)})"
     message = (
         f"{reward.key} rose from {num(rs * r_start)} to {num(rs * r_end)} while {task.key} "
-        f"{trend} ({num(ts * t_start)} → {num(ts * t_end)}): the policy may be exploiting the "
-        "reward"
+        f"{trend}: the policy may be exploiting the reward"
     )
-    return [
-        ctx.finding(
-            p,
-            message,
-            signal=reward,
-            step=float(reward.steps[index]),
-            value=float(rs * r_end),
-        )
-    ]
+    return ctx.finding(
+        p, message, signal=reward, step=float(reward.steps[index]), value=float(rs * r_end)
+    )

@@ -29,13 +29,17 @@ NUMERIC_CAUSE = (
     "batch"
 )
 NUMERIC_ADVICE = "Lower the learning rate 3–10×{lr} and turn on gradient clipping{clip}."
+CLIP_KEYS = ("max_grad_norm", "grad_clip", "clip_grad_norm", "gradient_clipping", "clip_grad")
 
 
 def _numeric_advice(ctx: CheckContext) -> str:
-    return NUMERIC_ADVICE.format(
-        lr=ctx.config_text("lr", "learning_rate", "actor_lr"),
-        clip=ctx.config_text("max_grad_norm", "grad_clip", "clip_grad_norm", "gradient_clipping"),
-    )
+    """Lower the learning rate, and turn on gradient clipping, or tighten it when the config
+    says it is already on (advice never contradicts the config value it quotes)."""
+    lr = ctx.config_text("lr", "learning_rate", "actor_lr")
+    clip = ctx.config_text(*CLIP_KEYS)
+    if ctx.setting_on(*CLIP_KEYS):
+        return f"Lower the learning rate 3–10×{lr} and tighten gradient clipping{clip}."
+    return NUMERIC_ADVICE.format(lr=lr, clip=clip)
 
 
 def window_param(least: str = "5") -> Param:
@@ -145,8 +149,16 @@ def non_finite(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
             "factor",
             NUMBER,
             0.5,
-            "A loss diverges when its rolling median climbs above its running best by this "
-            "share of the progress it had made (or of the best's own size, if larger).",
+            "A loss diverges when its rolling median climbs back this share of the way from "
+            "its best to its early level, on a log scale (0.5: halfway, in orders of "
+            "magnitude)…",
+        ),
+        Param(
+            "min_ratio",
+            NUMBER,
+            3.0,
+            "…and to at least this multiple of its best (so a loss that barely improved is "
+            "not called diverged for noise).",
         ),
         Param(
             "norm_factor",
@@ -159,7 +171,7 @@ def non_finite(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     ],
 )
 def diverged(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
-    """A loss or gradient norm ran away and stayed away. A loss (any metric whose key does not name a gradient norm) diverges when its rolling median climbs above its running best by more than `factor` × the progress it had made (the highest earlier rolling median minus the best) or × the best's own size, whichever is larger: with the default 0.5 a loss that fell from 2.0 to 0.05 diverges above about 1.0. A gradient norm diverges when its rolling median exceeds `norm_factor` × the median of all its earlier values. Either must hold for a full window, or until the metric stops being finite; infinity always counts."""
+    """A loss or gradient norm ran away and stayed away. Levels are rolling medians over full windows, never single points, so the first noisy value is not a "best". A positive loss diverges when its rolling median climbs above its best rolling median by at least `min_ratio` × and back at least `factor` of the way (on a log scale) to its early level (the median of its first window): a loss that fell from 2.0 to 0.05 diverges above about 0.32 (halfway in orders of magnitude), and a validation loss that jumps 33× and stays there diverges whatever it did before. A loss that can be negative uses the same rule on a linear scale. A gradient norm diverges when its rolling median exceeds `norm_factor` × the median of all its earlier values. Either must hold for a full window, or until the metric stops being finite; infinity always counts."""
     findings = []
     for signal in ctx.signals(p["metrics"]):
         found = _divergence(ctx, p, signal)
@@ -173,33 +185,40 @@ def _is_norm(signal: Signal) -> bool:
     return "gradnorm" in text
 
 
+def _loss_threshold(
+    p: dict[str, Any], values: np.ndarray, rolling: np.ndarray, w: int
+) -> np.ndarray:
+    """Per point, the rolling-median level above which a loss counts as diverged."""
+    best = np.fmin.accumulate(rolling)
+    early = float(np.median(values[:w]))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if np.all(values > 0) and early > 0:
+            lb, le = np.log(best), np.log(early)
+            return np.exp(lb + np.maximum(np.log(p["min_ratio"]), p["factor"] * (le - lb)))
+        scale = np.maximum(np.maximum(early - best, np.abs(best)), stats.TINY)
+        return best + np.maximum((p["min_ratio"] - 1) * np.abs(best), p["factor"] * scale)
+
+
 def _divergence(ctx: CheckContext, p: dict[str, Any], signal: Signal) -> Finding | None:
     keep = ~np.isnan(signal.values)
     steps, values = signal.steps[keep], signal.values[keep]
     n = len(values)
-    if n < 5:
-        return None
     w = stats.window_size(n, p["window"])
+    if n < 2 * w or n < 10:
+        return None
     big = np.finfo(float).max
     capped = np.clip(values, -big, big)
-    rolling = stats.rolling_median(capped, w, full=False)
+    rolling = stats.rolling_median(capped, w)
     if _is_norm(signal):
-        earlier = pd.Series(capped).expanding().median().shift(1).to_numpy()
+        earlier = pd.Series(capped).expanding(min_periods=w).median().shift(1).to_numpy()
         with np.errstate(over="ignore", invalid="ignore"):
             threshold = p["norm_factor"] * np.abs(earlier)
         reference = "the median of its earlier values"
     else:
-        best = np.minimum.accumulate(rolling)
-        # the highest level before the best was reached: how much progress had been made
-        at_best = np.maximum.accumulate(np.where(rolling <= best, np.arange(n), 0))
-        peak_before = np.maximum.accumulate(rolling)[at_best]
-        with np.errstate(over="ignore", invalid="ignore"):
-            scale = np.maximum(np.maximum(peak_before - best, np.abs(best)), stats.TINY)
-            threshold = best + p["factor"] * scale
+        threshold = _loss_threshold(p, capped, rolling, w)
         reference = "its best"
     with np.errstate(invalid="ignore"):
         above = (rolling > threshold) & np.isfinite(threshold)
-    above[: min(w - 1, n)] = False
     stretch = stats.first_stretch(above, w)
     if stretch is None:
         tail = stats.sustained_from(above)
@@ -212,13 +231,17 @@ def _divergence(ctx: CheckContext, p: dict[str, Any], signal: Signal) -> Finding
         base = float(np.median(capped[: max(first, 1)]))
         before = f"{num(base)} ({reference})"
     else:
-        low = int(np.argmin(rolling[: first + 1]))
-        before = f"its best {num(rolling[low])} ({signal.at(float(steps[low]))})"
+        low = int(np.nanargmin(rolling[: stretch[0] + 1]))
+        if steps[low] < steps[first]:
+            before = f"its best {num(rolling[low])} ({signal.at(float(steps[low]))})"
+        else:
+            before = f"its first level {num(rolling[low])}"
     peak = float(np.max(values[first : stretch[1]]))
     recovered = stretch[1] < n and not above[stretch[1] :].any()
+    shown = _describe_value(peak) if not np.isfinite(peak) else num(peak)
     message = (
         f"{signal.key} diverged at {signal.at(float(steps[first]))}: from {before} it climbed "
-        f"past {num(limit)} and reached {_describe_value(peak) if not np.isfinite(peak) else num(peak)}"
+        f"past {num(limit)} and reached {shown}"
     )
     if recovered:
         message += ", then came back down"
@@ -247,7 +270,10 @@ def _spike_finding(
         min_rel_rise=p["min_rel_rise"],
         min_value=min_value,
         max_width=p["max_width"],
+        blowup=p["blowup"],
     )
+    least = p.get("min_ratio", 1.0)
+    found = [sp for sp in found if sp.baseline <= 0 or s.values[sp.worst] >= least * sp.baseline]
     if not found:
         return []
     worst = sorted(found, key=lambda sp: -s.values[sp.worst])
@@ -287,12 +313,25 @@ def spike_params(metric: str, z: float, rise: float) -> list[Param]:
             "And above the window's 90th percentile by at least this multiple of it (1 = twice "
             "the percentile).",
         ),
-        Param("window", INTEGER, 25, "Points in the trailing window the median and MAD use."),
+        Param(
+            "window",
+            INTEGER,
+            25,
+            "Points in the trailing window the median and MAD use (from the 5th point on, "
+            "fewer while the run has fewer before the point).",
+        ),
         Param(
             "max_width",
             INTEGER,
             10,
             "A high stretch longer than this many points is a level shift, not a spike.",
+        ),
+        Param(
+            "blowup",
+            NUMBER,
+            100.0,
+            "A value this many times the baseline's size (or spread) above the baseline is "
+            "reported however long it lasts (a blow-up, not noise).",
         ),
     ]
 
@@ -300,7 +339,7 @@ def spike_params(metric: str, z: float, rise: float) -> list[Param]:
 @check(
     "loss_spike",
     severity="bad",
-    presets=("supervised",),
+    presets=BOTH,
     looks_at="loss",
     cause="unstable optimisation: the learning rate is near the edge of stability, or some "
     "batches are very different (bad data, very long sequences)",
@@ -309,9 +348,11 @@ def spike_params(metric: str, z: float, rise: float) -> list[Param]:
     params=spike_params("loss", 6.0, 0.75),
 )
 def loss_spike(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
-    """The loss jumped far above its recent level and came back: Hampel-style spikes against the median and MAD of the preceding `window` points. It reports how many, the worst ones and where the first started."""
+    """The loss jumped far above its recent level and came back, or blew up: Hampel-style spikes against the median and MAD of the preceding `window` points (judged from the 5th point on), plus any value more than `blowup` × its baseline. It reports how many, the worst ones and where the first started. On an RL run whose loss is only the KL penalty (TRL's GRPO loss is β·KL) the KL checks speak instead."""
     signal = ctx.signal(p["metric"])
-    return _spike_finding(ctx, p, signal) if signal else []
+    if signal is None or (ctx.preset == "rl" and loss_is_kl_penalty(ctx, signal)):
+        return []
+    return _spike_finding(ctx, p, signal)
 
 
 @check(
@@ -323,10 +364,19 @@ def loss_spike(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     "stability or outlier batches",
     advice="Tighten gradient clipping and lower the learning rate or lengthen warmup; inspect "
     "the batches at the spike steps.",
-    params=spike_params("grad_norm", 6.0, 3.0),
+    params=[
+        *spike_params("grad_norm", 6.0, 3.0),
+        Param(
+            "min_ratio",
+            NUMBER,
+            10.0,
+            "And at least this multiple of the rolling median: gradient norms are heavy-tailed, "
+            "and with clipping a batch at 5–8× the typical norm is routine.",
+        ),
+    ],
 )
 def grad_norm_spike(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
-    """The gradient norm jumped far above its recent level and came back (same rule as loss_spike, with a higher default `min_rel_rise` because gradient norms are noisier)."""
+    """The gradient norm jumped far above its recent level and came back, or blew up (the loss_spike rule, with a higher default `min_rel_rise`, and at least `min_ratio` × the rolling median, because gradient norms are heavy-tailed)."""
     signal = ctx.signal(p["metric"])
     return _spike_finding(ctx, p, signal) if signal else []
 
@@ -335,7 +385,8 @@ def grad_norm_spike(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     "flatline",
     severity="ugly",
     presets=BOTH,
-    looks_at="supervised: loss, val_loss, grad_norm; RL: reward, entropy, grad_norm, loss",
+    looks_at="supervised: loss, val_loss, grad_norm; RL: reward, entropy, grad_norm (an RL "
+    "loss is a surrogate or penalty that may legitimately sit at one rounded value)",
     cause="nothing is being learned: the optimiser does not update the weights (learning rate "
     "0, frozen parameters, a detached loss) or the metric is logged from a constant",
     advice="Check that the weights change between steps (learning rate, requires_grad, the loss "
@@ -345,7 +396,7 @@ def grad_norm_spike(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
             "metrics",
             METRICS,
             ByPreset(
-                rl=["reward", "entropy", "grad_norm", "loss"],
+                rl=["reward", "entropy", "grad_norm"],
                 supervised=["loss", "val_loss", "grad_norm"],
             ),
             "Aliases or roles to look at.",
@@ -382,3 +433,109 @@ def flatline(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
             )
         findings.append(ctx.finding(p, message, signal=s, step=float(s.steps[start]), value=value))
     return findings
+
+
+def loss_is_kl_penalty(ctx: CheckContext, loss: Signal) -> bool:
+    """Whether an RL run's loss is (a multiple of) its KL to the reference, as TRL's GRPO loss
+    is β·KL rounded to 4 decimals: then a flat or spiky loss says what the KL says, nothing
+    about whether the policy learns."""
+    kl = ctx.signal("ref_kl")
+    if kl is None:
+        return False
+    l_s = pd.Series(loss.values, index=loss.steps)
+    k_s = pd.Series(kl.values, index=kl.steps)
+    both = pd.concat([l_s.rename("l"), k_s.rename("k")], axis=1, join="inner").dropna()
+    both = both[np.isfinite(both["l"]) & np.isfinite(both["k"])]
+    if len(both) < 5:
+        return False
+    lv, kv = both["l"].to_numpy(), both["k"].to_numpy()
+    if not np.any(kv != 0):
+        return bool(np.all(np.abs(lv) <= 1e-4))  # no KL yet and a loss rounded to 0
+    scale = float(np.dot(lv, kv) / np.dot(kv, kv))
+    residual = float(np.median(np.abs(lv - scale * kv)))
+    return scale > 0 and residual <= 1e-4 + 0.1 * float(np.median(np.abs(lv)))
+
+
+# The level below which a rising diagnostic is still too small to matter.
+TREND_FLOORS = {"kl": 0.005, "clipfrac": 0.02}
+
+
+@check(
+    "instability_trend",
+    severity="bad",
+    presets=BOTH,
+    looks_at="RL: grad_norm, kl (per update) and clipfrac; supervised: grad_norm",
+    cause="instability is building up: each update moves the policy further than the last "
+    "(learning rate too high for this stage, stale or off-policy data, a collapsing entropy)",
+    advice="Lower the learning rate or add warm-down, tighten gradient clipping, and check the "
+    "last checkpoint before the rise; it often ends in a divergence.",
+    params=[
+        Param(
+            "metrics",
+            METRICS,
+            ByPreset(rl=["grad_norm", "kl", "clipfrac"], supervised=["grad_norm"]),
+            "Aliases or roles to look at.",
+        ),
+        Param(
+            "factor",
+            NUMBER,
+            5.0,
+            "Fires when the median of the closing stretch is at least this multiple of the "
+            "median before it.",
+        ),
+        Param("tail", FRACTION, 0.05, "The closing share of the run that is examined."),
+        Param("min_points", INTEGER, 30, "Curves with fewer points are not judged."),
+    ],
+)
+def instability_trend(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
+    """A diagnostic that should stay level rose steadily to the end: the median of the closing `tail` of the run (at least 5 points) is at least `factor` × the median of what came before it (the first 10% left out as warm-up). Per-update KL must end above 0.005 and clip fraction above 0.02 to count. It reports the step from which the rolling median stayed above √factor × that earlier level."""
+    findings = []
+    for signal in ctx.signals(p["metrics"]):
+        found = _rising(ctx, p, signal)
+        if found:
+            findings.append(found)
+    return findings
+
+
+def _rising(ctx: CheckContext, p: dict[str, Any], signal: Signal) -> Finding | None:
+    s = signal.finite
+    n = len(s)
+    if n < p["min_points"]:
+        return None
+    values = np.abs(s.values)
+    k = max(5, round(p["tail"] * n))
+    before = values[n // 10 : n - k]
+    if len(before) < 5:
+        return None
+    reference, end = float(np.median(before)), float(np.median(values[-k:]))
+    floor = 0.0
+    for role, level in TREND_FLOORS.items():
+        found = ctx.signal(role)
+        if found is not None and found.key == s.key:
+            floor = level
+    if reference <= stats.TINY or end < p["factor"] * reference or end < floor:
+        return None
+    w = max(3, k // 2)
+    rolling = stats.rolling_median(values, w)
+    with np.errstate(invalid="ignore"):
+        since = stats.sustained_from(rolling > np.sqrt(p["factor"]) * reference)
+    start = (
+        n - k
+        if since is None
+        else stats.first_at_or_after(
+            values > np.sqrt(p["factor"]) * reference, max(0, since - w + 1)
+        )
+    )
+    message = (
+        f"{s.key} kept rising to the end of the run: its median over the last {k} logged steps "
+        f"is {num(end)}, {end / reference:.1f}× its earlier level {num(reference)}, rising "
+        f"from {s.at(float(s.steps[start]))}"
+    )
+    lr = ctx.config_text("lr", "learning_rate")
+    advice = (
+        f"Lower the learning rate{lr} or add a warm-down, tighten gradient clipping, and keep "
+        "the last checkpoint before the rise: a rise like this often ends in a divergence."
+    )
+    return ctx.finding(
+        p, message, signal=s, step=float(s.steps[start]), value=end, next_step=advice
+    )
