@@ -266,15 +266,30 @@ def test_a_run_split_over_misnamed_files_is_merged_as_locally(ray_instance, proj
 def test_a_task_that_fails_leaves_its_run_out_with_the_reason(ray_instance, project_dir, tmp_path):
     spec = load_spec(spec_over(tmp_path, project_dir, "metrics: {loss: train/loss}"))
     real = wandb_files(project_dir)["sftnan01"]
-    gone = tmp_path / "wandb" / "offline-run-20261130_000000-gone0001" / "run-gone0001.wandb"
+    # A path no file system accepts: the task itself raises (as when a worker is lost).
+    broken = tmp_path / "wandb" / "offline-run-20261130_000000-bad00001" / "run-bad\0001.wandb"
     outcomes, failures = RayExecutor().digest_groups(
-        spec, {"sftnan01": [real], "gone0001": [gone]}, NOW
+        spec, {"sftnan01": [real], "bad00001": [broken]}, NOW
     )
     assert [o.run.id for o in outcomes] == ["sftnan01"]
     assert outcomes[0].digest is not None and outcomes[0].digest.report.verdict == "ugly"
-    assert [f.run_id for f in failures] == ["gone0001"]
-    assert "could not be read by a Ray task: FileNotFoundError" in failures[0].reason
-    assert str(gone) in failures[0].reason
+    assert [f.run_id for f in failures] == ["bad00001"]
+    assert "could not be read by a Ray task: ValueError" in failures[0].reason
+    assert "offline-run-20261130_000000-bad00001" in failures[0].reason
+
+
+@pytest.mark.ray
+def test_a_file_gone_meanwhile_is_a_noted_problem_of_its_run_as_locally(
+    ray_instance, project_dir, tmp_path
+):
+    """The reader notes a file it cannot open (main's reader does so locally too): the run is
+    kept with the reason, not dropped."""
+    spec = load_spec(spec_over(tmp_path, project_dir, "metrics: {loss: train/loss}"))
+    gone = tmp_path / "wandb" / "offline-run-20261130_000000-gone0001" / "run-gone0001.wandb"
+    outcomes, failures = RayExecutor().digest_groups(spec, {"gone0001": [gone]}, NOW)
+    assert failures == []
+    assert [o.run.id for o in outcomes] == ["gone0001"]
+    assert any("does not exist" in note for note in outcomes[0].run.read_notes)
 
 
 @pytest.mark.ray
