@@ -8,6 +8,7 @@ them alone.
 from __future__ import annotations
 
 import dataclasses
+import json
 import socket
 import subprocess
 import sys
@@ -299,3 +300,33 @@ def test_a_missing_folder_is_a_source_error_on_ray_too(ray_instance, tmp_path):
     spec = spec_over(tmp_path, tmp_path / "nowhere", "metrics: {loss: train/loss}")
     with pytest.raises(SourceError, match="does not exist"):
         build(spec, out_dir=tmp_path / "out", now=NOW, executor=ExecutorSpec("ray"))
+
+
+@pytest.mark.ray
+def test_a_copy_read_once_is_noted_on_ray_as_locally(ray_instance, project_copy, tmp_path):
+    """The listing task finds the copy; the note reaches the task that reads the original."""
+    original = wandb_files(project_copy)["rlmid001"]
+    linked = project_copy / "wandb" / "gathered"
+    linked.mkdir()
+    (linked / original.name).symlink_to(original)
+    spec = spec_over(tmp_path, project_copy, "runs: {ids: [rlmid001]}\nmetrics: {loss: train/loss}")
+    local, on_ray = build_both(spec, tmp_path)
+    assert_same_files(local, on_ray)
+    (run,) = json.loads((on_ray / "report.json").read_text())["runs"]
+    copies = [note for note in run["notes"] if "is the same file as" in note]
+    assert len(copies) == 1 and f"gathered/{original.name}" in copies[0]
+    assert copies[0].endswith("it was read once")
+
+
+@pytest.mark.ray
+def test_min_steps_and_repeated_names_give_the_same_files_on_ray(
+    ray_instance, project_dir, tmp_path
+):
+    spec = spec_over(
+        tmp_path,
+        project_dir,
+        "runs: {filters: {min_steps: 150}}\nmetrics: {loss: train/loss}",
+    )
+    local, on_ray = build_both(spec, tmp_path)
+    assert_same_files(local, on_ray)
+    assert "runs.filters.min_steps" in (on_ray / "report.json").read_text()
