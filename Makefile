@@ -21,6 +21,8 @@ test: $(BIN)/reportgen  ## lint, type-check and run the test suite
 	$(BIN)/python -m pytest -q
 
 bench: $(BIN)/reportgen  ## run the benchmarks (slow; prints figures)
+	$(BIN)/python benchmarks/startup.py
+	$(BIN)/python benchmarks/folder_build.py --files 300
 	$(BIN)/python benchmarks/read_offline.py
 	$(BIN)/python benchmarks/pdf_report.py
 	$(BIN)/python benchmarks/server_fetch.py

@@ -158,6 +158,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=6)
     parser.add_argument("--exported", action="store_true", help="serve Parquet history exports")
     parser.add_argument("--data", type=Path, default=HERE / ".data")
+    parser.add_argument("--ops", action="store_true", help="count requests by operation")
     parser.add_argument("--child", nargs=3, metavar=("MODE", "URL", "SPEC"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -183,6 +184,7 @@ def main() -> None:
         ("reportgen-warm", "reportgen warm"),
     ]
     print(f"{'':<24}{'requests':>10}{'wall s':>8}{'cpu s':>8}{'server':>8}{'peak MB':>9}  result")
+    walls: dict[str, float] = {}
     with WandbServer(runs, api_key=KEY, latency=args.latency) as server:
         spec = tmp / "bench.yaml"
         spec.write_text(SPEC.format(url=server.url, workers=args.workers, out=tmp / "out"))
@@ -192,10 +194,17 @@ def main() -> None:
             figures = run_child(mode, server.url, spec, env)
             serving = time.process_time() - serving
             requests = len(server.requests)
+            walls[mode] = figures["wall"]
             print(
                 f"{label:<24}{requests:>10,}{figures['wall']:>8.1f}{figures['cpu']:>8.1f}"
                 f"{serving:>8.1f}{figures['peak_mb']:>9.0f}  {figures['detail']}"
             )
+            if args.ops:
+                ops = sorted(server.ops().items(), key=lambda item: -item[1])
+                print("  " + ", ".join(f"{op} {count}" for op, count in ops))
+    ratio = walls["reportgen-cold"] / walls["script-history"]
+    print(f"reportgen cold / script history() wall time: {ratio:.2f}× (goal ≤ 1×, exact "
+          f"histories against server-sampled ones; {'met' if ratio <= 1 else 'MISSED'})")  # fmt: skip
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -3,17 +3,58 @@
 from reportgen import build
 result = build("specs/demo.yaml")
 print(result.report.selections, result.files, result.exit_code)
+
+`build` and `__version__` are loaded on first use: the command line starts with nothing heavy
+imported, so its signal handlers are in place before pandas, pyarrow or wandb load.
 """
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import sys
+import types
+from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("reportgen")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+source"
-
-from reportgen.build import BuildResult, build
+if TYPE_CHECKING:
+    from reportgen.build import BuildResult, build
 
 __all__ = ["BuildResult", "__version__", "build"]
+
+# `build`, `BuildResult` and `__version__` are loaded on first use: every command starts by
+# importing this package, and `reportgen --help` should not wait for the pipeline's modules or
+# for the installed-package metadata (either costs more than the whole of its start-up).
+_LAZY = {"build": "reportgen.build", "BuildResult": "reportgen.build"}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("reportgen")
+        except PackageNotFoundError:  # running from a source tree that is not installed
+            found = "0.0.0+source"
+        globals()[name] = found
+        return found
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'reportgen' has no attribute {name!r}")
+
+
+class _Package(types.ModuleType):
+    """`reportgen.build` is the function, as it was when this package imported it eagerly.
+
+    Importing the submodule of the same name (`from reportgen.build import ...`) makes Python
+    bind it on the package; this keeps that binding from replacing the function.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "build" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

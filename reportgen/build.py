@@ -100,6 +100,7 @@ def build(
         spec = replace(spec, source=replace(spec.source, executor=executor))
     moment = moment or build_time()
     template_dirs = _template_dirs(spec)
+    _check_output_folder(target or spec.outputs.dir, "--out" if target else "outputs.dir")
     cache = None
     if source is None:
         cache = RunCache.at(default_location(spec.cache.dir), cache_mode)
@@ -108,13 +109,16 @@ def build(
     target = target or spec.outputs.dir
     posted = None
     owner = str(spec.path) if spec.path.is_file() else ""  # "": no spec file, remove nothing
-    with OutputFolder(target, spec=owner) as folder:
-        staged = write_outputs(report, folder.staging, spec.outputs.formats, template_dirs)
-        if comment or spec.outputs.comment is not None:
-            environment = os.environ if env is None else env
-            posted = publish_comment(spec, report, target, environment, folder=folder.staging)
-            staged.append(folder.staging / posted.path.name)
-        files = folder.commit(staged)
+    try:
+        with OutputFolder(target, spec=owner) as folder:
+            staged = write_outputs(report, folder.staging, spec.outputs.formats, template_dirs)
+            if comment or spec.outputs.comment is not None:
+                environment = os.environ if env is None else env
+                posted = publish_comment(spec, report, target, environment, folder=folder.staging)
+                staged.append(folder.staging / posted.path.name)
+            files = folder.commit(staged)
+    except OSError as exc:  # the disk filled up, or the folder changed under the build
+        raise UsageError(f"outputs: cannot write into '{target}': {exc.strerror or exc}") from None
     warnings = tuple(cache.warnings) if cache else ()
     return BuildResult(report, target, tuple(files), posted, warnings)
 
@@ -172,6 +176,26 @@ def build_time() -> datetime:
         raise UsageError(
             f"SOURCE_DATE_EPOCH must be whole seconds since 1970-01-01, got {epoch!r}"
         ) from None
+
+
+def _check_output_folder(folder: Path, setting: str) -> None:
+    """Refuse, before any data is read, an output folder that cannot be one."""
+    if "\x00" in str(folder):
+        raise UsageError(f"{setting}: the folder name contains a NUL character")
+    existing = folder
+    try:
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+    except OSError as exc:  # a name too long, a loop of links
+        raise UsageError(f"{setting}: '{folder}' cannot be a folder: {exc.strerror}") from None
+    if not existing.is_dir():
+        raise UsageError(
+            f"{setting}: '{existing}' is a file, not a folder; choose another output folder"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"{setting}: '{existing}' is read-only for this user; choose another output folder"
+        )
 
 
 def _template_dirs(spec: Spec) -> tuple[Path, ...]:

@@ -16,7 +16,9 @@ Layout (a team can point DuckDB or Spark at the Parquet files):
 Writes are atomic (a reader sees the old file or the new one) and go under an exclusive file
 lock per area; reads take a shared lock, so two builds at once never see half an entry. The
 metadata records the SHA-256 of its Parquet file: a truncated or mismatched file is detected,
-reported and fetched again instead of being trusted.
+reported and fetched again instead of being trusted; so is a meta.json that parses but has the
+wrong shape. A cache folder this user cannot write (a shared, read-only cache) is used
+read-only: what it holds is read, nothing is stored, and the build says so once.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class RunCache:
     mode: str = "normal"
     origin: str = ""
     warnings: list[str] = field(default_factory=list)
+    read_only: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -92,7 +95,20 @@ class RunCache:
 
     @classmethod
     def at(cls, location: CacheLocation, mode: str = "normal") -> RunCache:
-        return cls(location.path, mode, location.origin)
+        """The cache at `location`; a folder that cannot hold a cache is a usage error (exit 2),
+        one that cannot be written is used read-only, with a warning."""
+        writable = _usable_folder(location.path, f"the cache folder ({location.origin})")
+        cache = cls(location.path, mode, location.origin, read_only=not writable)
+        if not writable and mode != "offline":
+            cache.warn(
+                f"cache: {location.path} is read-only for this user: using what it holds, "
+                "storing nothing new"
+            )
+        return cache
+
+    @property
+    def stores(self) -> bool:
+        return not self.offline and not self.read_only
 
     @property
     def reads(self) -> bool:
@@ -131,10 +147,17 @@ class RunCache:
 
         Each area is removed under its exclusive lock, so no build is writing into it then.
         """
+        if self.read_only:
+            from reportgen.errors import UsageError
+
+            raise UsageError(f"cache: {self.root} is read-only for this user; nothing was removed")
         freed = 0
         base = self.root / LAYOUT
         if base.is_dir():
             for folder in [p for p in base.iterdir() if p.is_dir()]:
+                if folder.is_symlink():  # remove the link, never what it points to
+                    folder.unlink()
+                    continue
                 with CacheArea(self, folder, "", {}).locked(shared=False):
                     freed += _folder_bytes(folder)
                     shutil.rmtree(folder)
@@ -179,7 +202,23 @@ class CacheArea:
 
     @contextlib.contextmanager
     def locked(self, *, shared: bool) -> Iterator[None]:
-        """An fcntl lock on the area: shared for readers, exclusive for writers."""
+        """An fcntl lock on the area: shared for readers, exclusive for writers.
+
+        A read-only cache is read under a shared lock on its existing lock file (flock needs
+        no write permission), or without one when it has none.
+        """
+        if self.cache.read_only:
+            if not shared:
+                raise CacheDamaged(f"{self.path} is read-only")  # pragma: no cover - guarded
+            try:
+                reader = open(self.path / ".lock", "rb")  # noqa: SIM115 - closed below
+            except OSError:
+                yield
+                return
+            with reader:
+                fcntl.flock(reader.fileno(), fcntl.LOCK_SH)
+                yield
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         with open(self.path / ".lock", "a+b") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
@@ -207,10 +246,9 @@ class CacheArea:
                 return None
             try:
                 meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, ValueError) as exc:
+            except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
                 raise CacheDamaged(f"meta.json is not valid JSON ({exc})") from None
-            if not isinstance(meta, dict) or not isinstance(meta.get("history"), dict):
-                raise CacheDamaged("meta.json lacks its history record")
+            _check_meta(meta)
             expected = meta["history"]
             parquet = folder / "history.parquet"
             try:
@@ -227,14 +265,14 @@ class CacheArea:
         if hashlib.sha256(data).hexdigest() != expected.get("sha256"):
             raise CacheDamaged("history.parquet does not match its checksum")
         try:
-            loaded = History.from_long(pq.read_table(io.BytesIO(data)).to_pandas())
+            loaded = history_from_bytes(data)
         except Exception as exc:  # pyarrow raises several types for damaged files
             raise CacheDamaged(f"history.parquet cannot be read ({exc})") from None
         return CachedEntry(meta, loaded)
 
     def write(self, name: str, meta: Mapping[str, Any], history: History) -> None:
         """Store one entry: the Parquet first, then the metadata that vouches for it."""
-        if self.cache.offline:
+        if not self.cache.stores:
             return
         data = history_bytes(history)
         record = dict(meta)
@@ -253,6 +291,8 @@ class CacheArea:
             atomic.write_text(folder / "meta.json", text, private=True)
 
     def remove(self, name: str) -> None:
+        if not self.cache.stores:
+            return
         with self.locked(shared=False):
             shutil.rmtree(self.entry_dir(name), ignore_errors=True)
 
@@ -265,7 +305,7 @@ class CacheArea:
 
     def update_document(self, file: str, update: Mapping[str, Any]) -> None:
         """Merge `update` into a JSON object document, under the exclusive lock."""
-        if self.cache.offline:
+        if not self.cache.stores:
             return
         with self.locked(shared=False):
             self._write_identity()
@@ -300,19 +340,78 @@ def history_bytes(history: History) -> bytes:
     return sink.getvalue()
 
 
+def history_from_bytes(data: bytes) -> History:
+    """The inverse of `history_bytes`. ParquetFile reads one small file several times faster
+    than read_table (which sets up a dataset), and a warm rebuild reads one file per run."""
+    return History.from_long(pq.ParquetFile(pa.BufferReader(data)).read().to_pandas())
+
+
 def run_to_dict(run: Run) -> dict[str, Any]:
     return {k: _jsonable(v) for k, v in dataclasses.asdict(run).items()}
 
 
 def run_from_dict(data: Mapping[str, Any]) -> Run:
-    names = {f.name for f in dataclasses.fields(Run)}
-    values = {k: v for k, v in data.items() if k in names}
-    for key in ("created_at", "heartbeat_at"):
-        if values.get(key):
-            values[key] = datetime.fromisoformat(values[key])
-    for key in ("tags", "console_tail", "read_notes", "locations"):
-        values[key] = tuple(values.get(key) or ())
-    return Run(**values)
+    """A cached run; CacheDamaged when the entry does not have a run's shape."""
+    try:
+        names = {f.name for f in dataclasses.fields(Run)}
+        values = {k: v for k, v in data.items() if k in names}
+        for key in ("created_at", "heartbeat_at"):
+            if values.get(key):
+                values[key] = datetime.fromisoformat(values[key])
+        for key in ("tags", "console_tail", "read_notes", "locations"):
+            values[key] = tuple(values.get(key) or ())
+        for key in ("id", "name", "state"):
+            if not isinstance(values.get(key), str):
+                raise TypeError(f"{key} is not text")
+        for key in ("config", "summary"):
+            if not isinstance(values.get(key, {}), dict):
+                raise TypeError(f"{key} is not a mapping")
+        return Run(**values)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise CacheDamaged(f"meta.json does not hold a run ({exc})") from None
+
+
+# The parts of meta.json every entry has, and the JSON types of the optional parts.
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "fingerprint": (dict, type(None)),
+    "run": (dict,),
+    "contents": (dict,),
+    "last_step": (int,),
+}
+
+
+def _check_meta(meta: Any) -> None:
+    """Raise CacheDamaged unless meta.json has the shape `write` gives it."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("history"), dict):
+        raise CacheDamaged("meta.json lacks its history record")
+    record = meta["history"]
+    if not (
+        isinstance(record.get("sha256"), str)
+        and type(record.get("bytes")) is int
+        and type(record.get("keys", 0)) is int
+    ):
+        raise CacheDamaged("meta.json's history record has the wrong shape")
+    for key, types in _META_TYPES.items():
+        if key in meta and (not isinstance(meta[key], types) or isinstance(meta[key], bool)):
+            raise CacheDamaged(f"meta.json's {key} has the wrong type")
+
+
+def _usable_folder(path: Path, what: str) -> bool:
+    """Whether the folder `path` (or the nearest existing folder above it) can be written;
+    a NUL in its name or a file in its place is a usage error."""
+    from reportgen.errors import UsageError
+
+    if "\x00" in str(path):
+        raise UsageError(f"{what}: the folder name contains a NUL character")
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(
+            f"{what}: '{existing}' is a file, not a folder; choose another folder "
+            f"(cache.dir in the spec, or REPORTGEN_CACHE_DIR)"
+        )
+    return os.access(existing, os.W_OK | os.X_OK)
 
 
 def _jsonable(value: Any) -> Any:

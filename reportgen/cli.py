@@ -1,52 +1,68 @@
 """The `reportgen` command: one function per verb; errors become one line and an exit code.
 
-Exit codes are defined in reportgen/errors.py (EXIT_CODES), and `--help` lists them from there.
+Exit codes are defined in reportgen/errors.py (EXIT_CODES) and quoted from there by `--help`.
+Every line this command prints about runs goes through `safetext.visible`: a run name cannot
+send terminal escape sequences or reorder the text a reviewer reads.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import threading
-import traceback
 from collections.abc import Callable, Sequence
-from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reportgen.errors import (
     EXIT_INCOMPLETE,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_SOURCE,
+    EXIT_TERMINATED,
+    EXIT_TIMEOUT,
     EXIT_USAGE,
+    BuildTimeout,
     ReportgenError,
     SpecError,
+    Stopped,
     UsageError,
-    exit_codes_help,
+    exit_code_lines,
 )
+from reportgen.safetext import visible
+from reportgen.stopping import default_timeout, install_stop_handlers, stop_message
 
+# Each verb imports what it uses when it runs: `--help`, `validate` and `schema` start in a
+# fraction of the time that pandas, pyarrow, matplotlib or W&B's protobuf classes take to load
+# (tests/test_startup.py checks which modules `import reportgen.cli` brings in).
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from reportgen.build import BuildResult
     from reportgen.publish import CommentResult
     from reportgen.runs import Run
     from reportgen.sources import Source
     from reportgen.spec import ExecutorSpec
 
-EPILOG = (
-    exit_codes_help()
-    + "\n\nQuickstart: reportgen init my-report.yaml && reportgen build my-report.yaml"
-)
+EPILOG = f"""exit codes:
+{exit_code_lines()}
+
+Quickstart: reportgen init my-report.yaml && reportgen build my-report.yaml"""
 
 
-DISCOVERY_EPILOG = """exit codes:
-  0  listed (also when nothing matches)
-  2  bad spec or usage
-  3  the data source failed (missing folder, auth, network)"""
+DISCOVERY_EPILOG = f"""exit codes:
+  0   listed (also when nothing matches)
+{exit_code_lines((EXIT_USAGE, EXIT_SOURCE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED))}"""
+
+# Exits that may leave worker threads (a W&B fetch) running: the process ends without waiting.
+ABRUPT_EXITS = (EXIT_TIMEOUT, EXIT_INTERRUPTED, EXIT_TERMINATED)
 
 
 def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
+    """One message on stderr; control and bidi characters from runs are shown as escapes."""
+    for line in str(message).split("\n"):
+        print(visible(line, one_line=True), file=sys.stderr)
 
 
 # Seconds between progress lines when stderr is not a terminal (a CI log, a pipe).
@@ -145,23 +161,28 @@ def _progress_interval() -> float:
 def cmd_build(args: argparse.Namespace) -> int:
     from reportgen.build import build
     from reportgen.spec import load_spec
+    from reportgen.stopping import deadline
 
-    spec = load_spec(args.spec)
-    now = parse_moment(args.now) if args.now is not None else None
-    progress = TerminalProgress("reading runs", quiet=args.quiet)
-    mode = "refresh" if args.refresh else "offline" if args.offline else "normal"
-    try:
-        result = build(
-            spec,
-            out_dir=args.out,
-            now=now,
-            progress=progress,
-            comment=args.comment,
-            cache_mode=mode,
-            executor=parse_executor(args.executor) if args.executor else None,
-        )
-    finally:
-        progress.close()
+    timeout = parse_timeout(args.timeout) if args.timeout is not None else None
+    if args.timeout is None:
+        timeout = default_timeout(os.environ)
+    with deadline(timeout):
+        spec = load_spec(args.spec)
+        now = parse_moment(args.now) if args.now is not None else None
+        progress = TerminalProgress("reading runs", quiet=args.quiet)
+        mode = "refresh" if args.refresh else "offline" if args.offline else "normal"
+        try:
+            result = build(
+                spec,
+                out_dir=args.out,
+                now=now,
+                progress=progress,
+                comment=args.comment,
+                cache_mode=mode,
+                executor=parse_executor(args.executor) if args.executor else None,
+            )
+        finally:
+            progress.close()
     report = result.report
     for warning in result.warnings:
         _stderr(f"warning: {warning}")
@@ -204,6 +225,25 @@ def parse_executor(text: str) -> ExecutorSpec:
             f"got {text!r}"
         )
     return executor
+
+
+def parse_timeout(text: str) -> float | None:
+    """`--timeout`: seconds, or a duration such as 90s, 20m, 2h; 0 means no deadline."""
+    from reportgen.spec import DURATION_UNITS
+
+    stripped = text.strip().lower()
+    unit = DURATION_UNITS.get(stripped[-1:], None) if stripped else None
+    number = stripped[:-1] if unit is not None else stripped
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        seconds = -1.0
+    if not (0 <= seconds <= 7 * 86400):
+        raise UsageError(
+            f"--timeout: expected seconds or a duration such as 90s, 20m or 2h (at most 7d; "
+            f"0 for none); got {text!r}"
+        )
+    return seconds or None
 
 
 def print_summary(result: BuildResult, *, as_json: bool = False) -> None:
@@ -256,6 +296,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    import json
+
     from reportgen.spec import load_schema
 
     print(json.dumps(load_schema(), indent=2))
@@ -337,6 +379,8 @@ outputs:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     path = Path(args.path)
     if path.exists() and not args.force:
         raise UsageError(f"{path} already exists; pass --force to overwrite it")
@@ -380,6 +424,8 @@ def _discovered(args: argparse.Namespace) -> tuple[Source, list[Run]]:
 
 
 def _print_json(rows: list[dict[str, Any]]) -> None:
+    import json
+
     from reportgen.render.json import jsonable
 
     print(json.dumps(jsonable(rows), indent=2, ensure_ascii=False, allow_nan=False))
@@ -497,15 +543,15 @@ def cmd_projects(args: argparse.Namespace) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    from reportgen import __version__
-
     parser = argparse.ArgumentParser(
         prog="reportgen",
         description="Turn a YAML spec into reports about Weights & Biases training runs.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"reportgen {__version__}")
+    parser.add_argument(
+        "--version", action=_ShowVersion, nargs=0, help="show program's version number and exit"
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     verbs = parser.add_subparsers(dest="verb", metavar="COMMAND")
 
@@ -517,7 +563,7 @@ def make_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     build.add_argument("spec", help="the YAML spec, e.g. specs/demo.yaml")
-    build.add_argument("--out", type=Path, help="output folder (overrides outputs.dir)")
+    build.add_argument("--out", type=_path, help="output folder (overrides outputs.dir)")
     build.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     build.add_argument(
         "--summary",
@@ -537,6 +583,12 @@ def make_parser() -> argparse.ArgumentParser:
         help="the report's timestamp and the 'now' that ages such as 7d count back from "
         "(ISO 8601 or @epoch-seconds; default: SOURCE_DATE_EPOCH, else the clock), "
         "so the same inputs give the same files",
+    )
+    build.add_argument(
+        "--timeout",
+        metavar="DURATION",
+        help="stop the build (exit 5) when it has not finished after DURATION: seconds, or "
+        "90s, 20m, 2h; 0 for none (default: none, or 1h when the CI variable is set)",
     )
     build.add_argument(
         "--comment",
@@ -655,8 +707,25 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _path(text: str) -> Any:
+    """argparse `type=` for folders: a Path, with pathlib imported only when one is given."""
+    from pathlib import Path
+
+    return Path(text)
+
+
+class _ShowVersion(argparse.Action):
+    """argparse's "version" action, with the version looked up only when it is asked for."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from reportgen import __version__
+
+        print(f"reportgen {__version__}")
+        parser.exit()
+
+
 def _discovery_arguments(parser: argparse.ArgumentParser) -> None:
-    from reportgen.runs import STATES
+    from reportgen.choices import STATES
 
     parser.add_argument("spec", nargs="?", help="a YAML spec (its source and runs.filters)")
     parser.add_argument(
@@ -679,30 +748,68 @@ def _discovery_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = make_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    func: Callable[[argparse.Namespace], int] = args.func
+    """The command line: the exit code of what was asked (errors.EXIT_CODES says them all)."""
+    install_stop_handlers()
     try:
-        return func(args)
+        parser = make_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        func: Callable[[argparse.Namespace], int] = args.func
+        return _run_verb(func, args)
+    except Stopped as exc:
+        return _stopped(exc)
+    except KeyboardInterrupt:
+        _stderr("interrupted")
+        return EXIT_INTERRUPTED
+
+
+def _run_verb(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    try:
+        code = func(args)
     except ReportgenError as exc:
         if args.debug:
+            import traceback
+
             traceback.print_exc()
         _stderr(f"error: {exc}" if not isinstance(exc, SpecError) else str(exc))
         return exc.exit_code
-    except KeyboardInterrupt:
-        _stderr("interrupted")
-        return 130
+    except BuildTimeout as exc:
+        _stderr(f"error: {exc}")
+        return exc.exit_code
+    except (Stopped, KeyboardInterrupt):
+        raise
     except BrokenPipeError:
         # The reader went away (`reportgen keys … | head`): not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        _stderr(
+            f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} "
+            f"(at {os.path.basename(where.filename)}:{where.lineno}). This is a bug in reportgen: "
+            "please report it with the output of --debug"
+        )
+        return EXIT_INTERNAL
+    return code
+
+
+def _stopped(exc: Stopped) -> int:
+    _stderr(stop_message(exc))
+    return exc.exit_code
 
 
 def run() -> None:
-    sys.exit(main())
+    """The console script: like `main`, but a stopped build does not wait for its workers."""
+    code = main()
+    if code in ABRUPT_EXITS:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

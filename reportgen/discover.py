@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from reportgen.errors import UsageError
+from reportgen.namepattern import pattern_problem
 from reportgen.runs import Run, flatten
 from reportgen.select import filter_runs
 from reportgen.sources import Progress, Source
@@ -57,10 +57,9 @@ def runs_spec_from_options(
 ) -> RunsSpec:
     """Command-line filters as a `runs:` section (tags: any of them)."""
     if name is not None:
-        try:
-            re.compile(name)
-        except re.error as exc:
-            raise UsageError(f"--name '{name}': not a valid regular expression: {exc}") from None
+        problem = pattern_problem(name)
+        if problem is not None:
+            raise UsageError(f"--name '{name}': {problem}")
     filters = RunFilters(
         states=tuple(states), tags_any=tuple(tags), name=name, groups=tuple(groups)
     )

@@ -12,35 +12,55 @@ logged as NaN) is false, except `!=`, which is true, as in IEEE arithmetic.
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable, Mapping
+import functools
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {
-    "abs": np.abs,
-    "log": np.log,
-    "log10": np.log10,
-    "exp": np.exp,
-    "sqrt": np.sqrt,
-    "min": np.minimum,
-    "max": np.maximum,
+# The language, as names of numpy ufuncs. Checking an expression (which `reportgen validate`
+# does) needs only the names; numpy is imported when an expression is evaluated.
+FUNCTIONS: dict[str, str] = {
+    "abs": "abs",
+    "log": "log",
+    "log10": "log10",
+    "exp": "exp",
+    "sqrt": "sqrt",
+    "min": "minimum",
+    "max": "maximum",
+}
+# How many arguments each function takes: (fewest, most); None: no upper bound.
+ARITY: dict[str, tuple[int, int | None]] = {
+    "abs": (1, 1),
+    "log": (1, 1),
+    "log10": (1, 1),
+    "exp": (1, 1),
+    "sqrt": (1, 1),
+    "min": (2, None),
+    "max": (2, None),
+}
+# An expression is a formula over aliases, not a program: these bound the work it can ask for.
+MAX_EXPRESSION_CHARS = 2000
+MAX_EXPRESSION_NODES = 400
+MAX_CONSTANT = 1e300
+
+_OPERATORS: dict[type[ast.operator], str] = {
+    ast.Add: "add",
+    ast.Sub: "subtract",
+    ast.Mult: "multiply",
+    ast.Div: "divide",
+    ast.Pow: "power",
 }
 
-_OPERATORS: dict[type[ast.operator], Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    ast.Add: np.add,
-    ast.Sub: np.subtract,
-    ast.Mult: np.multiply,
-    ast.Div: np.divide,
-    ast.Pow: np.power,
-}
-
-_COMPARISONS: dict[type[ast.cmpop], Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    ast.Lt: np.less,
-    ast.LtE: np.less_equal,
-    ast.Gt: np.greater,
-    ast.GtE: np.greater_equal,
-    ast.Eq: np.equal,
-    ast.NotEq: np.not_equal,
+_COMPARISONS: dict[type[ast.cmpop], str] = {
+    ast.Lt: "less",
+    ast.LtE: "less_equal",
+    ast.Gt: "greater",
+    ast.GtE: "greater_equal",
+    ast.Eq: "equal",
+    ast.NotEq: "not_equal",
 }
 
 
@@ -54,10 +74,24 @@ def _normal(text: str) -> str:
 
 
 def _tree(text: str) -> ast.expr:
+    normal = _normal(text)
+    if len(normal) > MAX_EXPRESSION_CHARS:
+        raise ExpressionError(
+            f"the expression is {len(normal):,} characters long; at most "
+            f"{MAX_EXPRESSION_CHARS:,} are allowed (split it into several aliases)"
+        )
     try:
-        return ast.parse(_normal(text), mode="eval").body
+        tree = ast.parse(normal, mode="eval").body
     except SyntaxError as exc:
         raise ExpressionError(f"not a valid expression: {exc.msg}") from None
+    except (RecursionError, MemoryError, ValueError):
+        raise ExpressionError("the expression is nested too deeply") from None
+    if sum(1 for _ in ast.walk(tree)) > MAX_EXPRESSION_NODES:
+        raise ExpressionError(
+            f"the expression has more than {MAX_EXPRESSION_NODES} parts; "
+            "split it into several aliases"
+        )
+    return tree
 
 
 class _Checker:
@@ -76,6 +110,11 @@ class _Checker:
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
                 raise ExpressionError(f"only numbers may appear as constants, not {node.value!r}")
+            if not (abs(node.value) <= MAX_CONSTANT and math.isfinite(abs(node.value))):
+                raise ExpressionError(
+                    f"a constant must be a finite number of at most {MAX_CONSTANT:g}"
+                    f"{self.fragment(node)}"
+                )
         elif isinstance(node, ast.Name):
             self.used.add(node.id)
         elif isinstance(node, ast.BinOp):
@@ -120,6 +159,18 @@ class _Checker:
             )
         if node.keywords or not node.args or any(isinstance(a, ast.Starred) for a in node.args):
             raise ExpressionError(f"{node.func.id}() takes positional arguments only")
+        fewest, most = ARITY[node.func.id]
+        if len(node.args) < fewest or (most is not None and len(node.args) > most):
+            wanted = (
+                "one argument"
+                if most == 1
+                else f"at least {fewest} arguments"
+                if most is None
+                else f"{fewest} to {most} arguments"
+            )
+            raise ExpressionError(
+                f"{node.func.id}() takes {wanted}, got {len(node.args)}{self.fragment(node)}"
+            )
         for arg in node.args:
             self.value(arg)
 
@@ -147,9 +198,15 @@ class _Checker:
 
 
 def parse_expression(text: str) -> set[str]:
-    """Check an expression and return the alias names it uses."""
+    """Check an expression and return the alias names it uses (at least one: an expression of
+    constants alone would be the same number at every step, which no metric is)."""
     checker = _Checker(text)
     checker.value(_tree(text))
+    if not checker.used:
+        raise ExpressionError(
+            "the expression uses no alias; a derived metric is computed from other aliases "
+            "(e.g. 'val_loss - train_loss')"
+        )
     return checker.used
 
 
@@ -161,27 +218,36 @@ def parse_condition(text: str) -> set[str]:
 
 
 def _value(node: ast.expr, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    import numpy as np
+
     if isinstance(node, ast.Constant):
         assert isinstance(node.value, (int, float))
         return np.asarray(float(node.value))
     if isinstance(node, ast.Name):
         return columns[node.id]
     if isinstance(node, ast.BinOp):
-        return _OPERATORS[type(node.op)](_value(node.left, columns), _value(node.right, columns))
+        operator = getattr(np, _OPERATORS[type(node.op)])
+        return operator(_value(node.left, columns), _value(node.right, columns))
     if isinstance(node, ast.UnaryOp):
         operand = _value(node.operand, columns)
         return np.negative(operand) if isinstance(node.op, ast.USub) else operand
     assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-    return FUNCTIONS[node.func.id](*(_value(arg, columns) for arg in node.args))
+    function = getattr(np, FUNCTIONS[node.func.id])
+    values = [_value(arg, columns) for arg in node.args]
+    # min/max fold over any number of values: numpy's own would take a third as its output.
+    return functools.reduce(function, values) if len(values) > 1 else function(*values)
 
 
 def _truth(node: ast.expr, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    import numpy as np
+
     if isinstance(node, ast.Compare):
         result = np.asarray(True)
         left = _value(node.left, columns)
         for op, comparator in zip(node.ops, node.comparators, strict=True):
             right = _value(comparator, columns)
-            result = np.logical_and(result, _COMPARISONS[type(op)](left, right))
+            compare = getattr(np, _COMPARISONS[type(op)])
+            result = np.logical_and(result, compare(left, right))
             left = right
         return result
     if isinstance(node, ast.BoolOp):
@@ -197,6 +263,8 @@ def _truth(node: ast.expr, columns: Mapping[str, np.ndarray]) -> np.ndarray:
 
 def evaluate(text: str, columns: Mapping[str, np.ndarray]) -> np.ndarray:
     """Compute an expression over equally long float arrays, one per alias it uses."""
+    import numpy as np
+
     tree = _tree(text)
     _Checker(text).value(tree)
     with np.errstate(all="ignore"):
@@ -205,6 +273,8 @@ def evaluate(text: str, columns: Mapping[str, np.ndarray]) -> np.ndarray:
 
 def evaluate_condition(text: str, columns: Mapping[str, np.ndarray], rows: int) -> np.ndarray:
     """Which of `rows` rows satisfy a condition over equally long float arrays."""
+    import numpy as np
+
     tree = _tree(text)
     _Checker(text).condition(tree)
     with np.errstate(all="ignore"):

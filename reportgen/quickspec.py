@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from reportgen.choices import ALIGNS
 from reportgen.discover import source_from_argument
 from reportgen.errors import UsageError
 from reportgen.health.roles import KNOWN_KEYS, ROLE_ALIASES
@@ -23,7 +24,6 @@ from reportgen.spec import Spec, parse_spec
 
 PICKS = ("min", "max")
 REDUCTIONS = ("mean", "last", "min", "max", "first")
-ALIGNS = ("exact", "asof", "nearest", "interpolate")
 SHOW_STATS = ("count", "non_finite", "first", "last", "mean", "min", "p50", "max")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

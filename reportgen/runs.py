@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-STEP = "_step"
+from reportgen.choices import STATES  # noqa: F401  (re-exported: where runs are described)
 
-# Run states. W&B servers also say "crashed" for runs that stopped sending heartbeats.
-STATES = ("running", "finished", "failed", "crashed", "killed")
+STEP = "_step"
 
 
 @dataclass

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from reportgen.metrics import ResolvedMetric, reduce
+from reportgen.namepattern import name_matches
 from reportgen.runs import Run, flatten
 from reportgen.spec import RunFilters, RunsSpec, Selection
 
@@ -57,7 +57,7 @@ def matches(run: Run, filters: RunFilters, now: datetime) -> bool:
         return False
     if filters.tags_none and tags.intersection(filters.tags_none):
         return False
-    if filters.name is not None and not re.search(filters.name, run.name):
+    if filters.name is not None and not name_matches(filters.name, run.name):
         return False
     if filters.groups and run.group not in filters.groups:
         return False

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -323,32 +324,116 @@ class _Located:
         return self.value_marks.get((), (1, 1))
 
 
+# libyaml's parser, where PyYAML was built with it, composes a spec several times faster than
+# the pure-Python one (it was a good part of `reportgen validate`); both give the same nodes
+# and marks. Invalid YAML is explained in the pure-Python parser's words, which are plainer.
+_FAST_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+# Limits on what a spec may be: far above any real spec, far below what hurts. A YAML alias
+# repeated inside aliases ("billion laughs") expands exponentially, and deep nesting exhausts
+# the interpreter's stack; both are refused with a located message before any work is done.
+MAX_SPEC_BYTES = 1 << 20
+MAX_SPEC_VALUES = 100_000
+MAX_SPEC_DEPTH = 50
+MAX_INTEGER = 10**15  # larger counts, steps or limits are mistakes, not intentions
+MAX_DURATION = timedelta(days=36500)  # ages and durations: a century covers every real run
+
+
+class _TooBig(Exception):
+    def __init__(self, node: yaml.Node, message: str):
+        super().__init__(message)
+        self.node = node
+        self.message = message
+
+
 def _compose(text: str, file: str) -> _Located:
-    loader = yaml.SafeLoader(text)
+    def fail(line: int, col: int, message: str) -> SpecError:
+        return SpecError([SpecProblem(file, line, col, "", message)])
+
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise fail(line, 1, "contains a NUL character (\\x00): a spec is text; remove it")
+    try:
+        loader = _FAST_LOADER(text)  # its reader refuses control characters right here
+    except yaml.YAMLError as exc:
+        raise fail(1, 1, f"not valid YAML: {' '.join(str(exc).split())}") from None
     try:
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
+        exc = _plain_yaml_error(text, exc)
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = exc.problem or str(exc)
-        raise SpecError([SpecProblem(file, line, col, "", f"not valid YAML: {problem}")]) from None
+        raise fail(line, col, f"not valid YAML: {problem}") from None
+    except yaml.YAMLError as exc:  # the reader's errors (special characters) carry no mark
+        raise fail(1, 1, f"not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise fail(1, 1, f"not valid here: nested more than {MAX_SPEC_DEPTH} levels deep") from None
     finally:
         loader.dispose()
     located = _Located(None, {}, {}, [])
     if root is None:
         located.value_marks[()] = (1, 1)
         return located
-    located.data = _build(root, (), loader, located)
+    budget = [MAX_SPEC_VALUES]
+    try:
+        located.data = _build(root, (), loader, located, budget, ())
+    except _TooBig as exc:
+        mark = exc.node.start_mark
+        raise fail(mark.line + 1, mark.column + 1, exc.message) from None
+    except RecursionError:
+        raise fail(1, 1, f"not valid here: nested more than {MAX_SPEC_DEPTH} levels deep") from None
     return located
 
 
-def _build(node: yaml.Node, path: SpecPath, loader: yaml.SafeLoader, out: _Located) -> Any:
+def _plain_yaml_error(text: str, error: yaml.MarkedYAMLError) -> yaml.MarkedYAMLError:
+    """The pure-Python parser's account of invalid YAML (plainer than libyaml's), if it has one."""
+    if _FAST_LOADER is yaml.SafeLoader:
+        return error
+    loader = yaml.SafeLoader(text)
+    try:
+        loader.get_single_node()
+    except yaml.MarkedYAMLError as plain:
+        return plain
+    except Exception:
+        return error
+    finally:
+        loader.dispose()
+    return error
+
+
+def _build(
+    node: yaml.Node,
+    path: SpecPath,
+    loader: yaml.SafeLoader,
+    out: _Located,
+    budget: list[int],
+    within: tuple[int, ...],
+) -> Any:
+    """Plain data from a node, refusing self-reference, depth and expansion past the limits."""
+    if id(node) in within:
+        raise _TooBig(node, "a YAML alias refers to the value that contains it (a loop)")
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooBig(
+            node,
+            f"the spec expands to more than {MAX_SPEC_VALUES:,} values "
+            "(YAML aliases repeated inside aliases?)",
+        )
+    if len(within) > MAX_SPEC_DEPTH:
+        raise _TooBig(node, f"nested more than {MAX_SPEC_DEPTH} levels deep")
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
+        raise _TooBig(node, f"the YAML tag {node.tag!r} is not allowed: a spec is plain data")
+    inside = (*within, id(node))
     out.value_marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)
+        _flatten(loader, node)
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise _TooBig(key_node, "a key must be a plain name, not a list or mapping")
+            key = _scalar(loader, key_node)
             if not isinstance(key, str):
                 key = str(key)
             child = (*path, key)
@@ -356,11 +441,42 @@ def _build(node: yaml.Node, path: SpecPath, loader: yaml.SafeLoader, out: _Locat
             if key in result:
                 out.duplicates.append((child, key_mark))
             out.key_marks[child] = key_mark
-            result[key] = _build(value_node, child, loader, out)
+            result[key] = _build(value_node, child, loader, out, budget, inside)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_build(item, (*path, i), loader, out) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+        return [
+            _build(item, (*path, i), loader, out, budget, inside)
+            for i, item in enumerate(node.value)
+        ]
+    return _scalar(loader, node)
+
+
+def _flatten(loader: yaml.SafeLoader, node: yaml.MappingNode) -> None:
+    """YAML merge keys (`<<: *base`), with their errors located."""
+    try:
+        loader.flatten_mapping(node)
+    except yaml.MarkedYAMLError as exc:
+        raise _TooBig(node, f"not valid YAML: {exc.problem or exc}") from None
+
+
+def _scalar(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    """One plain value; an unknown tag (`!!python/...`) or an impossible date is a located error.
+
+    Strings must be storable text: no unpaired surrogate (it cannot be written to any file).
+    """
+    try:
+        value = loader.construct_object(node, deep=True)
+    except yaml.MarkedYAMLError as exc:
+        raise _TooBig(node, f"not valid here: {exc.problem or exc}") from None
+    except (ValueError, OverflowError) as exc:
+        raise _TooBig(node, f"not a valid value ({exc}): quote it to use it as text") from None
+    if isinstance(value, str) and _SURROGATE.search(value):
+        raise _TooBig(node, "contains an unpaired surrogate (\\ud800-\\udfff), which is not text")
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 
 
 # --- problems ----------------------------------------------------------------------------------
@@ -422,8 +538,19 @@ def _expected_type(schema_type: Any) -> str:
     return " or ".join(_TYPE_WORDS.get(str(t), str(t)) for t in types)
 
 
+def _strict_integer(checker: Any, instance: Any) -> bool:
+    """An integer is an int: JSON Schema would also accept 1e308 written as a float."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer),
+)
+
+
 def _schema_problems(located: _Located, file: str) -> Iterator[SpecProblem]:
-    validator = jsonschema.Draft202012Validator(load_schema())
+    validator = _Validator(load_schema())
     errors = sorted(validator.iter_errors(located.data), key=lambda e: list(e.absolute_path))
     for error in errors:
         yield from _explain(error, located, file)
@@ -580,12 +707,7 @@ def _rule_problems(data: dict[str, Any], located: _Located, file: str) -> Iterat
             if alias not in aliases:
                 hint = _did_you_mean(alias, aliases) if aliases else "; define it under metrics"
                 yield problem(("plots", list_key, i), f"unknown alias '{alias}'{hint}")
-    pattern = data.get("runs", {}).get("filters", {}).get("name")
-    if pattern is not None:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            yield problem(("runs", "filters", "name"), f"not a valid regular expression: {exc}")
+    yield from _filter_problems(data, problem)
     for name, rule in data.get("metrics", {}).items():
         if isinstance(rule, dict) and "expr" in rule:
             yield from _expr_problems(name, rule["expr"], aliases, problem)
@@ -594,8 +716,111 @@ def _rule_problems(data: dict[str, Any], located: _Located, file: str) -> Iterat
     yield from _baseline_problems(data, aliases, problem)
 
 
+def _filter_problems(data, problem):
+    """Name patterns that compile (and stay bounded), dates that exist, ages and durations
+    that fit the calendar: every value the filters interpret later."""
+    from reportgen.namepattern import pattern_problem
+
+    for section in ("runs", "baseline", "candidate"):
+        filters = (data.get(section) or {}).get("filters", {})
+        pattern = filters.get("name")
+        if pattern is not None:
+            found = pattern_problem(pattern)
+            if found is not None:
+                yield problem((section, "filters", "name"), found)
+        for bound in ("created_after", "created_before"):
+            if filters.get(bound) is not None:
+                found = _time_problem(filters[bound])
+                if found is not None:
+                    yield problem((section, "filters", bound), found)
+    for at in FOLDER_SETTINGS:
+        value = data.get(at[0], {}).get(at[1])
+        if isinstance(value, str):
+            found = _folder_problem(value)
+            if found is not None:
+                yield problem(at, found)
+    name = data.get("outputs", {}).get("csv", {}).get("name")
+    if isinstance(name, str) and len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES - 20:
+        yield problem(("outputs", "csv", "name"), "is too long for a file name")
+    stale = data.get("source", {}).get("stale_after")
+    if stale is not None:
+        found = _duration_problem(stale)
+        if found is not None:
+            yield problem(("source", "stale_after"), found)
+
+
+FOLDER_SETTINGS = (
+    ("source", "path"),
+    ("outputs", "dir"),
+    ("outputs", "templates"),
+    ("cache", "dir"),
+)
+MAX_NAME_BYTES = 255  # one file or folder name, on every common file system
+MAX_PATH_BYTES = 4095
+
+
+def _folder_problem(text: str) -> str | None:
+    """Why `text` cannot name a folder on this system, or None."""
+    if "\x00" in text:
+        return "the folder name contains a NUL character"
+    encoded = text.encode("utf-8", "surrogatepass")
+    if len(encoded) > MAX_PATH_BYTES:
+        return f"the path is {len(encoded):,} bytes long; at most {MAX_PATH_BYTES:,} are possible"
+    longest = max(len(part.encode("utf-8", "surrogatepass")) for part in text.split("/"))
+    if longest > MAX_NAME_BYTES:
+        return f"a folder name in it is {longest} bytes long; at most {MAX_NAME_BYTES} are possible"
+    return None
+
+
+def _duration_problem(text: str) -> str | None:
+    try:
+        length = parse_duration(text)
+    except (ValueError, OverflowError):
+        length = None
+    if length is None or length > MAX_DURATION:
+        return f"'{text}' is longer than {MAX_DURATION.days // 365} years; give a shorter duration"
+    return None
+
+
+def _time_problem(text: str) -> str | None:
+    if text[-1] in DURATION_UNITS and text[:-1].replace(".", "", 1).isdigit():
+        return _duration_problem(text)
+    try:
+        _time_bound(text)
+    except (ValueError, OverflowError) as exc:
+        return f"'{text}' is not a real date or time ({exc}); expected e.g. 2026-11-01 or 7d"
+    return None
+
+
+def _value_problems(located: _Located, file: str) -> Iterator[SpecProblem]:
+    """Numbers later stages can compute with: finite, and integers of a sensible size."""
+
+    def walk(value: Any, path: SpecPath) -> Iterator[SpecProblem]:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                yield from walk(item, (*path, key))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                yield from walk(item, (*path, i))
+        elif isinstance(value, float) and not math.isfinite(value):
+            line, col = located.mark(path)
+            yield SpecProblem(file, line, col, format_path(path), "expected a finite number")
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
+            line, col = located.mark(path)
+            message = f"{value} is too large: at most {MAX_INTEGER:.0e} is meaningful here"
+            yield SpecProblem(file, line, col, format_path(path), message)
+
+    yield from walk(located.data, ())
+
+
 def _health_problems(health, aliases, problem):
-    """Check ids and parameters exist, and values fit: the health registry is their source."""
+    """Check ids and parameters exist, and values fit: the health registry is their source.
+
+    Loading the registry means loading the checks (and numpy, pandas with them): only a spec
+    that names checks pays for it, so `reportgen validate` stays quick for the others.
+    """
+    if not health.get("checks") and not health.get("disable"):
+        return
     from reportgen.health import CHECKS
     from reportgen.health.registry import param_problems
 
@@ -643,15 +868,6 @@ def _baseline_problems(data, aliases, problem):
         yield problem(
             ("baseline",), "say which runs are the baseline: give ids, filters, or both", key=True
         )
-    for section in ("baseline", "candidate"):
-        pattern = data.get(section, {}).get("filters", {}).get("name")
-        if pattern is not None:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                yield problem(
-                    (section, "filters", "name"), f"not a valid regular expression: {exc}"
-                )
     named = [("metrics", i, a) for i, a in enumerate(baseline.get("metrics", []))]
     named += [("tolerances", a, a) for a in baseline.get("tolerances", {})]
     for part, at, alias in named:
@@ -1037,6 +1253,7 @@ def parse_spec(text: str, path: Path | str = "<spec>") -> Spec:
         SpecProblem(file, line, col, format_path(dup), "this key is given twice; keep one")
         for dup, (line, col) in located.duplicates
     ]
+    problems += list(_value_problems(located, file))
     problems += list(_schema_problems(located, file))
     if not problems:
         problems += list(_rule_problems(located.data, located, file))
@@ -1050,9 +1267,14 @@ def load_spec(path: Path | str) -> Spec:
     """Read and validate a spec file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_SPEC_BYTES + 1)
+        if len(data) > MAX_SPEC_BYTES:
+            message = f"is larger than {MAX_SPEC_BYTES // 1024} KiB: that is not a spec"
+            raise SpecError([SpecProblem(str(path), 1, 1, "", message)])
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise SpecError([SpecProblem(str(path), 1, 1, "", "no such file")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise SpecError([SpecProblem(str(path), 1, 1, "", f"cannot be read: {exc}")]) from None
     return parse_spec(text, path)

@@ -10,6 +10,7 @@ from pathlib import Path
 from conftest import write_spec
 
 from reportgen.cli import main
+from reportgen.errors import EXIT_CODES
 
 BAD_SPEC = """\
 version: 1
@@ -129,7 +130,8 @@ def test_help_lists_every_verb_and_the_exit_codes(capsys):
     out = capsys.readouterr().out
     for verb in ("build", "validate", "schema", "init"):
         assert verb in out
-    assert "3  the data source failed" in out
+    for code, meaning in EXIT_CODES.items():
+        assert f"  {code:<3} {meaning}\n" in out
 
 
 def test_the_console_script_is_installed():

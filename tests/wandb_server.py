@@ -174,9 +174,13 @@ def runs_from_folder(root: Path, *, export_finished: bool = False) -> list[Serve
     return served
 
 
+MALFORMED_BODY = b'{"data": {"project": {"run": {"history": ["{\\"_step\\": 0'
+
+
 @dataclass
 class Fault:
-    """Answer matching requests with an HTTP error (`times` None: forever)."""
+    """Answer matching requests with an HTTP error (`times` None: forever); status 200 answers
+    with a malformed body instead (JSON cut short, as from a proxy that dropped the connection)."""
 
     op: str
     status: int
@@ -280,6 +284,15 @@ class WandbServer:
             run.heartbeat_at = datetime.now(timezone.utc)
             if state:
                 run.state = state
+
+    def rewind(self, run_id: str, step: int, rows: dict[int, dict[str, Any]]) -> None:
+        """W&B's `resume_from="<run>?_step=N"`: the steps from N on are dropped, and the run
+        logs `rows` from there (other values at the same steps)."""
+        with self._lock:
+            run = self.runs[run_id]
+            run.rows = [row for row in run.rows if row.get("_step", -1) < step]
+            run.rows.extend({"_step": at, **row} for at, row in rows.items())
+            run.heartbeat_at = datetime.now(timezone.utc)
 
     # --- answering ---
 
@@ -519,6 +532,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(401, "user is not logged in")
             return
         fault = state.fault_for(op, variables)
+        if fault and fault.status == 200:
+            state.record(Request(op, variables, 200))
+            self._send(200, MALFORMED_BODY, "application/json")
+            return
         if fault:
             state.record(Request(op, variables, fault.status))
             self._error(fault.status, f"injected HTTP {fault.status}", fault.retry_after)

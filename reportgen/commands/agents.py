@@ -8,15 +8,19 @@ as tools over the Model Context Protocol on stdio.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reportgen.errors import EXIT_OK, UsageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SKILL_NAME = "reportgen"
 
 
 def skill_path() -> Path:
+    from pathlib import Path
+
     """SKILL.md: packaged beside the code in a wheel, at skills/reportgen/ in a source tree."""
     package = Path(__file__).resolve().parent.parent
     packaged = package / "SKILL.md"
@@ -30,6 +34,8 @@ def skill_text() -> str:
 
 
 def cmd_skill(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     text = skill_text()
     if args.dir is None:
         print(text, end="")

@@ -11,31 +11,34 @@ import argparse
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from reportgen.build import BuildResult, build
-from reportgen.discover import KeyRow, key_rows, pick_run, source_from_argument
-from reportgen.errors import EXIT_OK, UsageError
-from reportgen.quickspec import (
-    ALIGNS,
-    ExportRequest,
-    RunChoice,
-    compare_document,
-    export_document,
-    health_document,
-    show_document,
-    spec_yaml,
-    to_spec,
+from reportgen.choices import ALIGNS, STATES
+from reportgen.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    UsageError,
+    exit_code_lines,
 )
-from reportgen.runs import Run
-from reportgen.sources import Source, open_source
 
-QUICK_EPILOG = """exit codes:
-  0  answered
-  1  answered, but the gate failed (health --fail-on)
-  2  bad usage (a bad option, an unknown run or metric name)
-  3  the data source failed (missing folder, auth, network)
+# The jobs import the pipeline when they run: registering these verbs on the parser (which
+# every `reportgen` command, even `--help`, does) must not load pandas, numpy or the spec's
+# YAML and schema libraries.
+if TYPE_CHECKING:
+    from reportgen.build import BuildResult
+    from reportgen.discover import KeyRow
+    from reportgen.quickspec import ExportRequest, RunChoice
+    from reportgen.runs import Run
+    from reportgen.sources import Source
+
+QUICK_EPILOG = f"""exit codes:
+  0   answered
+  1   answered, but the gate failed (health --fail-on)
+  2   bad usage (a bad option, an unknown run or metric name)
+  3   the data source failed (missing folder, auth, network)
+{exit_code_lines((EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED))}
 
 SOURCE is a folder of W&B runs (searched for offline-run-*/run-* folders) or
 wandb://ENTITY/PROJECT on a W&B server (WANDB_API_KEY or ~/.netrc; WANDB_BASE_URL for a
@@ -47,6 +50,8 @@ self-hosted one)."""
 
 def open_quick_source(source: str) -> Source:
     from reportgen.cache import RunCache, default_location
+    from reportgen.discover import source_from_argument
+    from reportgen.sources import open_source
 
     return open_source(source_from_argument(source), RunCache.at(default_location(None)))
 
@@ -55,21 +60,30 @@ def run_document(
     doc: dict[str, Any], name: str, source: Source | None = None, progress: Any = None
 ) -> BuildResult:
     """Validate a command's spec document exactly as a spec file and build it."""
+    from reportgen.build import build
+    from reportgen.quickspec import to_spec
+
     return build(to_spec(doc, name), source=source, progress=progress)
 
 
 def export(request: ExportRequest, progress: Any = None) -> BuildResult:
+    from reportgen.quickspec import export_document
+
     return run_document(export_document(request), "export", progress=progress)
 
 
 def health(
     source: str, runs: RunChoice, fail_on: str = "never", out_dir: str | None = None
 ) -> BuildResult:
+    from reportgen.quickspec import health_document
+
     return run_document(health_document(source, runs, fail_on, out_dir), "health")
 
 
 def find_runs(source: Source, refs: Sequence[str]) -> list[Run]:
     """Each RUN argument (an id, or a unique display name) among the source's runs."""
+    from reportgen.discover import pick_run
+
     runs = source.list_runs()
     found = []
     for ref in refs:
@@ -80,8 +94,7 @@ def find_runs(source: Source, refs: Sequence[str]) -> list[Run]:
     return found
 
 
-@dataclass(frozen=True)
-class ShowAnswer:
+class ShowAnswer(NamedTuple):  # not a dataclass: `dataclasses` would slow every command's start
     doc: dict[str, Any]
     result: BuildResult | None
     key_rows: tuple[KeyRow, ...]
@@ -102,6 +115,9 @@ def show(
     dry_run: bool = False,
 ) -> ShowAnswer:
     """One run: its keys (those matching `select`), stats, and rows where `where` holds."""
+    from reportgen.discover import key_rows
+    from reportgen.quickspec import show_document
+
     pattern = _regex(select, "--select") if select else None
     source = open_quick_source(source_text)
     run = find_runs(source, [run_ref])[0]
@@ -141,6 +157,8 @@ def compare(
 ) -> tuple[dict[str, Any], BuildResult | None]:
     """Runs against the first: config differences, and every key they all logged (or
     `metrics`) as summary values with change, percent and better/worse."""
+    from reportgen.quickspec import compare_document
+
     source = open_quick_source(source_text)
     runs = find_runs(source, run_refs)
     keys: list[str] = []
@@ -165,6 +183,8 @@ def _regex(text: str, option: str) -> re.Pattern[str]:
 
 
 def _print_spec(doc: dict[str, Any], verb: str) -> int:
+    from reportgen.quickspec import spec_yaml
+
     print(spec_yaml(doc, f"reportgen {verb} …"), end="")
     return EXIT_OK
 
@@ -185,6 +205,8 @@ def _finish(result: BuildResult, args: argparse.Namespace, answer: str | None) -
 
 
 def _run_choice(args: argparse.Namespace) -> RunChoice:
+    from reportgen.quickspec import RunChoice
+
     return RunChoice(
         ids=tuple(args.run or ()),
         states=tuple(args.state or ()),
@@ -196,7 +218,7 @@ def _run_choice(args: argparse.Namespace) -> RunChoice:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from reportgen.cli import TerminalProgress
-    from reportgen.quickspec import split_items
+    from reportgen.quickspec import ExportRequest, export_document, split_items
 
     request = ExportRequest(
         source=args.source,
@@ -222,6 +244,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
+    from reportgen.quickspec import health_document
     from reportgen.render.answers import render_health
 
     doc = health_document(args.source, _run_choice(args), args.fail_on, args.out)
@@ -281,7 +304,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def add_quick_verbs(verbs: Any) -> None:
     """Register export, health, show and compare on the top-level parser's sub-parsers."""
-    from reportgen.runs import STATES
 
     def verb(name: str, help: str, description: str) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = verbs.add_parser(

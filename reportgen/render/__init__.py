@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reportgen import atomic
-from reportgen.render.analysis import analysis_files
-from reportgen.render.csv import render_csv
-from reportgen.render.json import render_json
-from reportgen.render.markdown import render_markdown
-from reportgen.report import Report
+
+# Each renderer is imported when its format is written: `reportgen runs` and `keys` use
+# render.console alone and should not load Jinja2 and the whole Report model with it.
+if TYPE_CHECKING:
+    from reportgen.report import Report
 
 PLOTS_DIR = "plots"
 
@@ -27,14 +28,14 @@ def write_outputs(
     """
     written: list[Path] = []
     if "csv" in formats:
-        for table in report.tables:
-            path = out_dir / table.file
-            atomic.write_text(path, render_csv(table))
-            written.append(path)
-        for name, data in analysis_files(report.analysis):
-            atomic.write_bytes(out_dir / name, data)
-            written.append(out_dir / name)
+        from reportgen.render.analysis import analysis_files
+        from reportgen.render.csv import render_csv
+
+        tables = [(out_dir / t.file, render_csv(t).encode("utf-8")) for t in report.tables]
+        analysis = [(out_dir / name, data) for name, data in analysis_files(report.analysis)]
+        written += atomic.write_many([*tables, *analysis])
     if "markdown" in formats:
+        from reportgen.render.markdown import render_markdown
         from reportgen.render.plots import write_png_plots
 
         pngs = write_png_plots(report, out_dir / PLOTS_DIR)
@@ -51,6 +52,8 @@ def write_outputs(
         atomic.write_bytes(path, render_pdf(report, template_dirs))
         written.append(path)
     if "json" in formats:
+        from reportgen.render.json import render_json
+
         path = out_dir / "report.json"
         atomic.write_text(path, render_json(report))
         written.append(path)

@@ -2,6 +2,13 @@
 
 Cells: numbers exactly as computed (`nan`/`inf` spelled out), an empty cell where there is no
 value, text as is, and config values that are lists or mappings as JSON.
+
+Text comes from runs, and spreadsheets open these files: a cell starting with = + - @ (or a
+tab or carriage return) would be run as a formula (CSV injection, OWASP), so such text gets a
+leading apostrophe, which spreadsheets hide. Text that reads as a number ("-0.5") is left as it
+is: a negative number is not a formula. Control and bidi characters (a carriage return, which
+would end the row for many readers; ESC, which a terminal showing the file would obey) are
+written as visible escapes (safetext), as everywhere else.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from reportgen.project import GroupTable, ParetoFront, PivotTable, ProjectTable
 from reportgen.render.csv import render_step_table
 from reportgen.render.json import jsonable
 from reportgen.render.text import exact_number
+from reportgen.safetext import visible
 
 
 def cell(value: Any) -> str:
@@ -35,8 +43,27 @@ def cell(value: Any) -> str:
     if isinstance(value, datetime):
         return str(jsonable(value))
     if isinstance(value, (list, tuple, dict)):
-        return json_text(value)
-    return str(value)
+        return text_cell(json_text(value))
+    return text_cell(str(value))
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t")
+
+
+def text_cell(text: str) -> str:
+    """Text that a spreadsheet shows as text and a CSV reader reads as one cell."""
+    text = visible(text)
+    if text.startswith(_FORMULA_START) and not _is_number(text):
+        return "'" + text
+    return text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def json_text(value: Any) -> str:
@@ -47,7 +74,7 @@ def json_text(value: Any) -> str:
 def rows_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
+    writer.writerow([text_cell(str(name)) for name in header])
     for row in rows:
         writer.writerow([cell(v) for v in row])
     return out.getvalue()

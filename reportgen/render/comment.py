@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
@@ -27,6 +28,7 @@ from reportgen.render.mermaid import mermaid_number
 from reportgen.render.templates import MarkdownSafe, markdown_environment
 from reportgen.render.text import escape_markdown
 from reportgen.report import Report
+from reportgen.safetext import visible
 
 GITHUB_LIMIT = 65_536  # characters in an issue or pull-request comment body
 GITLAB_LIMIT = 1_000_000  # characters in a merge-request note
@@ -126,7 +128,7 @@ def _render(
     runs = list(report.runs)
     shown_runs = [r for r in runs if r.verdict != "good"] if "good_runs" in gone else runs
     per_run = FINDINGS_PER_RUN if "finding_details" in gone else None
-    return _template().render(
+    return _visible_render(
         report=report,
         marker=MarkdownSafe(marker_line(options.marker)),
         roles=_roles(comparison),
@@ -151,6 +153,11 @@ def _render(
         notice=_notice(report, options, [label for _, label in dropped], cut),
         full_report=_link(options.full_report),
     )
+
+
+def _visible_render(**variables: Any) -> str:
+    """The comment with control and bidi characters from runs shown as escapes (safetext)."""
+    return visible(_template().render(**variables))
 
 
 @cache

@@ -10,7 +10,9 @@ SVG id salt, and matplotlib's object API (no pyplot global state, no display nee
 from __future__ import annotations
 
 import io
+import logging
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ import numpy as np
 from reportgen import atomic
 from reportgen.curves import thin
 from reportgen.report import Curve, Finding, Report, RunReport
+from reportgen.safetext import visible
 
 if TYPE_CHECKING:
     from reportgen.project import ParetoFront
@@ -108,9 +111,21 @@ def _style() -> Iterator[None]:
     import matplotlib
 
     settings: Any = _RC  # matplotlib types the keys as a closed set of literals
-    # Values near the float limits overflow inside matplotlib's transforms: harmless, not news.
-    with matplotlib.rc_context(settings), np.errstate(all="ignore"):
-        yield
+    # Values near the float limits overflow inside matplotlib's transforms, and run names may
+    # hold characters no bundled font has: harmless for a chart, and never news on stderr.
+    logger = logging.getLogger("matplotlib")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with (
+            matplotlib.rc_context(settings),
+            np.errstate(all="ignore"),
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def _figure(width: float, height: float) -> Any:
@@ -130,7 +145,7 @@ def plotted_aliases(report: Report) -> list[str]:
 
 
 def _short(text: str, limit: int = 42) -> str:
-    text = " ".join(text.split())
+    text = visible(" ".join(text.split()), one_line=True)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

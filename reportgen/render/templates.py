@@ -18,6 +18,7 @@ import jinja2
 
 from reportgen.errors import UsageError
 from reportgen.render.text import escape_markdown, format_number
+from reportgen.safetext import visible
 
 
 def builtin_template_dir() -> Path:
@@ -79,9 +80,12 @@ def markdown_environment(extra_dirs: Sequence[Path] = ()) -> jinja2.Environment:
 
 
 def render_template(env: jinja2.Environment, name: str, **variables: Any) -> str:
-    """Render one template; a broken template (often a user's own) is one line naming its place."""
+    """Render one template; a broken template (often a user's own) is one line naming its place.
+
+    Control and bidi characters that came from runs leave as visible escapes (safetext).
+    """
     try:
-        return env.get_template(name).render(**variables)
+        return visible(env.get_template(name).render(**variables))
     except jinja2.TemplateSyntaxError as exc:
         where = f"{exc.filename or exc.name or name}:{exc.lineno}"
         raise UsageError(f"template {where}: {exc.message}") from None

@@ -11,12 +11,18 @@ What it costs, per build (see docs/wandb-server.md):
   of workers: nothing for an unchanged run, only the steps after the cached last step for a run
   that grew, everything for a new one.
 
-Rate limits (429) and server errors are retried with backoff inside wandb-core; a run whose
-history still cannot be fetched is reported as a failure for that run, and the rest is built.
+Rate limits (429) and server errors are retried with backoff inside wandb-core, a bounded
+number of times (RETRY_LIMITS, unless the user set wandb's own variables), and one request waits
+at most WANDB_HTTP_TIMEOUT (wandb's default, 19 s) even when the server asks for
+`Retry-After: 3600`. A run whose metadata or history fails (a malformed answer, a timeout) is
+tried again ATTEMPTS times in all, then reported as a failure for that run, and the rest is
+built. Cached history is trusted only where a fetch overlapping its last steps agrees with it:
+a run rewound to an earlier step and grown again is fetched anew.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -24,7 +30,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -51,6 +57,21 @@ SERVER_STATES = {
     "preempted": "killed",
 }
 LISTING_PAGE = 100
+ATTEMPTS = 3  # a run's metadata or history: tries in all before the run is left out
+RETRY_PAUSES = (1.0, 3.0)  # seconds between those tries
+OVERLAP_STEPS = 5  # cached steps fetched again to check that the run was not rewound
+# wandb-core's GraphQL retries (defaults: 20 tries, waits up to 60 s) unless the user set them.
+RETRY_LIMITS = {
+    "x_graphql_retry_max": ("WANDB__GRAPHQL_RETRY_MAX", 4),
+    "x_graphql_retry_wait_min_seconds": ("WANDB__GRAPHQL_RETRY_WAIT_MIN_SECONDS", 1.0),
+    "x_graphql_retry_wait_max_seconds": ("WANDB__GRAPHQL_RETRY_WAIT_MAX_SECONDS", 10.0),
+}
+# One wait for wandb-core's answer. `scan_history` waits without a limit (wandb 0.31), so a server
+# answering `Retry-After: 3600` would hold a run for an hour; other requests already stop after
+# WANDB_HTTP_TIMEOUT. Generous, because a history page may be a large Parquet download.
+MAX_WAIT_ENV = "REPORTGEN_MAX_WAIT"
+MAX_WAIT_SECONDS = 120.0
+RATE_LIMIT_WORDS = ("429", "rate limit", "too many requests", "did not respond in time")
 HISTORY_PAGE = 1000
 LISTING = "listing.json"
 CONSOLE_TAIL_LINES = 60  # as many as the offline reader keeps
@@ -161,7 +182,7 @@ class CloudSource:
             return api.run(f"{self.path}/{run_id}")
 
         listed, missing, errors = [], [], []
-        with ThreadPoolExecutor(self.workers) as pool:
+        with _pool(self.workers) as pool:
             futures = {pool.submit(fetch, run_id): run_id for run_id in ids}
             for done, future in enumerate(as_completed(futures), start=1):
                 run_id = futures[future]
@@ -228,8 +249,11 @@ class CloudSource:
                 to_fetch.append(run)
         if not to_fetch:
             return loaded
-        with ThreadPoolExecutor(self.workers) as pool:
-            futures = {pool.submit(self._full_run, run): run for run in to_fetch}
+        with _pool(self.workers) as pool:
+            futures = {
+                pool.submit(self._attempts, self._full_run, run, what="metadata"): run
+                for run in to_fetch
+            }
             for future in as_completed(futures):
                 run = futures[future]
                 done += 1
@@ -249,11 +273,11 @@ class CloudSource:
             return None
         try:
             entry = self.area.read(light.id, history=False)
+            if entry is None or entry.meta.get("fingerprint") != self._fingerprints.get(light.id):
+                return None
+            return _with_listing_fields(run_from_dict(entry.meta.get("run") or {}), light)
         except CacheDamaged:
             return None  # reported (and replaced) when its history is read
-        if entry is None or entry.meta.get("fingerprint") != self._fingerprints.get(light.id):
-            return None
-        return _with_listing_fields(run_from_dict(entry.meta["run"]), light)
 
     def _full_run(self, light: Run) -> Run:
         public = self._handles[light.id]
@@ -324,7 +348,13 @@ class CloudSource:
                 f"--offline: the cache at {self._cache_root()} holds no runs of W&B project "
                 f"{self.path}; build once without --offline to fill it"
             )
-        listed = [_listing_run(node, self.entity, self.project) for node in listing.values()]
+        try:
+            listed = [_listing_run(node, self.entity, self.project) for node in listing.values()]
+        except (CacheDamaged, AttributeError) as exc:
+            raise SourceError(
+                f"--offline: the cached run listing in {self._cache_root()} is damaged ({exc}); "
+                "build once without --offline to fetch it again"
+            ) from None
         if runs.ids:
             wanted = set(runs.ids)
             listed = [run for run in listed if run.id in wanted]
@@ -338,7 +368,13 @@ class CloudSource:
             if entry is None:
                 missing.append(run)
                 continue
-            full[run.id] = run_from_dict(entry.meta["run"])
+            try:
+                full[run.id] = run_from_dict(entry.meta.get("run") or {})
+            except CacheDamaged as exc:
+                raise SourceError(
+                    f"--offline: the cached entry of run {run.name} ({run.id}) is damaged "
+                    f"({exc}); build once without --offline to fetch it again"
+                ) from None
         if missing:
             raise self._missing_offline(missing)
         return [full.get(run.id, run) for run in listed]
@@ -374,9 +410,11 @@ class CloudSource:
             watch = getattr(progress, "watch", None)
             if watch is not None:
                 watch(self.in_flight)
-            with ThreadPoolExecutor(min(self.workers, len(plans))) as pool:
+            with _pool(min(self.workers, len(plans))) as pool:
                 futures = {
-                    pool.submit(self._timed_fetch, run, min_step, base): run
+                    pool.submit(
+                        self._attempts, self._timed_fetch, run, min_step, base, what="history"
+                    ): run
                     for run, min_step, base in plans
                 }
                 for future in as_completed(futures):
@@ -418,8 +456,25 @@ class CloudSource:
         cached_lines = (entry.meta.get("fingerprint") or {}).get("history_line_count") or 0
         if fingerprint and (fingerprint.get("history_line_count") or 0) < cached_lines:
             return (0, None)  # the history shrank (rewound or deleted): start over
-        last = entry.meta.get("last_step", -1)
-        return (int(last) + 1, entry.history)
+        steps = entry.history.steps()
+        if not len(steps):
+            return (0, None)
+        # Fetch the last few cached steps again: `_fetch` compares them to notice a rewind.
+        return (int(steps[max(0, len(steps) - OVERLAP_STEPS)]), entry.history)
+
+    def _attempts(self, fetch: Any, run: Run, *args: Any, what: str) -> Any:
+        """`fetch(run, *args)`, tried again after a pause when it fails (a malformed answer,
+        a timeout); a run that is not found is not tried again."""
+        for attempt in range(ATTEMPTS):
+            try:
+                return fetch(run, *args)
+            except Exception as exc:
+                if attempt == ATTEMPTS - 1 or _not_found(exc):
+                    raise
+                if what == "history":
+                    self._handles.pop(run.id, None)  # a fresh handle for the next try
+                threading.Event().wait(RETRY_PAUSES[min(attempt, len(RETRY_PAUSES) - 1)])
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def in_flight(self) -> list[tuple[str, float]]:
         """History fetches under way: (run name, seconds so far), for progress lines."""
@@ -437,15 +492,21 @@ class CloudSource:
                 self._started.pop(run.id, None)
 
     def _fetch(self, run: Run, min_step: int, base: History | None) -> History:
+        fetched = self._scan(run, min_step)
+        if base is not None and not _agrees(base, fetched, min_step):
+            # The run was rewound (or its history rewritten) since it was cached.
+            base, fetched = None, self._scan(run, 0)
+        history = base.merged(fetched) if base is not None else fetched
+        self._store(run, history)
+        return history
+
+    def _scan(self, run: Run, min_step: int) -> History:
         public = self._handles.get(run.id)
         if public is None:
             public = self._connect().run(f"{self.path}/{run.id}")
             self._handles[run.id] = public
         rows = public.scan_history(page_size=HISTORY_PAGE, min_step=min_step, use_cache=False)
-        fetched = rows_to_history(rows)
-        history = base.merged(fetched) if base is not None else fetched
-        self._store(run, history)
-        return history
+        return rows_to_history(rows)
 
     def _store(self, run: Run, history: History) -> None:
         if self.area is None:
@@ -473,12 +534,20 @@ class CloudSource:
                 raise SourceError("source.type wandb needs the `wandb` package") from None
             host = self._host()
             self._check_credentials(host)
+            _limit_retries()
             overrides = {"entity": self.entity}
             if self.base_url:
                 overrides["base_url"] = self.base_url
             try:
                 self._api = wandb.Api(overrides=overrides)
+                _bound_waits(self._api, max_wait_seconds())
             except AuthenticationError as exc:
+                if _rate_limited(exc):
+                    raise SourceError(
+                        f"source: the W&B server at {host} is rate limiting or not answering "
+                        f"(HTTP 429 or a timeout while checking the credentials: "
+                        f"{self._message(exc)}); try again later"
+                    ) from None
                 raise self._server_failing(host, exc) or SourceError(
                     f"source: the W&B server at {host} refused the credentials "
                     f"({self._message(exc)}); check WANDB_API_KEY or ~/.netrc"
@@ -602,6 +671,85 @@ class CloudSource:
 
 
 # --- pushing filters to the server -------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _pool(workers: int) -> Iterator[ThreadPoolExecutor]:
+    """A pool of fetch threads that, when the build is stopped (a signal, the deadline), is
+    left behind instead of waited for: a fetch may be inside a long wait for the server."""
+    pool = ThreadPoolExecutor(workers)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _limit_retries() -> None:
+    """Bound wandb-core's retries for the Api clients made from now on (each copies these
+    settings), unless the user chose through wandb's environment variables."""
+    try:
+        from wandb.sdk import wandb_setup
+
+        settings = wandb_setup.singleton().settings
+    except Exception:  # pragma: no cover - wandb's internals moved: keep its defaults
+        return
+    for name, (variable, value) in RETRY_LIMITS.items():
+        if variable not in os.environ and hasattr(settings, name):
+            setattr(settings, name, value)
+
+
+def max_wait_seconds() -> float:
+    """REPORTGEN_MAX_WAIT (seconds), else MAX_WAIT_SECONDS; a bad value is a usage error."""
+    text = os.environ.get(MAX_WAIT_ENV, "").strip()
+    if not text:
+        return MAX_WAIT_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 86400:
+        from reportgen.errors import UsageError
+
+        raise UsageError(f"{MAX_WAIT_ENV} must be seconds between 0 and 86400, got {text!r}")
+    return seconds
+
+
+def _bound_waits(api: Any, seconds: float) -> None:
+    """Give the Api's requests that would wait without a limit (history scans) a limit."""
+    service: Any = getattr(api, "_service_api", None)
+    send = getattr(service, "send_api_request", None)
+    if send is None:  # pragma: no cover - wandb's internals moved: keep its behaviour
+        return
+
+    def send_with_limit(request: Any, timeout: float | None = None) -> Any:
+        return send(request, timeout=seconds if timeout is None else timeout)
+
+    service.send_api_request = send_with_limit
+
+
+def _rate_limited(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(word in text for word in RATE_LIMIT_WORDS)
+
+
+def _agrees(cached: History, fetched: History, from_step: int) -> bool:
+    """Whether the fetched steps from `from_step` on match what the cache holds for them."""
+    keys = cached.keys()
+    for key in keys:
+        old = cached.series(key)
+        old = old[old.index >= from_step]
+        if not len(old):
+            continue
+        new = fetched.series(key)
+        new = new.reindex(old.index)
+        same = (old.to_numpy() == new.to_numpy()) | (
+            np.isnan(old.to_numpy()) & np.isnan(new.to_numpy())
+        )
+        if not bool(np.all(same)):
+            return False
+    return True
 
 
 def server_filters(filters: RunFilters, now: datetime) -> dict[str, Any]:

@@ -1,0 +1,84 @@
+"""The faster paths give exactly what the plain ones gave: CSV cells, concurrent atomic writes,
+the cache's Parquet reader, and derived expressions evaluated without numpy at import."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from reportgen import atomic
+from reportgen.cache import CacheDamaged, RunCache, history_bytes, history_from_bytes
+from reportgen.expressions import ExpressionError, evaluate, evaluate_condition, parse_expression
+from reportgen.render.csv import exact_numbers, render_step_table
+from reportgen.render.text import exact_number
+from reportgen.runs import History
+
+EDGES = [
+    0.0, -0.0, 1.0, -3.0, 0.1, 1 / 3, 2.5e-8, 5e-324, 1e300, -1e300, 123456789.0,
+    999999999999999.0, 1e15, -1e14, 1e16, 2.0**53, math.nan, math.inf, -math.inf,
+]  # fmt: skip
+
+
+def test_csv_cells_of_a_column_are_exact_number_of_each_value():
+    values = np.array(EDGES + list(np.random.default_rng(7).normal(size=500) * 1e3))
+    assert exact_numbers(values) == [exact_number(float(v)) for v in values]
+
+
+def test_csv_table_leaves_unlogged_cells_empty_and_writes_nan_where_logged():
+    text = render_step_table(
+        np.array([0, 10, 20]),
+        ["loss"],
+        {"loss": np.array([1.5, math.nan, 2.0])},
+        {"loss": np.array([True, True, False])},
+    )
+    assert text.splitlines() == ["step,loss", "0,1.5", "10,nan", "20,"]
+
+
+def test_write_many_writes_every_file_and_a_repeated_path_keeps_its_last_data(tmp_path):
+    pairs = [(tmp_path / f"t{i % 7}.csv", f"version {i}".encode()) for i in range(20)]
+    written = atomic.write_many(pairs)
+    assert written == [path for path, _ in pairs]
+    for i in range(7):
+        last = max(j for j in range(20) if j % 7 == i)
+        assert (tmp_path / f"t{i}.csv").read_bytes() == f"version {last}".encode()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"t{i}.csv" for i in range(7)]
+
+
+def test_cached_history_reads_back_every_point_and_value():
+    history = History.from_points(
+        {
+            "train/loss": ([0, 1, 2, 5], [1.0, math.nan, math.inf, 0.25]),
+            "a.b": ([3], [-0.0]),
+        }
+    )
+    loaded = history_from_bytes(history_bytes(history))
+    assert loaded.keys() == ["a.b", "train/loss"]
+    loss = loaded.series("train/loss")
+    assert loss.index.tolist() == [0, 1, 2, 5]
+    assert loss.iloc[0] == 1.0 and math.isnan(loss.iloc[1]) and loss.iloc[2] == math.inf
+    assert len(history_from_bytes(history_bytes(History()))) == 0
+
+
+def test_a_truncated_cached_history_is_reported_as_damaged(tmp_path):
+    area = RunCache(tmp_path).area("wandb-offline", {})
+    area.write("run", {}, History.from_points({"x": ([0, 1], [1.0, 2.0])}))
+    parquet = area.entry_dir("run") / "history.parquet"
+    data = parquet.read_bytes()
+    parquet.write_bytes(data[: len(data) // 2] + b"\0" * (len(data) - len(data) // 2))
+    with pytest.raises(CacheDamaged, match="checksum"):
+        area.read("run")
+
+
+def test_expressions_and_conditions_evaluate_as_before():
+    columns = {"a": np.array([1.0, 4.0, -9.0]), "b": np.array([2.0, 2.0, 0.0])}
+    assert parse_expression("sqrt(a) / b") == {"a", "b"}
+    result = evaluate("max(abs(a), b) ** 2 - log10(b * 50)", columns)
+    with np.errstate(divide="ignore"):
+        expected = np.maximum(np.abs(columns["a"]), columns["b"]) ** 2 - np.log10(columns["b"] * 50)
+    np.testing.assert_array_equal(result, expected)
+    keep = evaluate_condition("a > 0 and not b == 0 or a < -5", columns, 3)
+    assert keep.tolist() == [True, True, True]
+    with pytest.raises(ExpressionError, match="'median' is not an allowed function"):
+        parse_expression("median(a)")

@@ -1,0 +1,107 @@
+"""Start-up: each command loads only the libraries it uses.
+
+`reportgen --help` and `reportgen validate` answer in a fraction of the time pandas, pyarrow,
+matplotlib or W&B's protobuf classes take to import; `runs` and `keys` read runs but never load
+the report model, Jinja2 or matplotlib. Timings live in benchmarks/startup.py; these tests check
+the behaviour behind them: which modules a fresh interpreter has loaded after each command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import write_spec
+
+HEAVY = ("numpy", "pandas", "pyarrow", "matplotlib", "jinja2", "weasyprint", "wandb", "scipy")
+
+PROBE = """
+import contextlib, io, json, sys
+from reportgen.cli import main
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    try:
+        code = main(sys.argv[1:])
+    except SystemExit as exc:
+        code = exc.code
+loaded = sorted({name.split(".")[0] for name in sys.modules} | {m for m in sys.modules})
+print(json.dumps({"code": code, "loaded": loaded}))
+"""
+
+
+def loaded_after(*argv: str, cwd: Path | None = None) -> tuple[int, set[str]]:
+    """Run one command in a fresh interpreter; its exit code and every module it imported."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        check=True,
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result["code"], set(result["loaded"])
+
+
+SPEC = """\
+version: 1
+source: {type: wandb-offline, path: runs}
+metrics:
+  loss: [train/loss, loss]
+  gap: {expr: "val_loss - loss"}
+  val_loss: val/loss
+select:
+  best: {by: loss, reduce: last, pick: min}
+sampling: {every: 10}
+outputs: {dir: out, csv: {where: "step >= 10 and abs(gap) < 1"}}
+"""
+
+
+def test_importing_the_cli_and_help_load_no_heavy_library():
+    code, loaded = loaded_after("--help")
+    assert code == 0
+    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+    pipeline = {"build", "spec", "runs", "report", "sources", "render", "health", "cache"}
+    assert not {f"reportgen.{stage}" for stage in pipeline} & loaded
+
+
+def test_version_is_looked_up_only_when_asked_for():
+    code, loaded = loaded_after("--version")
+    assert code == 0
+    assert "importlib.metadata" in loaded
+    _, loaded = loaded_after("--help")
+    assert "importlib.metadata" not in loaded
+
+
+def test_validate_checks_expressions_and_conditions_without_numpy_or_pandas(tmp_path):
+    spec = write_spec(tmp_path / "spec.yaml", SPEC)
+    code, loaded = loaded_after("validate", str(spec))
+    assert code == 0
+    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+    assert "reportgen.health" not in loaded
+
+
+def test_validate_still_finds_a_bad_expression_without_loading_numpy(tmp_path):
+    spec = write_spec(tmp_path / "spec.yaml", SPEC.replace("val_loss - loss", "vall - loss"))
+    code, loaded = loaded_after("validate", str(spec))
+    assert code == 2
+    assert "numpy" not in loaded
+
+
+def test_validate_loads_the_check_registry_when_the_spec_tunes_checks(tmp_path):
+    spec = write_spec(
+        tmp_path / "spec.yaml", SPEC + "health: {checks: {kl_high: {threshold: 0.2}}}\n"
+    )
+    code, loaded = loaded_after("validate", str(spec))
+    assert code == 0
+    assert "reportgen.health.registry" in loaded
+
+
+def test_runs_and_keys_load_no_renderer_chart_or_template_library(project_dir):
+    for verb in ("runs", "keys"):
+        code, loaded = loaded_after(verb, "--source", str(project_dir))
+        assert code == 0
+        assert loaded.isdisjoint({"matplotlib", "jinja2", "weasyprint", "scipy"}), verb
+        assert "reportgen.report" not in loaded and "reportgen.render.markdown" not in loaded
