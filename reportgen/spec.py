@@ -355,23 +355,24 @@ def _compose(text: str, file: str) -> _Located:
         line = text.count("\n", 0, text.index("\x00")) + 1
         raise fail(line, 1, "contains a NUL character (\\x00): a spec is text; remove it")
     try:
-        loader = _FAST_LOADER(text)  # its reader refuses control characters right here
-    except yaml.YAMLError as exc:
-        raise fail(1, 1, f"not valid YAML: {' '.join(str(exc).split())}") from None
-    try:
-        root = loader.get_single_node()
-    except yaml.MarkedYAMLError as exc:
-        exc = _plain_yaml_error(text, exc)
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = exc.problem or str(exc)
-        raise fail(line, col, f"not valid YAML: {problem}") from None
-    except yaml.YAMLError as exc:  # the reader's errors (special characters) carry no mark
-        raise fail(1, 1, f"not valid YAML: {' '.join(str(exc).split())}") from None
-    except RecursionError:
-        raise fail(1, 1, f"not valid here: nested more than {MAX_SPEC_DEPTH} levels deep") from None
-    finally:
-        loader.dispose()
+        loader, root = _root_node(text, _FAST_LOADER)
+    except yaml.YAMLError:
+        # libyaml refuses some specs the pure-Python parser reads (an escaped lone surrogate,
+        # which the checks below then name) and words its errors less plainly: ask it too.
+        loader = None
+    if loader is None:
+        try:
+            loader, root = _root_node(text, yaml.SafeLoader)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            problem = exc.problem or str(exc)
+            raise fail(line, col, f"not valid YAML: {problem}") from None
+        except yaml.YAMLError as exc:  # the reader's errors (special characters) carry no mark
+            raise fail(1, 1, f"not valid YAML: {' '.join(str(exc).split())}") from None
+        except RecursionError:
+            message = f"not valid here: nested more than {MAX_SPEC_DEPTH} levels deep"
+            raise fail(1, 1, message) from None
     located = _Located(None, {}, {}, [])
     if root is None:
         located.value_marks[()] = (1, 1)
@@ -387,20 +388,13 @@ def _compose(text: str, file: str) -> _Located:
     return located
 
 
-def _plain_yaml_error(text: str, error: yaml.MarkedYAMLError) -> yaml.MarkedYAMLError:
-    """The pure-Python parser's account of invalid YAML (plainer than libyaml's), if it has one."""
-    if _FAST_LOADER is yaml.SafeLoader:
-        return error
-    loader = yaml.SafeLoader(text)
+def _root_node(text: str, loader_type: type[yaml.SafeLoader]) -> tuple[yaml.SafeLoader, Any]:
+    """The loader (its marks are needed later) and the document's root node."""
+    loader = loader_type(text)  # its reader refuses control characters right here
     try:
-        loader.get_single_node()
-    except yaml.MarkedYAMLError as plain:
-        return plain
-    except Exception:
-        return error
+        return loader, loader.get_single_node()
     finally:
         loader.dispose()
-    return error
 
 
 def _build(
