@@ -89,26 +89,29 @@ def measure(label: str, argv: list[str]) -> None:
 
 
 def measure_stage(spec_path: Path) -> None:
-    """The analysis stage alone, in this process, on runs already read (median of 3)."""
+    """The analysis stage alone, in this process, on runs already digested (median of 3)."""
     from datetime import datetime, timezone
 
     from reportgen.analysis import analyse
-    from reportgen.metrics import resolve_metrics
+    from reportgen.executors import LocalExecutor
     from reportgen.render.analysis import analysis_files
-    from reportgen.select import choose, filter_runs
+    from reportgen.select import choose
     from reportgen.sources import open_source
     from reportgen.spec import load_spec
 
     spec = load_spec(spec_path)
     source = open_source(spec.source)
-    runs = filter_runs(source.list_runs(spec.runs), spec.runs, datetime.now(timezone.utc))
-    histories = {run.id: source.history(run) for run in runs}
-    metrics = {run.id: resolve_metrics(run, histories[run.id], spec.metrics) for run in runs}
+    digests = LocalExecutor().map_runs(spec, source, datetime.now(timezone.utc)).digests
+    runs = [d.run for d in digests]
+    histories = {d.run.id: d.history for d in digests}
+    spans = {d.run.id: d.span for d in digests}
+    cells = {d.run.id: d.project for d in digests if d.project is not None}
+    metrics = {d.run.id: d.metrics for d in digests}
     selections = [choose(s, metrics) for s in spec.select.values()]
     times = []
     for _ in range(3):
         started = time.perf_counter()
-        analysis = analyse(spec, runs, histories, metrics, selections)
+        analysis = analyse(spec, runs, histories, spans, cells, metrics, selections)
         files = analysis_files(analysis)
         times.append(time.perf_counter() - started)
     size = sum(len(data) for _, data in files)

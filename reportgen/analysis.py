@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from reportgen.compare import Comparison, compare_runs
 from reportgen.metrics import ResolvedMetric, stat_values
-from reportgen.project import ProjectTable, project_table
+from reportgen.project import ProjectTable, RunCells, project_table
 from reportgen.runs import History, Run
 from reportgen.select import SelectionResult
 from reportgen.spec import Spec, StatsSpec
+
+if TYPE_CHECKING:
+    from reportgen.digest import StepSpan
 
 
 @dataclass(frozen=True)
@@ -71,9 +75,14 @@ def analyse(
     spec: Spec,
     runs: Sequence[Run],
     histories: Mapping[str, History],
+    spans: Mapping[str, StepSpan],
+    cells: Mapping[str, RunCells],
     metrics: Mapping[str, Mapping[str, ResolvedMetric]],
     selections: Sequence[SelectionResult],
 ) -> Analysis:
+    """The sections the spec asks for. `histories` need only hold what `compare.history`
+    resolves again, `spans` say how far each run got and `cells` are each run's project-table
+    values (all three per run, from reportgen.digest)."""
     return Analysis(
         stats=stats_table(spec.stats, list(spec.metrics), runs, metrics) if spec.stats else None,
         comparison=(
@@ -82,7 +91,7 @@ def analyse(
             else None
         ),
         project=(
-            project_table(spec.project_table, spec.metrics, runs, histories, metrics)
+            project_table(spec.project_table, spec.metrics, runs, spans, cells)
             if spec.project_table
             else None
         ),

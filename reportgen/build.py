@@ -9,7 +9,7 @@ import dataclasses
 import os
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,16 +25,17 @@ from reportgen.errors import (
     SourceError,
     UsageError,
 )
-from reportgen.metrics import ResolvedMetric, SampledTable, keep_rows, resolve_metrics, sample
+from reportgen.executors import Executor, open_executor
+from reportgen.metrics import ResolvedMetric
 from reportgen.publish import CommentResult, publish_comment
 from reportgen.render import write_outputs
 from reportgen.render.folder import OutputFolder
-from reportgen.report import Finding, Report, RunHealth, assemble
-from reportgen.runs import History, Run
+from reportgen.report import Report, assemble, renamed
+from reportgen.runs import Run
 from reportgen.select import choose, filter_runs
 from reportgen.shortfalls import LeftOut, find_shortfalls
-from reportgen.sources import RunFetchError, Source, fetch_histories, open_source
-from reportgen.spec import Spec, load_spec
+from reportgen.sources import RunFetchError, Source, open_source
+from reportgen.spec import ExecutorSpec, Spec, load_spec
 
 Progress = Callable[[int, int, str], None]
 
@@ -71,13 +72,15 @@ def build(
     comment: bool = False,
     env: Mapping[str, str] | None = None,
     cache_mode: str = "normal",
+    executor: ExecutorSpec | None = None,
 ) -> BuildResult:
     """Build every output the spec asks for; the caller decides what the gate means.
 
     With `comment` (or `outputs.comment` in the spec) the PR comment is written and posted to
     the forge that `env` (default: os.environ) describes. `cache_mode`: "normal" (use and update
     the cache), "refresh" (ignore what is cached, fetch everything again) or "offline" (use only
-    the cache; fail when something is missing). `out_dir` and `now` may be strings, as on the
+    the cache; fail when something is missing). `executor` replaces the spec's
+    `source.executor` (the CLI's `--executor`). `out_dir` and `now` may be strings, as on the
     command line ("2026-01-01T00:00:00Z" or "@1767225600"); every argument is checked before
     any data is read.
 
@@ -93,6 +96,8 @@ def build(
         )
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
+    if executor is not None:
+        spec = replace(spec, source=replace(spec.source, executor=executor))
     moment = moment or build_time()
     template_dirs = _template_dirs(spec)
     _check_output_folder(target or spec.outputs.dir, "--out" if target else "outputs.dir")
@@ -207,58 +212,63 @@ def _template_dirs(spec: Spec) -> tuple[Path, ...]:
 
 
 def make_report(
-    spec: Spec, source: Source, now: datetime, progress: Progress | None = None
+    spec: Spec,
+    source: Source,
+    now: datetime,
+    progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> Report:
-    """Everything up to the Report, without writing a file."""
+    """Everything up to the Report, without writing a file: the map over runs (by the
+    executor the spec names), then the reduce over their digests."""
     from reportgen import __version__
 
     spec, resolved = resolve_checkpoints(spec)
-    found = source.list_runs(spec.runs, progress, now=now)
-    chosen = filter_runs(found, spec.runs, now)
-    fetched = fetch_histories(source, chosen, progress)
-    failures = [f for f in fetched.values() if isinstance(f, RunFetchError)]
-    histories: dict[str, History] = {}
-    for run in chosen:
-        history = fetched[run.id]
-        if isinstance(history, History):
-            histories[run.id] = history
-    if chosen and not histories:
-        raise SourceError(_none_read(failures, len(chosen)))
-    read = [
-        dataclasses.replace(run, logged_steps=len(histories[run.id].steps()))
-        for run in chosen
-        if run.id in histories
-    ]
-    runs = distinct_names(filter_runs(read, spec.runs, now))
-    short = [run for run in read if run.id not in {r.id for r in runs}]
+    executor = executor or open_executor(spec.source.executor, source)
+    mapped = executor.map_runs(spec, source, now, progress)
+    failures = mapped.failures
+    if failures and not mapped.digests:
+        raise SourceError(_none_read(failures, len(failures)))
+    # Runs too short for `min_steps` are known only once read: they leave here, and runs whose
+    # names repeat are told apart, before anything compares runs.
+    kept = {run.id for run in filter_runs([d.run for d in mapped.digests], spec.runs, now)}
+    digests = [d for d in mapped.digests if d.run.id in kept]
+    short = [d.run for d in mapped.digests if d.run.id not in kept]
+    runs = distinct_names([digest.run for digest in digests])
     notes = [
         *resolved,
         *getattr(source, "notes", ()),
         *(_left_out(f, len(runs)) for f in failures),
         *_too_short(short, spec.runs.filters.min_steps),
     ]
-    metrics = {run.id: resolve_metrics(run, histories[run.id], spec.metrics) for run in runs}
+    metrics = {digest.run.id: digest.metrics for digest in digests}
     steps = {run.id: run.logged_steps or 0 for run in runs}
     selections = [choose(selection, metrics, steps) for selection in spec.select.values()]
     left_out = [LeftOut(f.run_id, f.run_name, f.reason) for f in failures]
     shortfalls = find_shortfalls(spec, runs, metrics, selections, left_out)
-    tables = _sampled_tables(spec, runs, histories, metrics)
-    findings, health = _health(spec, runs, histories, metrics, now)
     baseline = _compare_with_baseline(spec, runs, metrics, now)
-    analysis = analyse(spec, runs, histories, metrics, selections)
+    analysis = analyse(
+        spec,
+        runs,
+        {digest.run.id: digest.history for digest in digests},
+        {digest.run.id: digest.span for digest in digests},
+        {digest.run.id: digest.project for digest in digests if digest.project is not None},
+        metrics,
+        selections,
+    )
     return assemble(
         spec=spec,
         source=source.describe(),
-        runs_found=len(found),
+        runs_found=mapped.found,
         runs=runs,
-        histories=histories,
+        run_reports=[
+            renamed(digest.report, run, digest.metrics)
+            for digest, run in zip(digests, runs, strict=True)
+        ],
         metrics=metrics,
         selections=selections,
-        tables=tables,
-        findings=findings,
+        tables={digest.run.id: digest.table for digest in digests},
         generated_at=now,
         version=__version__,
-        health=health,
         baseline=baseline,
         analysis=analysis,
         notes=notes,
@@ -304,42 +314,6 @@ def _left_out(failure: RunFetchError, kept: int) -> str:
         f"Incomplete: run {failure.run_name} ({failure.run_id}) is left out of this report, "
         f"{failure.reason}; the report covers the other {kept} runs."
     )
-
-
-def _sampled_tables(
-    spec: Spec,
-    runs: list[Run],
-    histories: dict[str, History],
-    metrics: dict[str, dict[str, ResolvedMetric]],
-) -> dict[str, SampledTable]:
-    """Each run's aliases on the spec's one sampling axis.
-
-    Where every alias's natural axis already is that axis (the common case), the metrics
-    resolved for stats are the same and are reused rather than resolved again.
-    """
-    x = spec.sampling.x
-    tables = {}
-    for run in runs:
-        on_axis = metrics[run.id]
-        if any(metric.x_key != x for metric in on_axis.values()):
-            on_axis = resolve_metrics(run, histories[run.id], spec.metrics, x=x)
-        tables[run.id] = sample(on_axis, spec.sampling)
-        if spec.outputs.csv.where:
-            tables[run.id] = keep_rows(tables[run.id], spec.outputs.csv.where)
-    return tables
-
-
-def _health(
-    spec: Spec,
-    runs: list[Run],
-    histories: dict[str, History],
-    metrics: dict[str, dict[str, ResolvedMetric]],
-    now: datetime,
-) -> tuple[dict[str, list[Finding]], dict[str, RunHealth]]:
-    """Training-health checks on each run's whole history: findings, and what looks healthy."""
-    from reportgen.health import check_runs
-
-    return check_runs(spec.health, spec.metrics, runs, histories, metrics, now)
 
 
 def _compare_with_baseline(

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from reportgen.publish import CommentResult
     from reportgen.runs import Run
     from reportgen.sources import Source
+    from reportgen.spec import ExecutorSpec
 
 EPILOG = f"""exit codes:
 {exit_code_lines()}
@@ -178,6 +179,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                 progress=progress,
                 comment=args.comment,
                 cache_mode=mode,
+                executor=parse_executor(args.executor) if args.executor else None,
             )
         finally:
             progress.close()
@@ -210,6 +212,19 @@ def cmd_build(args: argparse.Namespace) -> int:
             "say what is missing)"
         )
     return result.exit_code
+
+
+def parse_executor(text: str) -> ExecutorSpec:
+    """`--executor`: local, ray, ray:ADDRESS (auto, HOST:PORT) or ray://HOST:PORT."""
+    from reportgen.spec import ExecutorSpec
+
+    executor = ExecutorSpec.parse(text.strip())
+    if executor.type not in ("local", "ray") or (executor.type == "local" and executor.address):
+        raise UsageError(
+            f"--executor: expected local, ray, ray:auto, ray:HOST:PORT or ray://HOST:PORT; "
+            f"got {text!r}"
+        )
+    return executor
 
 
 def parse_timeout(text: str) -> float | None:
@@ -579,6 +594,13 @@ def make_parser() -> argparse.ArgumentParser:
         "--comment",
         action="store_true",
         help="post (or update) the pull-request comment; the forge, PR and token come from CI",
+    )
+    build.add_argument(
+        "--executor",
+        metavar="WHERE",
+        help="where the per-run work runs (overrides source.executor): local (default), ray "
+        "(Ray's default address), ray:auto, ray:HOST:PORT or ray://HOST:PORT; Ray needs "
+        "pip install 'reportgen[ray]' and run folders every node sees (docs/scale.md)",
     )
     fetching = build.add_mutually_exclusive_group()
     fetching.add_argument(

@@ -12,14 +12,17 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from reportgen.metrics import ResolvedMetric, goal_for, reduce
-from reportgen.runs import History, Run, flatten
+from reportgen.runs import Run, flatten
 from reportgen.spec import MetricAlias, ParetoSpec, PivotSpec, ProjectTableSpec
+
+if TYPE_CHECKING:
+    from reportgen.digest import StepSpan
 
 # Columns about the run itself, before the config.* and metric.* columns.
 RUN_COLUMNS = (
@@ -196,8 +199,7 @@ def column_kind(values: Sequence[Any]) -> str:
     return "json"
 
 
-def _run_cells(run: Run, history: History) -> dict[str, Any]:
-    steps = history.steps()
+def _run_cells(run: Run, span: StepSpan) -> dict[str, Any]:
     return {
         "run_id": run.id,
         "run_name": run.name,
@@ -208,8 +210,8 @@ def _run_cells(run: Run, history: History) -> dict[str, Any]:
         "job_type": run.job_type,
         "tags": ", ".join(run.tags),
         "created_at": run.created_at,
-        "steps": len(steps),
-        "last_step": int(steps[-1]) if len(steps) else None,
+        "steps": span.steps,
+        "last_step": span.last_step,
     }
 
 
@@ -231,6 +233,28 @@ def _summary_numbers(summary: Mapping[str, Any]) -> dict[str, float]:
         for key, value in flatten(summary).items()
         if not key.startswith("_") and _numeric(value)
     }
+
+
+@dataclass(frozen=True)
+class RunCells:
+    """One run's part of the project table that needs only that run: its flattened config,
+    numeric summary values and reduced aliases. Computed where the run is digested (a Ray task,
+    say), so that the table stage only gathers values."""
+
+    config: dict[str, Any]
+    summary: dict[str, float]
+    metrics: dict[str, float | None]
+
+
+def run_cells(spec: ProjectTableSpec, run: Run, metrics: Mapping[str, ResolvedMetric]) -> RunCells:
+    return RunCells(
+        config=flatten(run.config),
+        summary=_summary_numbers(run.summary) if spec.summary else {},
+        metrics={
+            alias: run_cell(metrics[alias].series, how) if metrics[alias].found else None
+            for alias, how in (spec.metrics or {}).items()
+        },
+    )
 
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -262,13 +286,13 @@ def name_fields(pattern: str, name: str) -> dict[str, Any] | None:
 def build_rows(
     spec: ProjectTableSpec,
     runs: Sequence[Run],
-    histories: Mapping[str, History],
-    metrics: Mapping[str, Mapping[str, ResolvedMetric]],
+    spans: Mapping[str, StepSpan],
+    cells: Mapping[str, RunCells],
 ) -> tuple[list[ProjectColumn], list[dict[str, Any]], list[str]]:
     """The table's columns and one dict of cells per run (None where a run has no value)."""
     reductions = spec.metrics or {}
-    configs = {run.id: flatten(run.config) for run in runs}
-    summaries = {run.id: _summary_numbers(run.summary) if spec.summary else {} for run in runs}
+    configs = {run.id: cells[run.id].config for run in runs}
+    summaries = {run.id: cells[run.id].summary for run in runs}
     config_keys = sorted(set().union(*configs.values())) if runs else []
     alias_columns = [f"metric.{alias}" for alias in reductions]
     summary_keys = sorted(set().union(*summaries.values())) if runs else []
@@ -281,7 +305,7 @@ def build_rows(
     unmatched = []
     rows: list[dict[str, Any]] = []
     for run in runs:
-        row = _run_cells(run, histories[run.id])
+        row = _run_cells(run, spans[run.id])
         if spec.name_fields:
             parsed = name_fields(spec.name_fields, run.name)
             if parsed is None:
@@ -290,9 +314,8 @@ def build_rows(
                 row[f"name.{field_name}"] = (parsed or {}).get(field_name)
         for key in config_keys:
             row[f"config.{key}"] = configs[run.id].get(key)
-        for alias, how in reductions.items():
-            metric = metrics[run.id][alias]
-            row[f"metric.{alias}"] = run_cell(metric.series, how) if metric.found else None
+        for alias, value in cells[run.id].metrics.items():
+            row[f"metric.{alias}"] = value
         for key in summary_keys:
             if key not in shadowed:
                 row[f"metric.{key}"] = summaries[run.id].get(key)
@@ -321,14 +344,25 @@ def _finite(value: Any) -> bool:
     return _numeric(value) and math.isfinite(value)
 
 
+def numbers(rows: Sequence[Mapping[str, Any]], column: str) -> np.ndarray:
+    """A numeric column as floats, NaN where a run has no value (or not a number)."""
+    values = [r.get(column) for r in rows]
+    try:
+        return np.asarray(values, dtype=float)  # None becomes NaN
+    except (TypeError, ValueError):
+        return np.asarray([v if _numeric(v) else np.nan for v in values], dtype=float)
+
+
 def top_runs(rows: Sequence[Mapping[str, Any]], column: str, goal: str, n: int) -> list[TopRun]:
     """The n best runs by a column in the goal's direction; ties by run id; no value, no rank."""
-    ranked = [r for r in rows if _finite(r.get(column))]
+    values = numbers(rows, column)
+    ranked = np.flatnonzero(np.isfinite(values))
     sign = 1.0 if goal == "minimize" else -1.0
-    ranked.sort(key=lambda r: (sign * r[column], r["run_id"]))
+    ids = np.asarray([rows[i]["run_id"] for i in ranked.tolist()], dtype=str)
+    order = ranked[np.lexsort((ids, sign * values[ranked]))].tolist() if len(ranked) else []
     return [
-        TopRun(i, r["run_id"], r["run_name"], float(r[column]))
-        for i, r in enumerate(ranked[:n], start=1)
+        TopRun(rank, rows[i]["run_id"], rows[i]["run_name"], float(values[i]))
+        for rank, i in enumerate(order[:n], start=1)
     ]
 
 
@@ -409,7 +443,7 @@ def group_rows(
 # --- correlations --------------------------------------------------------------------------------
 
 
-def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
+def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float | None:
     """Spearman's rho: Pearson's correlation of the ranks (ties share their mean rank)."""
     rx = pd.Series(x, dtype=float).rank(method="average").to_numpy()
     ry = pd.Series(y, dtype=float).rank(method="average").to_numpy()
@@ -429,12 +463,14 @@ def correlations(
     Returns the correlations, how many runs have a finite primary value, and a note when
     there are too few runs (fewer than `min_runs`) or nothing to correlate.
     """
-    with_primary = [r for r in rows if _finite(r.get(primary))]
-    if len(with_primary) < min_runs:
+    ys = numbers(rows, primary)
+    has_primary = np.isfinite(ys)
+    count = int(has_primary.sum())
+    if count < min_runs:
         return (
             [],
-            len(with_primary),
-            f"too few runs for correlations: {len(with_primary)} have a value of {primary}, "
+            count,
+            f"too few runs for correlations: {count} have a value of {primary}, "
             f"at least {min_runs} are needed (project_table.min_runs)",
         )
     found = []
@@ -444,12 +480,14 @@ def correlations(
         if c.name.startswith(("config.", "name.")) and c.kind in ("integer", "number")
     ]
     for column in numeric:
-        pairs = [(r[column], r[primary]) for r in with_primary if _finite(r.get(column))]
-        if len(pairs) < min_runs or len({x for x, _ in pairs}) < 2:
+        xs = numbers(rows, column)
+        both = has_primary & np.isfinite(xs)
+        pairs = int(both.sum())
+        if pairs < min_runs or len(np.unique(xs[both])) < 2:
             continue
-        rho = spearman([x for x, _ in pairs], [y for _, y in pairs])
+        rho = spearman(xs[both], ys[both])
         if rho is not None:
-            found.append(Correlation(column, rho, len(pairs)))
+            found.append(Correlation(column, rho, pairs))
     found.sort(key=lambda c: (-abs(c.rho), c.column))
     note = None
     if not found:
@@ -457,7 +495,7 @@ def correlations(
             f"no numeric config value varies across at least {min_runs} runs that have "
             f"{primary}, so there is nothing to correlate"
         )
-    return found, len(with_primary), note
+    return found, count, note
 
 
 # --- quality against cost ------------------------------------------------------------------------
@@ -575,11 +613,11 @@ def project_table(
     spec: ProjectTableSpec,
     aliases: Mapping[str, MetricAlias],
     runs: Sequence[Run],
-    histories: Mapping[str, History],
-    metrics: Mapping[str, Mapping[str, ResolvedMetric]],
+    spans: Mapping[str, StepSpan],
+    cells: Mapping[str, RunCells],
 ) -> ProjectTable:
-    """The `project_table:` section over the chosen runs."""
-    columns, rows, notes = build_rows(spec, runs, histories, metrics)
+    """The `project_table:` section over the chosen runs (`cells` from `run_cells`, per run)."""
+    columns, rows, notes = build_rows(spec, runs, spans, cells)
     reductions = dict(spec.metrics or {})
     primary = spec.primary
     goal = goal_for(aliases.get(primary), primary) if primary else None

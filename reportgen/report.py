@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -295,34 +295,21 @@ def assemble(
     source: dict[str, Any],
     runs_found: int,
     runs: Sequence[Run],
-    histories: Mapping[str, History],
+    run_reports: Sequence[RunReport],
     metrics: Mapping[str, Mapping[str, ResolvedMetric]],
     selections: Sequence[SelectionResult],
     tables: Mapping[str, SampledTable],
-    findings: Mapping[str, Sequence[Finding]],
     generated_at: datetime,
     version: str,
     notes: Sequence[str] = (),
-    health: Mapping[str, RunHealth] | None = None,
     baseline: BaselineComparison | None = None,
     analysis: Analysis | None = None,
     incomplete: bool = False,
     shortfalls: Sequence[Shortfall] = (),
 ) -> Report:
-    """Bind the pipeline's results into one Report."""
+    """Bind the pipeline's results into one Report (`run_reports` from `run_report`, per run)."""
     names = {run.id: run.name for run in runs}
-    health = health or {}
-    run_reports = tuple(
-        _run_report(
-            spec,
-            run,
-            histories[run.id],
-            metrics[run.id],
-            findings.get(run.id, ()),
-            health.get(run.id, RunHealth()),
-        )
-        for run in runs
-    )
+    run_reports = tuple(run_reports)
     selection_reports = tuple(_selection_report(s, names, metrics) for s in selections)
     table_reports = _table_reports(spec, runs, selection_reports, tables, metrics)
     return Report(
@@ -361,7 +348,7 @@ def assemble(
     )
 
 
-def _run_report(
+def run_report(
     spec: Spec,
     run: Run,
     history: History,
@@ -369,6 +356,7 @@ def _run_report(
     findings: Sequence[Finding],
     health: RunHealth,
 ) -> RunReport:
+    """One run's part of the report: it depends on that run alone (see reportgen.digest)."""
     steps = history.steps()
     metric_reports = []
     notes = list(run.read_notes)
@@ -419,6 +407,30 @@ def _run_report(
         ),
         health=health,
         logged_name=run.logged_name,
+    )
+
+
+def renamed(report: RunReport, run: Run, resolved: Mapping[str, ResolvedMetric]) -> RunReport:
+    """A run's report under the name the whole build gives it (`run.name`, "name (id)" where
+    names repeat): a worker digests a run before the other runs' names are known."""
+    if report.name == run.name:
+        return report
+    notes = list(report.notes)
+    metric_reports = []
+    for metric_report in report.metrics:
+        metric = resolved.get(metric_report.alias)
+        note = metric_report.missing_note
+        if note is not None and metric is not None:
+            new_note = metric.missing_note(run.name)
+            notes = [new_note if n == note else n for n in notes]
+            metric_report = replace(metric_report, missing_note=new_note)
+        metric_reports.append(metric_report)
+    return replace(
+        report,
+        name=run.name,
+        logged_name=run.logged_name,
+        notes=tuple(notes),
+        metrics=tuple(metric_reports),
     )
 
 

@@ -7,7 +7,7 @@ numeric value a run logged and is fetched only for the runs that pass the filter
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -168,6 +168,11 @@ class History:
         if not self._columns:
             return 0
         return int(max(int(c.rows.max()) for c in self._columns.values() if len(c.rows)) + 1)
+
+    def subset(self, keys: Iterable[str]) -> History:
+        """Only these keys (those it has), every value as logged on its rows: what a remote
+        worker sends back when asked for few."""
+        return History({key: self._columns[key] for key in keys if key in self._columns})
 
     def merged(self, newer: History) -> History:
         """This history followed by `newer`'s records (renumbered after this one's rows)."""

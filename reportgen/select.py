@@ -19,14 +19,19 @@ _MISSING = object()
 def filter_runs(runs: Sequence[Run], spec: RunsSpec, now: datetime | None = None) -> list[Run]:
     """The runs a report covers, newest first."""
     now = now or datetime.now(timezone.utc)
-    chosen = [run for run in runs if matches(run, spec.filters, now)]
-    if spec.ids:
-        wanted = set(spec.ids)
-        chosen = [run for run in chosen if named_by(run, wanted)]
+    chosen = [run for run in runs if may_be_chosen(run, spec, now)]
     chosen.sort(key=_newest_first)
     if spec.limit is not None:
         chosen = chosen[: spec.limit]
     return chosen
+
+
+def may_be_chosen(run: Run, spec: RunsSpec, now: datetime) -> bool:
+    """Whether one run passes the filters and ids: what can be decided without the other
+    runs (only `limit` needs them all), so a worker that read the run can decide it."""
+    if spec.ids and not named_by(run, set(spec.ids)):
+        return False
+    return matches(run, spec.filters, now)
 
 
 def named_by(run: Run, wanted: set[str]) -> bool:

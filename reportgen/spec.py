@@ -53,6 +53,24 @@ class SourceSpec:
     stale_after: timedelta = timedelta(minutes=15)
     projects: tuple[str, ...] = ()
     workers: int = 6
+    executor: ExecutorSpec = field(default_factory=lambda: ExecutorSpec())
+
+
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """Where the per-run work runs: `local` (this machine) or `ray` (a Ray cluster at
+    `address`: `auto`, `host:port`, `ray://host:port`; None: Ray's default)."""
+
+    type: str = "local"
+    address: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ExecutorSpec:
+        """`local`, `ray`, `ray:ADDRESS` or `ray://host:port`, as `--executor` takes them."""
+        if text.startswith("ray://"):
+            return cls("ray", text)
+        kind, _, address = text.partition(":")
+        return cls(kind, address or None)
 
 
 @dataclass(frozen=True)
@@ -1013,6 +1031,12 @@ def _comparison(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, dict) else {"eq": value}
 
 
+def _executor(rule: str | dict[str, Any]) -> ExecutorSpec:
+    if isinstance(rule, str):
+        return ExecutorSpec.parse(rule)
+    return ExecutorSpec(rule["type"], rule.get("address"))
+
+
 def _runs_spec(runs: dict[str, Any]) -> RunsSpec:
     filters = runs.get("filters", {})
     tags = filters.get("tags", {})
@@ -1088,6 +1112,7 @@ def _build_spec(data: dict[str, Any], path: Path, sha256: str) -> Spec:
             stale_after=parse_duration(source.get("stale_after", "15m")),
             workers=source.get("workers", 6),
             projects=tuple(source.get("projects", ())),
+            executor=_executor(source.get("executor", "local")),
         ),
         runs=_runs_spec(data.get("runs", {})),
         metrics={name: _alias(name, rule) for name, rule in data.get("metrics", {}).items()},

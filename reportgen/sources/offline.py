@@ -62,6 +62,52 @@ class OfflineSource:
         now: datetime | None = None,
     ) -> list[Run]:
         """Read every run under the folder (filters are applied by the caller)."""
+        files, copy_notes = self._files()
+        return self.read_runs(files, progress, now, copy_notes)
+
+    def run_files(self) -> tuple[dict[str, list[Path]], dict[Path, list[str]]]:
+        """Every run file under the folder, grouped by the run id in its name, without reading
+        any: an executor hands each group to one worker (see reportgen.executors). With them,
+        the notes on copies that were read once, by the file that was read, to pass on to the
+        worker that reads it."""
+        files, copy_notes = self._files()
+        groups: dict[str, list[Path]] = defaultdict(list)
+        for path in files:
+            groups[_id_from_path(path)].append(path)
+        return dict(groups), copy_notes
+
+    def read_runs(
+        self,
+        files: list[Path],
+        progress: Progress | None = None,
+        now: datetime | None = None,
+        copy_notes: dict[Path, list[str]] | None = None,
+    ) -> list[Run]:
+        """The runs these files hold, merged by the run id inside them; `now` (the build's
+        time, unless the source was given its own) decides whether a run without an exit
+        record is still running."""
+        notes_of = copy_notes or {}
+        fragments: dict[str, list[tuple[FileContents, History]]] = defaultdict(list)
+        for done, (path, (contents, history)) in enumerate(self._read_all(files), start=1):
+            if progress:
+                progress(done, len(files), path.parent.name)
+            run_id = contents.run_id or _id_from_path(path)
+            fragments[run_id].append((contents, history))
+        # The time runs are judged at: this source's own `now` if it was given one, else the
+        # build's (`--now`), else the clock.
+        moment = self._now if self._now is not None else (now.timestamp() if now else None)
+        if moment is None:
+            moment = time.time()
+        found = []
+        for run_id, parts in fragments.items():
+            extra = [n for contents, _ in parts for n in notes_of.get(contents.path, [])]
+            run, history = self._merge(run_id, parts, moment, extra)
+            self._histories[run_id] = history
+            found.append(run)
+        return found
+
+    def _files(self) -> tuple[list[Path], dict[Path, list[str]]]:
+        """The run files to read, and notes on the copies among them (by the file read)."""
         if not self.root.exists():
             raise SourceError(
                 f"source.path: folder '{self.root}' does not exist "
@@ -78,24 +124,7 @@ class OfflineSource:
             copy_notes[original].append(
                 f"{_short(copy)} is the same file as {_short(original)}; it was read once"
             )
-        fragments: dict[str, list[tuple[FileContents, History]]] = defaultdict(list)
-        for done, (path, (contents, history)) in enumerate(self._read_all(files), start=1):
-            if progress:
-                progress(done, len(files), path.parent.name)
-            run_id = contents.run_id or _id_from_path(path)
-            fragments[run_id].append((contents, history))
-        # The time runs are judged at: this source's own `now` if it was given one, else the
-        # build's (`--now`), else the clock.
-        moment = self._now if self._now is not None else (now.timestamp() if now else None)
-        if moment is None:
-            moment = time.time()
-        found = []
-        for run_id, parts in fragments.items():
-            extra = [n for contents, _ in parts for n in copy_notes.get(contents.path, [])]
-            run, history = self._merge(run_id, parts, moment, extra)
-            self._histories[run_id] = history
-            found.append(run)
-        return found
+        return files, dict(copy_notes)
 
     def history(self, run: Run, keys: Sequence[str] | None = None) -> History:
         """The run's history (already read while listing)."""

@@ -1,0 +1,332 @@
+"""The executor behind the per-run work: `local` and `ray` build the same files.
+
+Tests marked `ray` start one small local Ray instance (num_cpus=2) for the session and build
+the same specs with both executors, comparing the files byte for byte; `pytest -m ray` runs
+them alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from conftest import write_spec
+from runwriter import wandb_files
+
+from reportgen import build
+from reportgen.errors import EXIT_SOURCE, EXIT_USAGE, SpecError, UsageError
+from reportgen.executors import RayExecutor
+from reportgen.spec import ExecutorSpec, load_spec
+
+REPO = Path(__file__).resolve().parent.parent
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+DATA_FILES = ("report.json", "report.md")
+
+
+def spec_over(tmp_path: Path, root: Path, body: str, name: str = "spec.yaml") -> Path:
+    return write_spec(
+        tmp_path / name,
+        f'version: 1\ntitle: executors\nsource: {{type: wandb-offline, path: "{root}"}}\n'
+        f'{body}\noutputs: {{dir: "{tmp_path / "unused"}", formats: [markdown, csv, json]}}\n',
+    )
+
+
+def build_both(spec_path: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """Build one spec locally and on Ray; return both output folders."""
+    spec = load_spec(spec_path)
+    local = build(spec, out_dir=tmp_path / "local", now=NOW, executor=ExecutorSpec("local"))
+    on_ray = build(spec, out_dir=tmp_path / "ray", now=NOW, executor=ExecutorSpec("ray"))
+    return local.out_dir, on_ray.out_dir
+
+
+def assert_same_files(local: Path, on_ray: Path) -> list[str]:
+    """Every file of the local build exists in the Ray build with the same bytes."""
+    names = sorted(p.name for p in local.iterdir() if p.is_file())
+    assert names == sorted(p.name for p in on_ray.iterdir() if p.is_file())
+    for name in names:
+        assert (local / name).read_bytes() == (on_ray / name).read_bytes(), name
+    return names
+
+
+# --- choosing an executor (no Ray needed) ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("local", ExecutorSpec("local", None)),
+        ("ray", ExecutorSpec("ray", None)),
+        ("ray:auto", ExecutorSpec("ray", "auto")),
+        ("ray:10.0.0.5:6379", ExecutorSpec("ray", "10.0.0.5:6379")),
+        ("ray://head:10001", ExecutorSpec("ray", "ray://head:10001")),
+        ("{type: ray, address: 'ray://head:10001'}", ExecutorSpec("ray", "ray://head:10001")),
+    ],
+)
+def test_the_spec_names_the_executor(tmp_path, written, expected):
+    path = spec_over(tmp_path, tmp_path, "")
+    text = path.read_text().replace("path:", f"executor: {written}, path:")
+    spec = load_spec(write_spec(path, text))
+    assert spec.source.executor == expected
+
+
+def test_an_unknown_executor_names_its_place(tmp_path):
+    path = spec_over(tmp_path, tmp_path, "")
+    write_spec(path, path.read_text().replace("path:", "executor: spark, path:"))
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert "source.executor" in str(caught.value)
+
+
+def test_the_cli_refuses_an_unknown_executor_in_one_line(tmp_path):
+    spec = spec_over(tmp_path, tmp_path, "")
+    done = subprocess.run(
+        [sys.executable, "-m", "reportgen", "build", str(spec), "--executor", "dask"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == EXIT_USAGE
+    assert done.stderr.strip().splitlines() == [
+        "error: --executor: expected local, ray, ray:auto, ray:HOST:PORT or "
+        "ray://HOST:PORT; got 'dask'"
+    ]
+
+
+def test_ray_with_a_server_source_is_refused_before_any_data_is_read(tmp_path):
+    path = write_spec(
+        tmp_path / "server.yaml",
+        "version: 1\nsource: {type: wandb, entity: e, project: p, executor: ray}\n",
+    )
+    with pytest.raises(UsageError, match=r"works with source\.type wandb-offline, not wandb"):
+        build(path, out_dir=tmp_path / "out", env={})
+
+
+def test_without_ray_installed_the_build_says_how_to_install_it(tmp_path, project_dir):
+    spec = spec_over(tmp_path, project_dir, "metrics: {loss: train/loss}")
+    # A Python in which `import ray` fails, as on a machine without the extra.
+    program = (
+        "import sys; sys.modules['ray'] = None\n"
+        "from reportgen.cli import main\n"
+        f"sys.exit(main(['build', {str(spec)!r}, '--executor', 'ray', '-q']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert done.returncode == EXIT_USAGE
+    assert done.stderr.strip().splitlines() == [
+        "error: source.executor: ray is not installed; install it with "
+        "pip install 'reportgen[ray]', or use executor: local"
+    ]
+
+
+def test_an_address_where_no_cluster_answers_fails_in_one_line(tmp_path):
+    """Ray itself would wait minutes for the head node; the build says so in seconds."""
+    pytest.importorskip("ray")
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    spec = spec_over(tmp_path, tmp_path, "metrics: {loss: train/loss}")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reportgen",
+            "build",
+            str(spec),
+            "--executor",
+            f"ray:127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == EXIT_SOURCE
+    assert done.stderr.strip().splitlines() == [
+        f"error: source.executor: no Ray cluster answers at 127.0.0.1:{port} (Connection "
+        "refused); start one with `ray start --head`, or check the address and port"
+    ]
+
+
+def test_a_digest_carries_no_history_unless_a_comparison_of_histories_needs_it(
+    project_dir, tmp_path
+):
+    from reportgen.digest import digest_run
+    from reportgen.sources.offline import OfflineSource
+
+    body = "metrics: {length: response_length/mean, loss: train/loss}"
+    plain = load_spec(spec_over(tmp_path, project_dir, body))
+    comparing = load_spec(
+        spec_over(tmp_path, project_dir, body + "\ncompare: {runs: [rlmid001, rllong01]}", "c.yaml")
+    )
+    source = OfflineSource(plain.source)
+    run = next(r for r in source.list_runs(now=NOW) if r.id == "rlmid001")
+    history = source.history(run)
+    assert "actor/entropy_loss" in history  # the run logged more than the spec asks for
+    assert digest_run(plain, run, history, NOW).history.keys() == []
+    kept = digest_run(comparing, run, history, NOW).history
+    assert kept.keys() == ["response_length/mean"]  # the one key asked for that it logged
+    assert kept.series("response_length/mean").equals(history.series("response_length/mean"))
+
+
+# --- the same files from a local Ray instance --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.ray
+def test_the_demo_report_is_the_same_on_ray(ray_instance, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)  # the demo spec's paths are relative to the repository
+    spec = load_spec(REPO / "specs" / "demo.yaml")
+    spec = dataclasses.replace(
+        spec, outputs=dataclasses.replace(spec.outputs, formats=("markdown", "csv", "json"))
+    )
+    local = build(spec, out_dir=tmp_path / "local", now=NOW)
+    on_ray = build(spec, out_dir=tmp_path / "ray", now=NOW, executor=ExecutorSpec("ray"))
+    names = assert_same_files(local.out_dir, on_ray.out_dir)
+    assert {"report.json", "report.md", "shortest_length_experiment.csv"} <= set(names)
+    assert len(on_ray.report.runs) == 8 and on_ray.report.runs_found == len(local.report.runs)
+    assert {run.verdict for run in on_ray.report.runs} == {"good", "ugly"}
+    assert not on_ray.report.incomplete
+
+
+@pytest.mark.ray
+def test_damaged_files_give_the_same_report_on_ray(ray_instance, project_copy, tmp_path):
+    files = wandb_files(project_copy)
+    files["rlmid001"].write_bytes(b"")  # died before its first write
+    cut = files["rlshort1"].read_bytes()
+    files["rlshort1"].write_bytes(cut[: int(len(cut) * 0.6) + 3])  # killed mid-record
+    damaged = bytearray(files["rllong01"].read_bytes())
+    damaged[32768 + 5000] ^= 0xFF  # a bad checksum in block 1
+    files["rllong01"].write_bytes(bytes(damaged))
+    spec = spec_over(
+        tmp_path,
+        project_copy,
+        "metrics: {length: response_length/mean, loss: train/loss}\n"
+        "select: {shortest: {by: length, reduce: mean, pick: min}}\n"
+        "sampling: {every: 100}",
+    )
+    local, on_ray = build_both(spec, tmp_path)
+    assert_same_files(local, on_ray)
+    report = (on_ray / "report.md").read_text()
+    for damage in (
+        "the file is empty",
+        "the file ends in the middle of a record",
+        "a checksum does not match",
+    ):
+        assert damage in report
+
+
+@pytest.mark.ray
+def test_analysis_sections_and_a_limit_give_the_same_files_on_ray(
+    ray_instance, project_dir, tmp_path
+):
+    spec = spec_over(
+        tmp_path,
+        project_dir,
+        "runs: {filters: {tags: {any: [grpo]}}, limit: 3}\n"
+        "metrics: {length: response_length/mean, entropy: actor/entropy_loss,"
+        " clip: response_length/clip_ratio}\n"
+        "select: {shortest: {by: length, reduce: mean, pick: min}}\n"
+        "sampling: {every: 100}\n"
+        "stats: {metrics: [length, entropy]}\n"
+        "compare: {runs: [shortest, rllong01], sampling: {every: 200}}\n"
+        "project_table: {metrics: {length: mean, entropy: last}, primary: length,"
+        " group_by: [config.seed], min_runs: 3}",
+    )
+    local, on_ray = build_both(spec, tmp_path)
+    names = assert_same_files(local, on_ray)
+    assert {"stats.csv", "compare_history.csv", "project.csv", "project.parquet"} <= set(names)
+    rows = (on_ray / "project.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3  # the limit kept the three newest grpo runs of four
+
+
+@pytest.mark.ray
+def test_a_run_split_over_misnamed_files_is_merged_as_locally(ray_instance, project_copy, tmp_path):
+    """Files are handed out by the id in their names; a copy renamed to another id still
+    belongs to the run inside it, and Ray reads both fragments together, as the local reader."""
+    folders = sorted((project_copy / "wandb").glob("*run-*-resume01"))
+    assert len(folders) == 2
+    renamed = folders[1].with_name(folders[1].name.replace("resume01", "zzcopy01"))
+    folders[1].rename(renamed)
+    (renamed / "run-resume01.wandb").rename(renamed / "run-zzcopy01.wandb")
+    spec = spec_over(tmp_path, project_copy, "runs: {ids: [resume01]}\nmetrics: {loss: train/loss}")
+    local, on_ray = build_both(spec, tmp_path)
+    assert_same_files(local, on_ray)
+    assert '"last": 99' in (on_ray / "report.json").read_text()  # both fragments' steps
+
+
+@pytest.mark.ray
+def test_a_task_that_fails_leaves_its_run_out_with_the_reason(ray_instance, project_dir, tmp_path):
+    spec = load_spec(spec_over(tmp_path, project_dir, "metrics: {loss: train/loss}"))
+    real = wandb_files(project_dir)["sftnan01"]
+    # A path no file system accepts: the task itself raises (as when a worker is lost).
+    broken = tmp_path / "wandb" / "offline-run-20261130_000000-bad00001" / "run-bad\0001.wandb"
+    outcomes, failures = RayExecutor().digest_groups(
+        spec, {"sftnan01": [real], "bad00001": [broken]}, NOW
+    )
+    assert [o.run.id for o in outcomes] == ["sftnan01"]
+    assert outcomes[0].digest is not None and outcomes[0].digest.report.verdict == "ugly"
+    assert [f.run_id for f in failures] == ["bad00001"]
+    assert "could not be read by a Ray task: ValueError" in failures[0].reason
+    assert "offline-run-20261130_000000-bad00001" in failures[0].reason
+
+
+@pytest.mark.ray
+def test_a_file_gone_meanwhile_is_a_noted_problem_of_its_run_as_locally(
+    ray_instance, project_dir, tmp_path
+):
+    """The reader notes a file it cannot open (main's reader does so locally too): the run is
+    kept with the reason, not dropped."""
+    spec = load_spec(spec_over(tmp_path, project_dir, "metrics: {loss: train/loss}"))
+    gone = tmp_path / "wandb" / "offline-run-20261130_000000-gone0001" / "run-gone0001.wandb"
+    outcomes, failures = RayExecutor().digest_groups(spec, {"gone0001": [gone]}, NOW)
+    assert failures == []
+    assert [o.run.id for o in outcomes] == ["gone0001"]
+    assert any("does not exist" in note for note in outcomes[0].run.read_notes)
+
+
+@pytest.mark.ray
+def test_a_missing_folder_is_a_source_error_on_ray_too(ray_instance, tmp_path):
+    from reportgen.errors import SourceError
+
+    spec = spec_over(tmp_path, tmp_path / "nowhere", "metrics: {loss: train/loss}")
+    with pytest.raises(SourceError, match="does not exist"):
+        build(spec, out_dir=tmp_path / "out", now=NOW, executor=ExecutorSpec("ray"))
+
+
+@pytest.mark.ray
+def test_a_copy_read_once_is_noted_on_ray_as_locally(ray_instance, project_copy, tmp_path):
+    """The listing task finds the copy; the note reaches the task that reads the original."""
+    original = wandb_files(project_copy)["rlmid001"]
+    linked = project_copy / "wandb" / "gathered"
+    linked.mkdir()
+    (linked / original.name).symlink_to(original)
+    spec = spec_over(tmp_path, project_copy, "runs: {ids: [rlmid001]}\nmetrics: {loss: train/loss}")
+    local, on_ray = build_both(spec, tmp_path)
+    assert_same_files(local, on_ray)
+    (run,) = json.loads((on_ray / "report.json").read_text())["runs"]
+    copies = [note for note in run["notes"] if "is the same file as" in note]
+    assert len(copies) == 1 and f"gathered/{original.name}" in copies[0]
+    assert copies[0].endswith("it was read once")
+
+
+@pytest.mark.ray
+def test_min_steps_and_repeated_names_give_the_same_files_on_ray(
+    ray_instance, project_dir, tmp_path
+):
+    spec = spec_over(
+        tmp_path,
+        project_dir,
+        "runs: {filters: {min_steps: 150}}\nmetrics: {loss: train/loss}",
+    )
+    local, on_ray = build_both(spec, tmp_path)
+    assert_same_files(local, on_ray)
+    assert "runs.filters.min_steps" in (on_ray / "report.json").read_text()
