@@ -480,7 +480,13 @@ def worker(connection: Any, data: str) -> None:
 
 def judge(result: dict[str, Any]) -> list[str]:
     """The kinds of failure this result shows (empty: it behaved)."""
-    from reportgen.errors import EXIT_CODES, EXIT_GATE_FAILED, EXIT_INTERNAL, EXIT_OK
+    from reportgen.errors import (
+        EXIT_CODES,
+        EXIT_GATE_FAILED,
+        EXIT_INCOMPLETE,
+        EXIT_INTERNAL,
+        EXIT_OK,
+    )
 
     code, err, report = result["code"], result["stderr"], result["report"]
     if isinstance(code, str) or code == EXIT_INTERNAL or "Traceback" in err:
@@ -489,10 +495,11 @@ def judge(result: dict[str, Any]) -> list[str]:
     lines = [line for line in err.splitlines() if not line.startswith("warning: ")]
     spec_problems = code == 2 and lines and all(":" in line for line in lines)
     gate_lie = code == EXIT_GATE_FAILED and not (report and report["gate_failed"])
-    noisy_error = code not in (EXIT_OK, EXIT_GATE_FAILED) and len(lines) != 1
+    # Exit 5 (built, parts missing) names each missing part on its own line, then the outcome.
+    noisy_error = code not in (EXIT_OK, EXIT_GATE_FAILED, EXIT_INCOMPLETE) and len(lines) != 1
     if code not in EXIT_CODES or gate_lie or (noisy_error and not spec_problems):
         found.append("wrong exit")
-    if code in (EXIT_OK, EXIT_GATE_FAILED) and report is not None:
+    if code in (EXIT_OK, EXIT_GATE_FAILED, EXIT_INCOMPLETE) and report is not None:
         missing = set(result["expected_runs"]) - set(report["runs"])
         unexplained = any(run not in report["notes"] for run in missing)
         if unexplained and not report["incomplete"] and result["category"] != "spec":
