@@ -217,7 +217,6 @@ def _run_choice(args: argparse.Namespace) -> RunChoice:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from reportgen.cli import TerminalProgress
     from reportgen.quickspec import ExportRequest, export_document, split_items
 
     request = ExportRequest(
@@ -235,12 +234,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     doc = export_document(request)
     if args.print_spec:
         return _print_spec(doc, "export")
-    progress = TerminalProgress("reading runs")
-    try:
-        result = run_document(doc, "export", progress=progress)
-    finally:
-        progress.close()
-    return _finish(result, args, None)
+    return _finish(_run_with_progress(doc, "export"), args, None)
 
 
 def cmd_health(args: argparse.Namespace) -> int:
@@ -250,14 +244,19 @@ def cmd_health(args: argparse.Namespace) -> int:
     doc = health_document(args.source, _run_choice(args), args.fail_on, args.out)
     if args.print_spec:
         return _print_spec(doc, "health")
+    result = _run_with_progress(doc, "health")
+    return _finish(result, args, render_health(result.report))
+
+
+def _run_with_progress(doc: dict[str, Any], verb: str) -> BuildResult:
+    """Build a command's spec document with the CLI's progress bar (or CI progress lines)."""
     from reportgen.cli import TerminalProgress
 
     progress = TerminalProgress("reading runs")
     try:
-        result = run_document(doc, "health", progress=progress)
+        return run_document(doc, verb, progress=progress)
     finally:
         progress.close()
-    return _finish(result, args, render_health(result.report))
 
 
 def cmd_show(args: argparse.Namespace) -> int:
