@@ -141,6 +141,16 @@ def offline_spec(tmp_path: Path, folder: Path, *, filters="{}"):
     )
 
 
+def metadata_requests(server: WandbServer) -> list[list[str]]:
+    """The runs each config-and-summary request named (several runs in one request)."""
+    return [r.runs for r in server.requests if r.op in ("Run", "RunsMetadata")]
+
+
+def history_faults(status: int, run: str | None = None) -> list[Fault]:
+    """Every history request (several runs' at once, and one run's scan) fails, for good."""
+    return [Fault(op, status, times=None, run=run) for op in ("RunsHistory", "HistoryPage")]
+
+
 def by_run(item: dict) -> str:
     return item["run_id"]
 
@@ -247,7 +257,8 @@ def test_filters_the_server_can_evaluate_are_sent_with_the_listing(
     # The server returned the runs with seed >= 1; the dotted key was applied here.
     assert [run.id for run in result.report.runs] == ["rlmid001"]
     assert result.report.runs_found == 2
-    assert {r.run for r in server.requests if r.op == "Run"} == {"rlmid001", "rllong01"}
+    # Config and summary of the two runs the server kept, in one request.
+    assert metadata_requests(server) == [["rllong01", "rlmid001"]]  # newest first
     assert {r.run for r in server.history_requests()} == {"rlmid001"}
 
 
@@ -259,8 +270,8 @@ def test_only_the_newest_runs_within_the_limit_load_config(served_runs, wandb_en
         result = build(spec)
     chosen = [run.id for run in result.report.runs]
     assert len(chosen) == 2
-    assert sorted(r.run for r in server.requests if r.op == "Run") == sorted(chosen)
-    assert {r.run for r in server.history_requests()} == set(chosen)
+    assert [sorted(runs) for runs in metadata_requests(server)] == [sorted(chosen)]
+    assert {run for r in server.history_requests() for run in r.runs} == set(chosen)
 
 
 def test_named_run_ids_are_fetched_without_listing_the_project(served_runs, wandb_env, tmp_path):
@@ -346,7 +357,7 @@ def test_a_run_that_grew_fetches_only_its_new_steps(
     # The last OVERLAP_STEPS cached steps are fetched again, to notice a rewound run.
     assert pages and min(r.variables["minStep"] for r in pages) == 1000 - OVERLAP_STEPS
     assert sum(r.rows for r in pages) == len(later) + OVERLAP_STEPS == 55
-    assert {r.run for r in server.requests if r.op == "Run"} == {"rlshort1"}
+    assert metadata_requests(server) == [["rlshort1"]]
     offline, _ = offline_build
     name = "grpo-rlshort1_experiment.csv"
     assert csv_files(result.out_dir)[name] == csv_files(offline.out_dir)[name]
@@ -380,7 +391,7 @@ def test_refresh_fetches_everything_again(served_runs, wandb_env, tmp_path):
         build(spec)
         server.reset_log()
         build(spec, cache_mode="refresh")
-    assert len({r.run for r in server.history_requests()}) == 8
+    assert len({run for r in server.history_requests() for run in r.runs}) == 8
 
 
 def test_offline_builds_from_the_cache_alone(served_runs, wandb_env, tmp_path):
@@ -421,7 +432,7 @@ def test_a_429_then_success_still_yields_a_complete_report(
     served_runs, offline_build, wandb_env, tmp_path
 ):
     with serve(served_runs) as server:
-        server.faults += [Fault("Runs", 429), Fault("HistoryPage", 429, times=3)]
+        server.faults += [Fault("Runs", 429), Fault("RunsHistory", 429, times=3)]
         result = build(server_spec(tmp_path, server))
     refused = [r for r in server.requests if r.status == 429]
     assert len(refused) == 4
@@ -434,7 +445,7 @@ def test_a_run_that_keeps_failing_is_left_out_and_the_build_exits_5(
     served_runs, wandb_env, tmp_path, capsys
 ):
     with serve(served_runs) as server:
-        server.faults.append(Fault("HistoryPage", 500, times=None, run="rlmid001"))
+        server.faults += history_faults(500, run="rlmid001")
         spec = server_spec(tmp_path, server)
         assert main(["build", str(spec), "-q"]) == 5
     line, last = capsys.readouterr().err.splitlines()
@@ -461,7 +472,7 @@ def test_allow_partial_accepts_a_report_without_the_runs_that_failed(
     served_runs, wandb_env, tmp_path, capsys
 ):
     with serve(served_runs) as server:
-        server.faults.append(Fault("HistoryPage", 500, times=None, run="rlmid001"))
+        server.faults += history_faults(500, run="rlmid001")
         spec = server_spec(tmp_path, server)
         spec.write_text(spec.read_text().replace("runs:\n", "runs:\n  allow_partial: true\n"))
         assert main(["build", str(spec), "-q"]) == 0
@@ -476,7 +487,7 @@ def test_a_build_that_could_read_no_run_fails_even_when_partial_results_are_allo
     served_runs, wandb_env, tmp_path, capsys
 ):
     with serve(served_runs) as server:
-        server.faults.append(Fault("HistoryPage", 500, times=None))
+        server.faults += history_faults(500)
         spec = server_spec(tmp_path, server)
         spec.write_text(spec.read_text().replace("runs:\n", "runs:\n  allow_partial: true\n"))
         assert main(["build", str(spec), "-q"]) == 3
@@ -488,7 +499,7 @@ def test_a_build_that_could_read_no_run_fails_even_when_partial_results_are_allo
 
 def test_a_server_failing_every_request_is_named_as_failing_not_the_api_key(served_runs, tmp_path):
     with serve(served_runs) as server:
-        for op in ("Viewer", "Runs", "Run", "HistoryPage"):
+        for op in ("Viewer", "Runs", "Run", "RunsMetadata", "RunsHistory", "HistoryPage"):
             server.faults.append(Fault(op, 500, times=None))
         done = run_cli(["build", str(server_spec(tmp_path, server))], tmp_path, tmp_path, key=KEY)
     assert done.returncode == 3
@@ -513,7 +524,9 @@ def test_without_a_terminal_progress_lines_say_how_many_runs_are_done(served_run
     counts = [re.match(r"reading runs: (\d+)/(\d+) runs done", line) for line in lines]
     assert all(counts), lines
     assert {m.group(2) for m in counts if m} <= {"8"}
-    assert any(", 2 in progress" in line for line in lines), lines
+    # History fetches under way are named while they wait: several runs ride in one request.
+    waiting = [re.search(r"(\d+)/8 runs done, (\d+) in progress", line) for line in lines]
+    assert any(m and int(m[1]) < 8 and 0 < int(m[2]) <= 8 for m in waiting), lines
 
 
 def test_quiet_builds_print_no_progress_lines(served_runs, tmp_path):

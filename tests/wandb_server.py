@@ -18,6 +18,13 @@ format measured from it (see /work/shared/wandb-facts.md and the request log of 
   GetViewer              `api.viewer`: the user, its entity and the teams it belongs to
   GetProjects            `api.projects(entity)`: `models(entityName, after, first)`, paged
 
+Any other query is answered field by field (parse_operation): `project(name, entityName)` with
+aliased `run(name)` fields, each asking for fields of the run fragment, `exitcode`, or
+`history(minStep, maxStep, samples)` — every record with a step in [minStep, maxStep), evenly
+sampled only when there are more than `samples` (the field the client's HistoryPage reads, and
+the one the pre-wandb-core client's scan_history paged through). Several runs in one request is
+ordinary GraphQL; an unknown field is an HTTP 400 with `errors`, as a GraphQL server answers.
+
 A server holds one project by default (`entity`/`project`); `projects` adds more, each under
 "name" (the same entity) or "entity/name" (a team's), and `teams` names the viewer's teams.
 
@@ -64,6 +71,31 @@ HISTORY_OPS = frozenset(
     }
 )
 MISSING = object()
+KNOWN_OPS = frozenset(
+    {
+        "Viewer",
+        "GetViewer",
+        "GetProjects",
+        "Runs",
+        "Run",
+        "RunHistoryKeys",
+        "RunParquetHistory",
+        "HistoryPage",
+        "SampledHistoryPage",
+        "RunSampledHistory",
+        "RunConsoleLogTail",
+        "RunExitCode",
+        "RunFullHistory",
+    }
+)
+BATCH_RUN_VARIABLE = re.compile(r"run\d+")
+
+
+def named_runs(variables: dict[str, Any]) -> list[str]:
+    """The run ids a request names: `name`/`runName`/`run`, or `run0`, `run1`... of a batch."""
+    found = [variables.get("name") or variables.get("runName") or variables.get("run")]
+    found += [v for k, v in variables.items() if BATCH_RUN_VARIABLE.fullmatch(k)]
+    return [run for run in found if isinstance(run, str) and run]
 
 
 @dataclass
@@ -195,11 +227,17 @@ class Request:
     variables: dict[str, Any]
     status: int
     rows: int = 0
+    history: bool = False  # it asked for history records (by operation, or a `history` field)
 
     @property
     def run(self) -> str | None:
-        v = self.variables
-        return v.get("name") or v.get("runName") or v.get("run")
+        """The run the request is about (the first, for a batch)."""
+        runs = named_runs(self.variables)
+        return runs[0] if runs else None
+
+    @property
+    def runs(self) -> list[str]:
+        return named_runs(self.variables)
 
 
 class WandbServer:
@@ -259,9 +297,7 @@ class WandbServer:
 
     def history_requests(self, run: str | None = None) -> list[Request]:
         with self._lock:
-            return [
-                r for r in self.requests if r.op in HISTORY_OPS and (run is None or r.run == run)
-            ]
+            return [r for r in self.requests if r.history and (run is None or run in r.runs)]
 
     def reset_log(self) -> None:
         with self._lock:
@@ -302,11 +338,11 @@ class WandbServer:
 
     def fault_for(self, op: str, variables: dict[str, Any]) -> Fault | None:
         with self._lock:
-            run = variables.get("name") or variables.get("runName") or variables.get("run")
+            runs = named_runs(variables)
             for fault in self.faults:
                 if fault.op != op or fault.times == 0:
                     continue
-                if fault.run is not None and fault.run != run:
+                if fault.run is not None and fault.run not in runs:
                     continue
                 if fault.times is not None:
                     fault.times -= 1
@@ -319,6 +355,8 @@ class WandbServer:
             return {"viewer": self._viewer()}, 0
         if op == "GetProjects":
             return {"models": self._projects_page(v)}, 0
+        if op not in KNOWN_OPS:
+            return self.resolve(query, v)
         runs = self.projects.get((v.get("entity"), v.get("project")))
         if runs is None:
             return {"project": None}, 0
@@ -376,6 +414,50 @@ class WandbServer:
             rows = _evenly([row for _, row in run.stepped()], v.get("samples") or 500)
             return {"project": {"run": {"history": [json.dumps(r) for r in rows]}}}, len(rows)
         raise KeyError(op)
+
+    def resolve(self, query: str, variables: dict[str, Any]) -> tuple[Any, int]:
+        """(data, rows served) for a query answered field by field (see the module's doc)."""
+        data: dict[str, Any] = {}
+        served = 0
+        for top in parse_operation(query, variables):
+            if top.name != "project":
+                raise GraphQLError(f'Cannot query field "{top.name}" on type "Query".')
+            key = (top.arguments.get("entityName"), top.arguments.get("name"))
+            runs = self.projects.get(key)  # type: ignore[arg-type]
+            if runs is None:
+                data[top.alias] = None
+                continue
+            project: dict[str, Any] = {}
+            for selected in top.fields:
+                if selected.name != "run":
+                    raise GraphQLError(f'Cannot query field "{selected.name}" on type "Project".')
+                run = runs.get(selected.arguments.get("name") or "")
+                if run is None:
+                    project[selected.alias] = None
+                    continue
+                node: dict[str, Any] = {}
+                fragment = _node(run, full=True)
+                for asked in selected.fields:
+                    node[asked.alias], rows = self._run_field(run, fragment, asked)
+                    served += rows
+                project[selected.alias] = node
+            data[top.alias] = project
+        return data, served
+
+    def _run_field(
+        self, run: ServedRun, fragment: dict[str, Any], field: Selection
+    ) -> tuple[Any, int]:
+        if field.name == "history":
+            low = field.arguments.get("minStep", 0)
+            high = field.arguments.get("maxStep", math.inf)
+            rows = [row for step, row in run.stepped() if low <= step < high]
+            rows = _evenly(rows, field.arguments.get("samples") or 500)
+            return [json.dumps(r) for r in rows], len(rows)
+        if field.name == "exitcode":
+            return run.exit_code, 0
+        if field.name not in fragment:
+            raise GraphQLError(f'Cannot query field "{field.name}" on type "Run".')
+        return fragment[field.name], 0
 
     def _viewer(self) -> dict[str, Any]:
         """The UserFragment of `GetViewer` (the older `Viewer` reads a subset of it)."""
@@ -506,12 +588,13 @@ class _Handler(BaseHTTPRequestHandler):
         time.sleep(state.latency)
         fault = state.fault_for("GET", {})
         if fault:
-            state.record(Request("GET", {"path": self.path}, fault.status))
+            state.record(Request("GET", {"path": self.path}, fault.status, history=True))
             self._error(fault.status, "injected", fault.retry_after)
             return
         data = state.parquet(self.path)
         run = self.path.split("/")[4] if self.path.count("/") >= 4 else None
-        state.record(Request("GET", {"path": self.path, "name": run}, 200 if data else 404))
+        status = 200 if data else 404
+        state.record(Request("GET", {"path": self.path, "name": run}, status, history=True))
         if data is None:
             self._error(404, "not found")
         else:
@@ -525,28 +608,33 @@ class _Handler(BaseHTTPRequestHandler):
         found = re.search(r"\b(query|mutation)\s+(\w+)", query)
         op = found.group(2) if found else "?"
         variables = body.get("variables") or {}
+        history = op in HISTORY_OPS or re.search(r"\bhistory\s*\(", query) is not None
         time.sleep(state.latency)
         expected = "Basic " + base64.b64encode(f"api:{state.api_key}".encode()).decode()
         if self.headers.get("Authorization") != expected:
-            state.record(Request(op, variables, 401))
+            state.record(Request(op, variables, 401, history=history))
             self._error(401, "user is not logged in")
             return
         fault = state.fault_for(op, variables)
         if fault and fault.status == 200:
-            state.record(Request(op, variables, 200))
+            state.record(Request(op, variables, 200, history=history))
             self._send(200, MALFORMED_BODY, "application/json")
             return
         if fault:
-            state.record(Request(op, variables, fault.status))
+            state.record(Request(op, variables, fault.status, history=history))
             self._error(fault.status, f"injected HTTP {fault.status}", fault.retry_after)
             return
         try:
             data, rows = state.answer(op, query, variables)
+        except GraphQLError as exc:
+            state.record(Request(op, variables, 400, history=history))
+            self._error(400, str(exc))
+            return
         except KeyError:
-            state.record(Request(op, variables, 400))
+            state.record(Request(op, variables, 400, history=history))
             self._error(400, f"the test server does not know the operation {op}")
             return
-        state.record(Request(op, variables, 200, rows))
+        state.record(Request(op, variables, 200, rows, history))
         self._send(200, json.dumps({"data": data}).encode(), "application/json")
 
 
@@ -700,3 +788,99 @@ def _number(value: Any) -> bool:
 def _moment(text: str) -> datetime:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+# --- batched queries: aliased `run` fields under one `project`, resolved field by field ---------
+
+_TOKEN = re.compile(
+    r"\s+|,|#[^\n]*|(?P<tok>\.\.\.|[{}():\[\]!=$@]|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?"
+    r'|"(?:[^"\\]|\\.)*"|[_A-Za-z][_0-9A-Za-z]*)'
+)
+
+
+class GraphQLError(Exception):
+    """A query the server cannot answer: HTTP 400 with `errors`, as a GraphQL server does."""
+
+
+@dataclass
+class Selection:
+    name: str
+    alias: str
+    arguments: dict[str, Any]
+    fields: list[Selection]
+
+
+def parse_operation(query: str, variables: dict[str, Any]) -> list[Selection]:
+    """The top selection set of a query's operation, variables substituted. Enough GraphQL for
+    what clients send to a W&B server: aliases, arguments (variables, literals, lists), nested
+    selections; fragments are not used by the operations answered this way."""
+    tokens = [m["tok"] for m in _TOKEN.finditer(query) if m["tok"]]
+    position = 0
+
+    def peek() -> str | None:
+        return tokens[position] if position < len(tokens) else None
+
+    def take(expected: str | None = None) -> str:
+        nonlocal position
+        token = peek()
+        if token is None or (expected is not None and token != expected):
+            raise GraphQLError(f"Syntax Error: expected {expected or 'a token'}, found {token}")
+        position += 1
+        return token
+
+    def value() -> Any:
+        token = take()
+        if token == "$":
+            name = take()
+            if name not in variables:
+                raise GraphQLError(f'Variable "${name}" is not defined')
+            return variables[name]
+        if token == "[":
+            items = []
+            while peek() != "]":
+                items.append(value())
+            take("]")
+            return items
+        if token.startswith('"'):
+            return json.loads(token)
+        if token in ("true", "false", "null"):
+            return {"true": True, "false": False, "null": None}[token]
+        if re.fullmatch(r"-?\d+", token):
+            return int(token)
+        if re.fullmatch(r"-?\d[\d.eE+-]*", token):
+            return float(token)
+        return token  # an enum value
+
+    def selection_set() -> list[Selection]:
+        take("{")
+        found = []
+        while peek() != "}":
+            name = take()
+            alias = name
+            if peek() == ":":
+                take(":")
+                name = take()
+            arguments = {}
+            if peek() == "(":
+                take("(")
+                while peek() != ")":
+                    key = take()
+                    take(":")
+                    arguments[key] = value()
+                take(")")
+            fields = selection_set() if peek() == "{" else []
+            found.append(Selection(name, alias, arguments, fields))
+        take("}")
+        return found
+
+    take("query")
+    if peek() not in ("{", "("):
+        take()  # the operation's name
+    if peek() == "(":  # variable definitions: checked against use, not against types
+        depth = 0
+        while True:
+            token = take()
+            depth += {"(": 1, ")": -1}.get(token, 0)
+            if depth == 0:
+                break
+    return selection_set()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -31,7 +32,7 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -73,6 +74,12 @@ MAX_WAIT_ENV = "REPORTGEN_MAX_WAIT"
 MAX_WAIT_SECONDS = 120.0
 RATE_LIMIT_WORDS = ("429", "rate limit", "too many requests", "did not respond in time")
 HISTORY_PAGE = 1000
+# Several runs in one GraphQL request (aliased `run` fields): a round trip and a rate-limit
+# token per batch instead of per run. Bounded so that one answer stays a few megabytes.
+METADATA_BATCH = 25  # runs whose config and summary one request asks for
+HISTORY_BATCH_RUNS = 20  # runs whose whole history one request asks for...
+HISTORY_BATCH_RECORDS = 20_000  # ...holding at most this many history records in all
+LAST_STEP = 2**53  # `history(maxStep:)` past any step (exclusive; JSON-safe)
 LISTING = "listing.json"
 CONSOLE_TAIL_LINES = 60  # as many as the offline reader keeps
 EXIT_CODE_QUERY = """
@@ -249,23 +256,101 @@ class CloudSource:
                 to_fetch.append(run)
         if not to_fetch:
             return loaded
+
+        def fetched(run: Run) -> None:
+            nonlocal done
+            done += 1
+            if progress:
+                progress(min(done, total), total, f"reading {run.name}")
+
+        # Listed (lazy) runs: their config and summary METADATA_BATCH at a time; runs named by
+        # id were read whole already. A batch that fails is asked for again run by run, so one
+        # run the server cannot answer costs only that run.
+        lazy = [run for run in to_fetch if getattr(self._handles.get(run.id), "_lazy", True)]
+        single = [run for run in to_fetch if run not in lazy]
         with _pool(self.workers) as pool:
+            batches = {
+                pool.submit(self._metadata_batch, group): group
+                for group in _chunks(lazy, METADATA_BATCH)
+            }
+            for batch_done in as_completed(batches):
+                group = batches[batch_done]
+                try:
+                    answered = batch_done.result()
+                except Exception:
+                    answered = {}
+                for run in group:
+                    if run.id in answered:
+                        loaded[run.id] = answered[run.id]
+                        fetched(run)
+                    else:
+                        single.append(run)
             futures = {
                 pool.submit(self._attempts, self._full_run, run, what="metadata"): run
-                for run in to_fetch
+                for run in single
             }
             for future in as_completed(futures):
                 run = futures[future]
-                done += 1
                 try:
                     loaded[run.id] = future.result()
                 except Exception as exc:
                     self._failed[run.id] = (
                         f"its config and summary could not be read: {self._message(exc)}"
                     )
-                if progress:
-                    progress(min(done, total), total, f"reading {run.name}")
+                fetched(run)
         return loaded
+
+    def _metadata_batch(self, group: Sequence[Run]) -> dict[str, Run]:
+        """Config and summary of several runs in one request; a run the answer lacks (deleted
+        since the listing, or an answer of the wrong shape) is left out of the result."""
+        nodes = self._runs_query("RunsMetadata", group, lambda i: "name config summaryMetrics")
+        found = {}
+        for run, node in zip(group, nodes, strict=True):
+            if node is None:
+                continue
+            config, internal = _config_from_server(node.get("config"))
+            full = dataclasses.replace(
+                run,
+                config=config,
+                summary=_summary(_json_object(node.get("summaryMetrics"))),
+                step_metrics=_step_metrics(internal),
+            )
+            if full.state == "failed":
+                full = self._failure_details(self._handles[run.id], full)
+            found[run.id] = full
+        return found
+
+    def _runs_query(
+        self,
+        operation: str,
+        group: Sequence[Run],
+        fields: Any,
+        variables: Mapping[str, tuple[str, Any]] | None = None,
+    ) -> list[dict[str, Any] | None]:
+        """One GraphQL request asking the same questions of several runs, one aliased `run`
+        field each (`fields(i)` is the selection for the i-th run); the answers in order, None
+        for a run the server did not return."""
+        names = {f"run{i}": ("String!", run.id) for i, run in enumerate(group)}
+        names.update(variables or {})
+        declared = ", ".join(f"${name}: {kind}" for name, (kind, _) in names.items())
+        selections = "\n".join(
+            f"        run{i}: run(name: $run{i}) {{ {fields(i)} }}" for i in range(len(group))
+        )
+        query = (
+            f"query {operation}($entity: String!, $project: String!, {declared}) {{\n"
+            f"    project(name: $project, entityName: $entity) {{\n{selections}\n    }}\n}}"
+        )
+        values = {name: value for name, (_, value) in names.items()}
+        values.update(entity=self.entity, project=self.project)
+        data = self._connect()._service_api.execute_graphql(query, values)
+        project = data.get("project") if isinstance(data, dict) else None
+        if not isinstance(project, dict):
+            raise ValueError(f"the server's answer to {operation} has no project {self.path}")
+        answers: list[dict[str, Any] | None] = []
+        for i, run in enumerate(group):
+            node = project.get(f"run{i}")
+            answers.append(node if isinstance(node, dict) and node.get("name") == run.id else None)
+        return answers
 
     def _cached_run(self, light: Run) -> Run | None:
         """The cached full run when its fingerprint still matches the listing's."""
@@ -391,7 +476,11 @@ class CloudSource:
     def histories(
         self, runs: Sequence[Run], progress: Progress | None = None
     ) -> dict[str, History | RunFetchError]:
-        """Every run's history: cached when unchanged, else fetched by the pool of workers."""
+        """Every run's history: cached when unchanged, else fetched by the pool of workers.
+
+        New runs that are not long come several to a request (`_history_batch`); a run that
+        grew, a long run, and any run a batch could not answer exactly are scanned on their own.
+        """
         results: dict[str, History | RunFetchError] = {}
         plans = []
         for run in runs:
@@ -404,30 +493,129 @@ class CloudSource:
             else:
                 plans.append((run, *plan))
         done = len(results)
-        if progress and results:
-            progress(done, len(runs), "cached history")
-        if plans:
-            watch = getattr(progress, "watch", None)
-            if watch is not None:
-                watch(self.in_flight)
-            with _pool(min(self.workers, len(plans))) as pool:
-                futures = {
-                    pool.submit(
-                        self._attempts, self._timed_fetch, run, min_step, base, what="history"
-                    ): run
-                    for run, min_step, base in plans
-                }
-                for future in as_completed(futures):
-                    run = futures[future]
-                    done += 1
+        if progress:  # restarts the count the metadata phase left at its total
+            progress(done, len(runs), "cached history" if results else "history")
+        if not plans:
+            return {run.id: results[run.id] for run in runs}
+        watch = getattr(progress, "watch", None)
+        if watch is not None:
+            watch(self.in_flight)
+        whole = [run for run, min_step, base in plans if base is None and self._batchable(run)]
+        scans = [plan for plan in plans if plan[0] not in whole]
+        with _pool(min(self.workers, len(plans))) as pool:
+            pending: dict[Future[Any], list[Run]] = {}
+            batches: set[Future[Any]] = set()
+
+            def scan(run: Run, min_step: int = 0, base: History | None = None) -> None:
+                future = pool.submit(
+                    self._attempts, self._timed_fetch, run, min_step, base, what="history"
+                )
+                pending[future] = [run]
+
+            for group in self._history_groups(whole):
+                batch = pool.submit(self._history_batch, group)
+                pending[batch] = group
+                batches.add(batch)
+            for scanned in scans:
+                scan(*scanned)
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    group = pending.pop(future)
                     try:
-                        results[run.id] = future.result()
+                        answer = future.result()
                     except Exception as exc:
-                        message = f"its history could not be fetched: {self._message(exc)}"
+                        answer = exc
+                    if future in batches:
+                        # A batch: runs it could not answer exactly are scanned on their own.
+                        answered = answer if isinstance(answer, dict) else {}
+                        for run in group:
+                            if run.id in answered:
+                                results[run.id] = answered[run.id]
+                                done += 1
+                                if progress:
+                                    progress(done, len(runs), f"history {run.name}")
+                            else:
+                                scan(run)
+                        continue
+                    (run,) = group
+                    done += 1
+                    if isinstance(answer, Exception):
+                        message = f"its history could not be fetched: {self._message(answer)}"
                         results[run.id] = RunFetchError(run.id, run.name, message)
+                    else:
+                        results[run.id] = answer
                     if progress:
                         progress(done, len(runs), f"history {run.name}")
         return {run.id: results[run.id] for run in runs}
+
+    def _batchable(self, run: Run) -> bool:
+        lines = (self._fingerprints.get(run.id) or {}).get("history_line_count") or 0
+        return 0 < lines <= HISTORY_BATCH_RECORDS
+
+    def _history_groups(self, runs: Sequence[Run]) -> list[list[Run]]:
+        """Runs in groups of at most HISTORY_BATCH_RUNS runs and HISTORY_BATCH_RECORDS records,
+        about as many groups as workers when there are few runs (so all workers have one)."""
+        if not runs:
+            return []
+        lines = {run.id: self._fingerprints[run.id]["history_line_count"] for run in runs}
+        total = sum(lines.values())
+        share = max(1, -(-total // max(1, self.workers)))  # a worker's share, rounded up
+        budget = min(HISTORY_BATCH_RECORDS, max(share, HISTORY_BATCH_RECORDS // 4))
+        groups: list[list[Run]] = [[]]
+        held = 0
+        for run in runs:
+            if groups[-1] and (
+                held + lines[run.id] > budget or len(groups[-1]) >= HISTORY_BATCH_RUNS
+            ):
+                groups.append([])
+                held = 0
+            groups[-1].append(run)
+            held += lines[run.id]
+        return groups
+
+    def _history_batch(self, group: Sequence[Run]) -> dict[str, History]:
+        """The whole history of several runs in one request, through the run's `history`
+        field (every record in the step range unless there are more than `samples`).
+
+        A run's answer is kept only when it is provably every record: at least as many as the
+        listing counted (records without a step are not served by this field) and fewer than
+        `samples` asked (so none were sampled away). Any other run is left out of the result.
+        """
+        asked = {}
+        for run in group:
+            lines = self._fingerprints[run.id]["history_line_count"]
+            asked[run.id] = lines + max(100, lines // 4)  # room for records logged meanwhile
+        with self._started_lock:
+            for run in group:
+                self._started[run.id] = (run.name, time.monotonic())
+        try:
+            nodes = self._runs_query(
+                "RunsHistory",
+                group,
+                lambda i: f"name history(minStep: 0, maxStep: $last, samples: $samples{i})",
+                {"last": ("Int64!", LAST_STEP)}
+                | {f"samples{i}": ("Int!", asked[run.id]) for i, run in enumerate(group)},
+            )
+        finally:
+            with self._started_lock:
+                for run in group:
+                    self._started.pop(run.id, None)
+        found = {}
+        for run, node in zip(group, nodes, strict=True):
+            records = node.get("history") if node is not None else None
+            if not isinstance(records, list):
+                continue
+            listed = self._fingerprints[run.id]["history_line_count"]
+            if not listed <= len(records) < asked[run.id]:
+                continue
+            try:
+                history = rows_to_history(_json_object(record) for record in records)
+            except (TypeError, ValueError):
+                continue
+            self._store(run, history)
+            found[run.id] = history
+        return found
 
     def _plan(self, run: Run) -> History | tuple[int, History | None]:
         """The cached history, or where to start fetching and what to add the new steps to."""
@@ -926,6 +1114,37 @@ def _number(value: Any) -> float | None:
     if isinstance(value, str):
         return _SPECIAL_FLOATS.get(value)
     return None
+
+
+def _chunks(items: Sequence[Run], size: int) -> list[list[Run]]:
+    return [list(items[start : start + size]) for start in range(0, len(items), size)]
+
+
+def _json_object(text: Any) -> dict[str, Any]:
+    """A JSON object the server sends as a string (config, summaryMetrics, history records);
+    control characters inside strings are accepted, as the client accepts them."""
+    if isinstance(text, dict):
+        return text
+    if not text:
+        return {}
+    found = json.loads(text, strict=False)
+    if not isinstance(found, dict):
+        raise ValueError(f"expected a JSON object, got {type(found).__name__}")
+    return found
+
+
+def _config_from_server(text: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the user's config, wandb's internal `_wandb` entry) from the `config` field, which holds
+    {"key": {"value": v, "desc": ...}}; split as the client splits it."""
+    config: dict[str, Any] = {}
+    internal: dict[str, Any] = {}
+    for key, entry in _json_object(text).items():
+        value = entry["value"] if isinstance(entry, dict) and "value" in entry else entry
+        if key == "_wandb":
+            internal = value if isinstance(value, dict) else {}
+        elif key != "wandb_version":
+            config[key] = value
+    return config, internal
 
 
 def _summary(raw: Mapping[str, Any]) -> dict[str, Any]:
