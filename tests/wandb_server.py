@@ -121,6 +121,16 @@ class ServedRun:
     storage_id: str = ""
     exit_code: int | None = None
     console: list[str] = field(default_factory=list)
+    # Each record's JSON text, made once (a server stores history records as JSON text).
+    _texts: dict[int, tuple[dict[str, Any], str]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def record_text(self, row: dict[str, Any]) -> str:
+        known = self._texts.get(id(row))
+        if known is None or known[0] is not row:
+            known = self._texts[id(row)] = (row, json.dumps(row))
+        return known[1]
 
     @property
     def last_step(self) -> int:
@@ -386,7 +396,7 @@ class WandbServer:
                 for step, row in run.stepped()
                 if v["minStep"] <= step < v["maxStep"] and step > run.exported_through
             ][: v["pageSize"]]
-            return {"project": {"run": {"history": [json.dumps(r) for r in rows]}}}, len(rows)
+            return {"project": {"run": {"history": [run.record_text(r) for r in rows]}}}, len(rows)
         if op in ("SampledHistoryPage", "RunSampledHistory"):
             specs = [v["spec"]] if op == "SampledHistoryPage" else v["specs"]
             answers = [self._sampled(run, json.loads(spec)) for spec in specs]
@@ -412,7 +422,7 @@ class WandbServer:
             return {"project": {"run": {"exitcode": run.exit_code}}}, 0
         if op == "RunFullHistory":
             rows = _evenly([row for _, row in run.stepped()], v.get("samples") or 500)
-            return {"project": {"run": {"history": [json.dumps(r) for r in rows]}}}, len(rows)
+            return {"project": {"run": {"history": [run.record_text(r) for r in rows]}}}, len(rows)
         raise KeyError(op)
 
     def resolve(self, query: str, variables: dict[str, Any]) -> tuple[Any, int]:
@@ -436,8 +446,10 @@ class WandbServer:
                     project[selected.alias] = None
                     continue
                 node: dict[str, Any] = {}
-                fragment = _node(run, full=True)
+                fragment: dict[str, Any] = {}
                 for asked in selected.fields:
+                    if asked.name not in ("history", "exitcode") and not fragment:
+                        fragment = _node(run, full=True)
                     node[asked.alias], rows = self._run_field(run, fragment, asked)
                     served += rows
                 project[selected.alias] = node
@@ -452,7 +464,7 @@ class WandbServer:
             high = field.arguments.get("maxStep", math.inf)
             rows = [row for step, row in run.stepped() if low <= step < high]
             rows = _evenly(rows, field.arguments.get("samples") or 500)
-            return [json.dumps(r) for r in rows], len(rows)
+            return [run.record_text(r) for r in rows], len(rows)
         if field.name == "exitcode":
             return run.exit_code, 0
         if field.name not in fragment:

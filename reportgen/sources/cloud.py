@@ -610,8 +610,10 @@ class CloudSource:
             if not listed <= len(records) < asked[run.id]:
                 continue
             try:
-                history = rows_to_history(_json_object(record) for record in records)
-            except (TypeError, ValueError):
+                # One parse for all of a run's records (each is a JSON object as text).
+                rows = json.loads("[" + ",".join(records) + "]")
+                history = rows_to_history(rows)
+            except (TypeError, ValueError, AttributeError):
                 continue
             self._store(run, history)
             found[run.id] = history
