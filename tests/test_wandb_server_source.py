@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import write_spec
 from runwriter import PlannedRun, hermetic_env, write_runs
@@ -24,7 +25,14 @@ from wandb_server import Fault, ServedRun, WandbServer, runs_from_folder
 
 from reportgen import build
 from reportgen.cli import main
-from reportgen.sources.cloud import OVERLAP_STEPS, CloudSource, rows_to_history, server_filters
+from reportgen.sources.cloud import (
+    OVERLAP_STEPS,
+    CloudSource,
+    _flat_numeric_records,
+    records_to_history,
+    rows_to_history,
+    server_filters,
+)
 from reportgen.sources.offline import OfflineSource
 from reportgen.spec import RunFilters, SourceSpec, TimeBound
 
@@ -708,6 +716,53 @@ def test_history_rows_without_a_step_or_several_at_one_step_are_all_kept(shared_
             if axis != "_step":
                 assert history.series(key, axis).equals(expected.series(key, axis)), key
     assert at_shared_steps.overlaps("_timestamp") == expected.overlaps("_timestamp") == (5, 0)
+
+
+def same_history(left, right) -> bool:
+    """Every key, and each key's records, steps and values (NaN equal to NaN, bit for bit)."""
+    if sorted(left) != sorted(right):
+        return False
+    for key in left:
+        a, b = left.column(key), right.column(key)
+        if not (np.array_equal(a.rows, b.rows) and np.array_equal(a.steps, b.steps)):
+            return False
+        if not np.array_equal(a.values.view(np.int64), b.values.view(np.int64)):
+            return False
+    return True
+
+
+FLAT = [
+    {"_step": 0, "loss": 1.5, "lr": 3, "ok": True, "tiny": 5e-324},
+    {"_step": 2, "loss": float("nan"), "ok": False, "big": 12345678901234567890},
+    {"_step": 3, "loss": float("inf"), "lr": 2.5, "neg": -0.0},
+    {"_step": 7, "loss": float("-inf"), "late": 1 / 3},
+]
+
+
+@pytest.mark.parametrize(
+    "records, fast",
+    [
+        (FLAT, True),
+        ([{"_step": s, "x": s * 0.1, **({"y": -s} if s % 3 else {})} for s in range(500)], True),
+        ([*FLAT, {"_step": 7, "loss": 2.0}], False),  # two records at one step
+        ([*FLAT, {"_step": 9, "nested": {"a": 1.0, "b": {"c": 2}}}], False),
+        ([*FLAT, {"_step": 9, "image": {"_type": "image-file", "path": "x.png"}}], False),
+        ([*FLAT, {"_step": 9, "text": "hello", "loss": 0.5}], False),
+        ([*FLAT, {"_step": 9, "ok": 2.0}], False),  # a type that changes (bool, then number)
+        ([*FLAT, '{"_step": 9, "huge": 1e400}'], False),  # inf to Python, too big for Arrow
+        ([{"_step": 1, "a": 1.0}, {"_step": 0, "a": 2.0}], False),  # steps not ascending
+        ([], True),
+    ],
+    ids=[
+        "flat", "two-cadences", "repeat-step", "nested", "media", "text", "type-change",
+        "overflow", "descending", "empty",
+    ],
+)  # fmt: skip
+def test_history_records_as_text_read_as_the_general_path_reads_them(records, fast):
+    texts = [r if isinstance(r, str) else json.dumps(r) for r in records]
+    expected = rows_to_history(json.loads(text) for text in texts)
+    assert same_history(records_to_history(texts), expected)
+    assert (_flat_numeric_records(texts) is not None) is fast
 
 
 def test_export_from_a_wandb_url_equals_the_export_from_the_folder(

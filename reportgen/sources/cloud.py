@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import logging
 import math
@@ -326,6 +327,7 @@ class CloudSource:
         group: Sequence[Run],
         fields: Any,
         variables: Mapping[str, tuple[str, Any]] | None = None,
+        timeout: float | None = None,
     ) -> list[dict[str, Any] | None]:
         """One GraphQL request asking the same questions of several runs, one aliased `run`
         field each (`fields(i)` is the selection for the i-th run); the answers in order, None
@@ -342,7 +344,7 @@ class CloudSource:
         )
         values = {name: value for name, (_, value) in names.items()}
         values.update(entity=self.entity, project=self.project)
-        data = self._connect()._service_api.execute_graphql(query, values)
+        data = self._connect()._service_api.execute_graphql(query, values, timeout=timeout)
         project = data.get("project") if isinstance(data, dict) else None
         if not isinstance(project, dict):
             raise ValueError(f"the server's answer to {operation} has no project {self.path}")
@@ -596,6 +598,7 @@ class CloudSource:
                 lambda i: f"name history(minStep: 0, maxStep: $last, samples: $samples{i})",
                 {"last": ("Int64!", LAST_STEP)}
                 | {f"samples{i}": ("Int!", asked[run.id]) for i, run in enumerate(group)},
+                timeout=max_wait_seconds(),  # as long as a history scan may wait
             )
         finally:
             with self._started_lock:
@@ -610,9 +613,7 @@ class CloudSource:
             if not listed <= len(records) < asked[run.id]:
                 continue
             try:
-                # One parse for all of a run's records (each is a JSON object as text).
-                rows = json.loads("[" + ",".join(records) + "]")
-                history = rows_to_history(rows)
+                history = records_to_history(records)
             except (TypeError, ValueError, AttributeError):
                 continue
             self._store(run, history)
@@ -1017,6 +1018,55 @@ def _server_time(moment: datetime) -> str:
 
 
 # --- converting what the client returns --------------------------------------------------------
+
+
+def records_to_history(records: Sequence[str]) -> History:
+    """History records as the `history` field sends them (each a JSON object as text), as
+    `rows_to_history` gives them.
+
+    The common case — flat records of numbers, one per step, steps ascending — is parsed by
+    Arrow's JSON reader (C++, off the GIL, so the pool's other fetches go on; its numbers are
+    the same doubles Python's json gives, NaN and ±Infinity included). Anything else (nested
+    or text values, several records at one step, a type that changes) takes the general path.
+    """
+    fast = _flat_numeric_records(records)
+    if fast is not None:
+        return fast
+    return rows_to_history(json.loads("[" + ",".join(records) + "]"))
+
+
+def _flat_numeric_records(records: Sequence[str]) -> History | None:
+    if not records:
+        return History()
+    try:
+        import pyarrow as pa
+        import pyarrow.json as pa_json
+
+        table = pa_json.read_json(io.BytesIO("\n".join(records).encode("utf-8")))
+    except Exception:  # any record Arrow cannot read the same way: the general path decides
+        return None
+    if table.num_rows != len(records) or STEP not in table.column_names:
+        return None
+    step_column = table.column(STEP)
+    if step_column.null_count or not pa.types.is_integer(step_column.type):
+        return None
+    steps = step_column.to_numpy().astype(np.int64)
+    if len(steps) > 1 and not bool(np.all(steps[1:] > steps[:-1])):
+        return None  # repeated steps: the general path keeps each record once
+    numbers = np.arange(len(records), dtype=np.int64)
+    columns = {}
+    for key, column in zip(table.column_names, table.columns, strict=True):
+        kind = column.type
+        if key == STEP or pa.types.is_null(kind):
+            continue
+        if not (
+            pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_boolean(kind)
+        ):
+            return None
+        logged = ~column.is_null().to_numpy(zero_copy_only=False)
+        values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        columns[key] = Column(numbers[logged], steps[logged], np.asarray(values[logged], float))
+    return History(columns)
 
 
 def rows_to_history(rows: Iterable[Mapping[str, Any]]) -> History:

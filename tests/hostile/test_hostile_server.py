@@ -81,24 +81,32 @@ def csv_rows(path: Path) -> dict[str, str]:
 
 def test_one_malformed_answer_is_retried_and_the_run_kept(served, cache, tmp_path):
     with serve(served) as server:
-        server.faults.append(Fault("HistoryPage", 200, times=1, run="faulty01"))
+        server.faults.append(Fault("RunsHistory", 200, times=1, run="faulty01"))
         result = build(spec_for(tmp_path, server))
-    malformed = [r for r in server.requests if r.run == "faulty01" and r.op == "HistoryPage"]
-    assert len(malformed) == 2 and malformed[0].rows == 0  # the cut answer, then the retry
+    asked = [r for r in server.requests if "faulty01" in r.runs and r.history]
+    # The cut answer to the runs' batch, then the run's 100 records by a scan of its own.
+    assert asked[0].op == "RunsHistory" and asked[0].rows == 0
+    assert [r.rows for r in asked[1:] if r.op == "HistoryPage"] == [100]
     assert not result.report.incomplete
     assert sorted(run.id for run in result.report.runs) == ["faulty00", "faulty01", "faulty02"]
 
 
 def test_a_malformed_run_answer_is_retried_too(served, cache, tmp_path):
     with serve(served) as server:
-        server.faults.append(Fault("Run", 200, times=1, run="faulty02"))
+        server.faults.append(Fault("RunsMetadata", 200, times=1, run="faulty02"))
         result = build(spec_for(tmp_path, server))
+    assert [r.op for r in server.requests if "faulty02" in r.runs and not r.history] == [
+        "RunsMetadata",  # cut short: the runs are asked for again one by one
+        "Run",
+    ]
     assert not result.report.incomplete and len(result.report.runs) == 3
 
 
 def test_a_history_that_fails_forever_is_given_up_after_bounded_tries(served, cache, tmp_path):
     with serve(served) as server:
-        server.faults.append(Fault("HistoryPage", 500, times=None, run="faulty00"))
+        server.faults += [
+            Fault(op, 500, times=None, run="faulty00") for op in ("RunsHistory", "HistoryPage")
+        ]
         result = build(spec_for(tmp_path, server))
     failing = [r for r in server.requests if r.run == "faulty00" and r.op == "HistoryPage"]
     tries_per_attempt = RETRY_LIMITS["x_graphql_retry_max"][1] + 1
@@ -120,7 +128,7 @@ def test_retry_after_an_hour_waits_one_request_timeout_not_an_hour(served, tmp_p
     """wandb-core honours Retry-After, and `scan_history` would wait for it; reportgen caps one
     wait (REPORTGEN_MAX_WAIT, here 3 s) and the run's next attempt gets its history."""
     with serve(served) as server:
-        server.faults.append(Fault("HistoryPage", 429, times=1, run="faulty01", retry_after="3600"))
+        server.faults.append(Fault("RunsHistory", 429, times=1, run="faulty01", retry_after="3600"))
         env = hermetic_env(tmp_path / "wandb")
         env.update(
             WANDB_API_KEY=KEY,
