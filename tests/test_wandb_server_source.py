@@ -325,6 +325,58 @@ def test_no_filters_send_an_empty_filter():
     assert server_filters(RunFilters(), datetime.now(timezone.utc)) == {}
 
 
+def test_a_cold_build_asks_for_many_runs_in_each_request(
+    served_runs, offline_build, wandb_env, tmp_path
+):
+    with serve(served_runs) as server:
+        result = build(server_spec(tmp_path, server))
+        records = sum(len(run.rows) for run in server.runs.values())
+    ops = server.ops()
+    # Config and summary of all 8 runs in one request; their histories in at most one request
+    # per worker; the failed run's console tail and exit code on their own.
+    assert ops == {
+        "Viewer": 1,
+        "Runs": 1,
+        "RunsMetadata": 1,
+        "RunsHistory": ops["RunsHistory"],
+        "RunConsoleLogTail": 1,
+        "RunExitCode": 1,
+    }
+    assert 1 <= ops["RunsHistory"] <= 6
+    # Every record of every run served once, and the report is the offline one.
+    assert sum(r.rows for r in server.requests if r.op == "RunsHistory") == records
+    offline, _ = offline_build
+    assert csv_files(result.out_dir) == csv_files(offline.out_dir)
+
+
+def test_a_server_that_refuses_batched_queries_still_gives_every_record(
+    served_runs, offline_build, wandb_env, tmp_path
+):
+    """A server whose schema lacks something the batched queries ask for answers HTTP 400:
+    each run is then read on its own, as the client's own calls read it."""
+    with serve(served_runs) as server:
+        server.faults += [Fault(op, 400, times=None) for op in ("RunsMetadata", "RunsHistory")]
+        result = build(server_spec(tmp_path, server))
+    assert server.ops()["Run"] == 8 and server.ops()["HistoryPage"] >= 8
+    assert not result.report.incomplete
+    offline, _ = offline_build
+    assert csv_files(result.out_dir) == csv_files(offline.out_dir)
+
+
+def test_a_run_whose_batched_answer_was_sampled_is_scanned_instead(
+    served_runs, offline_build, wandb_env, tmp_path
+):
+    """A server that answers at most 1,000 records per `history` field (the page the client's
+    own scan asks for) samples a longer run's answer: fewer records than the listing counts,
+    so that run is scanned page by page instead, and the report keeps every value."""
+    with serve(served_runs, history_cap=1000) as server:
+        result = build(server_spec(tmp_path, server))
+        long_runs = {run.id for run in server.runs.values() if len(run.rows) > 1000}
+    assert long_runs and {r.run for r in server.requests if r.op == "HistoryPage"} == long_runs
+    offline, _ = offline_build
+    assert csv_files(result.out_dir) == csv_files(offline.out_dir)
+
+
 # --- the cache ---------------------------------------------------------------------------------
 
 

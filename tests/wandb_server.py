@@ -24,6 +24,8 @@ aliased `run(name)` fields, each asking for fields of the run fragment, `exitcod
 sampled only when there are more than `samples` (the field the client's HistoryPage reads, and
 the one the pre-wandb-core client's scan_history paged through). Several runs in one request is
 ordinary GraphQL; an unknown field is an HTTP 400 with `errors`, as a GraphQL server answers.
+`history_cap` makes the `history` field answer at most that many records (a server that bounds
+its answers; the client's own scan asks for pages of 1,000).
 
 A server holds one project by default (`entity`/`project`); `projects` adds more, each under
 "name" (the same entity) or "entity/name" (a team's), and `teams` names the viewer's teams.
@@ -263,6 +265,7 @@ class WandbServer:
         latency: float = 0.0,
         projects: dict[str, list[ServedRun]] | None = None,
         teams: tuple[str, ...] = (),
+        history_cap: int | None = None,
     ):
         self.runs = {run.id: run for run in runs}
         self.entity = entity
@@ -275,6 +278,8 @@ class WandbServer:
             self.projects[(owner or entity, short)] = {run.id: run for run in served}
         self.api_key = api_key
         self.latency = latency
+        # At most this many records in one answer of the `history` field (sampled evenly).
+        self.history_cap = history_cap
         self.faults: list[Fault] = []
         self.requests: list[Request] = []
         self._lock = threading.Lock()
@@ -395,7 +400,7 @@ class WandbServer:
                 row
                 for step, row in run.stepped()
                 if v["minStep"] <= step < v["maxStep"] and step > run.exported_through
-            ][: v["pageSize"]]
+            ][: min(v["pageSize"], self.history_cap or v["pageSize"])]
             return {"project": {"run": {"history": [run.record_text(r) for r in rows]}}}, len(rows)
         if op in ("SampledHistoryPage", "RunSampledHistory"):
             specs = [v["spec"]] if op == "SampledHistoryPage" else v["specs"]
@@ -463,7 +468,8 @@ class WandbServer:
             low = field.arguments.get("minStep", 0)
             high = field.arguments.get("maxStep", math.inf)
             rows = [row for step, row in run.stepped() if low <= step < high]
-            rows = _evenly(rows, field.arguments.get("samples") or 500)
+            samples = field.arguments.get("samples") or 500
+            rows = _evenly(rows, min(samples, self.history_cap or samples))
             return [run.record_text(r) for r in rows], len(rows)
         if field.name == "exitcode":
             return run.exit_code, 0
