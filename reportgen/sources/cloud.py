@@ -557,23 +557,30 @@ class CloudSource:
 
     def _history_groups(self, runs: Sequence[Run]) -> list[list[Run]]:
         """Runs in groups of at most HISTORY_BATCH_RUNS runs and HISTORY_BATCH_RECORDS records,
-        about as many groups as workers when there are few runs (so all workers have one)."""
+        and at least one group per worker while there are runs enough, of about equal records:
+        the requests go out together, and none waits for a round of its own."""
         if not runs:
             return []
-        lines = {run.id: self._fingerprints[run.id]["history_line_count"] for run in runs}
-        total = sum(lines.values())
-        share = max(1, -(-total // max(1, self.workers)))  # a worker's share, rounded up
-        budget = min(HISTORY_BATCH_RECORDS, max(share, HISTORY_BATCH_RECORDS // 4))
+        lines = [self._fingerprints[run.id]["history_line_count"] for run in runs]
+        total = sum(lines)
+        count = max(
+            min(self.workers, len(runs)),
+            -(-total // HISTORY_BATCH_RECORDS),
+            -(-len(runs) // HISTORY_BATCH_RUNS),
+        )
+        share = total / count
         groups: list[list[Run]] = [[]]
-        held = 0
-        for run in runs:
-            if groups[-1] and (
-                held + lines[run.id] > budget or len(groups[-1]) >= HISTORY_BATCH_RUNS
-            ):
+        before = 0  # records in the groups before this run
+        in_group = 0
+        for run, size in zip(runs, lines, strict=True):
+            over = in_group + size > HISTORY_BATCH_RECORDS or len(groups[-1]) >= HISTORY_BATCH_RUNS
+            next_share = before + size / 2 > share * len(groups)  # mostly the next group's share
+            if groups[-1] and (over or next_share):
                 groups.append([])
-                held = 0
+                in_group = 0
             groups[-1].append(run)
-            held += lines[run.id]
+            in_group += size
+            before += size
         return groups
 
     def _history_batch(self, group: Sequence[Run]) -> dict[str, History]:
