@@ -5,11 +5,13 @@ What it costs, per build (see docs/wandb-server.md):
   listed: the listing is lazy (no config, no summary) and the spec's filters that the server can
   evaluate are sent with it (state, tags, creation time, display-name regex, config values whose
   keys have no dots). Every filter is applied locally again afterwards.
-- one `Run` request for each run that passes the filters and is new or changed since the cache
-  last saw it; an unchanged run's config and summary come from the cache.
-- history through `scan_history` (exact values, never the server's sampling), by a bounded pool
-  of workers: nothing for an unchanged run, only the steps after the cached last step for a run
-  that grew, everything for a new one.
+- config and summary of the runs that pass the filters and are new or changed since the cache
+  last saw them, METADATA_BATCH runs per request (aliased `run` fields); an unchanged run's
+  come from the cache.
+- history, exact (never the server's sampling), by a bounded pool of workers: nothing for an
+  unchanged run; the whole history of several new runs per request (`_history_batch`, kept only
+  when provably every record); `scan_history` for a long run, a run that grew (only the steps
+  after the cached last step) and any run a batch could not answer exactly.
 
 Rate limits (429) and server errors are retried with backoff inside wandb-core, a bounded
 number of times (RETRY_LIMITS, unless the user set wandb's own variables), and one request waits
