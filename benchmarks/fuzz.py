@@ -289,7 +289,16 @@ def server_cases(draw: Any, runs: Path, out: Path) -> Case:
             st.fixed_dictionaries(
                 {
                     "op": st.sampled_from(
-                        ["Viewer", "Runs", "Run", "RunHistoryKeys", "HistoryPage", "GET"]
+                        [
+                            "Viewer",
+                            "Runs",
+                            "RunsMetadata",
+                            "RunsHistory",
+                            "Run",
+                            "RunHistoryKeys",
+                            "HistoryPage",
+                            "GET",
+                        ]
                     ),
                     "status": st.sampled_from([200, 429, 500, 502, 404]),
                     "times": st.sampled_from([1, 2, None]),
