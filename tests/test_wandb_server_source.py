@@ -25,6 +25,7 @@ from wandb_server import Fault, ServedRun, WandbServer, runs_from_folder
 
 from reportgen import build
 from reportgen.cli import main
+from reportgen.sources import cloud
 from reportgen.sources.cloud import (
     OVERLAP_STEPS,
     CloudSource,
@@ -359,6 +360,26 @@ def test_a_server_that_refuses_batched_queries_still_gives_every_record(
         result = build(server_spec(tmp_path, server))
     assert server.ops()["Run"] == 8 and server.ops()["HistoryPage"] >= 8
     assert not result.report.incomplete
+    offline, _ = offline_build
+    assert csv_files(result.out_dir) == csv_files(offline.out_dir)
+
+
+def test_batches_are_bounded_by_logged_values_and_bigger_runs_are_scanned(
+    served_runs, offline_build, wandb_env, tmp_path, monkeypatch
+):
+    """Runs that log many keys get fewer records per request: the size of a batch is counted in
+    values (from each run's historyKeys), and a run bigger than a whole batch is scanned."""
+    monkeypatch.setattr(cloud, "HISTORY_BATCH_VALUES", 6000)
+    with serve(served_runs) as server:
+        result = build(server_spec(tmp_path, server))
+        size = {
+            run.id: len(run.rows) + sum(len(row) - 1 for row in run.rows)
+            for run in server.runs.values()
+        }
+    batches = [r.runs for r in server.requests if r.op == "RunsHistory"]
+    assert batches and all(sum(size[run] for run in batch) <= 6000 for batch in batches)
+    scanned = {r.run for r in server.requests if r.op == "HistoryPage"}
+    assert scanned == {run for run, values in size.items() if values > 6000} != set()
     offline, _ = offline_build
     assert csv_files(result.out_dir) == csv_files(offline.out_dir)
 

@@ -81,7 +81,9 @@ HISTORY_PAGE = 1000
 # token per batch instead of per run. Bounded so that one answer stays a few megabytes.
 METADATA_BATCH = 25  # runs whose config and summary one request asks for
 HISTORY_BATCH_RUNS = 20  # runs whose whole history one request asks for...
-HISTORY_BATCH_RECORDS = 20_000  # ...holding at most this many history records in all
+# ...holding at most this many logged values in all (~10 MB of JSON): runs logging hundreds of
+# keys get fewer records per request. A run with more is scanned page by page.
+HISTORY_BATCH_VALUES = 250_000
 LAST_STEP = 2**53  # `history(maxStep:)` past any step (exclusive; JSON-safe)
 LISTING = "listing.json"
 CONSOLE_TAIL_LINES = 60  # as many as the offline reader keeps
@@ -127,6 +129,7 @@ class CloudSource:
         self._api: Any = None
         self._handles: dict[str, Any] = {}
         self._fingerprints: dict[str, dict[str, Any]] = {}
+        self._values: dict[str, int] = {}  # run id → values logged, from its historyKeys
         self._failed: dict[str, str] = {}
         self._lock = threading.Lock()
         self._started: dict[str, tuple[str, float]] = {}  # run id → (name, monotonic start)
@@ -306,11 +309,13 @@ class CloudSource:
     def _metadata_batch(self, group: Sequence[Run]) -> dict[str, Run]:
         """Config and summary of several runs in one request; a run the answer lacks (deleted
         since the listing, or an answer of the wrong shape) is left out of the result."""
-        nodes = self._runs_query("RunsMetadata", group, lambda i: "name config summaryMetrics")
+        fields = "name config summaryMetrics historyKeys"
+        nodes = self._runs_query("RunsMetadata", group, lambda i: fields)
         found = {}
         for run, node in zip(group, nodes, strict=True):
             if node is None:
                 continue
+            self._note_values(run, node.get("historyKeys"))
             config, internal = _config_from_server(node.get("config"))
             full = dataclasses.replace(
                 run,
@@ -373,6 +378,7 @@ class CloudSource:
         if getattr(public, "_lazy", False):
             public.load_full_data()
         internal = public.rawconfig.get("_wandb") or {}
+        self._note_values(light, public._attrs.get("historyKeys"))
         run = dataclasses.replace(
             light,
             config=dict(public.config),
@@ -553,29 +559,45 @@ class CloudSource:
                         progress(done, len(runs), f"history {run.name}")
         return {run.id: results[run.id] for run in runs}
 
+    def _note_values(self, run: Run, history_keys: Any) -> None:
+        """How many values the run logged: per key, the records holding it (`typeCounts`)."""
+        try:
+            keys = _json_object(history_keys).get("keys") or {}
+            self._values[run.id] = sum(
+                int(kind.get("count") or 0)
+                for entry in keys.values()
+                for kind in entry.get("typeCounts") or ()
+            )
+        except (TypeError, ValueError, AttributeError):
+            self._values.pop(run.id, None)
+
     def _batchable(self, run: Run) -> bool:
+        """A new run whose whole history fits in one request (its size known)."""
         lines = (self._fingerprints.get(run.id) or {}).get("history_line_count") or 0
-        return 0 < lines <= HISTORY_BATCH_RECORDS
+        values = self._values.get(run.id)
+        return lines > 0 and values is not None and values + lines <= HISTORY_BATCH_VALUES
 
     def _history_groups(self, runs: Sequence[Run]) -> list[list[Run]]:
-        """Runs in groups of at most HISTORY_BATCH_RUNS runs and HISTORY_BATCH_RECORDS records,
-        and at least one group per worker while there are runs enough, of about equal records:
+        """Runs in groups of at most HISTORY_BATCH_RUNS runs and HISTORY_BATCH_VALUES values,
+        and at least one group per worker while there are runs enough, of about equal size:
         the requests go out together, and none waits for a round of its own."""
         if not runs:
             return []
-        lines = [self._fingerprints[run.id]["history_line_count"] for run in runs]
-        total = sum(lines)
+        sizes = [
+            self._values[run.id] + self._fingerprints[run.id]["history_line_count"] for run in runs
+        ]  # the values, and each record's step
+        total = sum(sizes)
         count = max(
             min(self.workers, len(runs)),
-            -(-total // HISTORY_BATCH_RECORDS),
+            -(-total // HISTORY_BATCH_VALUES),
             -(-len(runs) // HISTORY_BATCH_RUNS),
         )
         share = total / count
         groups: list[list[Run]] = [[]]
-        before = 0  # records in the groups before this run
+        before = 0  # values in the groups before this run
         in_group = 0
-        for run, size in zip(runs, lines, strict=True):
-            over = in_group + size > HISTORY_BATCH_RECORDS or len(groups[-1]) >= HISTORY_BATCH_RUNS
+        for run, size in zip(runs, sizes, strict=True):
+            over = in_group + size > HISTORY_BATCH_VALUES or len(groups[-1]) >= HISTORY_BATCH_RUNS
             next_share = before + size / 2 > share * len(groups)  # mostly the next group's share
             if groups[-1] and (over or next_share):
                 groups.append([])
