@@ -34,7 +34,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -307,8 +307,9 @@ class CloudSource:
         return loaded
 
     def _metadata_batch(self, group: Sequence[Run]) -> dict[str, Run]:
-        """Config and summary of several runs in one request; a run the answer lacks (deleted
-        since the listing, or an answer of the wrong shape) is left out of the result."""
+        """Config, summary and size (history keys) of several runs in one request; a run the
+        answer lacks (deleted since the listing, or an answer of the wrong shape) is left out of
+        the result."""
         fields = "name config summaryMetrics historyKeys"
         nodes = self._runs_query("RunsMetadata", group, lambda i: fields)
         found = {}
@@ -332,7 +333,7 @@ class CloudSource:
         self,
         operation: str,
         group: Sequence[Run],
-        fields: Any,
+        fields: Callable[[int], str],
         variables: Mapping[str, tuple[str, Any]] | None = None,
         timeout: float | None = None,
     ) -> list[dict[str, Any] | None]:
@@ -511,7 +512,8 @@ class CloudSource:
         if watch is not None:
             watch(self.in_flight)
         whole = [run for run, min_step, base in plans if base is None and self._batchable(run)]
-        scans = [plan for plan in plans if plan[0] not in whole]
+        batched = {run.id for run in whole}
+        scans = [plan for plan in plans if plan[0].id not in batched]
         with _pool(min(self.workers, len(plans))) as pool:
             pending: dict[Future[Any], list[Run]] = {}
             batches: set[Future[Any]] = set()
