@@ -108,33 +108,53 @@ class History:
         return cls(columns)
 
     @classmethod
-    def from_long(cls, frame: pd.DataFrame) -> History:
-        """Inverse of `to_long`: a frame with columns row, step, key, value."""
+    def from_arrays(
+        cls,
+        keys: Sequence[str],
+        counts: Sequence[int] | np.ndarray,
+        rows: np.ndarray,
+        steps: np.ndarray,
+        values: np.ndarray,
+    ) -> History:
+        """Inverse of `to_arrays`: long arrays grouped by key, `counts[i]` values of `keys[i]`
+        one after another. Each column is a slice of the long arrays: no copy, no group-by."""
+        bounds = np.concatenate([[0], np.cumsum(np.asarray(counts, dtype=np.int64))])
+        if int(bounds[-1]) != len(rows) or not len(rows) == len(steps) == len(values):
+            raise ValueError(f"{int(bounds[-1])} values by count, {len(rows)} rows given")
         columns = {}
-        for key, part in frame.groupby("key", sort=False, observed=True):
-            columns[str(key)] = Column(
-                part["row"].to_numpy(dtype=np.int64),
-                part["step"].to_numpy(dtype=np.int64),
-                part["value"].to_numpy(dtype=float),
-            )
+        for key, start, stop in zip(keys, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            columns[key] = Column(rows[start:stop], steps[start:stop], values[start:stop])
         return cls(columns)
+
+    def to_arrays(self) -> tuple[list[str], list[int], np.ndarray, np.ndarray, np.ndarray]:
+        """(keys, counts, rows, steps, values): every logged value, grouped by key in the order
+        the keys were added, each key's values in the order written."""
+        keys = list(self._columns)
+        parts = list(self._columns.values())
+        if not parts:
+            empty = np.array([], dtype=np.int64)
+            return [], [], empty, empty.copy(), np.array([], dtype=float)
+        return (
+            keys,
+            [len(c.values) for c in parts],
+            np.concatenate([c.rows for c in parts]).astype(np.int64, copy=False),
+            np.concatenate([c.steps for c in parts]).astype(np.int64, copy=False),
+            np.concatenate([c.values for c in parts]).astype(float, copy=False),
+        )
 
     def to_long(self) -> pd.DataFrame:
         """One row per logged value: row (int64), step (int64), key (str), value (float64)."""
-        parts = [
-            pd.DataFrame({"row": c.rows, "step": c.steps, "key": key, "value": c.values})
-            for key, c in self._columns.items()
-        ]
-        if not parts:
-            return pd.DataFrame(
-                {
-                    "row": pd.Series([], dtype="int64"),
-                    "step": pd.Series([], dtype="int64"),
-                    "key": pd.Series([], dtype="str"),
-                    "value": pd.Series([], dtype="float64"),
-                }
-            )
-        return pd.concat(parts, ignore_index=True)
+        keys, counts, rows, steps, values = self.to_arrays()
+        return pd.DataFrame(
+            {
+                "row": pd.Series(rows, dtype="int64"),
+                "step": pd.Series(steps, dtype="int64"),
+                "key": pd.Series(np.repeat(np.array(keys, dtype=object), counts), dtype="str")
+                if keys
+                else pd.Series([], dtype="str"),
+                "value": pd.Series(values, dtype="float64"),
+            }
+        )
 
     def keys(self) -> list[str]:
         return sorted(self._columns)
@@ -191,27 +211,33 @@ class History:
         """
         cached = self._series.get((key, x))
         if cached is None:
-            cached = self._series[(key, x)] = self._placed(key, x)[0]
+            xs, values, _, _ = self._placed(key, x)
+            index = pd.Index(xs, name=x)
+            cached = self._series[(key, x)] = pd.Series(values, index=index, name=key)
         return cached
 
     def overlaps(self, key: str, x: str = STEP) -> tuple[int, int]:
         """(values hidden by a later value at the same x, values whose record lacks x)."""
-        _, hidden, unplaced = self._placed(key, x)
+        column = self._columns.get(key)
+        if x == STEP and column is not None and _ascending(column.steps):
+            return 0, 0  # the common case, answered without sorting
+        _, _, hidden, unplaced = self._placed(key, x)
         return hidden, unplaced
 
-    def _placed(self, key: str, x: str) -> tuple[pd.Series, int, int]:
+    def _placed(self, key: str, x: str) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """(x values ascending, the value at each, values hidden, values without an x)."""
         column = self._columns.get(key)
         if column is None:
-            index = pd.Index([], dtype=np.int64, name=x)
-            return pd.Series([], dtype=float, index=index, name=key), 0, 0
+            return np.array([], dtype=np.int64), np.array([], dtype=float), 0, 0
         if x == STEP:
             xs, values, rows = column.steps, column.values, column.rows
             unplaced = 0
+            if _ascending(xs):  # one value per step, in order: nothing to sort or hide
+                return xs.copy(), values.copy(), 0, 0
         else:
             axis = self._columns.get(x)
             if axis is None:
-                index = pd.Index([], dtype=float, name=x)
-                return pd.Series([], dtype=float, index=index, name=key), 0, len(column.rows)
+                return np.array([], dtype=float), np.array([], dtype=float), 0, len(column.rows)
             xs, values, rows = _same_records(column, axis)
             unplaced = len(column.rows) - len(rows)
             finite = np.isfinite(xs)
@@ -226,8 +252,7 @@ class History:
         if len(xs) > 1:
             keep[:-1] = xs[1:] != xs[:-1]
         hidden = int(len(xs) - keep.sum())
-        series = pd.Series(values[keep], index=pd.Index(xs[keep], name=x), name=key)
-        return series, hidden, unplaced
+        return xs[keep], values[keep], hidden, unplaced
 
     def steps(self) -> np.ndarray:
         """Every `_step` at which anything was logged, ascending."""
@@ -250,6 +275,12 @@ class Column:
             np.concatenate([self.steps, later.steps]),
             np.concatenate([self.values, later.values]),
         )
+
+
+def _ascending(steps: np.ndarray) -> bool:
+    """Strictly ascending: each x once and already in order, so sorting by (x, row) would
+    change nothing and hide nothing."""
+    return bool(len(steps) < 2 or np.all(steps[1:] > steps[:-1]))
 
 
 def _same_records(column: Column, axis: Column) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ from conftest import write_spec
 from runwriter import wandb_files
 
 from reportgen import build
-from reportgen.cache import CacheDamaged, CacheLocation, RunCache, default_location
+from reportgen.cache import LAYOUT, CacheDamaged, CacheLocation, RunCache, default_location
 from reportgen.cli import main
 from reportgen.runs import History
 
@@ -187,7 +187,7 @@ def test_a_file_written_moments_ago_is_not_cached(project_copy, tmp_path, monkey
         tmp_path / "s.yaml", OFFLINE_SPEC.format(path=project_copy, out=tmp_path / "out")
     )
     build(spec)
-    assert not list(cache.glob("v2/*/entries/*"))
+    assert not list(cache.glob(f"{LAYOUT}/*/entries/*"))
 
 
 # --- the cache command -------------------------------------------------------------------------
@@ -209,17 +209,36 @@ def test_cache_info_and_clear(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out.splitlines()[1] == "  empty"
 
 
+def test_cache_info_names_an_older_layout_and_clear_removes_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "c"))
+    old = tmp_path / "c" / "v2" / "wandb-offline-0123456789" / "entries" / "x"
+    old.mkdir(parents=True)
+    (old / "history.parquet").write_bytes(b"\0" * 2048)
+    elsewhere = tmp_path / "c" / "notes"  # not reportgen's: left alone
+    elsewhere.mkdir()
+    assert main(["cache", "info"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "  empty",
+        "  an older layout, never read: v2, 2.0 KB (`reportgen cache clear` removes it)",
+    ]
+    assert main(["cache", "clear"]) == 0
+    assert capsys.readouterr().out == f"cleared {tmp_path / 'c'} (2.0 KB freed)\n"
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["notes"]
+
+
 def test_every_record_round_trips_and_entries_of_the_old_layout_are_never_served(tmp_path):
-    """v2 entries keep each record (row) of a history; a v1 entry (one value per key and
-    `_step`, read the old way) sits in another folder that this version never reads."""
+    """Entries keep each record (row) of a history; an entry of an older layout (v1: one value
+    per key and `_step`; v2: the same columns without the keys listed) sits in another folder
+    that this version never reads."""
     from reportgen.sources.offline import OfflineSource
     from reportgen.spec import SourceSpec
 
     legacy = Path(__file__).parent / "data" / "legacy"
     cache = RunCache(tmp_path / "cache")
-    old = tmp_path / "cache" / "v1" / "wandb-offline-0123456789" / "entries" / "x"
-    old.mkdir(parents=True)
-    (old / "meta.json").write_text('{"history": {"bytes": 0, "sha256": ""}}')
+    for layout in ("v1", "v2"):
+        old = tmp_path / "cache" / layout / "wandb-offline-0123456789" / "entries" / "x"
+        old.mkdir(parents=True)
+        (old / "meta.json").write_text('{"history": {"bytes": 0, "sha256": ""}}')
     for _attempt in range(2):  # the second read is served from the cache
         source = OfflineSource(SourceSpec("wandb-offline", path=str(legacy)), cache=cache)
         runs = {run.id: run for run in source.list_runs()}
@@ -229,6 +248,6 @@ def test_every_record_round_trips_and_entries_of_the_old_layout_are_never_served
             0: 0.0, 1: 0.09, 2: 0.18, 3: 0.27
         }  # fmt: skip
         assert history.to_long().columns.tolist() == ["row", "step", "key", "value"]
-    entries = sorted((tmp_path / "cache" / "v2").glob("wandb-offline-*/entries/*/meta.json"))
+    entries = sorted((tmp_path / "cache" / LAYOUT).glob("wandb-offline-*/entries/*/meta.json"))
     assert len(entries) == 2
-    assert [a.path.parent.name for a in cache.areas()] == ["v2"]
+    assert [a.path.parent.name for a in cache.areas()] == [LAYOUT] == ["v3"]
