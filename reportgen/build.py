@@ -111,7 +111,9 @@ def build(
     owner = str(spec.path) if spec.path.is_file() else ""  # "": no spec file, remove nothing
     try:
         with OutputFolder(target, spec=owner) as folder:
-            staged = write_outputs(report, folder.staging, spec.outputs.formats, template_dirs)
+            staged = write_outputs(
+                report, folder.staging, spec.outputs.formats, template_dirs, folder.holds
+            )
             if comment or spec.outputs.comment is not None:
                 environment = os.environ if env is None else env
                 posted = publish_comment(spec, report, target, environment, folder=folder.staging)

@@ -92,6 +92,7 @@ class History:
     def __init__(self, columns: Mapping[str, Column] | None = None):
         self._columns: dict[str, Column] = dict(columns or {})
         self._series: dict[tuple[str, str], pd.Series] = {}
+        self._steps: np.ndarray | None = None
 
     @classmethod
     def from_points(
@@ -255,10 +256,16 @@ class History:
         return xs[keep], values[keep], hidden, unplaced
 
     def steps(self) -> np.ndarray:
-        """Every `_step` at which anything was logged, ascending."""
-        if not self._columns:
-            return np.array([], dtype=np.int64)
-        return np.unique(np.concatenate([c.steps for c in self._columns.values()]))
+        """Every `_step` at which anything was logged, ascending (read-only: computed once, as
+        the digest, the report and several checks ask for it)."""
+        if self._steps is None:
+            if self._columns:
+                steps = np.unique(np.concatenate([c.steps for c in self._columns.values()]))
+            else:
+                steps = np.array([], dtype=np.int64)
+            steps.flags.writeable = False
+            self._steps = steps
+        return self._steps
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from datetime import datetime, timedelta, timezone
@@ -81,8 +82,10 @@ def last_exception_line(console: tuple[str, ...]) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=64)
 def user_stop_line(console: tuple[str, ...]) -> str | None:
-    """The console line showing that a user pressed Ctrl-C, or None."""
+    """The console line showing that a user pressed Ctrl-C, or None (remembered for the
+    last few consoles: several checks of one run ask)."""
     for raw in reversed(console):
         line = _clean(raw)
         if _USER_STOP.search(line):
