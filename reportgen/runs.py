@@ -93,6 +93,7 @@ class History:
         self._columns: dict[str, Column] = dict(columns or {})
         self._series: dict[tuple[str, str], pd.Series] = {}
         self._steps: np.ndarray | None = None
+        self._ascending: set[str] | None = None
 
     @classmethod
     def from_points(
@@ -180,9 +181,7 @@ class History:
 
     def row_count(self) -> int:
         """How many history records hold at least one numeric value."""
-        if not self._columns:
-            return 0
-        return len(np.unique(np.concatenate([c.rows for c in self._columns.values()])))
+        return len(_union([c.rows for c in self._columns.values()]))
 
     def next_row(self) -> int:
         """The row number after the last one in use (where appended records start)."""
@@ -219,11 +218,29 @@ class History:
 
     def overlaps(self, key: str, x: str = STEP) -> tuple[int, int]:
         """(values hidden by a later value at the same x, values whose record lacks x)."""
-        column = self._columns.get(key)
-        if x == STEP and column is not None and _ascending(column.steps):
+        if x == STEP and key in self._ascending_keys():
             return 0, 0  # the common case, answered without sorting
         _, _, hidden, unplaced = self._placed(key, x)
         return hidden, unplaced
+
+    def _ascending_keys(self) -> set[str]:
+        """The keys whose steps ascend strictly (one value per step, in order): found for every
+        key at once, as the report's note on overlaps asks about each key of each run."""
+        if self._ascending is None:
+            keys = list(self._columns)
+            parts = [self._columns[key].steps for key in keys]
+            lengths = np.array([len(part) for part in parts], dtype=np.int64)
+            steps = np.concatenate(parts) if parts else np.array([], dtype=np.int64)
+            # Positions i where steps[i + 1] does not follow steps[i]; a key is ascending when
+            # none falls inside its own stretch [start, end - 1).
+            bad = np.flatnonzero(steps[1:] <= steps[:-1])
+            ends = np.cumsum(lengths)
+            starts = ends - lengths
+            inside = np.searchsorted(bad, np.maximum(ends - 1, starts)) - np.searchsorted(
+                bad, starts
+            )
+            self._ascending = {key for key, n in zip(keys, inside.tolist(), strict=True) if n == 0}
+        return self._ascending
 
     def _placed(self, key: str, x: str) -> tuple[np.ndarray, np.ndarray, int, int]:
         """(x values ascending, the value at each, values hidden, values without an x)."""
@@ -259,10 +276,7 @@ class History:
         """Every `_step` at which anything was logged, ascending (read-only: computed once, as
         the digest, the report and several checks ask for it)."""
         if self._steps is None:
-            if self._columns:
-                steps = np.unique(np.concatenate([c.steps for c in self._columns.values()]))
-            else:
-                steps = np.array([], dtype=np.int64)
+            steps = _union([c.steps for c in self._columns.values()])
             steps.flags.writeable = False
             self._steps = steps
         return self._steps
@@ -282,6 +296,27 @@ class Column:
             np.concatenate([self.steps, later.steps]),
             np.concatenate([self.values, later.values]),
         )
+
+
+def _union(arrays: list[np.ndarray]) -> np.ndarray:
+    """Every distinct value of the arrays, ascending (int64).
+
+    Most keys of a run are logged in the same records, so most of these arrays are equal:
+    each distinct one is taken once (comparing arrays is far cheaper than sorting them all).
+    """
+    distinct: dict[tuple[int, int, int], list[np.ndarray]] = {}
+    for array in arrays:
+        if not len(array):
+            continue
+        same = distinct.setdefault((len(array), int(array[0]), int(array[-1])), [])
+        if not any(np.array_equal(array, seen) for seen in same):
+            same.append(array)
+    kept = [array for group in distinct.values() for array in group]
+    if not kept:
+        return np.array([], dtype=np.int64)
+    if len(kept) == 1 and _ascending(kept[0]):
+        return np.array(kept[0], dtype=np.int64)
+    return np.unique(np.concatenate(kept)).astype(np.int64, copy=False)
 
 
 def _ascending(steps: np.ndarray) -> bool:

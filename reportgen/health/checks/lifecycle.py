@@ -31,6 +31,8 @@ _USER_STOP = re.compile(
     r"|interrupted by (?:the )?user",
     re.I,
 )
+# Words each alternative of _USER_STOP contains (lowercase): a line without any cannot match.
+_USER_STOP_WORDS = ("keyboardinterrupt", "ctrl", "sigint", "interrupted by")
 # W&B writes exit code 255 when the training script ended with a KeyboardInterrupt.
 _INTERRUPT_CODES = (255, 130)
 
@@ -86,6 +88,8 @@ def user_stop_line(console: tuple[str, ...]) -> str | None:
     last few consoles: several checks of one run ask)."""
     for raw in reversed(console):
         line = _clean(raw)
+        if line.isascii() and not any(word in line.lower() for word in _USER_STOP_WORDS):
+            continue  # the pattern cannot match (ASCII: no Unicode case folding): skip its scan
         if _USER_STOP.search(line):
             return line if len(line) <= 200 else line[:197] + "…"
     return None
