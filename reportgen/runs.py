@@ -302,16 +302,14 @@ def _union(arrays: list[np.ndarray]) -> np.ndarray:
     """Every distinct value of the arrays, ascending (int64).
 
     Most keys of a run are logged in the same records, so most of these arrays are equal:
-    each distinct one is taken once (comparing arrays is far cheaper than sorting them all).
+    each distinct one is taken once (keyed by its bytes: hashing them is far cheaper than
+    sorting every array's values together).
     """
-    distinct: dict[tuple[int, int, int], list[np.ndarray]] = {}
+    distinct: dict[bytes, np.ndarray] = {}
     for array in arrays:
-        if not len(array):
-            continue
-        same = distinct.setdefault((len(array), int(array[0]), int(array[-1])), [])
-        if not any(np.array_equal(array, seen) for seen in same):
-            same.append(array)
-    kept = [array for group in distinct.values() for array in group]
+        if len(array):
+            distinct.setdefault(np.ascontiguousarray(array, dtype=np.int64).tobytes(), array)
+    kept = list(distinct.values())
     if not kept:
         return np.array([], dtype=np.int64)
     if len(kept) == 1 and _ascending(kept[0]):
