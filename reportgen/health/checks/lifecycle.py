@@ -32,7 +32,10 @@ _USER_STOP = re.compile(
     re.I,
 )
 # Words each alternative of _USER_STOP contains (lowercase): a line without any cannot match.
+# Under re.I four non-ASCII letters also match ASCII ones (İ ı → i, ſ → s, Kelvin K → k; found
+# by trying every code point): they are folded first, so the test never misses a match.
 _USER_STOP_WORDS = ("keyboardinterrupt", "ctrl", "sigint", "interrupted by")
+_FOLD_TO_ASCII = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
 # W&B writes exit code 255 when the training script ended with a KeyboardInterrupt.
 _INTERRUPT_CODES = (255, 130)
 
@@ -88,8 +91,9 @@ def user_stop_line(console: tuple[str, ...]) -> str | None:
     last few consoles: several checks of one run ask)."""
     for raw in reversed(console):
         line = _clean(raw)
-        if line.isascii() and not any(word in line.lower() for word in _USER_STOP_WORDS):
-            continue  # the pattern cannot match (ASCII: no Unicode case folding): skip its scan
+        folded = line.translate(_FOLD_TO_ASCII).lower()
+        if not any(word in folded for word in _USER_STOP_WORDS):
+            continue  # the pattern cannot match: skip its slow scan
         if _USER_STOP.search(line):
             return line if len(line) <= 200 else line[:197] + "…"
     return None
