@@ -9,6 +9,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import write_spec
 from runwriter import wandb_files
@@ -32,6 +33,49 @@ def same(a: History, b: History) -> bool:
 
 def area(root: Path, mode: str = "normal"):
     return RunCache(root, mode).area("wandb", {"entity": "e", "project": "p", "base_url": ""})
+
+
+def test_a_cached_history_is_plain_parquet_grouped_by_key_with_the_keys_listed(tmp_path):
+    """Any Parquet reader sees the columns row, step, key, value; reportgen reads each key's
+    values as one slice, by the counts in the file's metadata (no group-by)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from reportgen.runs import Column
+
+    history = History(
+        {
+            "loss": Column(np.array([0, 1, 2]), np.array([0, 1, 1]), np.array([1.0, NAN, 0.5])),
+            "_step": Column(np.array([0, 1, 2]), np.array([0, 1, 1]), np.array([0.0, 1, 1])),
+            "acc": Column(np.array([2]), np.array([1]), np.array([-INF])),
+        }
+    )
+    store = area(tmp_path)
+    store.write("run1", {}, history)
+    table = pq.read_table(store.entry_dir("run1") / "history.parquet")
+    assert table.column_names == ["row", "step", "key", "value"]
+    assert table.column("key").to_pylist() == ["loss"] * 3 + ["_step"] * 3 + ["acc"]
+    assert table.column("row").to_pylist() == [0, 1, 2, 0, 1, 2, 2]
+    listed = json.loads(table.schema.metadata[b"reportgen.keys"])
+    assert listed == [["loss", 3], ["_step", 3], ["acc", 1]]
+    loaded = store.read("run1").history
+    assert loaded.count("loss") == 3 and loaded.overlaps("loss") == (1, 0)
+    assert loaded.series("loss").to_dict() == {0: 1.0, 1: 0.5}
+
+
+def test_a_history_whose_listed_counts_do_not_fit_its_rows_is_damaged(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from reportgen.cache import history_from_bytes
+
+    table = pa.table({"row": [0, 1], "step": [0, 1], "key": ["a", "a"], "value": [1.0, 2.0]})
+    table = table.replace_schema_metadata({b"reportgen.keys": b'[["a", 3]]'})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    with pytest.raises(ValueError, match="3 values by count, 2 rows given"):
+        history_from_bytes(sink.getvalue().to_pybytes())
 
 
 def test_an_entry_round_trips_with_nan_and_infinity(tmp_path):
