@@ -21,6 +21,13 @@ from reportgen.report import MetricReport, Report, RunReport, TableReport
 
 def jsonable(value: Any) -> Any:
     """Plain JSON values: non-finite floats as strings, datetimes as ISO 8601, tuples as lists."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value  # most values: answered before the slower checks below
+    if kind is dict:
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if kind is list:
+        return [jsonable(v) for v in value]
     if isinstance(value, float):
         if math.isnan(value):
             return "NaN"
