@@ -261,61 +261,6 @@ def run_case(root: Path, out: Path, executor: str, cpus: int) -> dict[str, float
     return result
 
 
-def measure_project_table(count: int) -> None:
-    """The table stage alone over `count` runs: digests made in memory (6 config keys, 2 summary
-    values, 3 reduced aliases per run), then the table, its CSV and its Parquet, timed apart."""
-    import resource
-    from datetime import datetime, timedelta, timezone
-
-    import numpy as np
-
-    from reportgen.digest import StepSpan
-    from reportgen.project import RunCells, project_table
-    from reportgen.render.analysis import project_csv, project_parquet
-    from reportgen.runs import Run
-    from reportgen.spec import MetricAlias, ProjectTableSpec
-
-    rng = np.random.default_rng(0)
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    runs, spans, cells = [], {}, {}
-    for i in range(count):
-        config = {"optim": {"lr": float(rng.choice([1e-4, 3e-4]))}, "seed": i % 5, "model": "m"}
-        summary = {"loss": float(rng.random()), "acc": float(rng.random())}
-        run = Run(
-            id=f"r{i:07d}", name=f"run-{i}", state="finished", group=f"g{i % 10}",
-            created_at=start + timedelta(seconds=i), config=config, summary=summary,
-        )  # fmt: skip
-        runs.append(run)
-        spans[run.id] = StepSpan(300, 299)
-        cells[run.id] = RunCells(
-            {"optim.lr": config["optim"]["lr"], "seed": i % 5, "model": "m"},
-            summary,
-            {a: float(rng.random()) for a in ("score", "loss", "entropy")},
-        )
-    spec = ProjectTableSpec(
-        metrics={"score": "last", "loss": "mean", "entropy": "max"},
-        primary="score",
-        group_by=("config.seed",),
-    )
-    aliases = {"loss": MetricAlias("loss", ("train/loss",), goal="minimize")}
-    started = time.perf_counter()
-    table = project_table(spec, aliases, runs, spans, cells)
-    built = time.perf_counter() - started
-    started = time.perf_counter()
-    csv_bytes = len(project_csv(table))
-    csv_time = time.perf_counter() - started
-    started = time.perf_counter()
-    parquet_bytes = len(project_parquet(table))
-    parquet_time = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(
-        f"project table over {count:,} runs: table {built:.1f} s (top {len(table.top)}, "
-        f"{len(table.groups.rows) if table.groups else 0} groups, {len(table.correlations)} "
-        f"correlations), CSV {csv_time:.1f} s ({csv_bytes / 2**20:.0f} MiB), Parquet "
-        f"{parquet_time:.1f} s ({parquet_bytes / 2**20:.0f} MiB), peak RSS {peak:.0f} MiB"
-    )
-
-
 def per_run_cost(root: Path, count: int = 20) -> None:
     """Read and digest `count` runs in this one process: the cost of a run on one core, apart
     from any executor (the floor of the projection when a cluster's cores are not shared)."""
@@ -352,16 +297,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="steps per template run")
     parser.add_argument("--data", type=Path, default=HERE / ".data" / "scale")
     parser.add_argument("--measure", nargs=4, help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--project-table",
-        type=int,
-        metavar="N",
-        help="only time the project-table stage over N runs made in memory (e.g. 100000)",
-    )
     args = parser.parse_args()
-    if args.project_table:
-        measure_project_table(args.project_table)
-        return
     if args.measure:
         root, out, executor, cpus = args.measure
         print(json.dumps(measure(Path(root), Path(out), executor, int(cpus))))
