@@ -150,9 +150,7 @@ class RayExecutor:
                 run_id: sorted({Path(f) for part in parts for f in part.files})
                 for run_id, parts in split.items()
             }
-            again, failed = self.digest_groups(
-                spec, regrouped, now, progress, copy_notes, cache
-            )
+            again, failed = self.digest_groups(spec, regrouped, now, progress, copy_notes, cache)
             outcomes = [o for o in outcomes if o.run.id not in split] + again
             failures += failed
         found = [outcome.run for outcome in outcomes]
