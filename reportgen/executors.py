@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int, int, str], None]
 
+_SCAN_BATCH = 256  # files whose start times one Ray task reads
+
 
 @dataclass(frozen=True)
 class MappedRuns:
@@ -96,8 +98,11 @@ class LocalExecutor:
     ) -> MappedRuns:
         from reportgen.digest import digest_run
 
-        found = source.list_runs(spec.runs, progress, now=now)
-        runs = filter_runs(found, spec.runs, now)
+        if spec.runs.limit is not None and source.kind == "wandb-offline":
+            found, runs = read_newest(spec, source, now, progress)
+        else:
+            listed = source.list_runs(spec.runs, progress, now=now)
+            found, runs = len(listed), filter_runs(listed, spec.runs, now)
         fetched = fetch_histories(source, runs, progress)
         digests = []
         failures = []
@@ -107,7 +112,29 @@ class LocalExecutor:
                 failures.append(history)
             else:
                 digests.append(digest_run(spec, run, history, now))
-        return MappedRuns(len(found), digests, failures)
+        return MappedRuns(found, digests, failures)
+
+
+def read_newest(
+    spec: Spec, source: Source, now: datetime, progress: Progress | None = None
+) -> tuple[int, list[Run]]:
+    """`runs.limit` over run folders: every file's start time from its run records, then the
+    runs read in full newest first, until `limit` of them pass the filters (see
+    reportgen.sources.starts). Returns how many runs the folder holds, and the chosen runs."""
+    from reportgen.sources.starts import file_start, run_starts
+
+    assert spec.runs.limit is not None
+    groups, copy_notes = source.run_files()  # type: ignore[attr-defined]
+    starts = run_starts(file_start(path) for paths in groups.values() for path in paths)
+    chosen: list[Run] = []
+    at = 0
+    while len(chosen) < spec.runs.limit and at < len(starts):
+        batch = starts[at : at + spec.runs.limit - len(chosen)]
+        at += len(batch)
+        files = [path for start in batch for path in start.files]
+        read = source.read_runs(files, progress, now, copy_notes)  # type: ignore[attr-defined]
+        chosen += [run for run in read if may_be_chosen(run, spec.runs, now)]
+    return len(starts), filter_runs(chosen, spec.runs, now)
 
 
 @dataclass(frozen=True)
@@ -138,6 +165,8 @@ class RayExecutor:
     ) -> MappedRuns:
         cache = getattr(source, "run_cache", None)
         groups, copy_notes = self.list_groups(spec)
+        if spec.runs.limit is not None:
+            return self.map_newest(spec, groups, copy_notes, now, progress, cache)
         outcomes, failures = self.digest_groups(spec, groups, now, progress, copy_notes, cache)
         # Files named for one run that hold another (copied, renamed) are read again together,
         # so that every run is merged from all its files, as the local reader merges them.
@@ -158,6 +187,49 @@ class RayExecutor:
         chosen = filter_runs(found, spec.runs, now)
         failures.sort(key=lambda failure: failure.run_id)  # not in the order tasks happened to end
         return MappedRuns(len(found), [digests[run.id] for run in chosen], failures)
+
+    def map_newest(
+        self,
+        spec: Spec,
+        groups: dict[str, list[Path]],
+        copy_notes: dict[Path, list[str]],
+        now: datetime,
+        progress: Progress | None,
+        cache: RunCache | None,
+    ) -> MappedRuns:
+        """`runs.limit`: the start times of all runs from their run records (tasks of a few
+        hundred files each), then the newest runs digested a batch at a time until `limit` of
+        them pass the filters (see reportgen.sources.starts)."""
+        from reportgen.sources.starts import file_starts, run_starts
+
+        assert spec.runs.limit is not None
+        ray = self._connect()
+        scan = ray.remote(num_cpus=1)(file_starts)
+        files = [str(path) for paths in groups.values() for path in paths]
+        cwd = os.getcwd()
+        batches = [files[i : i + _SCAN_BATCH] for i in range(0, len(files), _SCAN_BATCH)]
+        found = [
+            start for batch in ray.get([scan.remote(b, cwd) for b in batches]) for start in batch
+        ]
+        starts = run_starts(found)
+        width = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        outcomes: list[RunOutcome] = []
+        failures: list[RunFetchError] = []
+        passed = 0
+        at = 0
+        while passed < spec.runs.limit and at < len(starts):
+            batch = starts[at : at + max(spec.runs.limit - passed, width)]
+            at += len(batch)
+            done, failed = self.digest_groups(
+                spec, {s.run_id: list(s.files) for s in batch}, now, progress, copy_notes, cache
+            )
+            outcomes += done
+            failures += failed
+            passed += sum(1 for o in done if o.digest is not None)
+        digests = {o.run.id: o.digest for o in outcomes if o.digest is not None}
+        chosen = filter_runs([o.run for o in outcomes], spec.runs, now)
+        failures.sort(key=lambda failure: failure.run_id)
+        return MappedRuns(len(starts), [digests[run.id] for run in chosen], failures)
 
     def list_groups(self, spec: Spec) -> tuple[dict[str, list[Path]], dict[Path, list[str]]]:
         """The run files under source.path, grouped by the run id in their names, listed by a

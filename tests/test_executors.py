@@ -472,3 +472,77 @@ def test_a_build_with_damaged_and_unreadable_files_is_the_same_from_the_cli_on_r
     assert "the file ends in the middle of a record" in notes["rlshort1"]
     assert "dir00001" in runs and runs["dir00001"]["steps"]["rows"] == 0
     assert runs["rllong01"]["steps"]["rows"] > 0
+
+
+# --- runs.limit reads only the runs it keeps ---------------------------------------------------
+
+
+def _listed_then_filtered(root: Path, runs_spec) -> list[str]:  # type: ignore[no-untyped-def]
+    """The definition of `limit`: every run read, filtered, newest first, the first N."""
+    from reportgen.select import filter_runs
+    from reportgen.sources.offline import OfflineSource
+    from reportgen.spec import SourceSpec
+
+    source = OfflineSource(SourceSpec("wandb-offline", path=str(root)))
+    return [run.id for run in filter_runs(source.list_runs(now=NOW), runs_spec, NOW)]
+
+
+@pytest.mark.parametrize(
+    "runs", ["{limit: 1}", "{limit: 3}", "{filters: {tags: {any: [sft]}}, limit: 2}", "{limit: 50}"]
+)
+def test_a_limit_chooses_the_runs_a_full_listing_would(project_dir, tmp_path, runs):
+    from reportgen.executors import read_newest
+    from reportgen.sources.offline import OfflineSource
+
+    spec = load_spec(
+        spec_over(tmp_path, project_dir, f"runs: {runs}\nmetrics: {{loss: train/loss}}")
+    )
+    found, chosen = read_newest(spec, OfflineSource(spec.source), NOW)
+    assert [run.id for run in chosen] == _listed_then_filtered(project_dir, spec.runs)
+    assert found == len(OfflineSource(spec.source).list_runs(now=NOW))
+    if "resume01" in [run.id for run in chosen]:  # a run in two folders is read from both
+        assert len(next(r for r in chosen if r.id == "resume01").locations) == 2
+
+
+def test_a_limit_decodes_only_the_runs_it_keeps(project_copy, tmp_path, monkeypatch):
+    """The cache stores each file the reader decoded: with `limit: 2`, only the two newest
+    runs' files are there; the others were only scanned for their start times."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(cache))
+    _settle(project_copy)
+    spec = spec_over(tmp_path, project_copy, "runs: {limit: 2}\nmetrics: {loss: train/loss}")
+    result = build(spec, out_dir=tmp_path / "out", now=NOW)
+    newest = _listed_then_filtered(project_copy, load_spec(spec).runs)
+    assert [run.id for run in result.report.runs] == newest
+    stored = {
+        json.loads(meta.read_text())["contents"]["run_id"]
+        for meta in cache.glob("v2/wandb-offline-*/entries/*/meta.json")
+    }
+    assert stored == set(newest)
+    assert result.report.runs_found == len(wandb_files(project_copy))
+
+
+@pytest.mark.ray
+def test_a_limit_on_ray_digests_a_batch_not_every_run(
+    ray_instance, project_copy, tmp_path, monkeypatch
+):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(cache))
+    _settle(project_copy)
+    spec = spec_over(
+        tmp_path,
+        project_copy,
+        "runs: {filters: {tags: {any: [sft]}}, limit: 1}\nmetrics: {loss: train/loss}",
+    )
+    local, on_ray = build_both(spec, tmp_path)
+    assert_same_files(local, on_ray)
+    stored = {
+        json.loads(meta.read_text())["contents"]["run_id"]
+        for meta in cache.glob("v2/wandb-offline-*/entries/*/meta.json")
+    }
+    # Batches of as many runs as the instance has CPUs (2), newest first, until one passes.
+    from reportgen.spec import RunsSpec
+
+    every = _listed_then_filtered(project_copy, RunsSpec())
+    (chosen,) = json.loads((on_ray / "report.json").read_text())["runs"]
+    assert stored <= set(every[: every.index(chosen["id"]) + 2]) and len(stored) < len(every)
