@@ -120,7 +120,9 @@ def expected_cell(run: Run, column: ProjectColumn) -> str:
     raise AssertionError(name)
 
 
-def test_the_columnar_csv_is_what_the_csv_module_writes_cell_by_cell():
+@pytest.mark.parametrize("slice_rows", [16384, 2])
+def test_the_columnar_csv_is_what_the_csv_module_writes_cell_by_cell(monkeypatch, slice_rows):
+    monkeypatch.setattr("reportgen.render.analysis._CSV_ROWS", slice_rows)  # rows written at once
     runs, table = make_table(ProjectTableSpec(metrics={}))
     spans = {r.id: StepSpan(10 * i, None if i == 0 else 10 * i - 1) for i, r in enumerate(runs)}
     rows = []
