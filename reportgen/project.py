@@ -644,20 +644,10 @@ def _key_codes(project: ProjectTable | _Columns, column: str) -> tuple[np.ndarra
 
 @dataclass(frozen=True)
 class _Columns:
+    """What grouping reads before the ProjectTable exists: the table and its mixed columns."""
+
     table: pa.Table
     mixed: Mapping[str, Sequence[Any]]
-
-
-def aggregate(values: Sequence[Any], how: str) -> float | None:
-    """count, mean, std (sample, n-1), min or max of finite values; None when undefined.
-
-    A member whose value is NaN or infinite (a run that ended diverged) makes the group's
-    mean and std NaN: leaving it out would report the survivors as the group's result.
-    """
-    numeric = np.asarray([v if _numeric(v) else math.nan for v in values], dtype=float)
-    present = np.asarray([_numeric(v) for v in values], dtype=bool)
-    result = group_aggregates(np.zeros(len(values), dtype=np.int64), 1, numeric, present, [how])
-    return result[how][0]
 
 
 _PAIRWISE = 8  # numpy sums 8 or more values pairwise: such groups are summed as numpy does
@@ -681,9 +671,11 @@ def group_aggregates(
 ) -> dict[str, list[float | None]]:
     """Each aggregate of `values` over each of `count` groups (`groups[i]`: run i's group).
 
-    Finite values are aggregated; missing ones (`present` False) are ignored; a NaN or infinite
-    value makes its group's mean and std NaN (see `aggregate`). Means and standard deviations
-    equal numpy's `mean()` and `std(ddof=1)` of each group's finite values.
+    count, mean, std (sample, n-1), min or max of the finite values; None where undefined (no
+    value; std of one). Missing values (`present` False) are ignored. A NaN or infinite value (a
+    run that ended diverged) makes its group's mean and std NaN: leaving it out would report the
+    survivors as the group's result. Means and standard deviations equal numpy's `mean()` and
+    `std(ddof=1)` of each group's finite values, bit for bit.
     """
     finite = present & np.isfinite(values)
     spoiled = np.bincount(groups[present & ~finite], minlength=count) > 0
