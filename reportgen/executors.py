@@ -125,7 +125,13 @@ def read_newest(
 
     assert spec.runs.limit is not None
     groups, copy_notes = source.run_files()  # type: ignore[attr-defined]
-    starts = run_starts(file_start(path) for paths in groups.values() for path in paths)
+    files = [path for paths in groups.values() for path in paths]
+    scanned = []
+    for done, path in enumerate(files, start=1):
+        scanned.append(file_start(path))
+        if progress:
+            progress(done, len(files), path.parent.name)
+    starts = run_starts(scanned)
     chosen: list[Run] = []
     at = 0
     while len(chosen) < spec.runs.limit and at < len(starts):
