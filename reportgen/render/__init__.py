@@ -27,6 +27,13 @@ def write_outputs(
     `template_dirs` are searched for templates before the built-in ones.
     """
     written: list[Path] = []
+    charts = None
+    if "markdown" in formats or "pdf" in formats:
+        from reportgen.render.plots import draw_charts
+
+        # Each chart drawn once for both: the Markdown's PNG and the PDF's SVG of an alias
+        # come from one figure.
+        charts = draw_charts(report, png="markdown" in formats, svg="pdf" in formats)
     if "csv" in formats:
         from reportgen.render.analysis import analysis_files
         from reportgen.render.csv import render_csv
@@ -38,7 +45,7 @@ def write_outputs(
         from reportgen.render.markdown import render_markdown
         from reportgen.render.plots import write_png_plots
 
-        pngs = write_png_plots(report, out_dir / PLOTS_DIR)
+        pngs = write_png_plots(report, out_dir / PLOTS_DIR, charts)
         written += pngs.values()
         images = {alias: path.relative_to(out_dir).as_posix() for alias, path in pngs.items()}
         path = out_dir / "report.md"
@@ -49,7 +56,7 @@ def write_outputs(
         from reportgen.render.pdf import render_pdf
 
         path = out_dir / "report.pdf"
-        atomic.write_bytes(path, render_pdf(report, template_dirs))
+        atomic.write_bytes(path, render_pdf(report, template_dirs, charts))
         written.append(path)
     if "json" in formats:
         from reportgen.render.json import render_json

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
@@ -21,6 +21,9 @@ from reportgen.render.markdown import all_notes, sparkline_for, state_label
 from reportgen.render.templates import render_template, template_loader
 from reportgen.render.text import format_number
 from reportgen.report import CONSOLE_LINES, FAILED_STATES, Report
+
+if TYPE_CHECKING:
+    from reportgen.render.plots import ChartImages
 
 
 @dataclass(frozen=True)
@@ -49,34 +52,22 @@ def svg_data_uri(svg: bytes) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii")
 
 
-def draw_figures(report: Report) -> Figures:
-    """Every chart of the report as SVG: vector in the PDF, sharp at any zoom."""
-    from reportgen.render.plots import (
-        alias_figure,
-        figure_bytes,
-        pareto_figure,
-        plotted_aliases,
-        run_figures,
-        run_styles,
-    )
+def draw_figures(report: Report, images: ChartImages | None = None) -> Figures:
+    """Every chart of the report as SVG: vector in the PDF, sharp at any zoom.
 
-    styles = run_styles(report)
-    aliases = {}
-    for alias in plotted_aliases(report):
-        fig = alias_figure(report, alias, styles)
-        if fig is not None:
-            aliases[alias] = svg_data_uri(figure_bytes(fig, "svg"))
-    runs = {}
-    for run in report.runs:
-        if not report.has_page(run):
-            continue  # its charts would be drawn for a page that is not there
-        figures = run_figures(report, run, styles)
-        if figures:
-            runs[run.id] = [svg_data_uri(figure_bytes(fig, "svg")) for fig in figures]
-    project = report.analysis.project
-    front = pareto_figure(project.pareto) if project and project.pareto else None
-    pareto = svg_data_uri(figure_bytes(front, "svg")) if front is not None else None
-    return Figures(aliases, runs, pareto)
+    `images` from draw_charts(svg=True) when they were drawn along with the Markdown's PNGs.
+    """
+    from reportgen.render.plots import draw_charts
+
+    images = images if images is not None else draw_charts(report, png=False, svg=True)
+    return Figures(
+        {alias: svg_data_uri(drawn["svg"]) for alias, drawn in images.aliases.items()},
+        {
+            run_id: [svg_data_uri(drawn["svg"]) for drawn in pages]
+            for run_id, pages in images.runs.items()
+        },
+        svg_data_uri(images.pareto["svg"]) if images.pareto is not None else None,
+    )
 
 
 def source_text(source: dict[str, Any]) -> str:

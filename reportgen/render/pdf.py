@@ -14,13 +14,16 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reportgen.errors import UsageError
 from reportgen.render.csv import render_csv
 from reportgen.render.html import draw_figures, render_html
 from reportgen.render.templates import builtin_template_dir
 from reportgen.report import Report
+
+if TYPE_CHECKING:
+    from reportgen.render.plots import ChartImages
 
 _FONT_FILES = {
     ("DejaVu Sans", "normal", "normal"): "DejaVuSans.ttf",
@@ -89,12 +92,17 @@ def _weasyprint() -> Any:
     return weasyprint
 
 
-def render_pdf(report: Report, template_dirs: Sequence[Path] = ()) -> bytes:
-    """The report as PDF bytes: cover, verdicts, charts, a section per run, CSVs attached."""
+def render_pdf(
+    report: Report, template_dirs: Sequence[Path] = (), images: ChartImages | None = None
+) -> bytes:
+    """The report as PDF bytes: cover, verdicts, charts, a section per run, CSVs attached.
+
+    `images` from draw_charts(svg=True) when the Markdown's PNGs were drawn in the same pass.
+    """
     weasyprint = _weasyprint()
     from weasyprint.text.fonts import FontConfiguration
 
-    html = render_html(report, template_dirs, draw_figures(report))
+    html = render_html(report, template_dirs, draw_figures(report, images))
     fonts = FontConfiguration()
     stylesheets = [weasyprint.CSS(string=font_faces(), font_config=fonts)]
     for css_path in stylesheet_paths(template_dirs):

@@ -12,10 +12,12 @@ from __future__ import annotations
 import io
 import logging
 import math
+import os
+import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -355,9 +357,13 @@ def alias_figure(report: Report, alias: str, styles: dict[str, RunStyle]) -> Any
     return fig
 
 
+def _run_curves(report: Report, run: RunReport) -> list[Curve]:
+    return [c for alias in report.plots.metrics if (c := run.curve(alias)) is not None]
+
+
 def run_figures(report: Report, run: RunReport, styles: dict[str, RunStyle]) -> list[Any]:
     """A run's plotted aliases as small multiples, at most a page (12 charts) per figure."""
-    curves = [c for alias in report.plots.metrics if (c := run.curve(alias)) is not None]
+    curves = _run_curves(report, run)
     return [
         _small_multiples(report, run, curves[i : i + PAGE_OF_CHARTS], styles[run.id])
         for i in range(0, len(curves), PAGE_OF_CHARTS)
@@ -478,22 +484,160 @@ def figure_bytes(fig: Any, fmt: str, dpi: int = 110) -> bytes:
     return buffer.getvalue()
 
 
-def write_png_plots(report: Report, plots_dir: Path) -> dict[str, Path]:
-    """One PNG per plotted alias in plots_dir; stale PNGs of earlier builds are removed."""
-    styles = run_styles(report)
-    written: dict[str, Path] = {}
-    for alias in plotted_aliases(report):
-        fig = alias_figure(report, alias, styles)
-        if fig is None:
-            continue
-        path = plots_dir / f"{alias}.png"
-        atomic.write_bytes(path, figure_bytes(fig, "png"))
-        written[alias] = path
+@dataclass(frozen=True)
+class ChartJob:
+    """One chart to draw and the formats it is wanted in.
+
+    kind is "alias" (key: the alias), "run" (key: the run id, page: which figure of its small
+    multiples) or "pareto".
+    """
+
+    kind: str
+    key: str = ""
+    page: int = 0
+    formats: tuple[str, ...] = ("svg",)
+
+
+@dataclass(frozen=True)
+class ChartImages:
+    """Every chart of a report as image bytes by format ("png", "svg"): drawn once, in worker
+    processes, for Markdown and PDF alike. Charts with nothing to show are absent."""
+
+    aliases: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    runs: dict[str, list[dict[str, bytes]]] = field(default_factory=dict)
+    pareto: dict[str, bytes] | None = None
+
+
+def chart_jobs(report: Report, png: bool, svg: bool) -> list[ChartJob]:
+    """The charts Markdown (png) and the PDF (svg) show, in the PDF's order.
+
+    An alias chart wanted by both is one job drawing both formats. Runs' small multiples are
+    drawn only for runs that get a page in the PDF: nobody would see the others.
+    """
+    formats = tuple(fmt for fmt, wanted in (("png", png), ("svg", svg)) if wanted)
+    if not formats:
+        return []
+    jobs = [ChartJob("alias", alias, formats=formats) for alias in plotted_aliases(report)]
     project = report.analysis.project
-    front = pareto_figure(project.pareto) if project and project.pareto else None
-    if front is not None:
+    if project and project.pareto and project.pareto.points:
+        jobs.append(ChartJob("pareto", formats=formats))
+    if svg:
+        for run in report.runs:
+            if report.has_page(run):
+                pages = math.ceil(len(_run_curves(report, run)) / PAGE_OF_CHARTS)
+                jobs += [ChartJob("run", run.id, page) for page in range(pages)]
+    return jobs
+
+
+def draw_chart(report: Report, job: ChartJob) -> dict[str, bytes]:
+    """One chart's bytes per format; empty when it has nothing to show."""
+    styles = run_styles(report)
+    fig: Any | None
+    if job.kind == "alias":
+        fig = alias_figure(report, job.key, styles)
+    elif job.kind == "pareto":
+        project = report.analysis.project
+        fig = pareto_figure(project.pareto) if project and project.pareto else None
+    else:
+        run = report.run(job.key)
+        curves = _run_curves(report, run)
+        page = curves[job.page * PAGE_OF_CHARTS : (job.page + 1) * PAGE_OF_CHARTS]
+        fig = _small_multiples(report, run, page, styles[run.id]) if page else None
+    if fig is None:
+        return {}
+    return {fmt: figure_bytes(fig, fmt) for fmt in job.formats}
+
+
+# The report a forked worker draws from: inherited from the parent, never pickled.
+_WORKER_REPORT: Report | None = None
+
+
+def _adopt(report: Report) -> None:
+    global _WORKER_REPORT
+    _WORKER_REPORT = report
+
+
+def _draw_in_worker(job: ChartJob) -> dict[str, bytes]:
+    assert _WORKER_REPORT is not None
+    return draw_chart(_WORKER_REPORT, job)
+
+
+def chart_processes(jobs: int) -> int:
+    """Worker processes for this many charts: one per usable core (at most 4), none for a few
+    charts or on one core, and none where processes cannot be forked (forking copies the
+    Report for free; starting Python afresh would cost each worker a second of imports)."""
+    import multiprocessing
+
+    if sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods():
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = min(4, cores or 1, jobs // 2)
+    return workers if workers >= 2 else 0
+
+
+def draw_charts(report: Report, png: bool = False, svg: bool = True) -> ChartImages:
+    """Every chart Markdown (png) and the PDF (svg) show, each drawn once.
+
+    Charts are independent and matplotlib holds the GIL, so they are drawn in forked worker
+    processes when there are cores to spare, in the PDF's order. The bytes are the same either
+    way: each chart is drawn by the same code from the same Report, with a fixed SVG id salt.
+    """
+    jobs = chart_jobs(report, png, svg)
+    aliases: dict[str, dict[str, bytes]] = {}
+    runs: dict[str, list[dict[str, bytes]]] = {}
+    pareto = None
+    for job, drawn in zip(jobs, _draw_all(report, jobs), strict=True):
+        if not drawn:
+            continue
+        if job.kind == "alias":
+            aliases[job.key] = drawn
+        elif job.kind == "pareto":
+            pareto = drawn
+        else:
+            runs.setdefault(job.key, []).append(drawn)
+    return ChartImages(aliases, runs, pareto)
+
+
+def _draw_all(report: Report, jobs: list[ChartJob]) -> list[dict[str, bytes]]:
+    processes = chart_processes(len(jobs))
+    if not processes:
+        return [draw_chart(report, job) for job in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # A build's progress line runs in a thread; Python >= 3.12 warns on any fork with threads.
+    # The workers only draw and return bytes: they never touch what that thread may hold.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pool = ProcessPoolExecutor(
+            processes,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_adopt,
+            initargs=(report,),
+        )
+        try:
+            return list(pool.map(_draw_in_worker, jobs))
+        finally:
+            # On --timeout or a signal, drop the charts not started instead of drawing them all.
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def write_png_plots(
+    report: Report, plots_dir: Path, images: ChartImages | None = None
+) -> dict[str, Path]:
+    """One PNG per plotted alias in plots_dir; stale PNGs of earlier builds are removed.
+
+    `images` from draw_charts(png=True) when the PDF's charts are drawn in the same pass.
+    """
+    images = images if images is not None else draw_charts(report, png=True, svg=False)
+    written: dict[str, Path] = {}
+    for alias, drawn in images.aliases.items():
+        path = plots_dir / f"{alias}.png"
+        atomic.write_bytes(path, drawn["png"])
+        written[alias] = path
+    if images.pareto is not None:
         path = plots_dir / f"{PARETO_IMAGE}.png"
-        atomic.write_bytes(path, figure_bytes(front, "png"))
+        atomic.write_bytes(path, images.pareto["png"])
         written[PARETO_IMAGE] = path
     if plots_dir.is_dir():
         for old in plots_dir.glob("*.png"):
