@@ -163,8 +163,8 @@ def main() -> None:
     report, wall, _ = timed(lambda: make_report(spec, open_source(spec.source), NOW))
     print(f"demo (8 runs × 9 aliases; report assembled in {wall:.2f} s):")
     no_charts = ChartImages()
-    _, wall, cpu = timed(lambda: draw_charts(report, png=True, svg=True))
-    print(f"  every chart, PNG + SVG, drawn once   {wall:6.2f} s  (CPU {cpu:.2f} s)")
+    _, wall, cpu = timed(lambda: draw_charts(report, png=True, pdf=True))
+    print(f"  every chart, PNG + PDF, drawn once   {wall:6.2f} s  (CPU {cpu:.2f} s)")
     pdf = render_pdf(report)
     print(f"  report.pdf: {pages(pdf)} pages, {len(pdf) / 1024:.0f} KiB")
     demo, floor, _ = paired(

@@ -31,9 +31,9 @@ def write_outputs(
     if "markdown" in formats or "pdf" in formats:
         from reportgen.render.plots import draw_charts
 
-        # Each chart drawn once for both: the Markdown's PNG and the PDF's SVG of an alias
-        # come from one figure.
-        charts = draw_charts(report, png="markdown" in formats, svg="pdf" in formats)
+        # Each chart drawn once for both: the Markdown's PNG and the PDF's vector chart of an
+        # alias come from one figure.
+        charts = draw_charts(report, png="markdown" in formats, pdf="pdf" in formats)
     if "csv" in formats:
         from reportgen.render.analysis import analysis_files
         from reportgen.render.csv import render_csv

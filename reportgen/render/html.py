@@ -1,19 +1,19 @@
 """The report as one HTML document (templates/report.html.j2): the source the PDF is typeset from.
 
 Autoescaping is on for every template, so a run named `<script>` arrives as text. Charts are
-embedded as SVG data URIs, so the document needs no files beside it. The variables a template
+image URIs: for the PDF, empty SVG placeholders of each chart's size that render_pdf draws the
+chart over, so the document needs no files beside it. The variables a template
 receives are listed in docs/pdf-and-templates.md; keep the two in step.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 
@@ -22,13 +22,10 @@ from reportgen.render.templates import render_template, template_loader
 from reportgen.render.text import format_number
 from reportgen.report import CONSOLE_LINES, FAILED_STATES, Report
 
-if TYPE_CHECKING:
-    from reportgen.render.plots import ChartImages
-
 
 @dataclass(frozen=True)
 class Figures:
-    """Charts ready to embed: per plotted alias, and per run (its small multiples)."""
+    """Charts' image URIs: per plotted alias, per run (its small multiples), the Pareto chart."""
 
     aliases: dict[str, str] = field(default_factory=dict)
     runs: dict[str, list[str]] = field(default_factory=dict)
@@ -46,28 +43,6 @@ def html_environment(extra_dirs: Sequence[Path] = ()) -> jinja2.Environment:
     )
     env.filters["num"] = format_number
     return env
-
-
-def svg_data_uri(svg: bytes) -> str:
-    return "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii")
-
-
-def draw_figures(report: Report, images: ChartImages | None = None) -> Figures:
-    """Every chart of the report as SVG: vector in the PDF, sharp at any zoom.
-
-    `images` from draw_charts(svg=True) when they were drawn along with the Markdown's PNGs.
-    """
-    from reportgen.render.plots import draw_charts
-
-    images = images if images is not None else draw_charts(report, png=False, svg=True)
-    return Figures(
-        {alias: svg_data_uri(drawn["svg"]) for alias, drawn in images.aliases.items()},
-        {
-            run_id: [svg_data_uri(drawn["svg"]) for drawn in pages]
-            for run_id, pages in images.runs.items()
-        },
-        svg_data_uri(images.pareto["svg"]) if images.pareto is not None else None,
-    )
 
 
 def source_text(source: dict[str, Any]) -> str:
@@ -137,7 +112,8 @@ def signed_text(value: float | None, suffix: str = "") -> str:
 def render_html(
     report: Report, template_dirs: Sequence[Path] = (), figures: Figures | None = None
 ) -> str:
-    """The whole report as HTML; `figures` from draw_figures (none: a report without charts)."""
+    """The whole report as HTML; `figures`: the charts' image URIs (none: a report without
+    charts; render_pdf passes placeholders it draws the charts over)."""
     from reportgen.render.plots import run_styles
 
     figures = figures or Figures()

@@ -1,10 +1,11 @@
-"""Charts of a Report with matplotlib: PNG files for Markdown, SVG (vector) for the PDF.
+"""Charts of a Report with matplotlib: PNG files for Markdown, PDF (vector) for the PDF.
 
 One chart per alias shows every chosen run that logged it; one chart per run shows its
 aliases side by side. A run keeps one colour (and, past ten runs, a line style) in every
 chart, in the PDF's verdict table and in Mermaid blocks. Findings that name a step are marked
 on the curve. Output is deterministic: no dates or software versions in the files, a fixed
 SVG id salt, and matplotlib's object API (no pyplot global state, no display needed).
+Each chart is drawn once per build (draw_charts), in worker processes where there are cores.
 """
 
 from __future__ import annotations
@@ -475,10 +476,17 @@ def pareto_figure(front: ParetoFront) -> Any | None:
     return fig
 
 
+_NO_METADATA: dict[str, dict[str, None]] = {
+    "png": {"Software": None},
+    "svg": {"Date": None, "Creator": None},
+    "pdf": {"CreationDate": None, "Creator": None, "Producer": None},
+}
+
+
 def figure_bytes(fig: Any, fmt: str, dpi: int = 110) -> bytes:
-    """The figure as PNG or SVG bytes, with nothing in them that changes between builds."""
+    """The figure as PNG, SVG or PDF bytes, with nothing in them that changes between builds."""
     buffer = io.BytesIO()
-    metadata = {"Software": None} if fmt == "png" else {"Date": None, "Creator": None}
+    metadata = _NO_METADATA[fmt]
     with _style():
         fig.savefig(buffer, format=fmt, dpi=dpi, metadata=metadata, facecolor="white")
     return buffer.getvalue()
@@ -486,7 +494,7 @@ def figure_bytes(fig: Any, fmt: str, dpi: int = 110) -> bytes:
 
 @dataclass(frozen=True)
 class ChartJob:
-    """One chart to draw and the formats it is wanted in.
+    """One chart to draw and the formats it is wanted in ("png", "pdf", "svg").
 
     kind is "alias" (key: the alias), "run" (key: the run id, page: which figure of its small
     multiples) or "pareto".
@@ -495,33 +503,33 @@ class ChartJob:
     kind: str
     key: str = ""
     page: int = 0
-    formats: tuple[str, ...] = ("svg",)
+    formats: tuple[str, ...] = ("pdf",)
 
 
 @dataclass(frozen=True)
 class ChartImages:
-    """Every chart of a report as image bytes by format ("png", "svg"): drawn once, in worker
-    processes, for Markdown and PDF alike. Charts with nothing to show are absent."""
+    """Every chart of a report as image bytes by format ("png" for Markdown, "pdf" for the PDF):
+    drawn once, in worker processes, for both. Charts with nothing to show are absent."""
 
     aliases: dict[str, dict[str, bytes]] = field(default_factory=dict)
     runs: dict[str, list[dict[str, bytes]]] = field(default_factory=dict)
     pareto: dict[str, bytes] | None = None
 
 
-def chart_jobs(report: Report, png: bool, svg: bool) -> list[ChartJob]:
-    """The charts Markdown (png) and the PDF (svg) show, in the PDF's order.
+def chart_jobs(report: Report, png: bool, pdf: bool) -> list[ChartJob]:
+    """The charts Markdown (png) and the PDF (pdf) show, in the PDF's order.
 
     An alias chart wanted by both is one job drawing both formats. Runs' small multiples are
     drawn only for runs that get a page in the PDF: nobody would see the others.
     """
-    formats = tuple(fmt for fmt, wanted in (("png", png), ("svg", svg)) if wanted)
+    formats = tuple(fmt for fmt, wanted in (("png", png), ("pdf", pdf)) if wanted)
     if not formats:
         return []
     jobs = [ChartJob("alias", alias, formats=formats) for alias in plotted_aliases(report)]
     project = report.analysis.project
     if project and project.pareto and project.pareto.points:
         jobs.append(ChartJob("pareto", formats=formats))
-    if svg:
+    if pdf:
         for run in report.runs:
             if report.has_page(run):
                 pages = math.ceil(len(_run_curves(report, run)) / PAGE_OF_CHARTS)
@@ -575,14 +583,14 @@ def chart_processes(jobs: int) -> int:
     return workers if workers >= 2 else 0
 
 
-def draw_charts(report: Report, png: bool = False, svg: bool = True) -> ChartImages:
-    """Every chart Markdown (png) and the PDF (svg) show, each drawn once.
+def draw_charts(report: Report, png: bool = False, pdf: bool = True) -> ChartImages:
+    """Every chart Markdown (png) and the PDF (pdf) show, each drawn once.
 
     Charts are independent and matplotlib holds the GIL, so they are drawn in forked worker
     processes when there are cores to spare, in the PDF's order. The bytes are the same either
-    way: each chart is drawn by the same code from the same Report, with a fixed SVG id salt.
+    way: each chart is drawn by the same code from the same Report.
     """
-    jobs = chart_jobs(report, png, svg)
+    jobs = chart_jobs(report, png, pdf)
     aliases: dict[str, dict[str, bytes]] = {}
     runs: dict[str, list[dict[str, bytes]]] = {}
     pareto = None
@@ -629,7 +637,7 @@ def write_png_plots(
 
     `images` from draw_charts(png=True) when the PDF's charts are drawn in the same pass.
     """
-    images = images if images is not None else draw_charts(report, png=True, svg=False)
+    images = images if images is not None else draw_charts(report, png=True, pdf=False)
     written: dict[str, Path] = {}
     for alias, drawn in images.aliases.items():
         path = plots_dir / f"{alias}.png"
