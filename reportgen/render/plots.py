@@ -583,18 +583,23 @@ def chart_processes(jobs: int) -> int:
     return workers if workers >= 2 else 0
 
 
-def draw_charts(report: Report, png: bool = False, pdf: bool = True) -> ChartImages:
+def draw_charts(
+    report: Report, png: bool = False, pdf: bool = True, processes: int | None = None
+) -> ChartImages:
     """Every chart Markdown (png) and the PDF (pdf) show, each drawn once.
 
     Charts are independent and matplotlib holds the GIL, so they are drawn in forked worker
     processes when there are cores to spare, in the PDF's order. The bytes are the same either
-    way: each chart is drawn by the same code from the same Report.
+    way: each chart is drawn by the same code from the same Report. `processes`: how many
+    workers (0: draw here); by default chart_processes decides.
     """
     jobs = chart_jobs(report, png, pdf)
     aliases: dict[str, dict[str, bytes]] = {}
     runs: dict[str, list[dict[str, bytes]]] = {}
     pareto = None
-    for job, drawn in zip(jobs, _draw_all(report, jobs), strict=True):
+    if processes is None:
+        processes = chart_processes(len(jobs))
+    for job, drawn in zip(jobs, _draw_all(report, jobs, processes), strict=True):
         if not drawn:
             continue
         if job.kind == "alias":
@@ -606,11 +611,11 @@ def draw_charts(report: Report, png: bool = False, pdf: bool = True) -> ChartIma
     return ChartImages(aliases, runs, pareto)
 
 
-def _draw_all(report: Report, jobs: list[ChartJob]) -> list[dict[str, bytes]]:
-    processes = chart_processes(len(jobs))
-    if not processes:
-        return [draw_chart(report, job) for job in jobs]
+def _draw_all(report: Report, jobs: list[ChartJob], processes: int) -> list[dict[str, bytes]]:
     import multiprocessing
+
+    if processes < 2 or len(jobs) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return [draw_chart(report, job) for job in jobs]
     from concurrent.futures import ProcessPoolExecutor
 
     # A build's progress line runs in a thread; Python >= 3.12 warns on any fork with threads.
