@@ -235,19 +235,29 @@ def _items(
 
 
 def _regions(data: bytes, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
-    """buf[starts[i]:ends[i]] for each i, as an Arrow binary array (copied by Arrow's take
-    from one array whose odd elements are the gaps between them)."""
+    """data[starts[i]:ends[i]] for each i, as an Arrow binary array: copied by Arrow's take
+    from one array whose elements are the regions and the gaps between them (regions in
+    the order they lie in `data`; others are put in that order first)."""
     if not len(starts):
         return pa.array([], pa.large_binary())
     offsets = np.empty(2 * len(starts), dtype=np.int64)
     offsets[0::2] = starts
     offsets[1::2] = ends
+    picks = np.arange(0, 2 * len(starts), 2)
+    if (offsets[1:] < offsets[:-1]).any():
+        order = np.argsort(starts, kind="stable")
+        offsets[0::2] = starts[order]
+        offsets[1::2] = ends[order]
+        if (offsets[1:] < offsets[:-1]).any():
+            raise ValueError("overlapping regions")  # never: fields do not overlap
+        picks = np.empty(len(starts), dtype=np.int64)
+        picks[order] = np.arange(0, 2 * len(starts), 2)
     spans = pa.LargeBinaryArray.from_buffers(
         pa.large_binary(),
         2 * len(starts) - 1,
         [None, pa.py_buffer(offsets), pa.py_buffer(data)],
     )
-    return spans.take(pa.array(np.arange(0, 2 * len(starts), 2)))
+    return spans.take(pa.array(picks))
 
 
 @dataclass
@@ -389,9 +399,8 @@ def decode_window(
     False every record is left to it (the plain reader, kept to check the fast one against).
     """
     buf = buffer.u8
-    which = np.concatenate([history, summary])
-    is_history = np.zeros(len(which), dtype=bool)
-    is_history[: len(history)] = True
+    which = np.union1d(history, summary)  # in the order they lie in the window
+    is_history = np.isin(which, history)
     irregular = np.full(len(which), not scan)
     tags = np.where(is_history, HISTORY_TAG, SUMMARY_TAG)
     body_start, body_end = _bodies(buf, buffer.starts[which], buffer.ends[which], tags, irregular)
@@ -406,23 +415,21 @@ def decode_window(
     items = _items(buf, owner[is_item], start[is_item], end[is_item], irregular)
     keys = _key_codes(buffer.data, items, names)
     irregular[items.record[keys.bad]] = True
-    in_history = is_history[items.record]
 
-    count = len(history)
-    # Field 2: the step of a history record, a removal in a summary record.
-    second = number == 2
-    removals = second & ~is_history[owner]
-    step_owner = owner[second & is_history[owner]]
-    step_start = start[second & is_history[owner]]
-    step_end = end[second & is_history[owner]]
+    # History records are numbered among themselves from here on.
+    place = np.cumsum(is_history) - 1
+    in_history = is_history[items.record]
     history_items = _select(items, in_history)
+    history_items.record = place[history_items.record]
+    second = number == 2  # the step of a history record, a removal in a summary record
+    steps = second & is_history[owner]
     batch = _history(
         buf, buffer.data, history_items, keys.codes[in_history], list(keys.keys),
-        irregular[:count], step_owner, step_start, step_end,
+        irregular[is_history], place[owner[steps]], start[steps], end[steps],
         lambda index: parse(payloads[history[index]]),
     )  # fmt: skip
     updates = None
-    if not removals.any() and not irregular[count:].any():
+    if not (second & ~is_history[owner]).any() and not irregular[~is_history].any():
         summary_items = _select(items, ~in_history)
         updates = _last_values(buffer.data, summary_items, keys.codes[~in_history], keys.keys)
     return WindowRecords(batch, updates)
