@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from reportgen.errors import SourceError
 from reportgen.runs import Column, History, Run
-from reportgen.sources.wandb_file import Damage, FileContents, find_wandb_files, read_wandb_file
+from reportgen.sources.wandb_file import Damage, FileContents, find_wandb_files, stat_and_read
 from reportgen.spec import RunsSpec, SourceSpec
 
 if TYPE_CHECKING:
@@ -331,25 +331,16 @@ def _fingerprint(stat: os.stat_result) -> dict[str, int]:
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 
 
-def _stat_and_read(path: Path) -> tuple[os.stat_result | None, FileContents]:
-    """A file's stat before reading, and its contents (run in a worker process)."""
-    try:
-        before = path.stat()
-    except OSError:
-        before = None
-    return before, read_wandb_file(path)
-
-
 def _decode(paths: list[Path]) -> Iterator[tuple[os.stat_result | None, FileContents]]:
     """Decode files in order; in parallel when there are several and enough bytes."""
     workers = min(len(paths), os.cpu_count() or 1)
     total = sum(_size(path) for path in paths)
     if workers < 2 or total < PARALLEL_MIN_BYTES:
-        yield from map(_stat_and_read, paths)
+        yield from map(stat_and_read, paths)
         return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        yield from pool.map(_stat_and_read, paths)
+        yield from pool.map(stat_and_read, paths)
 
 
 def _size(path: Path) -> int:

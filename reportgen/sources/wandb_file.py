@@ -35,12 +35,16 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-from wandb.proto import wandb_internal_pb2
 
 from reportgen.sources import wandb_records, wire
+from reportgen.sources.wandb_proto import record_class
 
-# The generated module has no type stubs for its message classes.
-pb: Any = wandb_internal_pb2
+
+class pb:  # read as wandb's `wandb_internal_pb2` module: `pb.Record`
+    """wandb's protobuf messages the reader uses (see reportgen.sources.wandb_proto)."""
+
+    Record: Any = record_class()
+
 
 HEADER = b":W&B" + struct.pack("<HB", 0xBEE1, 0)
 BLOCK_SIZE = 32 * 1024
@@ -394,6 +398,16 @@ WINDOW_RECORDS = 16_384
 WINDOW_BYTES = 8 * 1024 * 1024
 
 
+def stat_and_read(path: Path) -> tuple[os.stat_result | None, FileContents]:
+    """A file's stat before reading, and its contents. Run in worker processes: this module
+    imports only numpy, protobuf and (to decode) pyarrow, so a worker starts quickly."""
+    try:
+        before = path.stat()
+    except OSError:
+        before = None
+    return before, read_wandb_file(path)
+
+
 def _read_records(
     batches: Iterator[list[bytes]], contents: FileContents, scan: bool = True
 ) -> None:
@@ -427,27 +441,12 @@ _IS_KIND[list(_KIND_BY_FIELD)] = True
 
 def record_kinds(buffer: wire.Buffer, payloads: list[bytes]) -> np.ndarray:
     """Each record's type as the field number of its `record_type` (-1: none), as
-    `record_kind` reads it: from the tag after the optional `num`, for every record at once
-    (records that need more than that are left to `record_kind`)."""
-    buf, starts, ends = buffer.u8, buffer.starts, buffer.ends
-    tag_at = starts.copy()
-    with_num = np.flatnonzero(buf[starts] == 0x08)
-    decided = np.ones(len(starts), dtype=bool)
-    if with_num.size:
-        _, lengths, good = wire.read_varints(buf, starts[with_num] + 1)
-        tag_at[with_num] += 1 + lengths
-        decided[with_num] = good
-    tag_at = np.minimum(tag_at, ends)
-    first, second = buf[tag_at].astype(np.int64), buf[tag_at + 1].astype(np.int64)
-    two_bytes = first >= 0x80
-    tag = np.where(two_bytes, (first & 0x7F) | (second << 7), first)
-    decided &= np.where(two_bytes, (second < 0x80) & (tag_at + 2 <= ends), tag_at + 1 <= ends)
-    number = tag >> 3
-    decided &= (
-        ((tag & 7) == 2)
-        & (number < len(_IS_KIND))
-        & _IS_KIND[np.minimum(number, len(_IS_KIND) - 1)]
-    )
+    `record_kind` reads it: read for every record at once (records that need more than a
+    quick read are left to `record_kind`)."""
+    types = wandb_records.record_types(buffer.u8, buffer.starts, buffer.ends)
+    number = types.number
+    decided = (number >= 0) & (number < len(_IS_KIND))
+    decided &= _IS_KIND[np.clip(number, 0, len(_IS_KIND) - 1)]
     kinds = np.where(decided, number, -1)
     for index in np.flatnonzero(~decided).tolist():
         kind = record_kind(payloads[index])
@@ -488,6 +487,10 @@ class _RecordReader:
             # is decoded, unless the window must be merged record by record.
             contents.records += len(summary)
             if decoded.summary is not None:
+                for index in decoded.summary_failed:
+                    contents.damages.append(
+                        Damage(0, len(window[index]), "a summary record could not be decoded")
+                    )
                 self.summary.update(decoded.summary)
             else:
                 payloads = [window[index] for index in summary.tolist()]

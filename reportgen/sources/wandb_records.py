@@ -36,8 +36,7 @@ TIMESTAMP_KEY = "_timestamp"
 # Field numbers (wandb_internal.proto): Record.num = 1, Record.history = 2, Record.summary = 3;
 # HistoryRecord.item = 1, .step = 2; HistoryStep.num = 1; SummaryRecord.update = 1, .remove = 2;
 # HistoryItem / SummaryItem: key = 1, nested_key = 2, value_json = 16.
-# The tags (field number << 3 | wire type 2) of Record.history and Record.summary.
-HISTORY_TAG, SUMMARY_TAG = 0x12, 0x1A
+HISTORY_FIELD, SUMMARY_FIELD = 2, 3
 ITEM_KEY, ITEM_NESTED_KEY, ITEM_VALUE = 1, 2, 16
 BYTES = 2
 
@@ -121,29 +120,82 @@ class Items:
     value_end: np.ndarray
 
 
+# Record fields outside the record_type oneof (wandb_internal.proto): num, control, uuid,
+# _info. Writers put them before the record's type (num first; control and _info when set).
+_RECORD_NUM = 1
+_RECORD_OTHER_FIELDS = (16, 19, 200)
+_PREFIX_ROUNDS = 4
+
+
+@dataclass
+class RecordTypes:
+    """For each record: the number of its first field that is not num, control, uuid or
+    _info (-1: not found by this quick read), that field's wire type and bounds, and whether
+    fields other than `num` came before it (such a record is valid only if protobuf says so:
+    their contents are not read here)."""
+
+    number: np.ndarray
+    wire: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    after_prefix: np.ndarray
+
+
+def record_types(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> RecordTypes:
+    """Read each record's fields up to its first one of the record_type oneof, skipping num,
+    control, uuid and _info (at most a few: writers put the type early)."""
+    count = len(starts)
+    number = np.full(count, -1, dtype=np.int64)
+    wire_type = np.zeros(count, dtype=np.int64)
+    start = np.zeros(count, dtype=np.int64)
+    end = np.zeros(count, dtype=np.int64)
+    after_prefix = np.zeros(count, dtype=bool)
+    going = np.flatnonzero(starts < ends)
+    at, limit = starts[going], ends[going]
+    for _ in range(_PREFIX_ROUNDS):
+        if not going.size:
+            break
+        tag, tag_size, good = wire.read_varints(buf, at, 5)
+        field = (tag >> np.uint64(3)).astype(np.int64)
+        kind = (tag & np.uint64(7)).astype(np.int64)
+        value_at = at + tag_size
+        size, size_size, size_good = wire.read_varints(buf, value_at, 10)
+        is_bytes = kind == 2
+        value_start = np.where(is_bytes, value_at + size_size, value_at)
+        value_end = np.where(is_bytes, value_start + size.astype(np.int64), value_at + size_size)
+        good &= size_good & ((kind == 0) | is_bytes) & (value_end <= limit) & (field >= 1)
+        good &= ~is_bytes | (size < np.uint64(1 << 31))
+        skip = good & (
+            ((field == _RECORD_NUM) & (kind == 0))
+            | (np.isin(field, _RECORD_OTHER_FIELDS) & is_bytes)
+        )
+        found = np.flatnonzero(good & ~skip)
+        where = going[found]
+        number[where] = field[found]
+        wire_type[where] = kind[found]
+        start[where] = value_start[found]
+        end[where] = value_end[found]
+        after_prefix[going[skip & (field != _RECORD_NUM)]] = True
+        on = np.flatnonzero(skip & (value_end < limit))
+        going, at, limit = going[on], value_end[on], limit[on]
+    return RecordTypes(number, wire_type, start, end, after_prefix)
+
+
 def _bodies(
     buf: np.ndarray,
     starts: np.ndarray,
     ends: np.ndarray,
-    tags: np.ndarray,
+    numbers: np.ndarray,
     irregular: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Where the history (or summary) message of each Record lies. The shape accepted is the
-    one writers emit: an optional `num` varint, then the one length-delimited field of its
-    tag (`tags`), and nothing else; records of another shape are marked in `irregular`."""
-    has_num = buf[starts] == 0x08
-    after_num = starts.copy()
-    where = np.flatnonzero(has_num)
-    if where.size:
-        _, lengths, good = wire.read_varints(buf, starts[where] + 1)
-        after_num[where] += 1 + lengths
-        irregular[where[~good]] = True
-    after_num = np.minimum(after_num, ends)  # a record cut short is refused below
-    size, lengths, good = wire.read_varints(buf, after_num + 1, 5)
-    body_start = after_num + 1 + lengths
-    body_end = body_start + size.astype(np.int64)
-    irregular |= ~good | (buf[after_num] != tags) | (body_end != ends) | (after_num >= ends)
-    return body_start, body_end
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where the history (or summary) message of each Record lies, and whether the record
+    must be checked by protobuf (it has control, uuid or _info fields, not read here). The
+    shape accepted is the one writers emit: fields outside the oneof, then the one field of
+    the record's type (`numbers`), ending the record; records of another shape are marked
+    in `irregular`."""
+    types = record_types(buf, starts, ends)
+    irregular |= (types.number != numbers) | (types.wire != 2) | (types.end != ends)
+    return types.start, types.end, types.after_prefix
 
 
 # Tags of the fields `_fields_1_and_2` follows: 0x0a (field 1) and 0x12 (field 2).
@@ -376,11 +428,12 @@ class HistoryBatch:
 class WindowRecords:
     """A window's history records (see `HistoryBatch`) and what its summary records set:
     the last value (JSON text) of each key, or None when they must be merged record by record
-    (a removal, a record the scan cannot vouch for), which keeps updates and removals in
-    order and reports damage."""
+    (a removal), which keeps updates and removals in order. `summary_failed`: summary records
+    (indices in the window) that do not decode."""
 
     history: HistoryBatch
     summary: dict[str, str] | None
+    summary_failed: list[int]
 
 
 def decode_window(
@@ -402,8 +455,16 @@ def decode_window(
     which = np.union1d(history, summary)  # in the order they lie in the window
     is_history = np.isin(which, history)
     irregular = np.full(len(which), not scan)
-    tags = np.where(is_history, HISTORY_TAG, SUMMARY_TAG)
-    body_start, body_end = _bodies(buf, buffer.starts[which], buffer.ends[which], tags, irregular)
+    numbers = np.where(is_history, HISTORY_FIELD, SUMMARY_FIELD)
+    body_start, body_end, check = _bodies(
+        buf, buffer.starts[which], buffer.ends[which], numbers, irregular
+    )
+    # Records with control or _info fields: valid as a whole only if protobuf says so.
+    for index in np.flatnonzero(check & ~irregular).tolist():
+        try:
+            parse(payloads[which[index]])
+        except Exception:
+            irregular[index] = True
     bodies = np.flatnonzero(~irregular)
     body_irregular = np.zeros(len(bodies), dtype=bool)
     owner, number, start, end = _fields_1_and_2(
@@ -428,11 +489,35 @@ def decode_window(
         irregular[is_history], place[owner[steps]], start[steps], end[steps],
         lambda index: parse(payloads[history[index]]),
     )  # fmt: skip
-    updates = None
-    if not (second & ~is_history[owner]).any() and not irregular[~is_history].any():
-        summary_items = _select(items, ~in_history)
-        updates = _last_values(buffer.data, summary_items, keys.codes[~in_history], keys.keys)
-    return WindowRecords(batch, updates)
+    if (second & ~is_history[owner]).any():  # a removal: merged record by record
+        return WindowRecords(batch, None, [])
+    summary_items = _select(items, ~in_history)
+    summary_codes = keys.codes[~in_history]
+    wide = _not_utf8(buffer.data, summary_items)
+    irregular[summary_items.record[wide]] = True
+    regular = ~irregular[summary_items.record]
+    updates = {
+        keys.keys[code]: last
+        for code, last in _last_values(
+            buffer.data, _select(summary_items, regular), summary_codes[regular]
+        ).items()
+    }
+    # Summary records left to protobuf: their updates count where they were written.
+    failed: list[int] = []
+    for index in np.flatnonzero(irregular & ~is_history).tolist():
+        try:
+            record = parse(payloads[which[index]]).summary
+        except Exception:
+            failed.append(int(which[index]))
+            continue
+        if len(record.remove):
+            return WindowRecords(batch, None, [])
+        for order, item in enumerate(record.update):
+            written = (int(index), order)
+            key = item_key(list(item.nested_key), item.key)
+            if key not in updates or updates[key][0] < written:
+                updates[key] = (written, item.value_json)
+    return WindowRecords(batch, {key: value for key, (_, value) in updates.items()}, failed)
 
 
 def _select(items: Items, which: np.ndarray) -> Items:
@@ -567,27 +652,38 @@ def _last_per_record(records: np.ndarray) -> np.ndarray:
     return np.flatnonzero(last)
 
 
-def _last_values(
-    data: bytes, items: Items, codes: np.ndarray, keys: list[str]
-) -> dict[str, str] | None:
-    """The last value (JSON text) of each key among summary items in written order; None
-    when a value is not UTF-8 (its record does not decode: merged record by record)."""
+def _not_utf8(data: bytes, items: Items) -> np.ndarray:
+    """Which items' values are not UTF-8 text (their record does not decode)."""
+    bad = np.zeros(len(items.record), dtype=bool)
     present = np.flatnonzero(items.value_end > items.value_start)
     if present.size:
         texts = _regions(data, items.value_start[present], items.value_end[present])
         contents = np.frombuffer(texts.buffers()[2], dtype=np.uint8)
         if contents.size and contents.max() >= 0x80:
             for index in present[_any_byte(texts, _NOT_ASCII)].tolist():
-                try:  # beyond ASCII: the record decodes only if its text is UTF-8
+                try:
                     data[items.value_start[index] : items.value_end[index]].decode("utf-8")
                 except UnicodeDecodeError:
-                    return None
+                    bad[index] = True
+    return bad
+
+
+def _last_values(
+    data: bytes, items: Items, codes: np.ndarray
+) -> dict[int, tuple[tuple[int, int], str]]:
+    """For each key code among summary items (in written order), where its last value was
+    written (record, place in the record) and that value (JSON text)."""
     if not len(codes):
         return {}
-    last = np.full(len(keys), -1, dtype=np.int64)
+    last = np.full(int(codes.max()) + 1, -1, dtype=np.int64)
     np.maximum.at(last, codes, np.arange(len(codes)))
-    last = last[last >= 0]
+    found = np.flatnonzero(last >= 0)
+    chosen = last[found]
+    # The place within the record only orders updates of one record: the item's position.
     return {
-        keys[codes[index]]: data[items.value_start[index] : items.value_end[index]].decode("utf-8")
-        for index in last.tolist()
+        int(code): (
+            (int(items.record[index]), int(items.key_start[index])),
+            data[items.value_start[index] : items.value_end[index]].decode("utf-8"),
+        )
+        for code, index in zip(found.tolist(), chosen.tolist(), strict=True)
     }
