@@ -377,8 +377,10 @@ def open_run_file(path: Path) -> tuple[IO[bytes], os.stat_result]:
     return os.fdopen(fd, "rb", buffering=0), info
 
 
-def read_wandb_file(path: Path) -> FileContents:
-    """Decode the records of one `.wandb` file that reportgen uses, streaming it."""
+def read_wandb_file(path: Path, *, scan: bool = True) -> FileContents:
+    """Decode the records of one `.wandb` file that reportgen uses, streaming it. `scan`
+    False decodes every record with protobuf, one by one (the plain reader, slower, kept to
+    check the fast one against)."""
     try:
         stream, info = open_run_file(path)
     except UnreadableFile as exc:
@@ -386,7 +388,9 @@ def read_wandb_file(path: Path) -> FileContents:
     contents = FileContents(path=path, size=info.st_size, mtime=info.st_mtime)
     try:
         with stream:
-            _read_records(iter_payload_batches(stream, info.st_size, contents.damages), contents)
+            _read_records(
+                iter_payload_batches(stream, info.st_size, contents.damages), contents, scan
+            )
     except OSError as exc:  # an I/O error part-way (a failing disk, a file removed on NFS)
         contents.damages.append(Damage(0, 0, f"reading stopped: {exc.strerror or exc}"))
     return contents
