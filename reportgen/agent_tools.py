@@ -144,6 +144,7 @@ def health(source: str, runs: RunChoice) -> dict[str, Any]:
                 "name": run.name,
                 "state": run.state,
                 "verdict": run.verdict,
+                **({"unjudged_reason": run.health.unjudged} if run.verdict == "unjudged" else {}),
                 "findings": [
                     [f.severity, f.check, f.step, f.message]
                     for f in sorted(run.findings, key=lambda f: SEVERITY_ORDER.get(f.severity, 2))

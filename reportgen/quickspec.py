@@ -308,9 +308,28 @@ def compare_document(
     return doc
 
 
+# Plain scalars a YAML 1.2 reader (or a person) takes for numbers although PyYAML's YAML 1.1
+# rules keep them strings: `1e5`, `12E-3`, `+7`, `.inf`. Run ids look like that now and then.
+_NUMBER_LIKE = re.compile(
+    r"^[-+]?(\.?[0-9][0-9_]*(\.[0-9_]*)?([eE][-+]?[0-9]+)?|\.(inf|nan))$", re.I
+)
+
+
+class _SpecDumper(yaml.SafeDumper):
+    """Quotes every string that any YAML reader could mistake for a number."""
+
+
+def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = "'" if _NUMBER_LIKE.match(text) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_SpecDumper.add_representer(str, _represent_text)
+
+
 def spec_yaml(doc: dict[str, Any], command: str | None = None) -> str:
     """The document as a spec file; the first line says which command it stands for."""
-    body = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)
+    body = yaml.dump(doc, Dumper=_SpecDumper, sort_keys=False, allow_unicode=True, width=100)
     head = f"# The spec `{command}` runs; `reportgen build` this file for the same answer.\n"
     return (head if command else "") + body
 

@@ -17,6 +17,7 @@ from conftest import LONG_STEPS, RL_INDEX, response_length, rl_rows, write_spec
 
 from reportgen.cli import main
 from reportgen.errors import EXIT_GATE_FAILED, EXIT_INCOMPLETE, EXIT_OK, EXIT_SOURCE, EXIT_USAGE
+from reportgen.quickspec import spec_yaml
 from reportgen.render.summary import DEFAULT_LIMIT, render_summary
 
 REPO = Path(__file__).resolve().parent.parent
@@ -172,6 +173,15 @@ def test_health_fail_on_ugly_exits_1(project_dir, capsys):
         EXIT_GATE_FAILED
     )
     assert "run crasher (crash001) is ugly: crashed" in capsys.readouterr().out
+
+
+def test_printed_spec_quotes_ids_another_yaml_reader_would_take_for_numbers():
+    ids = ["1e5", "12E-3", "+7", ".inf", "0123", "abc1e5", "1.2.3"]
+    printed = spec_yaml({"runs": {"ids": ids}})
+    for quoted in ["'1e5'", "'12E-3'", "'+7'", "'.inf'", "'0123'"]:
+        assert f"- {quoted}\n" in printed
+    assert "- abc1e5\n" in printed and "- 1.2.3\n" in printed
+    assert yaml.safe_load(printed) == {"runs": {"ids": ids}}
 
 
 def test_health_print_spec(project_dir, capsys):

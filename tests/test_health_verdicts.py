@@ -20,7 +20,9 @@ from conftest import write_spec
 from health_curves import rl_curves, supervised_curves
 from runwriter import PlannedRun, write_runs
 
-from reportgen import build
+from reportgen import agent_tools, build
+from reportgen.quickspec import RunChoice
+from reportgen.render.summary import render_summary, render_summary_json
 
 Rows = list[dict[str, float]]
 
@@ -330,6 +332,20 @@ def test_unjudged_runs_have_their_own_section_and_json_reason(report):
     assert runs["nostep01"]["verdict"] == "unjudged"
     assert runs["nostep01"]["unjudged_reason"] == "not enough data: the run logged no step"
     assert runs["early001"]["unjudged_reason"] is None
+
+
+def test_agents_read_why_a_run_is_unjudged(runs_dir, tmp_path):
+    report = _build(runs_dir, tmp_path, "runs: {ids: [nostep01, crash000]}\n")
+    text = render_summary(report)
+    assert "  unjudged no-step (nostep01): not enough data: the run logged no step\n" in text
+    data = json.loads(render_summary_json(report))
+    problems = {p["run_id"]: p for p in data["problems"]}
+    assert problems["nostep01"]["unjudged_reason"] == "not enough data: the run logged no step"
+    assert "unjudged_reason" not in problems["crash000"]
+    answer = agent_tools.health(str(runs_dir), RunChoice(ids=("nostep01", "crash000")))
+    runs = {r["id"]: r for r in answer["runs"]}
+    assert runs["nostep01"]["unjudged_reason"] == "not enough data: the run logged no step"
+    assert "unjudged_reason" not in runs["crash000"]
 
 
 def test_preset_none_judges_nothing_even_a_crash(runs_dir, tmp_path):

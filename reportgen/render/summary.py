@@ -169,6 +169,11 @@ def summary_data(
                 "run_id": run.id,
                 "run_name": run.name,
                 "verdict": run.verdict,
+                **(
+                    {"unjudged_reason": _clip(run.health.unjudged or "", MESSAGE_WIDTH)}
+                    if run.verdict == "unjudged"
+                    else {}
+                ),
                 "findings": [
                     {
                         "check": f.check,
@@ -253,7 +258,8 @@ def _text(report: Report, data: dict[str, Any]) -> str:
     lines.append(f"verdicts: {counts or 'no runs'}")
     for problem in data["problems"]:
         label = _run_label(problem["run_name"], problem["run_id"])
-        lines.append(f"  {problem['verdict']} {label}")
+        reason = f": {problem['unjudged_reason']}" if "unjudged_reason" in problem else ""
+        lines.append(f"  {problem['verdict']} {label}{reason}")
         for f in problem["findings"]:
             lines.append(_clip(f"    {f['check']}{_step(f['step'])}: {f['message']}"))
         if problem["more_findings"]:
