@@ -85,9 +85,11 @@ def decode_floor(files: list[Path]) -> tuple[float, int]:
     return time.perf_counter() - started, records
 
 
-def timed(command: list[str], env: dict[str, str]) -> float:
+def timed(command: list[str], env: dict[str, str], code: Path = REPO) -> float:
+    """Wall seconds of one process, run in the checkout `code` (whose reportgen it imports:
+    `python -m` puts the working directory first on the path)."""
     started = time.perf_counter()
-    done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(command, env=env, cwd=code, capture_output=True, text=True)
     if done.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr}")
     return time.perf_counter() - started
@@ -117,17 +119,18 @@ def main() -> None:
         build = [*python, "-m", "reportgen", "build", str(spec), "-q"]
 
         size = sum(p.stat().st_size for p in files)
-        startup = min(timed([*python, "-c", STARTUP], env) for _ in range(3))
+        code = args.code.resolve()
+        startup = min(timed([*python, "-c", STARTUP], env, code) for _ in range(3))
         floors, colds = [], []
         for _ in range(max(1, args.cold)):  # floor, cold, floor, cold, ...
             shutil.rmtree(tmp / "cache", ignore_errors=True)
             floor, records = decode_floor(files)
             floors.append(floor)
-            colds.append(timed(build, env))
+            colds.append(timed(build, env, code))
         ratios = sorted(c / f for c, f in zip(colds, floors, strict=True))
         cold_ratio = ratios[len(ratios) // 2]
         floor, cold = sorted(floors)[len(floors) // 2], sorted(colds)[len(colds) // 2]
-        warm = min(timed(build, env) for _ in range(args.repeat))
+        warm = min(timed(build, env, code) for _ in range(args.repeat))
         print(f"{len(files)} .wandb files, {size / 1e6:.0f} MB, {records:,} records "
               f"under {args.source}; code: {args.code}")  # fmt: skip
         print(f"  floor: framing + protobuf decode of every record   {floor:7.2f} s")

@@ -19,7 +19,7 @@ import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -136,13 +136,25 @@ class OfflineSource:
         cached = {path: self._from_cache(path) for path in files}
         missing = [path for path, hit in cached.items() if hit is None]
         decoded = _decode(missing)
-        for path in files:
-            hit = cached[path]
-            if hit is None:
-                before, contents = next(decoded)
-                hit = contents, file_history(contents)
-                self._to_cache(path, before, *hit)
-            yield path, hit
+        # Cache entries are written by one thread beside this one: most of a write is waiting
+        # for the disk (fsync), which overlaps the decoding and the rest of the build. The last
+        # write has ended when the files have all been handed over.
+        writer = ThreadPoolExecutor(max_workers=1) if self._cache and missing else None
+        writes = []
+        try:
+            for path in files:
+                hit = cached[path]
+                if hit is None:
+                    before, contents = next(decoded)
+                    hit = contents, file_history(contents)
+                    if writer is not None:
+                        writes.append(writer.submit(self._to_cache, path, before, *hit))
+                yield path, hit
+            for write in writes:
+                write.result()  # a write that failed fails here, as it would have in line
+        finally:
+            if writer is not None:
+                writer.shutdown(wait=True)
 
     def _from_cache(self, path: Path) -> tuple[FileContents, History] | None:
         """A file's cached contents, if the cache holds them for its current (size, mtime)."""
