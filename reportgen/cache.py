@@ -8,10 +8,12 @@ stores the file's size and mtime, so an unchanged `.wandb` file is not decoded a
 Layout (a team can point DuckDB or Spark at the Parquet files):
 
     <root>/CACHEDIR.TAG
-    <root>/v2/<area>/source.json              what the area holds (never credentials)
-    <root>/v2/<area>/listing.json             W&B sources: the last run listing (for --offline)
-    <root>/v2/<area>/entries/<name>/meta.json
-    <root>/v2/<area>/entries/<name>/history.parquet   columns row, step, key, value
+    <root>/v3/<area>/source.json              what the area holds (never credentials)
+    <root>/v3/<area>/listing.json             W&B sources: the last run listing (for --offline)
+    <root>/v3/<area>/entries/<name>/meta.json
+    <root>/v3/<area>/entries/<name>/history.parquet   columns row, step, key, value: rows
+                                                      grouped by key, the keys and their counts
+                                                      in the schema metadata (reportgen.keys)
 
 Writes are atomic (a reader sees the old file or the new one) and go under an exclusive file
 lock per area; reads take a shared lock, so two builds at once never see half an entry. The
@@ -38,6 +40,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -45,9 +48,12 @@ from reportgen import atomic
 from reportgen.runs import History, Run
 
 ENV_DIR = "REPORTGEN_CACHE_DIR"
-# The layout version: v2 histories keep every record (columns row, step, key, value); a v1
-# entry (one value per key and `_step`) is never read, so old-shape histories are not served.
-LAYOUT = "v2"
+# The layout version. v2 histories kept every record (columns row, step, key, value); v3 keeps
+# the same columns grouped by key, with the keys and their counts in the Parquet metadata. An
+# entry of an older layout (v1: one value per key and `_step`) is never read: old shapes are
+# not served.
+LAYOUT = "v3"
+OLD_LAYOUTS = ("v1", "v2")  # never read; `reportgen cache clear` removes them
 MODES = ("normal", "refresh", "offline")
 
 CACHEDIR_TAG = (
@@ -142,8 +148,15 @@ class RunCache:
             found.append(AreaInfo(folder, identity, count, _folder_bytes(folder)))
         return found
 
+    def old_layouts(self) -> list[tuple[Path, int]]:
+        """Folders of earlier cache layouts (left by older versions; never read), with their
+        sizes."""
+        found = [self.root / name for name in OLD_LAYOUTS]
+        return [(path, _folder_bytes(path)) for path in found if path.is_dir()]
+
     def clear(self) -> int:
-        """Remove every entry; returns the bytes freed. Only reportgen's own layout is touched.
+        """Remove every entry, of this layout and of older ones; returns the bytes freed. Only
+        reportgen's own layouts are touched.
 
         Each area is removed under its exclusive lock, so no build is writing into it then.
         """
@@ -152,8 +165,9 @@ class RunCache:
 
             raise UsageError(f"cache: {self.root} is read-only for this user; nothing was removed")
         freed = 0
-        base = self.root / LAYOUT
-        if base.is_dir():
+        for base in (self.root / LAYOUT, *(self.root / name for name in OLD_LAYOUTS)):
+            if not base.is_dir():
+                continue
             for folder in [p for p in base.iterdir() if p.is_dir()]:
                 if folder.is_symlink():  # remove the link, never what it points to
                     folder.unlink()
@@ -161,6 +175,9 @@ class RunCache:
                 with CacheArea(self, folder, "", {}).locked(shared=False):
                     freed += _folder_bytes(folder)
                     shutil.rmtree(folder)
+            if base.name != LAYOUT:
+                with contextlib.suppress(OSError):
+                    base.rmdir()  # empty now, unless something else was put there
         return freed
 
 
@@ -331,19 +348,42 @@ class CacheArea:
 # --- (de)serialising ---------------------------------------------------------------------------
 
 
+# The Parquet columns of a cached history, and the schema metadata key that lists its keys.
+HISTORY_SCHEMA = pa.schema(
+    [("row", pa.int64()), ("step", pa.int64()), ("key", pa.string()), ("value", pa.float64())]
+)
+KEYS_METADATA = b"reportgen.keys"
+
+
 def history_bytes(history: History) -> bytes:
     """A history as Parquet: one row per logged value (row int64, step int64, key string,
-    value float64)."""
-    table = pa.Table.from_pandas(history.to_long(), preserve_index=False)
+    value float64), grouped by key; the schema metadata lists the keys with their counts, so a
+    reader slices each key's values out without reading or grouping the key strings."""
+    keys, counts, rows, steps, values = history.to_arrays()
+    key_column = pa.array(np.repeat(np.array(keys, dtype=object), counts), pa.string())
+    table = pa.Table.from_arrays(
+        [pa.array(rows), pa.array(steps), key_column, pa.array(values)], schema=HISTORY_SCHEMA
+    )
+    listing = json.dumps([[key, count] for key, count in zip(keys, counts, strict=True)])
+    table = table.replace_schema_metadata({KEYS_METADATA: listing.encode("utf-8")})
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd")
     return sink.getvalue()
 
 
 def history_from_bytes(data: bytes) -> History:
-    """The inverse of `history_bytes`. ParquetFile reads one small file several times faster
-    than read_table (which sets up a dataset), and a warm rebuild reads one file per run."""
-    return History.from_long(pq.ParquetFile(pa.BufferReader(data)).read().to_pandas())
+    """The inverse of `history_bytes`: three numeric columns read straight into numpy (no
+    pandas, no group-by; ParquetFile reads one small file faster than read_table, which sets up
+    a dataset), each key a slice of them. A warm rebuild reads one such file per run."""
+    parquet = pq.ParquetFile(pa.BufferReader(data))
+    listing = json.loads((parquet.schema_arrow.metadata or {})[KEYS_METADATA])
+    table = parquet.read(columns=["row", "step", "value"], use_threads=False)
+    rows, steps, values = (
+        table.column(name).to_numpy().copy() for name in ("row", "step", "value")
+    )
+    keys = [str(key) for key, _ in listing]
+    counts = [int(count) for _, count in listing]
+    return History.from_arrays(keys, counts, rows, steps, values.astype(float, copy=False))
 
 
 def run_to_dict(run: Run) -> dict[str, Any]:

@@ -279,9 +279,11 @@ def resolve_checkpoints(spec: Spec) -> tuple[Spec, list[str]]:
     selection name also fits: a name is read as a checkpoint only when it has a checkpoint's
     suffix or names a file). With a source of several projects, ids become `project/id`.
     """
-    from reportgen.sources.projects import many_projects
+    several = False
+    if spec.source.type == "wandb":  # (the W&B client's modules are loaded only for it)
+        from reportgen.sources.projects import many_projects
 
-    several = spec.source.type == "wandb" and many_projects(spec.source)
+        several = many_projects(spec.source)
     resolver = _Resolver(str(spec.path), several)
     runs = dataclasses.replace(spec.runs, ids=resolver.ids(spec.runs.ids, "runs.ids"))
     changes: dict[str, Any] = {"runs": runs}

@@ -322,6 +322,11 @@ def cmd_cache_info(args: argparse.Namespace) -> int:
         print(f"  {area.label}: {area.entries} entries, {_size(area.bytes)}  [{area.path.name}]")
     if areas:
         print(f"total {_size(sum(a.bytes for a in areas))}")
+    for path, size in cache.old_layouts():
+        print(
+            f"  an older layout, never read: {path.name}, {_size(size)} "
+            "(`reportgen cache clear` removes it)"
+        )
     return EXIT_OK
 
 

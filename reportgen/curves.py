@@ -7,7 +7,6 @@ step a run turned NaN is still on the chart. Pure functions over arrays: no draw
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 
@@ -28,21 +27,35 @@ def thin(steps: np.ndarray, values: np.ndarray, max_points: int) -> np.ndarray:
         return np.arange(n)
     buckets = max(1, max_points // 3)
     edges = np.linspace(0, n, buckets + 1).astype(np.int64)
+    starts, stops = edges[:-1], edges[1:]
+    nonempty = stops > starts
+    starts, stops = starts[nonempty], stops[nonempty]
     finite = np.isfinite(values)
     low = np.where(finite, values, np.inf)
     high = np.where(finite, values, -np.inf)
-    keep = [0, n - 1]
-    for start, stop in itertools.pairwise(edges):
-        if stop <= start:
-            continue
-        keep.append(int(start))
-        part = finite[start:stop]
-        if part.any():
-            keep.append(int(start + np.argmin(low[start:stop])))
-            keep.append(int(start + np.argmax(high[start:stop])))
-        if not part.all():
-            keep.append(int(start + np.argmin(part)))
-    return np.unique(np.asarray(keep, dtype=np.int64))
+    # Per stretch, all at once: the first point, the first minimum and maximum (where any value
+    # is finite), and the first non-finite point (where there is one).
+    stretch = np.repeat(np.arange(len(starts)), stops - starts)
+    has_finite = np.add.reduceat(finite, starts) > 0
+    first_low = _first_in_stretch(low == np.minimum.reduceat(low, starts)[stretch], starts)
+    first_high = _first_in_stretch(high == np.maximum.reduceat(high, starts)[stretch], starts)
+    first_gap = _first_in_stretch(~finite, starts)
+    has_gap = (first_gap >= 0) & (first_gap < stops)
+    keep = np.concatenate(
+        [[0, n - 1], starts, first_low[has_finite], first_high[has_finite], first_gap[has_gap]]
+    )
+    return np.unique(keep.astype(np.int64))
+
+
+def _first_in_stretch(mask: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """For each stretch beginning at `starts`, the first index at or after its start where
+    `mask` holds (-1 when none does from there on)."""
+    where = np.flatnonzero(mask)
+    at = np.searchsorted(where, starts)
+    found = np.full(len(starts), -1, dtype=np.int64)
+    inside = at < len(where)
+    found[inside] = where[at[inside]]
+    return found
 
 
 def smooth(values: np.ndarray, weight: float) -> np.ndarray:

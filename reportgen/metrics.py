@@ -8,6 +8,7 @@ on one step grid; a value logged as NaN stays NaN and is never confused with "no
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -180,6 +181,13 @@ def _x_key(run: Run, alias: MetricAlias, key: str, x: str | None) -> str:
     return alias.x or x or run.x_key_for(key)
 
 
+@functools.lru_cache(maxsize=1024)
+def _close_keys(key: str, logged: tuple[str, ...]) -> tuple[str, ...]:
+    """The logged keys most like `key`; remembered, as runs of one project share their keys
+    and difflib is slow."""
+    return tuple(difflib.get_close_matches(key, logged, n=3, cutoff=0.5))
+
+
 def _resolve_keys(
     run: Run, history: History, alias: MetricAlias, x: str | None, logged: list[str]
 ) -> ResolvedMetric:
@@ -189,9 +197,7 @@ def _resolve_keys(
             return ResolvedMetric(alias.name, key, x_key, history.series(key, x_key), alias.keys)
     closest: list[str] = []
     for key in alias.keys:
-        closest += [
-            c for c in difflib.get_close_matches(key, logged, n=3, cutoff=0.5) if c not in closest
-        ]
+        closest += [c for c in _close_keys(key, tuple(logged)) if c not in closest]
     x_key = alias.x or x or STEP
     return ResolvedMetric(
         alias.name, None, x_key, history.series("", x_key), alias.keys, tuple(closest[:3])

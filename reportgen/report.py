@@ -16,6 +16,7 @@ import numpy as np
 
 from reportgen.analysis import Analysis
 from reportgen.baseline import BaselineComparison
+from reportgen.check_catalogue import SEVERITIES
 from reportgen.curves import smooth, thin
 from reportgen.metrics import MetricStats, ResolvedMetric, SampledTable, describe, goal_for
 from reportgen.runs import History, Run, overlap_note
@@ -23,7 +24,6 @@ from reportgen.select import SelectionResult
 from reportgen.shortfalls import Shortfall
 from reportgen.spec import Spec
 
-SEVERITIES = ("bad", "ugly")
 FAILED_STATES = ("failed", "crashed", "killed")  # runs whose console tail the reports show
 CONSOLE_LINES = 5  # the end of a failed run's console output: enough for the exception
 # `unjudged`: no finding, but too little evidence to call the run good (no check ran, no

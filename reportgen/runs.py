@@ -92,6 +92,8 @@ class History:
     def __init__(self, columns: Mapping[str, Column] | None = None):
         self._columns: dict[str, Column] = dict(columns or {})
         self._series: dict[tuple[str, str], pd.Series] = {}
+        self._steps: np.ndarray | None = None
+        self._ascending: set[str] | None = None
 
     @classmethod
     def from_points(
@@ -108,33 +110,53 @@ class History:
         return cls(columns)
 
     @classmethod
-    def from_long(cls, frame: pd.DataFrame) -> History:
-        """Inverse of `to_long`: a frame with columns row, step, key, value."""
+    def from_arrays(
+        cls,
+        keys: Sequence[str],
+        counts: Sequence[int] | np.ndarray,
+        rows: np.ndarray,
+        steps: np.ndarray,
+        values: np.ndarray,
+    ) -> History:
+        """Inverse of `to_arrays`: long arrays grouped by key, `counts[i]` values of `keys[i]`
+        one after another. Each column is a slice of the long arrays: no copy, no group-by."""
+        bounds = np.concatenate([[0], np.cumsum(np.asarray(counts, dtype=np.int64))])
+        if int(bounds[-1]) != len(rows) or not len(rows) == len(steps) == len(values):
+            raise ValueError(f"{int(bounds[-1])} values by count, {len(rows)} rows given")
         columns = {}
-        for key, part in frame.groupby("key", sort=False, observed=True):
-            columns[str(key)] = Column(
-                part["row"].to_numpy(dtype=np.int64),
-                part["step"].to_numpy(dtype=np.int64),
-                part["value"].to_numpy(dtype=float),
-            )
+        for key, start, stop in zip(keys, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            columns[key] = Column(rows[start:stop], steps[start:stop], values[start:stop])
         return cls(columns)
+
+    def to_arrays(self) -> tuple[list[str], list[int], np.ndarray, np.ndarray, np.ndarray]:
+        """(keys, counts, rows, steps, values): every logged value, grouped by key in the order
+        the keys were added, each key's values in the order written."""
+        keys = list(self._columns)
+        parts = list(self._columns.values())
+        if not parts:
+            empty = np.array([], dtype=np.int64)
+            return [], [], empty, empty.copy(), np.array([], dtype=float)
+        return (
+            keys,
+            [len(c.values) for c in parts],
+            np.concatenate([c.rows for c in parts]).astype(np.int64, copy=False),
+            np.concatenate([c.steps for c in parts]).astype(np.int64, copy=False),
+            np.concatenate([c.values for c in parts]).astype(float, copy=False),
+        )
 
     def to_long(self) -> pd.DataFrame:
         """One row per logged value: row (int64), step (int64), key (str), value (float64)."""
-        parts = [
-            pd.DataFrame({"row": c.rows, "step": c.steps, "key": key, "value": c.values})
-            for key, c in self._columns.items()
-        ]
-        if not parts:
-            return pd.DataFrame(
-                {
-                    "row": pd.Series([], dtype="int64"),
-                    "step": pd.Series([], dtype="int64"),
-                    "key": pd.Series([], dtype="str"),
-                    "value": pd.Series([], dtype="float64"),
-                }
-            )
-        return pd.concat(parts, ignore_index=True)
+        keys, counts, rows, steps, values = self.to_arrays()
+        return pd.DataFrame(
+            {
+                "row": pd.Series(rows, dtype="int64"),
+                "step": pd.Series(steps, dtype="int64"),
+                "key": pd.Series(np.repeat(np.array(keys, dtype=object), counts), dtype="str")
+                if keys
+                else pd.Series([], dtype="str"),
+                "value": pd.Series(values, dtype="float64"),
+            }
+        )
 
     def keys(self) -> list[str]:
         return sorted(self._columns)
@@ -159,9 +181,7 @@ class History:
 
     def row_count(self) -> int:
         """How many history records hold at least one numeric value."""
-        if not self._columns:
-            return 0
-        return len(np.unique(np.concatenate([c.rows for c in self._columns.values()])))
+        return len(_union([c.rows for c in self._columns.values()]))
 
     def next_row(self) -> int:
         """The row number after the last one in use (where appended records start)."""
@@ -191,27 +211,51 @@ class History:
         """
         cached = self._series.get((key, x))
         if cached is None:
-            cached = self._series[(key, x)] = self._placed(key, x)[0]
+            xs, values, _, _ = self._placed(key, x)
+            index = pd.Index(xs, name=x)
+            cached = self._series[(key, x)] = pd.Series(values, index=index, name=key)
         return cached
 
     def overlaps(self, key: str, x: str = STEP) -> tuple[int, int]:
         """(values hidden by a later value at the same x, values whose record lacks x)."""
-        _, hidden, unplaced = self._placed(key, x)
+        if x == STEP and key in self._ascending_keys():
+            return 0, 0  # the common case, answered without sorting
+        _, _, hidden, unplaced = self._placed(key, x)
         return hidden, unplaced
 
-    def _placed(self, key: str, x: str) -> tuple[pd.Series, int, int]:
+    def _ascending_keys(self) -> set[str]:
+        """The keys whose steps ascend strictly (one value per step, in order): found for every
+        key at once, as the report's note on overlaps asks about each key of each run."""
+        if self._ascending is None:
+            keys = list(self._columns)
+            parts = [self._columns[key].steps for key in keys]
+            lengths = np.array([len(part) for part in parts], dtype=np.int64)
+            steps = np.concatenate(parts) if parts else np.array([], dtype=np.int64)
+            # Positions i where steps[i + 1] does not follow steps[i]; a key is ascending when
+            # none falls inside its own stretch [start, end - 1).
+            bad = np.flatnonzero(steps[1:] <= steps[:-1])
+            ends = np.cumsum(lengths)
+            starts = ends - lengths
+            inside = np.searchsorted(bad, np.maximum(ends - 1, starts)) - np.searchsorted(
+                bad, starts
+            )
+            self._ascending = {key for key, n in zip(keys, inside.tolist(), strict=True) if n == 0}
+        return self._ascending
+
+    def _placed(self, key: str, x: str) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """(x values ascending, the value at each, values hidden, values without an x)."""
         column = self._columns.get(key)
         if column is None:
-            index = pd.Index([], dtype=np.int64, name=x)
-            return pd.Series([], dtype=float, index=index, name=key), 0, 0
+            return np.array([], dtype=np.int64), np.array([], dtype=float), 0, 0
         if x == STEP:
             xs, values, rows = column.steps, column.values, column.rows
             unplaced = 0
+            if _ascending(xs):  # one value per step, in order: nothing to sort or hide
+                return xs.copy(), values.copy(), 0, 0
         else:
             axis = self._columns.get(x)
             if axis is None:
-                index = pd.Index([], dtype=float, name=x)
-                return pd.Series([], dtype=float, index=index, name=key), 0, len(column.rows)
+                return np.array([], dtype=float), np.array([], dtype=float), 0, len(column.rows)
             xs, values, rows = _same_records(column, axis)
             unplaced = len(column.rows) - len(rows)
             finite = np.isfinite(xs)
@@ -226,14 +270,16 @@ class History:
         if len(xs) > 1:
             keep[:-1] = xs[1:] != xs[:-1]
         hidden = int(len(xs) - keep.sum())
-        series = pd.Series(values[keep], index=pd.Index(xs[keep], name=x), name=key)
-        return series, hidden, unplaced
+        return xs[keep], values[keep], hidden, unplaced
 
     def steps(self) -> np.ndarray:
-        """Every `_step` at which anything was logged, ascending."""
-        if not self._columns:
-            return np.array([], dtype=np.int64)
-        return np.unique(np.concatenate([c.steps for c in self._columns.values()]))
+        """Every `_step` at which anything was logged, ascending (read-only: computed once, as
+        the digest, the report and several checks ask for it)."""
+        if self._steps is None:
+            steps = _union([c.steps for c in self._columns.values()])
+            steps.flags.writeable = False
+            self._steps = steps
+        return self._steps
 
 
 @dataclass(frozen=True)
@@ -250,6 +296,31 @@ class Column:
             np.concatenate([self.steps, later.steps]),
             np.concatenate([self.values, later.values]),
         )
+
+
+def _union(arrays: list[np.ndarray]) -> np.ndarray:
+    """Every distinct value of the arrays, ascending (int64).
+
+    Most keys of a run are logged in the same records, so most of these arrays are equal:
+    each distinct one is taken once (keyed by its bytes: hashing them is far cheaper than
+    sorting every array's values together).
+    """
+    distinct: dict[bytes, np.ndarray] = {}
+    for array in arrays:
+        if len(array):
+            distinct.setdefault(np.ascontiguousarray(array, dtype=np.int64).tobytes(), array)
+    kept = list(distinct.values())
+    if not kept:
+        return np.array([], dtype=np.int64)
+    if len(kept) == 1 and _ascending(kept[0]):
+        return np.array(kept[0], dtype=np.int64)
+    return np.unique(np.concatenate(kept)).astype(np.int64, copy=False)
+
+
+def _ascending(steps: np.ndarray) -> bool:
+    """Strictly ascending: each x once and already in order, so sorting by (x, row) would
+    change nothing and hide nothing."""
+    return bool(len(steps) < 2 or np.all(steps[1:] > steps[:-1]))
 
 
 def _same_records(column: Column, axis: Column) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

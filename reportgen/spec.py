@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import cache
@@ -24,6 +24,19 @@ from typing import Any
 import jsonschema
 import yaml
 
+from reportgen.check_catalogue import (
+    CATALOGUE,
+    DURATION,
+    FRACTION,
+    INTEGER,
+    METRIC,
+    METRICS,
+    NUMBER,
+    SEVERITIES,
+    SEVERITY,
+    Param,
+    metric_names,
+)
 from reportgen.errors import SpecError, SpecProblem
 
 SpecPath = tuple[str | int, ...]
@@ -808,20 +821,14 @@ def _value_problems(located: _Located, file: str) -> Iterator[SpecProblem]:
 
 
 def _health_problems(health, aliases, problem):
-    """Check ids and parameters exist, and values fit: the health registry is their source.
-
-    Loading the registry means loading the checks (and numpy, pandas with them): only a spec
-    that names checks pays for it, so `reportgen validate` stays quick for the others.
-    """
+    """Check ids and parameters exist, and values fit: the check catalogue is their source
+    (a small module below both this one and the checks: numpy and pandas stay unloaded)."""
     if not health.get("checks") and not health.get("disable"):
         return
-    from reportgen.health import CHECKS
-    from reportgen.health.registry import param_problems
-
-    ids = list(CHECKS)
+    ids = list(CATALOGUE)
     for check_id, params in health.get("checks", {}).items():
         at = ("health", "checks", check_id)
-        check = CHECKS.get(check_id)
+        check = CATALOGUE.get(check_id)
         if check is None:
             yield problem(at, f"unknown check '{check_id}'{_did_you_mean(check_id, ids)}", key=True)
             continue
@@ -846,9 +853,74 @@ def _health_problems(health, aliases, problem):
                 )
                 yield problem(where, f"{found.message}{hint}")
     for i, check_id in enumerate(health.get("disable", [])):
-        if check_id not in CHECKS:
+        if check_id not in CATALOGUE:
             hint = _did_you_mean(check_id, ids)
             yield problem(("health", "disable", i), f"unknown check '{check_id}'{hint}")
+
+
+# --- health check parameters (the catalogue says which; these say what is wrong) -------------
+
+
+@dataclass(frozen=True)
+class ParamProblem:
+    """What is wrong with one value (and which list item, if any)."""
+
+    message: str
+    index: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def param_problems(param: Param, value: Any, aliases: Sequence[str]) -> list[ParamProblem]:
+    """Everything wrong with a spec's value for a check's parameter `param`."""
+    if value is None:
+        return [] if param.optional else [ParamProblem("expected a value, got nothing (null)")]
+    kind = param.kind
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == NUMBER and not is_number:
+        return [ParamProblem(f"expected a number, got {_show(value)}")]
+    if kind == FRACTION and not (is_number and 0 <= value <= 1):
+        return [ParamProblem(f"expected a fraction between 0 and 1, got {_show(value)}")]
+    if kind == INTEGER and not (
+        isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    ):
+        return [ParamProblem(f"expected a whole number of at least 1, got {_show(value)}")]
+    if kind == DURATION and not (isinstance(value, str) and _duration_pattern().match(value)):
+        return [ParamProblem(f"expected a duration such as 30m, 2h or 1d, got {_show(value)}")]
+    if kind == SEVERITY and value not in SEVERITIES:
+        return [ParamProblem(f"expected bad or ugly, got {_show(value)}")]
+    if kind == METRIC:
+        return _metric_problem(value, aliases, None)
+    if kind == METRICS:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not items:
+            return [ParamProblem(f"expected an alias or a list of aliases, got {_show(value)}")]
+        found: list[ParamProblem] = []
+        for i, item in enumerate(items):
+            found += _metric_problem(item, aliases, None if isinstance(value, str) else i)
+        return found
+    return []
+
+
+def _metric_problem(value: Any, aliases: Sequence[str], index: int | None) -> list[ParamProblem]:
+    if not isinstance(value, str):
+        return [ParamProblem(f"expected an alias name, got {_show(value)}", index)]
+    names = metric_names(aliases)
+    if value in names:
+        return []
+    return [ParamProblem(f"unknown alias '{value}'", index, {"choices": names})]
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, (list, dict)):
+        return "a list" if isinstance(value, list) else "a mapping"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+@cache
+def _duration_pattern() -> re.Pattern[str]:
+    return re.compile(located_schema("#/$defs/duration")["pattern"])
 
 
 def _baseline_problems(data, aliases, problem):

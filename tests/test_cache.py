@@ -9,12 +9,13 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import write_spec
 from runwriter import wandb_files
 
 from reportgen import build
-from reportgen.cache import CacheDamaged, CacheLocation, RunCache, default_location
+from reportgen.cache import LAYOUT, CacheDamaged, CacheLocation, RunCache, default_location
 from reportgen.cli import main
 from reportgen.runs import History
 
@@ -32,6 +33,49 @@ def same(a: History, b: History) -> bool:
 
 def area(root: Path, mode: str = "normal"):
     return RunCache(root, mode).area("wandb", {"entity": "e", "project": "p", "base_url": ""})
+
+
+def test_a_cached_history_is_plain_parquet_grouped_by_key_with_the_keys_listed(tmp_path):
+    """Any Parquet reader sees the columns row, step, key, value; reportgen reads each key's
+    values as one slice, by the counts in the file's metadata (no group-by)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from reportgen.runs import Column
+
+    history = History(
+        {
+            "loss": Column(np.array([0, 1, 2]), np.array([0, 1, 1]), np.array([1.0, NAN, 0.5])),
+            "_step": Column(np.array([0, 1, 2]), np.array([0, 1, 1]), np.array([0.0, 1, 1])),
+            "acc": Column(np.array([2]), np.array([1]), np.array([-INF])),
+        }
+    )
+    store = area(tmp_path)
+    store.write("run1", {}, history)
+    table = pq.read_table(store.entry_dir("run1") / "history.parquet")
+    assert table.column_names == ["row", "step", "key", "value"]
+    assert table.column("key").to_pylist() == ["loss"] * 3 + ["_step"] * 3 + ["acc"]
+    assert table.column("row").to_pylist() == [0, 1, 2, 0, 1, 2, 2]
+    listed = json.loads(table.schema.metadata[b"reportgen.keys"])
+    assert listed == [["loss", 3], ["_step", 3], ["acc", 1]]
+    loaded = store.read("run1").history
+    assert loaded.count("loss") == 3 and loaded.overlaps("loss") == (1, 0)
+    assert loaded.series("loss").to_dict() == {0: 1.0, 1: 0.5}
+
+
+def test_a_history_whose_listed_counts_do_not_fit_its_rows_is_damaged(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from reportgen.cache import history_from_bytes
+
+    table = pa.table({"row": [0, 1], "step": [0, 1], "key": ["a", "a"], "value": [1.0, 2.0]})
+    table = table.replace_schema_metadata({b"reportgen.keys": b'[["a", 3]]'})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    with pytest.raises(ValueError, match="3 values by count, 2 rows given"):
+        history_from_bytes(sink.getvalue().to_pybytes())
 
 
 def test_an_entry_round_trips_with_nan_and_infinity(tmp_path):
@@ -187,7 +231,7 @@ def test_a_file_written_moments_ago_is_not_cached(project_copy, tmp_path, monkey
         tmp_path / "s.yaml", OFFLINE_SPEC.format(path=project_copy, out=tmp_path / "out")
     )
     build(spec)
-    assert not list(cache.glob("v2/*/entries/*"))
+    assert not list(cache.glob(f"{LAYOUT}/*/entries/*"))
 
 
 # --- the cache command -------------------------------------------------------------------------
@@ -209,17 +253,36 @@ def test_cache_info_and_clear(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out.splitlines()[1] == "  empty"
 
 
+def test_cache_info_names_an_older_layout_and_clear_removes_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "c"))
+    old = tmp_path / "c" / "v2" / "wandb-offline-0123456789" / "entries" / "x"
+    old.mkdir(parents=True)
+    (old / "history.parquet").write_bytes(b"\0" * 2048)
+    elsewhere = tmp_path / "c" / "notes"  # not reportgen's: left alone
+    elsewhere.mkdir()
+    assert main(["cache", "info"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "  empty",
+        "  an older layout, never read: v2, 2.0 KB (`reportgen cache clear` removes it)",
+    ]
+    assert main(["cache", "clear"]) == 0
+    assert capsys.readouterr().out == f"cleared {tmp_path / 'c'} (2.0 KB freed)\n"
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["notes"]
+
+
 def test_every_record_round_trips_and_entries_of_the_old_layout_are_never_served(tmp_path):
-    """v2 entries keep each record (row) of a history; a v1 entry (one value per key and
-    `_step`, read the old way) sits in another folder that this version never reads."""
+    """Entries keep each record (row) of a history; an entry of an older layout (v1: one value
+    per key and `_step`; v2: the same columns without the keys listed) sits in another folder
+    that this version never reads."""
     from reportgen.sources.offline import OfflineSource
     from reportgen.spec import SourceSpec
 
     legacy = Path(__file__).parent / "data" / "legacy"
     cache = RunCache(tmp_path / "cache")
-    old = tmp_path / "cache" / "v1" / "wandb-offline-0123456789" / "entries" / "x"
-    old.mkdir(parents=True)
-    (old / "meta.json").write_text('{"history": {"bytes": 0, "sha256": ""}}')
+    for layout in ("v1", "v2"):
+        old = tmp_path / "cache" / layout / "wandb-offline-0123456789" / "entries" / "x"
+        old.mkdir(parents=True)
+        (old / "meta.json").write_text('{"history": {"bytes": 0, "sha256": ""}}')
     for _attempt in range(2):  # the second read is served from the cache
         source = OfflineSource(SourceSpec("wandb-offline", path=str(legacy)), cache=cache)
         runs = {run.id: run for run in source.list_runs()}
@@ -229,6 +292,6 @@ def test_every_record_round_trips_and_entries_of_the_old_layout_are_never_served
             0: 0.0, 1: 0.09, 2: 0.18, 3: 0.27
         }  # fmt: skip
         assert history.to_long().columns.tolist() == ["row", "step", "key", "value"]
-    entries = sorted((tmp_path / "cache" / "v2").glob("wandb-offline-*/entries/*/meta.json"))
+    entries = sorted((tmp_path / "cache" / LAYOUT).glob("wandb-offline-*/entries/*/meta.json"))
     assert len(entries) == 2
-    assert [a.path.parent.name for a in cache.areas()] == ["v2"]
+    assert [a.path.parent.name for a in cache.areas()] == [LAYOUT] == ["v3"]

@@ -3,6 +3,7 @@ the cache's Parquet reader, and derived expressions evaluated without numpy at i
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -12,6 +13,7 @@ from reportgen import atomic
 from reportgen.cache import CacheDamaged, RunCache, history_bytes, history_from_bytes
 from reportgen.expressions import ExpressionError, evaluate, evaluate_condition, parse_expression
 from reportgen.render.csv import exact_numbers, render_step_table
+from reportgen.render.json import dumps_indented
 from reportgen.render.text import exact_number
 from reportgen.runs import History
 
@@ -69,6 +71,33 @@ def test_a_truncated_cached_history_is_reported_as_damaged(tmp_path):
     parquet.write_bytes(data[: len(data) // 2] + b"\0" * (len(data) - len(data) // 2))
     with pytest.raises(CacheDamaged, match="checksum"):
         area.read("run")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"runs": [{"id": "a", "x": [1, 2.5, -0.0, 1e300, 5e-324, True, False, None]}]},
+        {"empty": {}, "list": [], "nested": [[[]], [{}]], "": ""},
+        ['quote " backslash \\ newline \n tab \t é ✓ \u2028 \x00'],
+        {"tuple": (1, (2, 3)), "numpy": np.float64(0.1), "whole": np.float64(3.0)},
+        [math.nan],  # refused, as json.dumps refuses it
+        {1: "a key that is not text"},  # converted, as json.dumps converts it
+        [np.int64(3)],  # refused, as json.dumps refuses it
+        "plain text",
+        7,
+    ],
+)
+def test_report_json_text_is_what_the_standard_library_writes(value):
+    def standard(v: object) -> str:
+        return json.dumps(v, indent=2, ensure_ascii=False, allow_nan=False)
+
+    try:
+        expected = standard(value)
+    except (TypeError, ValueError) as exc:
+        with pytest.raises(type(exc)):
+            dumps_indented(value)
+    else:
+        assert dumps_indented(value) == expected
 
 
 def test_expressions_and_conditions_evaluate_as_before():

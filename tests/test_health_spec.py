@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from reportgen.check_catalogue import CATALOGUE
 from reportgen.errors import SpecError
 from reportgen.health import CHECKS, preset_checks
 from reportgen.health.docs import BEGIN, DOC, END, generated
+from reportgen.health.registry import check as register_check
 from reportgen.spec import parse_spec
 
 HEAD = """\
@@ -33,6 +35,17 @@ def test_the_design_check_ids_are_all_registered():
         "length_explosion", "length_clipping", "reward_flat", "reward_saturated",
         "reward_hacking",
     ]  # fmt: skip
+
+
+def test_every_check_in_the_catalogue_has_its_function_in_the_catalogues_order():
+    assert list(CHECKS) == list(CATALOGUE)
+    for check_id, registered in CHECKS.items():
+        assert registered.spec is CATALOGUE[check_id] and callable(registered.function)
+
+
+def test_a_check_function_with_an_id_the_catalogue_lacks_is_refused():
+    with pytest.raises(ValueError, match=r"'kl_hihg' is not in reportgen/check_catalogue\.py"):
+        register_check("kl_hihg", looks_at="kl", cause="c", advice="a")(lambda ctx, p: [])
 
 
 def test_presets_split_rl_and_supervised_checks():

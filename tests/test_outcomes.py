@@ -192,6 +192,35 @@ def test_a_build_removes_an_empty_plots_folder_it_emptied(project_dir, tmp_path)
     assert sorted(p.name for p in out.iterdir()) == [MANIFEST, "shortest_length_experiment.csv"]
 
 
+def test_a_rebuild_leaves_files_whose_bytes_are_unchanged_in_place_and_rewrites_the_others(
+    project_dir, tmp_path
+):
+    """A warm rebuild of an unchanged project writes no file again (a rename over an existing
+    file waits for the journal), but each still looks rebuilt (its time is now) and the
+    manifest still lists it; a file that differs from what the build renders is replaced."""
+    import hashlib
+
+    out = tmp_path / "out"
+    spec = write_spec(tmp_path / "s.yaml", spec_text(project_dir, out, ONE_PICK))
+    build_args = ["build", str(spec), "-q", "--now", "2026-12-01T00:00:00Z"]
+    assert main(build_args) == 0
+    first = visible_files(out)
+    csv_file, report = out / "shortest_length_experiment.csv", out / "report.md"
+    inodes = {path: path.stat().st_ino for path in (csv_file, report)}
+    for path in (csv_file, report):
+        os.utime(path, (1_000_000_000, 1_000_000_000))
+    (out / "report.json").write_text("{}")  # differs from what the build renders
+
+    assert main(build_args) == 0
+    assert visible_files(out) == first
+    for path in (csv_file, report):
+        assert path.stat().st_ino == inodes[path]
+        assert path.stat().st_mtime > 1_000_000_000
+    manifest = json.loads((out / MANIFEST).read_text())["files"]
+    assert manifest == {name: hashlib.sha256(data).hexdigest() for name, data in first.items()}
+    assert not [p for p in out.iterdir() if p.name.startswith(STAGING_PREFIX)]
+
+
 # --- one build's files appear together ----------------------------------------------------------
 
 

@@ -90,13 +90,24 @@ def test_validate_still_finds_a_bad_expression_without_loading_numpy(tmp_path):
     assert "numpy" not in loaded
 
 
-def test_validate_loads_the_check_registry_when_the_spec_tunes_checks(tmp_path):
-    spec = write_spec(
-        tmp_path / "spec.yaml", SPEC + "health: {checks: {kl_high: {threshold: 0.2}}}\n"
+def test_validate_checks_tuned_checks_against_the_catalogue_without_numpy_or_pandas(tmp_path):
+    tuned = (
+        "health: {checks: {kl_high: {threshold: 0.2}, stalled: {after: 2h}}, disable: [plateau]}"
     )
+    spec = write_spec(tmp_path / "spec.yaml", SPEC + tuned + "\n")
     code, loaded = loaded_after("validate", str(spec))
     assert code == 0
-    assert "reportgen.health.registry" in loaded
+    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+    assert "reportgen.check_catalogue" in loaded and "reportgen.health" not in loaded
+
+
+def test_validate_still_finds_a_bad_check_parameter_without_loading_numpy(tmp_path):
+    spec = write_spec(
+        tmp_path / "spec.yaml", SPEC + "health: {checks: {kl_high: {threshold: high}}}\n"
+    )
+    code, loaded = loaded_after("validate", str(spec))
+    assert code == 2
+    assert "numpy" not in loaded
 
 
 def test_runs_and_keys_load_no_renderer_chart_or_template_library(project_dir):

@@ -23,6 +23,7 @@ from runwriter import PlannedRun, hermetic_env, write_runs
 from wandb_server import Fault, ServedRun, WandbServer, runs_from_folder
 
 from reportgen import build
+from reportgen.cache import LAYOUT
 from reportgen.cli import main
 from reportgen.sources.cloud import OVERLAP_STEPS, CloudSource, rows_to_history, server_filters
 from reportgen.sources.offline import OfflineSource
@@ -359,7 +360,7 @@ def test_a_damaged_cache_entry_is_reported_and_fetched_again(
     with serve(served_runs) as server:
         spec = server_spec(tmp_path, server)
         first = csv_files(build(spec).out_dir)
-        (entry,) = wandb_env.glob("v2/wandb-*/entries/rlmid001")
+        (entry,) = wandb_env.glob(f"{LAYOUT}/wandb-*/entries/rlmid001")
         if damage == "truncated-parquet":
             data = (entry / "history.parquet").read_bytes()
             (entry / "history.parquet").write_bytes(data[: len(data) // 2])

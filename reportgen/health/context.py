@@ -23,14 +23,11 @@ class CheckContext:
     preset: str  # "rl" or "supervised": what `auto` decided for this run
     resolver: SignalResolver
     check: Check | None = None
-    _steps: np.ndarray | None = field(default=None, repr=False)
+    _by_suffix: dict[str, tuple[str, Any]] | None = field(default=None, repr=False)
 
     def steps(self) -> np.ndarray:
-        """Every `_step` the run logged, ascending; computed once per run (several checks ask,
-        and on a long run with many keys it is the costliest thing they ask for)."""
-        if self._steps is None:
-            self._steps = self.history.steps()
-        return self._steps
+        """Every `_step` the run logged, ascending (the history computes it once)."""
+        return self.history.steps()
 
     def signal(self, name: str) -> Signal | None:
         return self.resolver.get(name, self.preset)
@@ -72,12 +69,18 @@ class CheckContext:
         )
 
     def config(self, *suffixes: str) -> tuple[str, Any] | None:
-        """The first flattened config entry whose last part is one of `suffixes` (e.g. lr)."""
-        flat = self.run.flat_config()
+        """The first flattened config entry whose last part is one of `suffixes` (e.g. lr).
+
+        The config is flattened and indexed by last part once per run: checks ask dozens of
+        times."""
+        if self._by_suffix is None:
+            self._by_suffix = {}
+            for key, value in self.run.flat_config().items():
+                self._by_suffix.setdefault(key.rsplit(".", 1)[-1], (key, value))
         for suffix in suffixes:
-            for key, value in flat.items():
-                if key.rsplit(".", 1)[-1] == suffix:
-                    return key, value
+            found = self._by_suffix.get(suffix)
+            if found is not None:
+                return found
         return None
 
     def setting_on(self, *suffixes: str) -> bool | None:

@@ -13,23 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reportgen.check_catalogue import OBJECTIVE, ROLE_ALIASES, ROLES
 from reportgen.metrics import ResolvedMetric, goal_for
 from reportgen.runs import STEP, History, Run
 from reportgen.spec import MetricAlias
-
-# Spec alias names that stand for a role, in the order they are tried.
-ROLE_ALIASES: dict[str, tuple[str, ...]] = {
-    "loss": ("loss", "train_loss"),
-    "val_loss": ("val_loss", "eval_loss", "valid_loss"),
-    "entropy": ("entropy",),
-    "kl": ("kl", "ppo_kl", "approx_kl"),
-    "ref_kl": ("ref_kl", "kl_ref", "kl_to_ref"),
-    "clipfrac": ("clipfrac", "pg_clipfrac"),
-    "length": ("length", "response_length"),
-    "clip_ratio": ("clip_ratio", "truncated"),
-    "reward": ("reward", "score"),
-    "grad_norm": ("grad_norm",),
-}
 
 # Keys common trainers log for each role, tried in order when no spec alias resolves.
 KNOWN_KEYS: dict[str, tuple[str, ...]] = {
@@ -110,7 +97,6 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "grad_norm": ("actor/grad_norm", "train/grad_norm", "grad_norm", "optim/grad_norm"),
 }
 
-ROLES = tuple(ROLE_ALIASES)
 
 # A role whose presence marks a run as reinforcement learning (the `auto` preset).
 RL_ROLES = ("entropy", "kl", "ref_kl", "clipfrac", "length", "clip_ratio", "reward")
@@ -119,7 +105,6 @@ RL_ROLES = ("entropy", "kl", "ref_kl", "clipfrac", "length", "clip_ratio", "rewa
 ROLE_GOALS = {"reward": "maximize", "entropy": "maximize", "length": "maximize"}
 
 # `objective` is the metric whose progress plateau and still_improving judge.
-OBJECTIVE = "objective"
 OBJECTIVE_ROLES = {"supervised": ("val_loss", "loss"), "rl": ("reward",)}
 
 

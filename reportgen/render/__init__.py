@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,11 +21,26 @@ def write_outputs(
     out_dir: Path,
     formats: tuple[str, ...],
     template_dirs: Sequence[Path] = (),
+    unchanged: Callable[[Path, bytes], bool] | None = None,
 ) -> list[Path]:
     """Write each requested format into out_dir, each file atomically; report.json last.
 
-    `template_dirs` are searched for templates before the built-in ones.
+    `template_dirs` are searched for templates before the built-in ones. `unchanged(path,
+    data)` says whether the file `path` stands for already holds `data` where the build will put
+    it (render/folder.py): such a file is listed but not written again, as a warm rebuild of
+    an unchanged project would otherwise rewrite hundreds of identical CSV files.
     """
+
+    def write(files: Iterable[tuple[Path, bytes]]) -> list[Path]:
+        pairs = list(files)
+        latest = dict(pairs)  # a path given twice gets its last data
+        atomic.write_many(
+            (path, data)
+            for path, data in latest.items()
+            if unchanged is None or not unchanged(path, data)
+        )
+        return [path for path, _ in pairs]
+
     written: list[Path] = []
     if "csv" in formats:
         from reportgen.render.analysis import analysis_files
@@ -33,7 +48,7 @@ def write_outputs(
 
         tables = [(out_dir / t.file, render_csv(t).encode("utf-8")) for t in report.tables]
         analysis = [(out_dir / name, data) for name, data in analysis_files(report.analysis)]
-        written += atomic.write_many([*tables, *analysis])
+        written += write([*tables, *analysis])
     if "markdown" in formats:
         from reportgen.render.markdown import render_markdown
         from reportgen.render.plots import write_png_plots
@@ -41,20 +56,14 @@ def write_outputs(
         pngs = write_png_plots(report, out_dir / PLOTS_DIR)
         written += pngs.values()
         images = {alias: path.relative_to(out_dir).as_posix() for alias, path in pngs.items()}
-        path = out_dir / "report.md"
         text = render_markdown(report, template_dirs, images, csv_files="csv" in formats)
-        atomic.write_text(path, text)
-        written.append(path)
+        written += write([(out_dir / "report.md", text.encode("utf-8"))])
     if "pdf" in formats:
         from reportgen.render.pdf import render_pdf
 
-        path = out_dir / "report.pdf"
-        atomic.write_bytes(path, render_pdf(report, template_dirs))
-        written.append(path)
+        written += write([(out_dir / "report.pdf", render_pdf(report, template_dirs))])
     if "json" in formats:
         from reportgen.render.json import render_json
 
-        path = out_dir / "report.json"
-        atomic.write_text(path, render_json(report))
-        written.append(path)
+        written += write([(out_dir / "report.json", render_json(report).encode("utf-8"))])
     return written

@@ -41,9 +41,11 @@ def render_step_table(
 
 def exact_numbers(values: np.ndarray) -> list[str]:
     """`exact_number` of each value, a column at a time (tables have millions of cells)."""
-    texts: list[str] = list(map(repr, values.tolist()))  # nan, inf, -inf and 0.1 are right
     with np.errstate(invalid="ignore"):
         whole = np.isfinite(values) & (values == np.round(values)) & (np.abs(values) < 1e15)
+    if whole.all():  # a step column, or counts: no float needs its repr
+        return list(map(str, values.astype(np.int64).tolist()))
+    texts: list[str] = list(map(repr, values.tolist()))  # nan, inf, -inf and 0.1 are right
     where = np.flatnonzero(whole)
     for i, number in zip(where.tolist(), values[where].astype(np.int64).tolist(), strict=True):
         texts[i] = str(number)

@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import datetime
+from json.encoder import encode_basestring
 from typing import Any
 
 from reportgen.baseline import BaselineComparison
@@ -20,6 +21,13 @@ from reportgen.report import MetricReport, Report, RunReport, TableReport
 
 def jsonable(value: Any) -> Any:
     """Plain JSON values: non-finite floats as strings, datetimes as ISO 8601, tuples as lists."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value  # most values: answered before the slower checks below
+    if kind is dict:
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if kind is list:
+        return [jsonable(v) for v in value]
     if isinstance(value, float):
         if math.isnan(value):
             return "NaN"
@@ -186,4 +194,64 @@ def report_dict(report: Report) -> dict[str, Any]:
 
 
 def render_json(report: Report) -> str:
-    return json.dumps(report_dict(report), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return dumps_indented(report_dict(report)) + "\n"
+
+
+def dumps_indented(value: Any) -> str:
+    """`json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False)`, the same text, but
+    about twice as fast on plain data: with an indent, the standard library encodes in Python
+    one token at a time, and a report of hundreds of runs is megabytes of JSON. Anything but
+    plain JSON data (a non-finite number, a key that is not text, another type) is left to the
+    standard library, errors included."""
+    out: list[str] = []
+    try:
+        _encode(value, "\n", out)
+    except _NotPlain:
+        return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False)
+    return "".join(out)
+
+
+class _NotPlain(Exception):
+    pass
+
+
+def _encode(value: Any, newline: str, out: list[str]) -> None:
+    """Append `value` as indented JSON; `newline` is a newline and the current indent."""
+    if isinstance(value, str):
+        out.append(encode_basestring(value))
+    elif isinstance(value, dict):
+        if not value:
+            out.append("{}")
+            return
+        inner = newline + "  "
+        opening = "{"
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise _NotPlain
+            out.append(opening + inner + encode_basestring(key) + ": ")
+            opening = ","
+            _encode(item, inner, out)
+        out.append(newline + "}")
+    elif isinstance(value, (list, tuple)):
+        if not value:
+            out.append("[]")
+            return
+        inner = newline + "  "
+        opening = "["
+        for item in value:
+            out.append(opening + inner)
+            opening = ","
+            _encode(item, inner, out)
+        out.append(newline + "]")
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        out.append(int.__repr__(value))
+    elif isinstance(value, float) and math.isfinite(value):
+        out.append(float.__repr__(value))
+    else:
+        raise _NotPlain

@@ -55,6 +55,11 @@ class OfflineSource:
     def describe(self) -> dict[str, Any]:
         return {"type": self.kind, "path": str(self.root)}
 
+    @property
+    def run_cache(self) -> RunCache | None:
+        """The cache this source reads and fills (an executor's workers use the same one)."""
+        return self._cache.cache if self._cache else None
+
     def list_runs(
         self,
         runs: RunsSpec | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from datetime import datetime, timedelta, timezone
@@ -10,10 +11,8 @@ from typing import Any
 import numpy as np
 
 from reportgen.health.context import CheckContext, num
-from reportgen.health.registry import DURATION, FRACTION, Param, check
+from reportgen.health.registry import check
 from reportgen.report import Finding
-
-BOTH = ("rl", "supervised")
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # Prefixes distributed launchers put before every line of a worker: `[rank0]:`, `(pid=123)`,
@@ -32,6 +31,11 @@ _USER_STOP = re.compile(
     r"|interrupted by (?:the )?user",
     re.I,
 )
+# Words each alternative of _USER_STOP contains (lowercase): a line without any cannot match.
+# Under re.I four non-ASCII letters also match ASCII ones (İ ı → i, ſ → s, Kelvin K → k; found
+# by trying every code point): they are folded first, so the test never misses a match.
+_USER_STOP_WORDS = ("keyboardinterrupt", "ctrl", "sigint", "interrupted by")
+_FOLD_TO_ASCII = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
 # W&B writes exit code 255 when the training script ended with a KeyboardInterrupt.
 _INTERRUPT_CODES = (255, 130)
 
@@ -81,10 +85,15 @@ def last_exception_line(console: tuple[str, ...]) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=64)
 def user_stop_line(console: tuple[str, ...]) -> str | None:
-    """The console line showing that a user pressed Ctrl-C, or None."""
+    """The console line showing that a user pressed Ctrl-C, or None (remembered for the
+    last few consoles: several checks of one run ask)."""
     for raw in reversed(console):
         line = _clean(raw)
+        folded = line.translate(_FOLD_TO_ASCII).lower()
+        if not any(word in folded for word in _USER_STOP_WORDS):
+            continue  # the pattern cannot match: skip its slow scan
         if _USER_STOP.search(line):
             return line if len(line) <= 200 else line[:197] + "…"
     return None
@@ -108,8 +117,6 @@ def _ago(delta: timedelta) -> str:
 
 @check(
     "crashed",
-    severity="ugly",
-    presets=BOTH,
     looks_at="the run's exit code and the end of its console output",
     cause="the training process raised an exception or exited with an error",
     advice="Fix the error quoted in the finding, then resume from the last checkpoint.",
@@ -159,8 +166,6 @@ def _stopped_by_user(ctx: CheckContext) -> str | None:
 
 @check(
     "stopped",
-    severity="bad",
-    presets=BOTH,
     looks_at="the end of the run's console output (KeyboardInterrupt, `Ctrl + C detected`) and "
     "its exit code (W&B records 255 for a KeyboardInterrupt)",
     cause="someone stopped the run by hand (Ctrl-C) before it finished",
@@ -296,8 +301,6 @@ def plan_note(ctx: CheckContext) -> str:
 
 @check(
     "ended_early",
-    severity="bad",
-    presets=BOTH,
     looks_at="the run's last step (and the trainer's step or epoch counter) against the length "
     "its config plans: max_steps, total_training_steps, train_iters, epochs × steps per epoch; "
     "else its learning-rate schedule",
@@ -305,14 +308,6 @@ def plan_note(ctx: CheckContext) -> str:
     "time limit, a manual stop, or an early exit in the training script",
     advice="Resume from the last checkpoint to reach the planned length, or judge the run as a "
     "partial one.",
-    params=[
-        Param(
-            "fraction",
-            FRACTION,
-            0.9,
-            "Fires when the run reached less than this share of its planned steps (or epochs).",
-        )
-    ],
 )
 def ended_early(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """A run that finished with exit code 0 (crashed, killed and stopped runs say so in their own findings, with the planned length) reached less than `fraction` of the length its config plans: the largest of its last `_step` and of a logged step counter (train/global_step, …) against max_steps / total_training_steps / train_iters (or epochs × steps per epoch), or its logged episode counter against total_episodes (TRL's PPO), or its last logged epoch against num_train_epochs. When the config names no length, a learning rate that was decaying steadily from its peak and ended above half of it shows a schedule cut short."""
@@ -384,22 +379,11 @@ def _unfinished_schedule(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
 
 @check(
     "killed",
-    severity="ugly",
-    presets=BOTH,
     looks_at="the run's state and the time of its last sign of life (server heartbeat, or the newest timestamp inside its files)",
     cause="the process was killed from outside: pre-emption, the kernel's OOM killer, a node "
     "failure or a job time limit",
     advice="Check the scheduler and kernel logs (dmesg for the OOM killer) around the last "
     "heartbeat, then resume from the last checkpoint.",
-    params=[
-        Param(
-            "after",
-            DURATION,
-            "1h",
-            "A run still marked running counts as killed when its last heartbeat is older than "
-            "this. (Offline runs are marked killed by `source.stale_after` already.)",
-        )
-    ],
 )
 def killed(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """The run stopped without an exit record: its log no longer grows (the offline reader says killed, a W&B server says crashed), or it still claims to be running but has shown no sign of life for longer than `after`."""
@@ -420,16 +404,11 @@ def killed(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
 
 @check(
     "stalled",
-    severity="bad",
-    presets=BOTH,
     looks_at="a running run's wall-clock time of its last logged step (`_timestamp`)",
     cause="the process is alive but stuck: a hung collective, a deadlocked data loader, or a "
     "very slow evaluation",
     advice="Dump the training processes' stacks (py-spy dump --pid …) to see where they wait; "
     "kill and resume if it is a hang.",
-    params=[
-        Param("after", DURATION, "30m", "How long without a new step counts as stalled."),
-    ],
 )
 def stalled(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """A running run has logged no new step for longer than `after`. It uses the wall-clock time W&B records with every step, so a run that is still sending heartbeats but no longer stepping is caught too."""

@@ -7,17 +7,10 @@ from typing import Any
 import numpy as np
 
 from reportgen.health import stats
-from reportgen.health.checks.stability import window_param
 from reportgen.health.context import CheckContext, num
-from reportgen.health.registry import FRACTION, INTEGER, METRIC, NUMBER, Param, check
-from reportgen.health.roles import OBJECTIVE, Signal
+from reportgen.health.registry import check
+from reportgen.health.roles import Signal
 from reportgen.report import Finding
-
-BOTH = ("rl", "supervised")
-OBJECTIVE_DOC = (
-    "The alias or role to judge; `objective` is val_loss (else loss) for supervised runs and "
-    "reward for RL runs."
-)
 
 
 def _lower_is_better(signal: Signal, values: np.ndarray) -> np.ndarray:
@@ -42,31 +35,11 @@ def _word(signal: Signal) -> tuple[str, str]:
 
 @check(
     "plateau",
-    severity="bad",
-    presets=BOTH,
     looks_at="the objective: val_loss (else loss) for supervised runs, reward for RL runs",
     cause="the run stopped improving early: the learning rate is too small (or decayed too "
     "soon) to make further progress, or the model has reached what it can learn from this data",
     advice="Stop such runs earlier to save compute, or try a higher learning rate, a later "
     "decay, or a larger model.",
-    params=[
-        Param("metric", METRIC, OBJECTIVE, OBJECTIVE_DOC),
-        Param(
-            "early",
-            FRACTION,
-            0.2,
-            "Fires when the metric reached its final level within this share of the run.",
-        ),
-        Param(
-            "rel_tol",
-            NUMBER,
-            0.01,
-            "“Reached its final level” means within this fraction of the best value (or within "
-            "three noise standard errors of the rolling median, whichever is larger).",
-        ),
-        Param("min_points", INTEGER, 50, "Runs with fewer logged points are not judged."),
-        window_param("10 (on runs of 50 points or more)"),
-    ],
 )
 def plateau(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """The objective improved at first, then stopped: its rolling median came within noise of its final best during the first `early` share of the run and never got meaningfully better afterwards, so most of the compute bought nothing. A curve that keeps a steady trend towards better after that point (Spearman's ρ more than two standard errors above 0) is still improving, not on a plateau. A curve that ends more than halfway back from its best to its start jumped rather than levelled off and is not a plateau; neither is a curve another check already explains on the same metric (reward_flat, reward_saturated, flatline, diverged)."""
@@ -122,23 +95,9 @@ def plateau(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
 
 @check(
     "still_improving",
-    severity="bad",
-    presets=BOTH,
     looks_at="the objective: val_loss (else loss) for supervised runs, reward for RL runs",
     cause="undertrained: the run ended before the objective converged",
     advice="Train longer (for example twice the steps) or resume from the last checkpoint.",
-    params=[
-        Param("metric", METRIC, OBJECTIVE, OBJECTIVE_DOC),
-        Param("tail", FRACTION, 0.2, "The closing share of the run that is examined."),
-        Param(
-            "min_share",
-            FRACTION,
-            0.15,
-            "Fires when that tail brought at least this share of the run's whole improvement.",
-        ),
-        Param("min_points", INTEGER, 20, "Runs with fewer logged points are not judged."),
-        window_param("10 (on runs of 50 points or more)"),
-    ],
 )
 def still_improving(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """The objective was still getting better when the run ended: the last `tail` share of the run brought at least `min_share` of the whole improvement, by more than noise, and the run ended at its best. Runs still running are not judged."""
@@ -188,26 +147,11 @@ def still_improving(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
 
 @check(
     "overfitting",
-    severity="bad",
-    presets=("supervised",),
     looks_at="val_loss against loss",
     cause="the model is memorising the training data: validation gets worse while training "
     "keeps improving",
     advice="Keep the checkpoint from the best validation step; add regularisation (weight "
     "decay, dropout), more data, or stop early on the validation metric.",
-    params=[
-        Param("metric", METRIC, "val_loss", "The validation alias or role."),
-        Param("train_metric", METRIC, "loss", "The training alias or role."),
-        Param(
-            "min_rise",
-            NUMBER,
-            0.1,
-            "How far the validation metric must end above its best, relative to the best "
-            "(0.1 = 10% worse), and by more than noise.",
-        ),
-        Param("min_points", INTEGER, 5, "Validation curves with fewer points are not judged."),
-        window_param(),
-    ],
 )
 def overfitting(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """Validation got worse while training kept improving: the validation metric ends at least `min_rise` worse than its best, and the training metric is better at the end than it was at the validation best."""
@@ -261,26 +205,12 @@ def overfitting(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
 
 @check(
     "loss_flat",
-    severity="bad",
-    presets=("supervised",),
     looks_at="loss (the training loss)",
     cause="the model is not learning: the learning rate is far too low (or 0), the weights are "
     "frozen, or the targets do not depend on the inputs (a data or label bug)",
     advice="Check that the loss reaches the optimiser and the weights change (learning rate, "
     "requires_grad, the optimiser's parameter list), then try a 10× higher learning rate on a "
     "small subset the model should overfit.",
-    params=[
-        Param("metric", METRIC, "loss", "The alias or role to look at."),
-        Param(
-            "min_drop",
-            FRACTION,
-            0.02,
-            "Fires when the loss's closing level is less than this share below its opening "
-            "level (medians of the first and last windows).",
-        ),
-        Param("min_points", INTEGER, 50, "Runs with fewer logged points are not judged."),
-        window_param("10 (on runs of 50 points or more)"),
-    ],
 )
 def loss_flat(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """The training loss hardly moved over the whole run: its closing level (median of the last window) is less than `min_drop` (2%) below its opening level (median of the first window). A language model whose loss stays near ln(vocabulary size), or a classifier stuck at ln 2, learns nothing; an exactly constant loss is `flatline`."""

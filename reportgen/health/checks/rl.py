@@ -8,13 +8,11 @@ from typing import Any
 import numpy as np
 
 from reportgen.health import stats
-from reportgen.health.checks.stability import _spike_finding, spike_params, window_param
+from reportgen.health.checks.stability import _spike_finding
 from reportgen.health.context import CheckContext, num
-from reportgen.health.registry import FRACTION, INTEGER, METRIC, NUMBER, Param, check
+from reportgen.health.registry import check
 from reportgen.health.roles import Signal, reward_components
 from reportgen.report import Finding
-
-RL = ("rl",)
 
 
 def _prepared(ctx: CheckContext, p: dict[str, Any], min_points: int = 10) -> Signal | None:
@@ -65,26 +63,11 @@ def _held_below_from(rolling: np.ndarray, threshold: np.ndarray) -> int | None:
 
 @check(
     "entropy_collapse",
-    severity="ugly",
-    presets=RL,
     looks_at="entropy (a series logged as negative entropy, as some trainers do, is flipped)",
     cause="the policy became almost deterministic and stopped exploring: no or too small an "
     "entropy bonus, or a learning rate too high",
     advice="Add or raise the entropy bonus (entropy_coef 0.01–0.05) and/or lower the learning "
     "rate.",
-    params=[
-        Param("metric", METRIC, "entropy", "The alias or role to look at."),
-        Param(
-            "ratio",
-            FRACTION,
-            0.1,
-            "Collapsed means below this share of the starting entropy (the median of the "
-            "first three points).",
-        ),
-        Param("floor", NUMBER, 0.0, "…or below this absolute value, whichever is higher."),
-        Param("min_points", INTEGER, 10, "The collapse must last at least this many points."),
-        window_param(),
-    ],
 )
 def entropy_collapse(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """The policy's entropy fell below `ratio` × its starting value (or below `floor`) and stayed there until the end of the run."""
@@ -160,16 +143,9 @@ def _kl_advice(ctx: CheckContext) -> str:
 
 @check(
     "kl_high",
-    severity="bad",
-    presets=RL,
     looks_at="kl",
     cause=KL_TOO_BIG,
     advice="Lower the learning rate or the number of updates per batch, or tighten the clip range.",
-    params=[
-        Param("metric", METRIC, "kl", "The alias or role to look at (per-update KL)."),
-        Param("threshold", NUMBER, 0.1, "The per-update KL level that is too high."),
-        window_param(),
-    ],
 )
 def kl_high(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """The per-update KL (the policy before and after one update: `actor/ppo_kl`, `losses/approx_kl`) had a rolling median above `threshold` for at least a full window: each update moves the policy too far. KL to the reference model is a different quantity with a different healthy range: `ref_kl_high` judges it."""
@@ -186,20 +162,9 @@ def _with_advice(finding: Finding, advice: str) -> Finding:
 
 @check(
     "kl_spike",
-    severity="bad",
-    presets=RL,
     looks_at="kl",
     cause=KL_TOO_BIG,
     advice="Lower the learning rate or the number of updates per batch, or tighten the clip range.",
-    params=[
-        *spike_params("kl", 6.0, 3.0),
-        Param(
-            "min_value",
-            NUMBER,
-            0.02,
-            "Only values above this count, so spikes in a KL of about 0 are not reported.",
-        ),
-    ],
 )
 def kl_spike(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """The per-update KL jumped far above its recent level and came back, or blew up (the loss_spike rule), counting only values above `min_value`."""
@@ -212,24 +177,11 @@ def kl_spike(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
 
 @check(
     "kl_low",
-    severity="bad",
-    presets=RL,
     looks_at="kl",
     cause="the policy has stopped changing: the learning rate is about 0, gradients vanish "
     "(for example after an entropy collapse), or the KL is measured against the wrong policy",
     advice="Check that the actor's weights change between steps; if entropy collapsed too, fix "
     "that first.",
-    params=[
-        Param("metric", METRIC, "kl", "The alias or role to look at."),
-        Param("threshold", NUMBER, 1e-6, "|KL| below this counts as no change at all."),
-        Param(
-            "tail",
-            FRACTION,
-            0.5,
-            "Fires when the median of |KL| from some step to the end is below the threshold "
-            "and that stretch covers at least this closing share of the run.",
-        ),
-    ],
 )
 def kl_low(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """The per-update KL was essentially zero (the median of |KL| below `threshold`) from some step to the end, over at least the last `tail` share of the run: the policy no longer changes."""
@@ -253,22 +205,10 @@ def kl_low(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
 
 @check(
     "ref_kl_high",
-    severity="bad",
-    presets=RL,
     looks_at="ref_kl (KL between the policy and its reference model: `train/kl`, `actor/kl_loss`)",
     cause="the policy drifted far from its reference model: the KL penalty is too weak for "
     "this learning rate, or the reward pulls hard away from the reference",
     advice="Raise the KL coefficient or lower the learning rate.",
-    params=[
-        Param("metric", METRIC, "ref_kl", "The alias or role to look at (KL to the reference)."),
-        Param(
-            "threshold",
-            NUMBER,
-            1.0,
-            "The KL to the reference that is too high (0.2 is normal in a healthy GRPO run).",
-        ),
-        window_param(),
-    ],
 )
 def ref_kl_high(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """The KL to the reference model had a rolling median above `threshold` for at least a full window. When it is that high from the first points on, the policy and the reference differ from the start (a different checkpoint, chat template or precision), which no learning rate explains, and the finding says so."""
@@ -305,17 +245,10 @@ def ref_kl_high(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
 
 @check(
     "clipfrac_high",
-    severity="bad",
-    presets=RL,
     looks_at="clipfrac (the share of tokens or samples whose probability ratio was clipped)",
     cause="each update tries to move the policy further than the clip range allows: learning "
     "rate too high, too many PPO epochs per batch, or too small a clip range",
     advice="Lower the learning rate or the number of PPO epochs per batch.",
-    params=[
-        Param("metric", METRIC, "clipfrac", "The alias or role to look at."),
-        Param("threshold", FRACTION, 0.3, "The clipped share that is too high."),
-        window_param(),
-    ],
 )
 def clipfrac_high(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """The PPO clip fraction's rolling median stayed above `threshold` for at least a full window: most of each update is being clipped away."""
@@ -330,24 +263,11 @@ def clipfrac_high(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
 
 @check(
     "length_collapse",
-    severity="ugly",
-    presets=RL,
     looks_at="length (mean response length)",
     cause="the policy learned to stop early: the reward favours short answers, or a format or "
     "EOS shortcut pays off",
     advice="Read a few recent samples; check the reward for a length bias and add a minimum "
     "length or format reward.",
-    params=[
-        Param("metric", METRIC, "length", "The alias or role to look at."),
-        Param(
-            "ratio",
-            FRACTION,
-            0.5,
-            "Collapsed means the rolling median fell below this share of its highest value.",
-        ),
-        Param("min_points", INTEGER, 10, "The collapse must last at least this many points."),
-        window_param(),
-    ],
 )
 def length_collapse(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """The response length fell below `ratio` × its highest level and stayed there until the end of the run. The level is the rolling median, and before the first window is full the median of the first three points, so a collapse within the first window counts too."""
@@ -379,23 +299,9 @@ def length_collapse(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
 
 @check(
     "length_explosion",
-    severity="bad",
-    presets=RL,
     looks_at="length (mean response length)",
     cause="the reward pays for longer answers (a length bias) or the policy fell into repetition",
     advice="Add an overlong penalty or a length-normalised reward; read samples for repetition.",
-    params=[
-        Param("metric", METRIC, "length", "The alias or role to look at."),
-        Param(
-            "factor",
-            NUMBER,
-            3.0,
-            "Exploded means the rolling median rose above this multiple of the starting "
-            "length (median of the first window).",
-        ),
-        Param("min_points", INTEGER, 10, "It must stay there for at least this many points."),
-        window_param(),
-    ],
 )
 def length_explosion(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """The response length grew above `factor` × its starting value and stayed there until the end of the run."""
@@ -424,17 +330,10 @@ def length_explosion(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
 
 @check(
     "length_clipping",
-    severity="bad",
-    presets=RL,
     looks_at="clip_ratio (share of responses cut off at the maximum length)",
     cause="responses run into the maximum response length and are cut off, so their reward is "
     "computed on truncated answers",
     advice="Raise the maximum response length or add an overlong penalty.",
-    params=[
-        Param("metric", METRIC, "clip_ratio", "The alias or role to look at."),
-        Param("threshold", FRACTION, 0.1, "The clipped share that is too high."),
-        window_param(),
-    ],
 )
 def length_clipping(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """The share of responses that hit the maximum length had a rolling median above `threshold` for at least a full window. Without such a share, a logged count of end-of-sequence tokens (TRL's PPO: `val/num_eos_tokens`) that is 0 at most steps says the same: no response ended on its own."""
@@ -495,25 +394,11 @@ def _better(signal: Signal, values: np.ndarray) -> np.ndarray:
 
 @check(
     "reward_flat",
-    severity="bad",
-    presets=RL,
     looks_at="reward",
     cause="the policy is not learning from the reward: the task is too hard (reward too "
     "sparse), the learning rate too low, or the reward does not reach the loss",
     advice="Check reward values on a few samples; try an easier curriculum or a higher "
     "learning rate.",
-    params=[
-        Param("metric", METRIC, "reward", "The alias or role to look at."),
-        Param(
-            "z",
-            NUMBER,
-            4.0,
-            "The reward must rise above its start by more than this many standard errors of "
-            "the rolling median to count as learning.",
-        ),
-        Param("min_points", INTEGER, 50, "Runs with fewer logged points are not judged."),
-        window_param(),
-    ],
 )
 def reward_flat(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """The reward never rose meaningfully above where it started: its best rolling median stayed within `z` standard errors of the starting level (a falling reward counts too), and it shows no steady upward trend either (Spearman's rank correlation with the step, more than two standard errors above 0: a reward that climbs slowly through its noise is learning). A reward at its ceiling from the start is `reward_saturated`, not this."""
@@ -572,14 +457,11 @@ def saturated_share(s: Signal) -> float | None:
 
 @check(
     "reward_saturated",
-    severity="bad",
-    presets=RL,
     looks_at="reward",
     cause="the reward is at its ceiling from the first steps: nearly every sample already earns "
     "the full reward, so group-normalised advantages are zero and there is no learning signal",
     advice="Use harder prompts (filter out those the model already solves), or check that the "
     "reward function does not return its maximum for every answer.",
-    params=[Param("metric", METRIC, "reward", "The alias or role to look at.")],
 )
 def reward_saturated(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """The reward sat at its highest value from the start: at least 80% of its points, and at least half of its first window, are within 1% of the curve's range below its maximum. Such a run cannot learn (there is nothing to improve), so raising the learning rate or an easier curriculum would be backwards."""
@@ -599,32 +481,12 @@ def reward_saturated(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
 
 @check(
     "reward_hacking",
-    severity="ugly",
-    presets=RL,
     looks_at="reward against a task metric the spec names (`task_metric`), else against the "
     "logged reward components that check the answer (`train/rewards/accuracy_reward`, …)",
     cause="the reward can be earned without solving the task: the policy exploits the reward "
     "function or reward model",
     advice="Read high-reward samples; harden the reward (a verifier, format checks) or put the "
     "task metric into the reward.",
-    params=[
-        Param("metric", METRIC, "reward", "The alias or role to look at."),
-        Param(
-            "task_metric",
-            METRIC,
-            None,
-            "The alias of a metric that measures the real task (accuracy, pass rate); without "
-            "it, logged reward components named like accuracy or correctness are used.",
-            optional=True,
-        ),
-        Param(
-            "z",
-            NUMBER,
-            4.0,
-            "Rising or improving means by more than this many standard errors (as reward_flat).",
-        ),
-        window_param(),
-    ],
 )
 def reward_hacking(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """The reward rose clearly while a measure of the real task stayed flat or got worse. The task measure is the alias named by `task_metric`; without one, each logged reward component whose name says it checks the answer (accuracy, correct, answer, verif, pass, solve, exact, math, code) is tried, so "an accuracy reward of 0 at every step while the total rises through a format reward" is found without any configuration."""

@@ -10,19 +10,10 @@ import pandas as pd
 from reportgen.health import stats
 from reportgen.health.context import CheckContext, num
 from reportgen.health.registry import (
-    FRACTION,
-    INTEGER,
-    METRIC,
-    METRICS,
-    NUMBER,
-    ByPreset,
-    Param,
     check,
 )
 from reportgen.health.roles import Signal
 from reportgen.report import Finding
-
-BOTH = ("rl", "supervised")
 
 NUMERIC_CAUSE = (
     "numerical blow-up: a learning rate too high for the model, no gradient clipping, or a bad "
@@ -42,17 +33,6 @@ def _numeric_advice(ctx: CheckContext) -> str:
     return NUMERIC_ADVICE.format(lr=lr, clip=clip)
 
 
-def window_param(least: str = "5") -> Param:
-    return Param(
-        "window",
-        INTEGER,
-        None,
-        "Points per rolling window; null picks about 2% of the run's points, at least "
-        f"{least} and at most 50.",
-        optional=True,
-    )
-
-
 def _describe_value(value: float) -> str:
     if np.isnan(value):
         return "NaN"
@@ -70,20 +50,9 @@ def _exit_clause(ctx: CheckContext) -> str:
 
 @check(
     "non_finite",
-    severity="ugly",
-    presets=BOTH,
     looks_at="every tracked metric: the spec's aliases and the built-in roles found in the run",
     cause=NUMERIC_CAUSE,
     advice=NUMERIC_ADVICE.format(lr="", clip=""),
-    params=[
-        Param(
-            "metrics",
-            METRICS,
-            None,
-            "Aliases or roles to look at; null means every tracked metric.",
-            optional=True,
-        )
-    ],
 )
 def non_finite(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """A tracked metric was logged as NaN or ±infinity. One finding per run: the metric that went first, the step, whether it stayed non-finite, and the other metrics that followed."""
@@ -132,43 +101,10 @@ def non_finite(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
 
 @check(
     "diverged",
-    severity="ugly",
-    presets=BOTH,
     looks_at="supervised: loss, val_loss and grad_norm; RL: grad_norm (a policy loss has no "
     "meaningful best)",
     cause=NUMERIC_CAUSE,
     advice=NUMERIC_ADVICE.format(lr="", clip=""),
-    params=[
-        Param(
-            "metrics",
-            METRICS,
-            ByPreset(rl=["grad_norm"], supervised=["loss", "val_loss", "grad_norm"]),
-            "Aliases or roles to look at.",
-        ),
-        Param(
-            "factor",
-            NUMBER,
-            0.5,
-            "A loss diverges when its rolling median climbs back this share of the way from "
-            "its best to its early level, on a log scale (0.5: halfway, in orders of "
-            "magnitude)…",
-        ),
-        Param(
-            "min_ratio",
-            NUMBER,
-            3.0,
-            "…and to at least this multiple of its best (so a loss that barely improved is "
-            "not called diverged for noise).",
-        ),
-        Param(
-            "norm_factor",
-            NUMBER,
-            10.0,
-            "A gradient norm diverges when its rolling median exceeds this multiple of the "
-            "median of all its earlier values.",
-        ),
-        window_param(),
-    ],
 )
 def diverged(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """A loss or gradient norm ran away and stayed away. Levels are rolling medians over full windows, never single points, so the first noisy value is not a "best". A positive loss diverges when its rolling median climbs above its best rolling median by at least `min_ratio` × and back at least `factor` of the way (on a log scale) to its early level (the median of its first window): a loss that fell from 2.0 to 0.05 diverges above about 0.32 (halfway in orders of magnitude), and a validation loss that jumps 33× and stays there diverges whatever it did before. A loss that can be negative uses the same rule on a linear scale. A gradient norm diverges when its rolling median exceeds `norm_factor` × the median of all its earlier values. Either must hold for a full window, or until the metric stops being finite; infinity always counts."""
@@ -302,50 +238,13 @@ def _spike_finding(
     ]
 
 
-def spike_params(metric: str, z: float, rise: float) -> list[Param]:
-    return [
-        Param("metric", METRIC, metric, "The alias or role to look at."),
-        Param("z", NUMBER, z, "How many robust standard deviations above the rolling median."),
-        Param(
-            "min_rel_rise",
-            NUMBER,
-            rise,
-            "And above the window's 90th percentile by at least this multiple of it (1 = twice "
-            "the percentile).",
-        ),
-        Param(
-            "window",
-            INTEGER,
-            25,
-            "Points in the trailing window the median and MAD use (from the 5th point on, "
-            "fewer while the run has fewer before the point).",
-        ),
-        Param(
-            "max_width",
-            INTEGER,
-            10,
-            "A high stretch longer than this many points is a level shift, not a spike.",
-        ),
-        Param(
-            "blowup",
-            NUMBER,
-            100.0,
-            "A value this many times the baseline's size (or spread) above the baseline is "
-            "reported however long it lasts (a blow-up, not noise).",
-        ),
-    ]
-
-
 @check(
     "loss_spike",
-    severity="bad",
-    presets=BOTH,
     looks_at="loss",
     cause="unstable optimisation: the learning rate is near the edge of stability, or some "
     "batches are very different (bad data, very long sequences)",
     advice="Lower the peak learning rate or lengthen its warmup, tighten gradient clipping, and "
     "look at the batches logged at the spike steps.",
-    params=spike_params("loss", 6.0, 0.75),
 )
 def loss_spike(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """The loss jumped far above its recent level and came back, or blew up: Hampel-style spikes against the median and MAD of the preceding `window` points (judged from the 5th point on), plus any value more than `blowup` × its baseline. It reports how many, the worst ones and where the first started. On an RL run whose loss is only the KL penalty (TRL's GRPO loss is β·KL) the KL checks speak instead."""
@@ -357,23 +256,11 @@ def loss_spike(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
 
 @check(
     "grad_norm_spike",
-    severity="bad",
-    presets=BOTH,
     looks_at="grad_norm",
     cause="unstable optimisation: occasional huge updates from a learning rate near the edge of "
     "stability or outlier batches",
     advice="Tighten gradient clipping and lower the learning rate or lengthen warmup; inspect "
     "the batches at the spike steps.",
-    params=[
-        *spike_params("grad_norm", 6.0, 3.0),
-        Param(
-            "min_ratio",
-            NUMBER,
-            10.0,
-            "And at least this multiple of the rolling median: gradient norms are heavy-tailed, "
-            "and with clipping a batch at 5–8× the typical norm is routine.",
-        ),
-    ],
 )
 def grad_norm_spike(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """The gradient norm jumped far above its recent level and came back, or blew up (the loss_spike rule, with a higher default `min_rel_rise`, and at least `min_ratio` × the rolling median, because gradient norms are heavy-tailed)."""
@@ -383,32 +270,12 @@ def grad_norm_spike(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
 
 @check(
     "flatline",
-    severity="ugly",
-    presets=BOTH,
     looks_at="supervised: loss, val_loss, grad_norm; RL: reward, entropy, grad_norm (an RL "
     "loss is a surrogate or penalty that may legitimately sit at one rounded value)",
     cause="nothing is being learned: the optimiser does not update the weights (learning rate "
     "0, frozen parameters, a detached loss) or the metric is logged from a constant",
     advice="Check that the weights change between steps (learning rate, requires_grad, the loss "
     "reaching the optimiser) and that the metric is computed from the current batch.",
-    params=[
-        Param(
-            "metrics",
-            METRICS,
-            ByPreset(
-                rl=["reward", "entropy", "grad_norm"],
-                supervised=["loss", "val_loss", "grad_norm"],
-            ),
-            "Aliases or roles to look at.",
-        ),
-        Param(
-            "min_fraction",
-            FRACTION,
-            0.5,
-            "The constant stretch at the end must cover at least this share of the points.",
-        ),
-        Param("min_points", INTEGER, 10, "…and at least this many points."),
-    ],
 )
 def flatline(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """A metric that should move was logged as exactly the same value (for example every value 0) over the end of the run: a dead or not-learning run."""
@@ -462,30 +329,11 @@ TREND_FLOORS = {"kl": 0.005, "clipfrac": 0.02}
 
 @check(
     "instability_trend",
-    severity="bad",
-    presets=BOTH,
     looks_at="RL: grad_norm, kl (per update) and clipfrac; supervised: grad_norm",
     cause="instability is building up: each update moves the policy further than the last "
     "(learning rate too high for this stage, stale or off-policy data, a collapsing entropy)",
     advice="Lower the learning rate or add warm-down, tighten gradient clipping, and check the "
     "last checkpoint before the rise; it often ends in a divergence.",
-    params=[
-        Param(
-            "metrics",
-            METRICS,
-            ByPreset(rl=["grad_norm", "kl", "clipfrac"], supervised=["grad_norm"]),
-            "Aliases or roles to look at.",
-        ),
-        Param(
-            "factor",
-            NUMBER,
-            5.0,
-            "Fires when the median of the closing stretch is at least this multiple of the "
-            "median before it.",
-        ),
-        Param("tail", FRACTION, 0.05, "The closing share of the run that is examined."),
-        Param("min_points", INTEGER, 30, "Curves with fewer points are not judged."),
-    ],
 )
 def instability_trend(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """A diagnostic that should stay level rose steadily to the end: the median of the closing `tail` of the run (at least 5 points) is at least `factor` × the median of what came before it (the first 10% left out as warm-up). Per-update KL must end above 0.005 and clip fraction above 0.02 to count. It reports the step from which the rolling median stayed above √factor × that earlier level."""
