@@ -92,20 +92,20 @@ class LocalExecutor:
     def map_runs(
         self, spec: Spec, source: Source, now: datetime, progress: Progress | None = None
     ) -> MappedRuns:
-        from reportgen.digest import digest_run
+        from reportgen.digest_pool import digest_runs
 
         found = source.list_runs(spec.runs, progress, now=now)
         runs = filter_runs(found, spec.runs, now)
         fetched = fetch_histories(source, runs, progress)
-        digests = []
+        chosen = []
         failures = []
         for run in runs:
             history = fetched[run.id]
             if isinstance(history, RunFetchError):
                 failures.append(history)
             else:
-                digests.append(digest_run(spec, run, history, now))
-        return MappedRuns(len(found), digests, failures)
+                chosen.append((run, history))
+        return MappedRuns(len(found), digest_runs(spec, chosen, now), failures)
 
 
 @dataclass(frozen=True)
