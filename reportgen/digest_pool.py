@@ -103,10 +103,8 @@ def _worker(indices: list[int], sending: Connection) -> None:
             run, history = chosen[at]
             digest = digest_run(spec, run, history, now)
             done.append(replace(digest, run=None))  # type: ignore[arg-type]
-    except Exception:  # noqa: BLE001 - the parent digests these runs again and raises it there
+    except Exception:
+        sending.close()  # nothing sent: the parent digests these runs, and raises it there
         return
-    finally:
-        if len(done) < len(indices):
-            sending.close()
     sending.send(done)
     sending.close()

@@ -188,3 +188,22 @@ def test_spikes_are_those_of_pandas_rolling_windows():
         assert [(s.start, s.end, s.worst, s.baseline) for s in found] == expected
         checked += len(expected)
     assert checked > 50  # the comparison saw many spikes, not only quiet curves
+
+
+@pytest.mark.parametrize("length", [0, 1, 2, 9, 400, 5000])
+def test_trailing_and_centred_medians_are_pandas_rolling_medians(length):
+    import pandas as pd
+
+    from reportgen.health.stats import centred_median, rolling_median
+
+    rng = np.random.default_rng(100 + length)
+    for trial in range(40 if length < 1000 else 3):
+        values = _curve(rng, length, trial)
+        w = int(rng.integers(1, 60))
+        series = pd.Series(values, dtype=float)
+        full = series.rolling(w, min_periods=w).median().to_numpy()
+        partial = series.rolling(w, min_periods=1).median().to_numpy()
+        centred = series.rolling(w, center=True, min_periods=1).median().to_numpy()
+        assert np.array_equal(rolling_median(values, w), full, equal_nan=True)
+        assert np.array_equal(rolling_median(values, w, full=False), partial, equal_nan=True)
+        assert np.array_equal(centred_median(values, w), centred, equal_nan=True), (trial, w)

@@ -51,8 +51,7 @@ def rolling_median(values: np.ndarray, w: int, *, full: bool = True) -> np.ndarr
     """Trailing median over the last `w` points; NaN until a window is full when `full`."""
 
     def compute() -> np.ndarray:
-        series = pd.Series(values, dtype=float)
-        return series.rolling(w, min_periods=w if full else 1).median().to_numpy()
+        return trailing_stats(values, w, [(None, w if full else 1)])[0]
 
     return _memo("trailing-full" if full else "trailing", values, w, compute)
 
@@ -107,7 +106,9 @@ def trailing_stats(
                     below = position.astype(np.int64)
                     low = ordered[at, below]
                     high = ordered[at, np.minimum(below + 1, last)]
-                    value = np.where(position == below, low, low + (high - low) * (position - below))
+                    value = np.where(
+                        position == below, low, low + (high - low) * (position - below)
+                    )
                 into[start : start + rows] = np.where(count >= max(least, 1), value, np.nan)
     return found
 
@@ -118,9 +119,13 @@ def _after(values: np.ndarray) -> np.ndarray:
 
 
 def centred_median(values: np.ndarray, w: int) -> np.ndarray:
+    """Median of the `w` points around each point (as many as there are at the ends)."""
+
     def compute() -> np.ndarray:
-        series = pd.Series(values, dtype=float)
-        return series.rolling(w, center=True, min_periods=1).median().to_numpy()
+        # pandas' centred window of point i is the trailing one of point i + (w - 1) // 2
+        ahead = (w - 1) // 2
+        extended = np.concatenate([np.asarray(values, dtype=float), np.full(ahead, np.nan)])
+        return trailing_stats(extended, w, [(None, 1)])[0][ahead:]
 
     return _memo("centred", values, w, compute)
 
