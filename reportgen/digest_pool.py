@@ -15,6 +15,7 @@ is raised here as it would be without the worker.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
@@ -50,14 +51,17 @@ def digest_runs(
     context = multiprocessing.get_context("fork")
     receiving, sending = context.Pipe(duplex=False)
     worker = context.Process(target=_worker, args=(theirs, sending), daemon=True)
+    gc.freeze()  # the worker's collections skip what it inherited: fewer pages copied
     try:
         worker.start()
+        gc.unfreeze()
         sending.close()
         for at in range(0, len(chosen), 2):
             run, history = chosen[at]
             digests[at] = digest_run(spec, run, history, now)
         returned = _receive(receiving, len(theirs))
     finally:
+        gc.unfreeze()
         _shared = None
         receiving.close()
         if worker.is_alive():
