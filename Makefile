@@ -26,6 +26,7 @@ bench: $(BIN)/reportgen  ## run the benchmarks (slow; prints figures)
 	$(BIN)/python benchmarks/read_offline.py
 	$(BIN)/python benchmarks/pdf_report.py
 	$(BIN)/python benchmarks/server_fetch.py
+	$(BIN)/python benchmarks/project_table.py
 
 clean:
 	rm -rf $(VENV) outputs/demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,7 @@
 """Benchmark: builds over 10^3 and 10^4 runs, locally and on Ray, and a projection for a cluster.
 
     .venv/bin/python benchmarks/scale.py [--runs 1000 10000] [--executors local ray]
-                                         [--cpus 2] [--steps 300] [--data DIR]
+                                         [--cpus 2] [--steps 300] [--data DIR] [--warm]
 
 Writes four small template runs once with the real wandb client (an RL run, an RL run whose
 entropy collapses, a supervised run, a supervised run that diverges to NaN; kept in DIR,
@@ -17,7 +17,8 @@ health checks, a project table with group-by and correlations; report.json and C
   write     report.json and the CSV/Parquet files
   peak RSS  of the process that runs the build (the driver, for Ray)
 Ray runs on a local instance with --cpus CPUs, started before the clock starts (its start-up
-is printed on its own). From the measured map time per run and CPU, it projects the wall time
+is printed on its own). With --warm, each case is built with a run cache of its own, twice: the
+second ("warm") build finds every file in the cache and decodes nothing, on Ray as locally. From the measured map time per run and CPU, it projects the wall time
 of 10^5 runs on clusters of several sizes. Figures go in the issue's closing note and in
 docs/scale.md.
 """
@@ -203,11 +204,12 @@ def make_runs(data: Path, templates: list[Path], count: int) -> Path:
 # --- one measured build (in its own process) -------------------------------------------------
 
 
-def measure(root: Path, out: Path, executor: str, cpus: int) -> dict[str, float]:
+def measure(root: Path, out: Path, executor: str, cpus: int, cache: str = "") -> dict[str, float]:
     import resource
     from datetime import datetime, timezone
 
     from reportgen.build import make_report
+    from reportgen.cache import CacheLocation, RunCache
     from reportgen.executors import LocalExecutor, MappedRuns, RayExecutor
     from reportgen.render import write_outputs
     from reportgen.sources import open_source
@@ -224,7 +226,8 @@ def measure(root: Path, out: Path, executor: str, cpus: int) -> dict[str, float]
 
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level=40)
         figures["start"] = time.perf_counter() - started
-    source = open_source(spec.source)
+    run_cache = RunCache.at(CacheLocation(Path(cache), "the benchmark")) if cache else None
+    source = open_source(spec.source, run_cache)
     runner = RayExecutor() if executor == "ray" else LocalExecutor()
     started = time.perf_counter()
     mapped = runner.map_runs(spec, source, now)
@@ -248,10 +251,21 @@ def measure(root: Path, out: Path, executor: str, cpus: int) -> dict[str, float]
     return figures
 
 
-def run_case(root: Path, out: Path, executor: str, cpus: int) -> dict[str, float]:
+def run_case(
+    root: Path, out: Path, executor: str, cpus: int, cache: Path | None = None
+) -> dict[str, float]:
     """One build in a fresh process, so peak memory is that build's alone."""
     done = subprocess.run(
-        [sys.executable, __file__, "--measure", str(root), str(out), executor, str(cpus)],
+        [
+            sys.executable,
+            __file__,
+            "--measure",
+            str(root),
+            str(out),
+            executor,
+            str(cpus),
+            str(cache or ""),
+        ],
         capture_output=True,
         text=True,
     )
@@ -259,61 +273,6 @@ def run_case(root: Path, out: Path, executor: str, cpus: int) -> dict[str, float
         raise SystemExit(f"the {executor} build over {root} failed:\n{done.stderr[-3000:]}")
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
-
-
-def measure_project_table(count: int) -> None:
-    """The table stage alone over `count` runs: digests made in memory (6 config keys, 2 summary
-    values, 3 reduced aliases per run), then the table, its CSV and its Parquet, timed apart."""
-    import resource
-    from datetime import datetime, timedelta, timezone
-
-    import numpy as np
-
-    from reportgen.digest import StepSpan
-    from reportgen.project import RunCells, project_table
-    from reportgen.render.analysis import project_csv, project_parquet
-    from reportgen.runs import Run
-    from reportgen.spec import MetricAlias, ProjectTableSpec
-
-    rng = np.random.default_rng(0)
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    runs, spans, cells = [], {}, {}
-    for i in range(count):
-        config = {"optim": {"lr": float(rng.choice([1e-4, 3e-4]))}, "seed": i % 5, "model": "m"}
-        summary = {"loss": float(rng.random()), "acc": float(rng.random())}
-        run = Run(
-            id=f"r{i:07d}", name=f"run-{i}", state="finished", group=f"g{i % 10}",
-            created_at=start + timedelta(seconds=i), config=config, summary=summary,
-        )  # fmt: skip
-        runs.append(run)
-        spans[run.id] = StepSpan(300, 299)
-        cells[run.id] = RunCells(
-            {"optim.lr": config["optim"]["lr"], "seed": i % 5, "model": "m"},
-            summary,
-            {a: float(rng.random()) for a in ("score", "loss", "entropy")},
-        )
-    spec = ProjectTableSpec(
-        metrics={"score": "last", "loss": "mean", "entropy": "max"},
-        primary="score",
-        group_by=("config.seed",),
-    )
-    aliases = {"loss": MetricAlias("loss", ("train/loss",), goal="minimize")}
-    started = time.perf_counter()
-    table = project_table(spec, aliases, runs, spans, cells)
-    built = time.perf_counter() - started
-    started = time.perf_counter()
-    csv_bytes = len(project_csv(table))
-    csv_time = time.perf_counter() - started
-    started = time.perf_counter()
-    parquet_bytes = len(project_parquet(table))
-    parquet_time = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(
-        f"project table over {count:,} runs: table {built:.1f} s (top {len(table.top)}, "
-        f"{len(table.groups.rows) if table.groups else 0} groups, {len(table.correlations)} "
-        f"correlations), CSV {csv_time:.1f} s ({csv_bytes / 2**20:.0f} MiB), Parquet "
-        f"{parquet_time:.1f} s ({parquet_bytes / 2**20:.0f} MiB), peak RSS {peak:.0f} MiB"
-    )
 
 
 def per_run_cost(root: Path, count: int = 20) -> None:
@@ -351,20 +310,16 @@ def main() -> None:
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray instance")
     parser.add_argument("--steps", type=int, default=300, help="steps per template run")
     parser.add_argument("--data", type=Path, default=HERE / ".data" / "scale")
-    parser.add_argument("--measure", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument(
-        "--project-table",
-        type=int,
-        metavar="N",
-        help="only time the project-table stage over N runs made in memory (e.g. 100000)",
+        "--warm",
+        action="store_true",
+        help="build each case twice with a run cache (its own per executor): cold, then warm",
     )
+    parser.add_argument("--measure", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.project_table:
-        measure_project_table(args.project_table)
-        return
     if args.measure:
-        root, out, executor, cpus = args.measure
-        print(json.dumps(measure(Path(root), Path(out), executor, int(cpus))))
+        root, out, executor, cpus, cache = args.measure
+        print(json.dumps(measure(Path(root), Path(out), executor, int(cpus), cache)))
         return
 
     templates = write_templates(args.data, args.steps)
@@ -380,18 +335,24 @@ def main() -> None:
             per_run_cost(root)
         for executor in args.executors:
             out = args.data / f"out-{count}-{executor}"
-            figures = run_case(root, out, executor, args.cpus)
-            assert figures["runs"] == count, figures
-            rows.append((count, executor, figures))
-            total = figures["map"] + figures["reduce"] + figures["write"]
-            if len(rows) == 1:
-                print(header)
-            start = f" (+{figures['start']:.1f} s Ray start-up)" if "start" in figures else ""
-            print(
-                f"{count:>7,} {executor:<9} {figures['map']:>8.1f} {figures['reduce']:>9.1f} "
-                f"{figures['write']:>8.1f} {total:>8.1f} {1000 * total / count:>7.2f} "
-                f"{figures['peak_mib']:>9.0f}{start}"
-            )
+            cache = args.data / f"cache-{count}-{executor}" if args.warm else None
+            if cache is not None:
+                shutil.rmtree(cache, ignore_errors=True)
+            for label in ("", "warm") if args.warm else ("",):
+                figures = run_case(root, out, executor, args.cpus, cache)
+                assert figures["runs"] == count, figures
+                if not label:
+                    rows.append((count, executor, figures))
+                total = figures["map"] + figures["reduce"] + figures["write"]
+                if len(rows) == 1 and not label:
+                    print(header)
+                start = f" (+{figures['start']:.1f} s Ray start-up)" if "start" in figures else ""
+                name = f"{executor} {label}".strip()
+                print(
+                    f"{count:>7,} {name:<9} {figures['map']:>8.1f} {figures['reduce']:>9.1f} "
+                    f"{figures['write']:>8.1f} {total:>8.1f} {1000 * total / count:>7.2f} "
+                    f"{figures['peak_mib']:>9.0f}{start}"
+                )
         same = [
             (args.data / f"out-{count}-{e}" / "report.json").read_bytes() for e in args.executors
         ]

@@ -18,23 +18,30 @@ from pathlib import Path
 WRITERS = 8
 
 
-def write_bytes(path: Path, data: bytes, *, private: bool = False) -> None:
-    """Write to a temporary file beside `path`, flush it to disk, then rename it into place."""
+def write_bytes(path: Path, data: bytes, *, private: bool = False, durable: bool = True) -> None:
+    """Write to a temporary file beside `path`, flush it to disk, then rename it into place.
+
+    The rename alone makes the write atomic for every process; the flush (fsync) makes it
+    survive a crash of the whole machine too. `durable=False` skips it where the reader checks
+    what it reads anyway (the run cache: a checksum vouches for each history), as the wait for
+    the disk was half of a cold build's cache writes.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _create_beside(path, 0o600 if private else 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def write_text(path: Path, text: str, *, private: bool = False) -> None:
-    write_bytes(path, text.encode("utf-8"), private=private)
+def write_text(path: Path, text: str, *, private: bool = False, durable: bool = True) -> None:
+    write_bytes(path, text.encode("utf-8"), private=private, durable=durable)
 
 
 def _create_beside(path: Path, mode: int) -> tuple[int, str]:

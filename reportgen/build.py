@@ -36,6 +36,7 @@ from reportgen.select import choose, filter_runs
 from reportgen.shortfalls import LeftOut, find_shortfalls
 from reportgen.sources import RunFetchError, Source, open_source
 from reportgen.spec import ExecutorSpec, Spec, load_spec
+from reportgen.stopping import raise_if_past_deadline
 
 Progress = Callable[[int, int, str], None]
 
@@ -114,6 +115,7 @@ def build(
             staged = write_outputs(
                 report, folder.staging, spec.outputs.formats, template_dirs, folder.holds
             )
+            raise_if_past_deadline()  # a build past its deadline posts and commits nothing
             if comment or spec.outputs.comment is not None:
                 environment = os.environ if env is None else env
                 posted = publish_comment(spec, report, target, environment, folder=folder.staging)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -30,10 +31,13 @@ from reportgen.select import filter_runs, may_be_chosen
 from reportgen.sources import RunFetchError, Source, fetch_histories
 
 if TYPE_CHECKING:
+    from reportgen.cache import RunCache
     from reportgen.digest import RunDigest
     from reportgen.spec import ExecutorSpec, Spec
 
 Progress = Callable[[int, int, str], None]
+
+_SCAN_BATCH = 256  # files whose start times one Ray task reads
 
 
 @dataclass(frozen=True)
@@ -94,8 +98,11 @@ class LocalExecutor:
     ) -> MappedRuns:
         from reportgen.digest_pool import digest_runs
 
-        found = source.list_runs(spec.runs, progress, now=now)
-        runs = filter_runs(found, spec.runs, now)
+        if spec.runs.limit is not None and source.kind == "wandb-offline":
+            found, runs = read_newest(spec, source, now, progress)
+        else:
+            listed = source.list_runs(spec.runs, progress, now=now)
+            found, runs = len(listed), filter_runs(listed, spec.runs, now)
         fetched = fetch_histories(source, runs, progress)
         chosen = []
         failures = []
@@ -105,7 +112,35 @@ class LocalExecutor:
                 failures.append(history)
             else:
                 chosen.append((run, history))
-        return MappedRuns(len(found), digest_runs(spec, chosen, now), failures)
+        return MappedRuns(found, digest_runs(spec, chosen, now), failures)
+
+
+def read_newest(
+    spec: Spec, source: Source, now: datetime, progress: Progress | None = None
+) -> tuple[int, list[Run]]:
+    """`runs.limit` over run folders: every file's start time from its run records, then the
+    runs read in full newest first, until `limit` of them pass the filters (see
+    reportgen.sources.starts). Returns how many runs the folder holds, and the chosen runs."""
+    from reportgen.sources.starts import file_start, run_starts
+
+    assert spec.runs.limit is not None
+    groups, copy_notes = source.run_files()  # type: ignore[attr-defined]
+    files = [path for paths in groups.values() for path in paths]
+    scanned = []
+    for done, path in enumerate(files, start=1):
+        scanned.append(file_start(path))
+        if progress:
+            progress(done, len(files), path.parent.name)
+    starts = run_starts(scanned)
+    chosen: list[Run] = []
+    at = 0
+    while len(chosen) < spec.runs.limit and at < len(starts):
+        batch = starts[at : at + spec.runs.limit - len(chosen)]
+        at += len(batch)
+        files = [path for start in batch for path in start.files]
+        read = source.read_runs(files, progress, now, copy_notes)  # type: ignore[attr-defined]
+        chosen += [run for run in read if may_be_chosen(run, spec.runs, now)]
+    return len(starts), filter_runs(chosen, spec.runs, now)
 
 
 @dataclass(frozen=True)
@@ -134,8 +169,11 @@ class RayExecutor:
     def map_runs(
         self, spec: Spec, source: Source, now: datetime, progress: Progress | None = None
     ) -> MappedRuns:
+        cache = getattr(source, "run_cache", None)
         groups, copy_notes = self.list_groups(spec)
-        outcomes, failures = self.digest_groups(spec, groups, now, progress, copy_notes)
+        if spec.runs.limit is not None:
+            return self.map_newest(spec, groups, copy_notes, now, progress, cache)
+        outcomes, failures = self.digest_groups(spec, groups, now, progress, copy_notes, cache)
         # Files named for one run that hold another (copied, renamed) are read again together,
         # so that every run is merged from all its files, as the local reader merges them.
         by_run: dict[str, list[RunOutcome]] = {}
@@ -147,7 +185,7 @@ class RayExecutor:
                 run_id: sorted({Path(f) for part in parts for f in part.files})
                 for run_id, parts in split.items()
             }
-            again, failed = self.digest_groups(spec, regrouped, now, progress, copy_notes)
+            again, failed = self.digest_groups(spec, regrouped, now, progress, copy_notes, cache)
             outcomes = [o for o in outcomes if o.run.id not in split] + again
             failures += failed
         found = [outcome.run for outcome in outcomes]
@@ -155,6 +193,49 @@ class RayExecutor:
         chosen = filter_runs(found, spec.runs, now)
         failures.sort(key=lambda failure: failure.run_id)  # not in the order tasks happened to end
         return MappedRuns(len(found), [digests[run.id] for run in chosen], failures)
+
+    def map_newest(
+        self,
+        spec: Spec,
+        groups: dict[str, list[Path]],
+        copy_notes: dict[Path, list[str]],
+        now: datetime,
+        progress: Progress | None,
+        cache: RunCache | None,
+    ) -> MappedRuns:
+        """`runs.limit`: the start times of all runs from their run records (tasks of a few
+        hundred files each), then the newest runs digested a batch at a time until `limit` of
+        them pass the filters (see reportgen.sources.starts)."""
+        from reportgen.sources.starts import file_starts, run_starts
+
+        assert spec.runs.limit is not None
+        ray = self._connect()
+        scan = ray.remote(num_cpus=1)(file_starts)
+        files = [str(path) for paths in groups.values() for path in paths]
+        cwd = os.getcwd()
+        batches = [files[i : i + _SCAN_BATCH] for i in range(0, len(files), _SCAN_BATCH)]
+        found = [
+            start for batch in ray.get([scan.remote(b, cwd) for b in batches]) for start in batch
+        ]
+        starts = run_starts(found)
+        width = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        outcomes: list[RunOutcome] = []
+        failures: list[RunFetchError] = []
+        passed = 0
+        at = 0
+        while passed < spec.runs.limit and at < len(starts):
+            batch = starts[at : at + max(spec.runs.limit - passed, width)]
+            at += len(batch)
+            done, failed = self.digest_groups(
+                spec, {s.run_id: list(s.files) for s in batch}, now, progress, copy_notes, cache
+            )
+            outcomes += done
+            failures += failed
+            passed += sum(1 for o in done if o.digest is not None)
+        digests = {o.run.id: o.digest for o in outcomes if o.digest is not None}
+        chosen = filter_runs([o.run for o in outcomes], spec.runs, now)
+        failures.sort(key=lambda failure: failure.run_id)
+        return MappedRuns(len(starts), [digests[run.id] for run in chosen], failures)
 
     def list_groups(self, spec: Spec) -> tuple[dict[str, list[Path]], dict[Path, list[str]]]:
         """The run files under source.path, grouped by the run id in their names, listed by a
@@ -184,14 +265,20 @@ class RayExecutor:
         now: datetime,
         progress: Progress | None = None,
         copy_notes: dict[Path, list[str]] | None = None,
+        cache: RunCache | None = None,
     ) -> tuple[list[RunOutcome], list[RunFetchError]]:
         """Run one task per group of files; collect outcomes as they finish. `copy_notes`:
-        notes on copies read once, by the file read, handed to the task that reads it."""
+        notes on copies read once, by the file read, handed to the task that reads it.
+
+        With `cache`, each task reads and fills the same cache folder (at the same path on its
+        node) under the same keys as the local reader: a rebuild of unchanged files decodes
+        nothing, on the cluster or here. What the tasks warn about is added to `cache`."""
         ray = self._connect()
         task = ray.remote(num_cpus=1)(read_and_digest)
         spec_ref = ray.put(spec)
         cwd = os.getcwd()
         notes = copy_notes or {}
+        where = CacheSetting.of(cache) if cache is not None else None
         pending = {
             task.remote(
                 spec_ref,
@@ -199,6 +286,7 @@ class RayExecutor:
                 [str(p) for p in paths],
                 now,
                 {str(p): notes[p] for p in paths if p in notes},
+                where,
             ): group_id
             for group_id, paths in groups.items()
         }
@@ -210,9 +298,14 @@ class RayExecutor:
             for ref in ready:
                 group_id = pending.pop(ref)
                 try:
-                    outcomes.extend(ray.get(ref))
+                    done_task: TaskResult = ray.get(ref)
                 except ray.exceptions.RayError as exc:
                     failures.append(_task_failure(group_id, groups[group_id], exc))
+                else:
+                    outcomes.extend(done_task.outcomes)
+                    for warning in done_task.warnings:
+                        if cache is not None and warning not in cache.warnings:
+                            cache.warn(warning)
                 done += 1
                 if progress:
                     progress(done, len(groups), group_id)
@@ -243,7 +336,6 @@ class RayExecutor:
 def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
     """Fail in seconds, with the address named, where Ray itself would wait for minutes for a
     head node that does not answer. `auto` and Ray's default are Ray's to resolve."""
-    import socket
 
     if address is None or address == "auto":
         return
@@ -285,23 +377,61 @@ def _as_given(path: Path, root: Path, given: str) -> str:
     return str(Path(given, path.relative_to(root)))
 
 
+@dataclass(frozen=True)
+class CacheSetting:
+    """The driver's run cache, as a task needs it: its folder and mode."""
+
+    path: str
+    origin: str
+    mode: str
+
+    @classmethod
+    def of(cls, cache: RunCache) -> CacheSetting:
+        return cls(str(cache.root.resolve()), cache.origin, cache.mode)
+
+    def open(self) -> tuple[RunCache | None, list[str]]:
+        """The cache on this node; None, with a warning, when the folder cannot hold one here."""
+        from reportgen.cache import CacheLocation, RunCache
+
+        try:
+            cache = RunCache.at(CacheLocation(Path(self.path), self.origin), self.mode)
+        except (ReportgenError, OSError) as exc:
+            return None, [
+                f"cache: a Ray task on {socket.gethostname()} cannot use the cache folder "
+                f"{self.path} ({exc}); its runs were read without it"
+            ]
+        return cache, cache.warnings
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """What one Ray task returns: the runs its files hold, and the cache's warnings."""
+
+    outcomes: list[RunOutcome]
+    warnings: list[str]
+
+
 def read_and_digest(
     spec: Spec,
     cwd: str,
     files: Sequence[str],
     now: datetime,
     copy_notes: dict[str, list[str]] | None = None,
-) -> list[RunOutcome]:
+    cache_setting: CacheSetting | None = None,
+) -> TaskResult:
     """One Ray task: read one run folder group's files and digest the runs they hold.
 
     Paths are as the driver found them, relative to its working directory `cwd`; they are read
-    from there and named as the driver names them, so the report shows the same paths.
+    from there and named as the driver names them, so the report shows the same paths. With
+    `cache_setting`, unchanged files come from the run cache and decoded ones are stored in it,
+    exactly as the local reader does (same keys: the files' resolved paths; atomic writes).
     """
     from reportgen.digest import digest_run
     from reportgen.sources.offline import OfflineSource
 
     assert spec.source.path is not None
-    source = OfflineSource(spec.source)
+    cache, warnings = cache_setting.open() if cache_setting else (None, [])
+    source = OfflineSource(spec.source, cache=cache)
     absolute = {str(Path(cwd, f).parent): str(Path(f).parent) for f in files}
     notes = {Path(cwd, f): lines for f, lines in (copy_notes or {}).items()}
     runs = source.read_runs([Path(cwd, f) for f in files], now=now, copy_notes=notes)
@@ -312,7 +442,7 @@ def read_and_digest(
         if may_be_chosen(run, spec.runs, now):
             digest = digest_run(spec, run, source.history(found), now)
         outcomes.append(RunOutcome(run, digest, tuple(files)))
-    return outcomes
+    return TaskResult(outcomes, warnings)
 
 
 def _task_failure(group_id: str, files: Sequence[Path], exc: Exception) -> RunFetchError:

@@ -3,6 +3,12 @@
 It replaces the export scripts teams keep: `config.*` columns (nested configs flattened with
 dots), `metric.*` columns (each alias reduced as the spec says, plus every numeric summary
 value), and the raw config and summary for anything the columns leave out.
+
+The table is columnar so that it stays fast at 10^5 runs: everything that needs one run alone
+(flattening its config, reducing its aliases, parsing its name, its config as JSON text) is done
+per run in the digest (`run_cells`, on a Ray task when Ray is used), and the table stage turns
+those cells into one Arrow table in one conversion. Top N, group aggregates, correlations, the
+Pareto front and the pivot then work on whole columns (numpy, Arrow), never run by run.
 """
 
 from __future__ import annotations
@@ -10,12 +16,16 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from reportgen.metrics import ResolvedMetric, goal_for, reduce
 from reportgen.runs import Run, flatten
@@ -39,6 +49,15 @@ RUN_COLUMNS = (
     ("last_step", "integer"),
 )
 JSON_COLUMNS = ("config_json", "summary_json")
+
+ARROW_TYPES = {
+    "string": pa.string(),
+    "integer": pa.int64(),
+    "number": pa.float64(),
+    "boolean": pa.bool_(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "json": pa.string(),
+}
 
 
 @dataclass(frozen=True)
@@ -84,9 +103,9 @@ class Correlation:
     runs: int
 
 
-@dataclass(frozen=True)
-class ParetoPoint:
-    """One run with finite quality and cost; `on_front` when no other run beats it on both."""
+class ParetoPoint(NamedTuple):
+    """One run with finite quality and cost; `on_front` when no other run beats it on both.
+    (A named tuple: a front over 10^5 runs makes as many.)"""
 
     run_id: str
     run_name: str
@@ -133,9 +152,17 @@ class PivotTable:
 
 @dataclass(frozen=True)
 class ProjectTable:
+    """The table (`table`: one Arrow column per `columns` entry, JSON columns as JSON text) and
+    what was computed from it.
+
+    `mixed`: the json columns whose runs hold values of several types (a number in one run, text
+    in another), with each run's value as logged (lists and mappings as JSON text): their CSV
+    cells and groups follow each value's own type.
+    """
+
     name: str
     columns: tuple[ProjectColumn, ...]
-    rows: tuple[dict[str, Any], ...]
+    table: pa.Table
     reductions: dict[str, str]
     primary: str | None
     goal: str | None
@@ -151,6 +178,7 @@ class ProjectTable:
     name_fields: tuple[str, ...] = ()
     pareto: ParetoFront | None = None
     pivot: PivotTable | None = None
+    mixed: Mapping[str, Sequence[Any]] = field(default_factory=dict)
 
     @property
     def csv_file(self) -> str:
@@ -172,47 +200,54 @@ class ProjectTable:
     def primary_column(self) -> str | None:
         return f"metric.{self.primary}" if self.primary else None
 
+    @property
+    def row_count(self) -> int:
+        return int(self.table.num_rows)
+
+    @property
+    def rows(self) -> ProjectRows:
+        """The rows as dicts, made one at a time when asked for (from Python; the build never
+        asks): JSON columns as the values they hold."""
+        return ProjectRows(self)
+
     def column_names(self, kinds: Sequence[str] | None = None) -> list[str]:
         return [c.name for c in self.columns if kinds is None or c.kind in kinds]
 
 
-# --- building the rows ---------------------------------------------------------------------------
+class ProjectRows(Sequence[dict[str, Any]]):
+    """A read-only view of a project table's rows as dicts (`len` costs nothing)."""
+
+    def __init__(self, project: ProjectTable):
+        self._project = project
+
+    def __len__(self) -> int:
+        return self._project.row_count
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        project = self._project
+        position = range(len(self))[index]
+        row = {}
+        for column in project.columns:
+            if column.name in project.mixed:
+                row[column.name] = project.mixed[column.name][position]
+                continue
+            value = project.table[column.name][position].as_py()
+            if column.kind == "json" and value is not None:
+                value = json.loads(value)
+            row[column.name] = value
+        return row
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (self[i] for i in range(len(self)))
+
+
+# --- one run's cells (in the digest) -------------------------------------------------------------
 
 
 def _numeric(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def column_kind(values: Sequence[Any]) -> str:
-    """The narrowest type every present value fits; mixed or nested values are JSON."""
-    present = [v for v in values if v is not None]
-    if not present:
-        return "string"
-    if all(isinstance(v, bool) for v in present):
-        return "boolean"
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
-        return "integer"
-    if all(_numeric(v) for v in present):
-        return "number"
-    if all(isinstance(v, str) for v in present):
-        return "string"
-    return "json"
-
-
-def _run_cells(run: Run, span: StepSpan) -> dict[str, Any]:
-    return {
-        "run_id": run.id,
-        "run_name": run.name,
-        "state": run.state,
-        "entity": run.entity,
-        "project": run.project,
-        "group": run.group,
-        "job_type": run.job_type,
-        "tags": ", ".join(run.tags),
-        "created_at": run.created_at,
-        "steps": span.steps,
-        "last_step": span.last_step,
-    }
 
 
 def run_cell(series: pd.Series, how: str) -> float | None:
@@ -235,25 +270,100 @@ def _summary_numbers(summary: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
+def _plain(value: Any) -> Any:
+    """A value as report.json writes it: non-finite floats as strings, datetimes as ISO 8601."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return _plain(value.item())
+    return value
+
+
+def json_text(value: Any) -> str:
+    """JSON as in report.json: NaN and infinities as the strings "NaN", "Infinity"."""
+    return json.dumps(_plain(value), sort_keys=True, ensure_ascii=False, allow_nan=False)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def arrow_text(text: str) -> str:
+    """Text Arrow can hold: a lone surrogate (JSON can carry one, UTF-8 cannot) is written as
+    the escape the CSV would show anyway (`\\ud800`)."""
+    if _SURROGATE.search(text) is None:
+        return text
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _cell_value(value: Any) -> Any:
+    """A config or name value as a table cell: bool, int, float, text or None."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return arrow_text(value)
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return _cell_value(value.item())
+    return arrow_text(str(value))
+
+
 @dataclass(frozen=True)
 class RunCells:
-    """One run's part of the project table that needs only that run: its flattened config,
-    numeric summary values and reduced aliases. Computed where the run is digested (a Ray task,
-    say), so that the table stage only gathers values."""
+    """One run's part of the project table, computed where the run is digested (a Ray task,
+    say), so that the table stage only gathers values.
 
-    config: dict[str, Any]
-    summary: dict[str, float]
-    metrics: dict[str, float | None]
+    `cells`: column name (`name.*`, `config.*`, `metric.*`) → a bool, int, float, text or None;
+    `nested`: `config.*` columns whose value is a list or mapping → its JSON text; `shadowed`:
+    summary keys left out because an alias has the same name; `name_matched`: whether the run's
+    name matched `name_fields` (None without name_fields); the config and summary as JSON text.
+    """
+
+    cells: dict[str, Any]
+    nested: dict[str, str]
+    shadowed: tuple[str, ...]
+    name_matched: bool | None
+    config_json: str
+    summary_json: str
 
 
 def run_cells(spec: ProjectTableSpec, run: Run, metrics: Mapping[str, ResolvedMetric]) -> RunCells:
+    cells: dict[str, Any] = {}
+    nested: dict[str, str] = {}
+    matched = None
+    if spec.name_fields:
+        parsed = name_fields(spec.name_fields, run.name)
+        matched = parsed is not None
+        for name in re.compile(spec.name_fields).groupindex:
+            cells[f"name.{name}"] = _cell_value((parsed or {}).get(name))
+    for key, value in flatten(run.config).items():
+        if isinstance(value, (list, tuple, Mapping)):
+            nested[f"config.{key}"] = arrow_text(json_text(value))
+        else:
+            cells[f"config.{key}"] = _cell_value(value)
+    reductions = spec.metrics or {}
+    summary = _summary_numbers(run.summary) if spec.summary else {}
+    for key, number in summary.items():
+        if key not in reductions:
+            cells[f"metric.{key}"] = number
+    for alias, how in reductions.items():
+        metric = metrics[alias]
+        cells[f"metric.{alias}"] = run_cell(metric.series, how) if metric.found else None
     return RunCells(
-        config=flatten(run.config),
-        summary=_summary_numbers(run.summary) if spec.summary else {},
-        metrics={
-            alias: run_cell(metrics[alias].series, how) if metrics[alias].found else None
-            for alias, how in (spec.metrics or {}).items()
-        },
+        cells=cells,
+        nested=nested,
+        shadowed=tuple(key for key in summary if key in reductions),
+        name_matched=matched,
+        config_json=arrow_text(json_text(run.config)),
+        summary_json=arrow_text(json_text(run.summary)),
     )
 
 
@@ -283,86 +393,197 @@ def name_fields(pattern: str, name: str) -> dict[str, Any] | None:
     return {key: name_value(value) for key, value in found.groupdict().items()}
 
 
-def build_rows(
+# --- the table -----------------------------------------------------------------------------------
+
+
+def _kind_of(arrow_type: pa.DataType) -> str | None:
+    """The column kind of an Arrow type inferred from Python values; None: not one kind."""
+    if pa.types.is_null(arrow_type) or pa.types.is_string(arrow_type):
+        return "string"
+    if pa.types.is_boolean(arrow_type):
+        return "boolean"
+    if pa.types.is_integer(arrow_type):
+        return "integer"
+    if pa.types.is_floating(arrow_type):
+        return "number"
+    return None
+
+
+_MIXED = object()  # a column whose values are of several kinds
+
+
+def _columns_of(records: Sequence[Mapping[str, Any]]) -> dict[str, pa.Array | object]:
+    """Each key of `records` as one Arrow column (None where a record lacks it), converted
+    together in one pass; a key whose values are of several kinds is marked `_MIXED`."""
+    if not records:
+        return {}
+    try:
+        struct = pa.array(records)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        pass
+    else:
+        if pa.types.is_struct(struct.type):
+            columns: dict[str, pa.Array | object] = {}
+            for i in range(struct.type.num_fields):
+                name = struct.type.field(i).name
+                array = struct.field(i)
+                columns[name] = array if _kind_of(array.type) else _MIXED
+            return columns
+    # Some key holds values of several kinds: convert key by key to find which.
+    keys = sorted(set().union(*records))
+    columns = {}
+    for key in keys:
+        try:
+            array = pa.array([record.get(key) for record in records])
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            columns[key] = _MIXED
+        else:
+            columns[key] = array if _kind_of(array.type) else _MIXED
+    return columns
+
+
+def build_table(
     spec: ProjectTableSpec,
     runs: Sequence[Run],
     spans: Mapping[str, StepSpan],
     cells: Mapping[str, RunCells],
-) -> tuple[list[ProjectColumn], list[dict[str, Any]], list[str]]:
-    """The table's columns and one dict of cells per run (None where a run has no value)."""
+) -> tuple[list[ProjectColumn], pa.Table, dict[str, list[Any]], list[str]]:
+    """The table's columns, the Arrow table, the mixed json columns' values, and notes."""
+    chosen = [cells[run.id] for run in runs]
+    scalar = _columns_of([c.cells for c in chosen])
+    nested = _columns_of([c.nested for c in chosen])
     reductions = spec.metrics or {}
-    configs = {run.id: cells[run.id].config for run in runs}
-    summaries = {run.id: cells[run.id].summary for run in runs}
-    config_keys = sorted(set().union(*configs.values())) if runs else []
     alias_columns = [f"metric.{alias}" for alias in reductions]
-    summary_keys = sorted(set().union(*summaries.values())) if runs else []
-    shadowed = [k for k in summary_keys if f"metric.{k}" in alias_columns]
-    summary_columns = [f"metric.{k}" for k in summary_keys if k not in shadowed]
+    shadowed = sorted(set().union(*(c.shadowed for c in chosen))) if chosen else []
     notes = [
         f"summary value '{key}' is not a column: the alias of the same name is" for key in shadowed
     ]
     fields = list(re.compile(spec.name_fields).groupindex) if spec.name_fields else []
-    unmatched = []
-    rows: list[dict[str, Any]] = []
-    for run in runs:
-        row = _run_cells(run, spans[run.id])
-        if spec.name_fields:
-            parsed = name_fields(spec.name_fields, run.name)
-            if parsed is None:
-                unmatched.append(run.name)
-            for field_name in fields:
-                row[f"name.{field_name}"] = (parsed or {}).get(field_name)
-        for key in config_keys:
-            row[f"config.{key}"] = configs[run.id].get(key)
-        for alias, value in cells[run.id].metrics.items():
-            row[f"metric.{alias}"] = value
-        for key in summary_keys:
-            if key not in shadowed:
-                row[f"metric.{key}"] = summaries[run.id].get(key)
-        row["config_json"] = run.config
-        row["summary_json"] = run.summary
-        rows.append(row)
-    if unmatched:
-        shown = ", ".join(repr(name) for name in unmatched[:5])
-        more = f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else ""
-        notes.append(
-            f"project_table.name_fields: {len(unmatched)} of {len(runs)} run names do not match, "
-            f"so their name.* cells are empty: {shown}{more}"
-        )
+    config_columns = sorted(c for c in {*scalar, *nested} if c.startswith("config."))
+    summary_columns = sorted(
+        c for c in scalar if c.startswith("metric.") and c not in set(alias_columns)
+    )
+    n = len(chosen)
+    arrays: dict[str, pa.Array] = _run_arrays(runs, spans)
     columns = [ProjectColumn(name, kind) for name, kind in RUN_COLUMNS]
-    for name in [f"name.{f}" for f in fields] + [f"config.{k}" for k in config_keys]:
-        columns.append(ProjectColumn(name, column_kind([r[name] for r in rows])))
-    columns += [ProjectColumn(name, "number") for name in alias_columns + summary_columns]
+    mixed: dict[str, list[Any]] = {}
+    for name in [f"name.{f}" for f in fields] + config_columns:
+        plain, listed = scalar.get(name), nested.get(name)
+        if listed is None and isinstance(plain, pa.Array):
+            kind = _kind_of(plain.type) or "json"
+            arrays[name] = plain.cast(ARROW_TYPES[kind])
+        elif plain is None and isinstance(listed, pa.Array):
+            kind = "json"
+            arrays[name] = listed.cast(pa.string())
+        else:  # values of several kinds, or lists in some runs and plain values in others
+            kind = "json"
+            values = [c.nested.get(name, c.cells.get(name)) for c in chosen]
+            mixed[name] = values
+            arrays[name] = pa.array(
+                [
+                    c.nested[name] if name in c.nested else _json_cell(c.cells.get(name))
+                    for c in chosen
+                ],
+                pa.string(),
+            )
+        columns.append(ProjectColumn(name, kind))
+    for name in alias_columns + summary_columns:
+        found = scalar.get(name)
+        arrays[name] = (
+            found.cast(pa.float64()) if isinstance(found, pa.Array) else pa.nulls(n, pa.float64())
+        )
+        columns.append(ProjectColumn(name, "number"))
+    arrays["config_json"] = pa.array([c.config_json for c in chosen], pa.string())
+    arrays["summary_json"] = pa.array([c.summary_json for c in chosen], pa.string())
     columns += [ProjectColumn(name, "json") for name in JSON_COLUMNS]
-    return columns, rows, notes
+    table = pa.table({c.name: arrays[c.name] for c in columns})
+    if spec.name_fields:
+        unmatched = [run.name for run, c in zip(runs, chosen, strict=True) if not c.name_matched]
+        if unmatched:
+            shown = ", ".join(repr(name) for name in unmatched[:5])
+            more = f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else ""
+            notes.append(
+                f"project_table.name_fields: {len(unmatched)} of {len(runs)} run names do not "
+                f"match, so their name.* cells are empty: {shown}{more}"
+            )
+    return columns, table, mixed, notes
+
+
+def _json_cell(value: Any) -> str | None:
+    return None if value is None else json_text(value)
+
+
+def _run_arrays(runs: Sequence[Run], spans: Mapping[str, StepSpan]) -> dict[str, pa.Array]:
+    """The columns about the runs themselves, from their metadata."""
+
+    def strings(attribute: str) -> pa.Array:
+        return pa.array(list(map(attrgetter(attribute), runs)), pa.string())
+
+    chosen_spans = [spans[run_id] for run_id in map(attrgetter("id"), runs)]
+    return {
+        "run_id": strings("id"),
+        "run_name": strings("name"),
+        "state": strings("state"),
+        "entity": strings("entity"),
+        "project": strings("project"),
+        "group": strings("group"),
+        "job_type": strings("job_type"),
+        "tags": pa.array(list(map(", ".join, map(attrgetter("tags"), runs))), pa.string()),
+        "created_at": pa.array(list(map(attrgetter("created_at"), runs)), ARROW_TYPES["timestamp"]),
+        "steps": pa.array(list(map(attrgetter("steps"), chosen_spans)), pa.int64()),
+        "last_step": pa.array(list(map(attrgetter("last_step"), chosen_spans)), pa.int64()),
+    }
+
+
+# --- columns as numbers --------------------------------------------------------------------------
+
+
+def numbers(table: pa.Table, column: str) -> np.ndarray:
+    """A numeric column as floats, NaN where a run has no value (or the column is not numeric)."""
+    if column not in table.column_names:
+        return np.full(table.num_rows, np.nan)
+    values = table[column]
+    if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
+        return np.full(table.num_rows, np.nan)
+    return np.asarray(
+        pc.fill_null(values.cast(pa.float64()), math.nan).to_numpy(), dtype=float
+    ).copy()
+
+
+def _present(table: pa.Table, column: str) -> np.ndarray:
+    """Where a column has a value (a logged NaN is a value; a missing one is not)."""
+    if column not in table.column_names:
+        return np.zeros(table.num_rows, dtype=bool)
+    return np.asarray(pc.is_valid(table[column]).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _texts(table: pa.Table, column: str) -> np.ndarray:
+    return np.asarray(table[column].to_numpy(zero_copy_only=False), dtype=object)
 
 
 # --- top N ---------------------------------------------------------------------------------------
 
 
-def _finite(value: Any) -> bool:
-    return _numeric(value) and math.isfinite(value)
-
-
-def numbers(rows: Sequence[Mapping[str, Any]], column: str) -> np.ndarray:
-    """A numeric column as floats, NaN where a run has no value (or not a number)."""
-    values = [r.get(column) for r in rows]
-    try:
-        return np.asarray(values, dtype=float)  # None becomes NaN
-    except (TypeError, ValueError):
-        return np.asarray([v if _numeric(v) else np.nan for v in values], dtype=float)
-
-
-def top_runs(rows: Sequence[Mapping[str, Any]], column: str, goal: str, n: int) -> list[TopRun]:
+def top_runs(table: pa.Table, column: str, goal: str, n: int) -> list[TopRun]:
     """The n best runs by a column in the goal's direction; ties by run id; no value, no rank."""
-    values = numbers(rows, column)
+    values = numbers(table, column)
     ranked = np.flatnonzero(np.isfinite(values))
+    if not len(ranked):
+        return []
     sign = 1.0 if goal == "minimize" else -1.0
-    ids = np.asarray([rows[i]["run_id"] for i in ranked.tolist()], dtype=str)
-    order = ranked[np.lexsort((ids, sign * values[ranked]))].tolist() if len(ranked) else []
+    signed = sign * values[ranked]
+    if n < len(ranked):  # only runs as good as the n-th best can rank (ties included)
+        bound = np.partition(signed, n - 1)[n - 1]
+        ranked, signed = ranked[signed <= bound], signed[signed <= bound]
+    ids = np.asarray(_texts(table, "run_id")[ranked], dtype=str)
+    order = ranked[np.lexsort((ids, signed))][:n]
+    names = table["run_name"].take(pa.array(order)).to_pylist()
+    chosen_ids = table["run_id"].take(pa.array(order)).to_pylist()
     return [
-        TopRun(rank, rows[i]["run_id"], rows[i]["run_name"], float(values[i]))
-        for rank, i in enumerate(order[:n], start=1)
+        TopRun(rank, run_id, name, float(value))
+        for rank, (run_id, name, value) in enumerate(
+            zip(chosen_ids, names, values[order].tolist(), strict=True), start=1
+        )
     ]
 
 
@@ -393,51 +614,151 @@ def _sort_key(keys: tuple[Any, ...]) -> tuple[tuple[int, float, str], ...]:
     return tuple(order)
 
 
-def aggregate(values: Sequence[Any], how: str) -> float | None:
-    """count, mean, std (sample, n-1), min or max of finite values; None when undefined.
+def _key_codes(project: ProjectTable | _Columns, column: str) -> tuple[np.ndarray, list[Any]]:
+    """Each run's group key of one column as a code, and the keys in group order (missing
+    values are a key of their own, None, last): code i is `keys[i]`."""
+    table, mixed = project.table, project.mixed
+    n = table.num_rows
+    if column in mixed:
+        raw = [_group_key(v) for v in mixed[column]]
+        distinct = list(dict.fromkeys(raw))
+        index = {key: i for i, key in enumerate(distinct)}
+        codes = np.asarray([index[key] for key in raw], dtype=np.int64)
+    elif column in table.column_names:
+        encoded = pc.dictionary_encode(table[column]).combine_chunks()
+        distinct = [_group_key(v) for v in encoded.dictionary.to_pylist()]
+        codes = np.asarray(
+            pc.fill_null(encoded.indices, len(distinct)).to_numpy(zero_copy_only=False),
+            dtype=np.int64,
+        )
+        distinct.append(None)
+    else:
+        distinct, codes = [None], np.zeros(n, dtype=np.int64)
+    # Equal keys (a NaN spelled "NaN" beside the text "NaN") share one group.
+    merged = list(dict.fromkeys(distinct))
+    ordered = sorted(merged, key=lambda key: _sort_key((key,)))
+    rank = {key: i for i, key in enumerate(ordered)}
+    to_rank = np.asarray([rank[key] for key in distinct], dtype=np.int64)
+    return to_rank[codes], ordered
 
-    A member whose value is NaN or infinite (a run that ended diverged) makes the group's
-    mean and std NaN: leaving it out would report the survivors as the group's result.
+
+@dataclass(frozen=True)
+class _Columns:
+    """What grouping reads before the ProjectTable exists: the table and its mixed columns."""
+
+    table: pa.Table
+    mixed: Mapping[str, Sequence[Any]]
+
+
+_PAIRWISE = 8  # numpy sums 8 or more values pairwise: such groups are summed as numpy does
+
+
+def _group_sums(ordered: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The sum of each group of `ordered` values (groups are consecutive, none empty), equal
+    bit for bit to numpy's sum of that group alone."""
+    sums = np.add.reduceat(ordered, starts) if len(starts) else np.zeros(0)
+    for g in np.flatnonzero(counts >= _PAIRWISE).tolist():
+        sums[g] = np.add.reduce(ordered[starts[g] : starts[g] + counts[g]])
+    return sums
+
+
+def group_aggregates(
+    groups: np.ndarray,
+    count: int,
+    values: np.ndarray,
+    present: np.ndarray,
+    aggregates: Sequence[str],
+) -> dict[str, list[float | None]]:
+    """Each aggregate of `values` over each of `count` groups (`groups[i]`: run i's group).
+
+    count, mean, std (sample, n-1), min or max of the finite values; None where undefined (no
+    value; std of one). Missing values (`present` False) are ignored. A NaN or infinite value (a
+    run that ended diverged) makes its group's mean and std NaN: leaving it out would report the
+    survivors as the group's result. Means and standard deviations equal numpy's `mean()` and
+    `std(ddof=1)` of each group's finite values, bit for bit.
     """
-    finite = np.asarray([v for v in values if _finite(v)], dtype=float)
-    if how == "count":
-        return len(finite)
-    if how in ("mean", "std") and any(_numeric(v) and not math.isfinite(v) for v in values):
-        return math.nan
-    if len(finite) == 0 or (how == "std" and len(finite) < 2):
-        return None
-    if how == "mean":
-        return float(finite.mean())
-    if how == "std":
-        return float(finite.std(ddof=1))
-    if how == "min":
-        return float(finite.min())
-    if how == "max":
-        return float(finite.max())
-    raise ValueError(f"unknown aggregate {how!r}")
+    finite = present & np.isfinite(values)
+    spoiled = np.bincount(groups[present & ~finite], minlength=count) > 0
+    order = np.argsort(groups[finite], kind="stable")
+    ordered = values[finite][order]
+    members = np.bincount(groups[finite], minlength=count)
+    filled = np.flatnonzero(members)
+    counts = members[filled]
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+    result: dict[str, list[float | None]] = {}
+    means = np.full(count, np.nan)
+    if {"mean", "std"} & set(aggregates) and len(filled):
+        means[filled] = _group_sums(ordered, starts, counts) / counts
+    for how in aggregates:
+        cells: list[float | None] = [None] * count
+        if how == "count":
+            cells = [int(c) for c in members.tolist()]
+        elif how in ("mean", "std"):
+            found = np.full(count, np.nan)
+            usable = filled if how == "mean" else filled[counts >= 2]
+            if how == "mean":
+                found[filled] = means[filled]
+            elif len(usable):
+                keep = counts >= 2
+                deviations = ordered - np.repeat(means[filled], counts)
+                squares = _group_sums(deviations * deviations, starts, counts)
+                found[usable] = np.sqrt(squares[keep] / (counts[keep] - 1))
+            for g in usable.tolist():
+                cells[g] = float(found[g])
+            for g in np.flatnonzero(spoiled).tolist():
+                cells[g] = math.nan
+        elif how in ("min", "max"):
+            reduce_at = np.minimum.reduceat if how == "min" else np.maximum.reduceat
+            if len(filled):
+                found = reduce_at(ordered, starts)
+                for g, value in zip(filled.tolist(), found.tolist(), strict=True):
+                    cells[g] = float(value)
+        else:
+            raise ValueError(f"unknown aggregate {how!r}")
+        result[how] = cells
+    return result
 
 
 def group_rows(
-    rows: Sequence[Mapping[str, Any]],
+    project: ProjectTable | _Columns,
     by: Sequence[str],
     metrics: Sequence[str],
     aggregates: Sequence[str],
     file: str,
 ) -> GroupTable:
     """Runs with equal values in `by` (a missing value is its own group), aggregated."""
-    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
-    for row in rows:
-        key = tuple(_group_key(row.get(column)) for column in by)
-        groups.setdefault(key, []).append(row)
-    result = []
-    for key in sorted(groups, key=_sort_key):
-        members = groups[key]
-        values = {
-            metric: {how: aggregate([m.get(metric) for m in members], how) for how in aggregates}
-            for metric in metrics
-        }
-        result.append(GroupRow(key, len(members), values))
-    return GroupTable(tuple(by), tuple(metrics), tuple(aggregates), tuple(result), file)
+    table = project.table
+    coded = [_key_codes(project, column) for column in by]
+    # One integer per combination of keys, ordered as the tuples of keys are.
+    combined = np.zeros(table.num_rows, dtype=np.int64)
+    for codes, keys in coded:
+        combined = combined * len(keys) + codes
+    used, groups = np.unique(combined, return_inverse=True)
+    groups = groups.reshape(-1)
+    combos = []
+    for code in used.tolist():
+        parts = []
+        for _, keys in reversed(coded):
+            code, part = divmod(code, len(keys))
+            parts.append(part)
+        combos.append(parts[::-1])
+    count = len(combos)
+    members = np.bincount(groups, minlength=count)
+    values = {
+        metric: group_aggregates(
+            groups, count, numbers(table, metric), _present(table, metric), aggregates
+        )
+        for metric in metrics
+    }
+    rows = tuple(
+        GroupRow(
+            tuple(coded[j][1][k] for j, k in enumerate(combo)),
+            int(members[g]),
+            {metric: {how: values[metric][how][g] for how in aggregates} for metric in metrics},
+        )
+        for g, combo in enumerate(combos)
+    )
+    return GroupTable(tuple(by), tuple(metrics), tuple(aggregates), rows, file)
 
 
 # --- correlations --------------------------------------------------------------------------------
@@ -453,7 +774,7 @@ def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -
 
 
 def correlations(
-    rows: Sequence[Mapping[str, Any]],
+    table: pa.Table,
     columns: Sequence[ProjectColumn],
     primary: str,
     min_runs: int,
@@ -463,7 +784,7 @@ def correlations(
     Returns the correlations, how many runs have a finite primary value, and a note when
     there are too few runs (fewer than `min_runs`) or nothing to correlate.
     """
-    ys = numbers(rows, primary)
+    ys = numbers(table, primary)
     has_primary = np.isfinite(ys)
     count = int(has_primary.sum())
     if count < min_runs:
@@ -480,7 +801,7 @@ def correlations(
         if c.name.startswith(("config.", "name.")) and c.kind in ("integer", "number")
     ]
     for column in numeric:
-        xs = numbers(rows, column)
+        xs = numbers(table, column)
         both = has_primary & np.isfinite(xs)
         pairs = int(both.sum())
         if pairs < min_runs or len(np.unique(xs[both])) < 2:
@@ -502,7 +823,7 @@ def correlations(
 
 
 def pareto_front(
-    rows: Sequence[Mapping[str, Any]],
+    table: pa.Table,
     quality: str,
     cost: str,
     quality_goal: str,
@@ -511,30 +832,40 @@ def pareto_front(
     """Every run with finite quality and cost, marked on the front or not, best cost first.
 
     A run is on the front when no other run is at least as good in both and better in one.
-    Runs with equal values in both are all on the front or all off it. Sorting by cost and
-    sweeping once keeps this O(n log n), so thousands of runs cost nothing.
+    Runs with equal values in both are all on the front or all off it. One sort by cost and
+    a running minimum of quality over the cheaper runs find it: O(n log n), columns at a time.
     """
     q_sign = 1.0 if quality_goal == "minimize" else -1.0
     c_sign = 1.0 if cost_goal == "minimize" else -1.0
-    usable = [r for r in rows if _finite(r.get(quality)) and _finite(r.get(cost))]
-    kept = {r["run_id"] for r in usable}
-    missing = [str(r["run_id"]) for r in rows if r["run_id"] not in kept]
-    usable.sort(key=lambda r: (c_sign * r[cost], q_sign * r[quality], r["run_id"]))
-    points: list[ParetoPoint] = []
-    best = math.inf  # the best (lowest, signed) quality among strictly cheaper runs
-    start = 0
-    while start < len(usable):
-        end = start
-        while end < len(usable) and usable[end][cost] == usable[start][cost]:
-            end += 1
-        same_cost = usable[start:end]
-        lowest = min(q_sign * r[quality] for r in same_cost)
-        for r in same_cost:
-            signed = q_sign * r[quality]
-            on_front = signed == lowest and lowest < best
-            points.append(ParetoPoint(r["run_id"], r["run_name"], r[quality], r[cost], on_front))
-        best = min(best, lowest)
-        start = end
+    qualities, costs = numbers(table, quality), numbers(table, cost)
+    ids = _texts(table, "run_id")
+    usable = np.isfinite(qualities) & np.isfinite(costs)
+    missing = [str(run_id) for run_id in ids[~usable].tolist()]
+    kept = np.flatnonzero(usable)
+    signed_q, signed_c = q_sign * qualities[kept], c_sign * costs[kept]
+    id_rank = np.asarray(pc.rank(table["run_id"], sort_keys="ascending").to_numpy(), np.int64)
+    order = kept[np.lexsort((id_rank[kept], signed_q, signed_c))]
+    sq, sc = q_sign * qualities[order], c_sign * costs[order]
+    if not len(order):
+        return [], missing
+    first = np.concatenate(([True], sc[1:] != sc[:-1]))  # the first run at each cost
+    starts = np.flatnonzero(first)
+    group = np.cumsum(first) - 1
+    lowest = np.minimum.reduceat(sq, starts)  # the best quality at each cost
+    cheaper = np.concatenate(([math.inf], np.minimum.accumulate(lowest)[:-1]))
+    on_front = (sq == lowest[group]) & (lowest[group] < cheaper[group])
+    names = _texts(table, "run_name")[order].tolist()
+    points = [
+        ParetoPoint(str(run_id), name, q, c, bool(front))
+        for run_id, name, q, c, front in zip(
+            ids[order].tolist(),
+            names,
+            qualities[order].tolist(),
+            costs[order].tolist(),
+            on_front.tolist(),
+            strict=True,
+        )
+    ]
     return points, missing
 
 
@@ -542,13 +873,13 @@ def _pareto(
     spec: ParetoSpec,
     table_name: str,
     aliases: Mapping[str, MetricAlias],
-    rows: Sequence[Mapping[str, Any]],
+    table: pa.Table,
 ) -> ParetoFront:
     quality_goal = goal_for(aliases.get(spec.quality), spec.quality)
     cost_alias = aliases.get(spec.cost)
     cost_goal = cost_alias.goal if cost_alias is not None and cost_alias.goal else "minimize"
     points, missing = pareto_front(
-        rows, f"metric.{spec.quality}", f"metric.{spec.cost}", quality_goal, cost_goal
+        table, f"metric.{spec.quality}", f"metric.{spec.cost}", quality_goal, cost_goal
     )
     return ParetoFront(
         quality=spec.quality,
@@ -564,44 +895,42 @@ def _pareto(
 # --- pivot ---------------------------------------------------------------------------------------
 
 
-def _ordered_values(values: Sequence[Any]) -> list[Any]:
-    """Distinct cell values in group order: numbers by value, then text, then missing last."""
-    return sorted(set(values), key=lambda v: _sort_key((v,)))
-
-
-def pivot_table(
-    rows: Sequence[Mapping[str, Any]],
-    spec: PivotSpec,
-    file: str,
-) -> PivotTable:
+def pivot_table(project: ProjectTable | _Columns, spec: PivotSpec, file: str) -> PivotTable:
     """`spec.metric` aggregated over every pair of values of two columns (missing values last)."""
+    table = project.table
     metric = f"metric.{spec.metric}"
-    row_keys = [_group_key(r.get(spec.rows)) for r in rows]
-    column_keys = [_group_key(r.get(spec.columns)) for r in rows]
-    row_values = _ordered_values(row_keys)
-    column_values = _ordered_values(column_keys)
-    members: dict[tuple[Any, Any], list[Any]] = {}
-    for row, rk, ck in zip(rows, row_keys, column_keys, strict=True):
-        members.setdefault((rk, ck), []).append(row.get(metric))
-    cells = []
-    runs = []
-    for rk in row_values:
-        cells.append(
-            tuple(
-                aggregate(members[(rk, ck)], spec.aggregate) if (rk, ck) in members else None
-                for ck in column_values
-            )
-        )
-        runs.append(tuple(len(members.get((rk, ck), ())) for ck in column_values))
+    row_codes, row_values = _key_codes(project, spec.rows)
+    column_codes, column_values = _key_codes(project, spec.columns)
+    # Only values some run has (a column without missing values has no "missing" row).
+    row_used = np.unique(row_codes)
+    column_used = np.unique(column_codes)
+    row_at = np.full(len(row_values), -1)
+    row_at[row_used] = np.arange(len(row_used))
+    column_at = np.full(len(column_values), -1)
+    column_at[column_used] = np.arange(len(column_used))
+    width = len(column_used)
+    cell = row_at[row_codes] * width + column_at[column_codes]
+    count = len(row_used) * width
+    runs = np.bincount(cell, minlength=count)
+    found = group_aggregates(
+        cell, count, numbers(table, metric), _present(table, metric), [spec.aggregate]
+    )[spec.aggregate]
+    cells = tuple(
+        tuple(found[r * width + c] if runs[r * width + c] else None for c in range(width))
+        for r in range(len(row_used))
+    )
     return PivotTable(
         rows=spec.rows,
         columns=spec.columns,
         metric=metric,
         aggregate=spec.aggregate,
-        row_values=tuple(row_values),
-        column_values=tuple(column_values),
-        cells=tuple(cells),
-        runs=tuple(runs),
+        row_values=tuple(row_values[i] for i in row_used.tolist()),
+        column_values=tuple(column_values[i] for i in column_used.tolist()),
+        cells=cells,
+        runs=tuple(
+            tuple(int(v) for v in runs[r * width : (r + 1) * width].tolist())
+            for r in range(len(row_used))
+        ),
         file=file,
     )
 
@@ -617,7 +946,8 @@ def project_table(
     cells: Mapping[str, RunCells],
 ) -> ProjectTable:
     """The `project_table:` section over the chosen runs (`cells` from `run_cells`, per run)."""
-    columns, rows, notes = build_rows(spec, runs, spans, cells)
+    columns, table, mixed, notes = build_table(spec, runs, spans, cells)
+    view = _Columns(table, mixed)
     reductions = dict(spec.metrics or {})
     primary = spec.primary
     goal = goal_for(aliases.get(primary), primary) if primary else None
@@ -633,9 +963,9 @@ def project_table(
         )
     if primary_column and goal:
         if goal != "none":
-            top = top_runs(rows, primary_column, goal, spec.top)
+            top = top_runs(table, primary_column, goal, spec.top)
         if spec.correlate:
-            found, with_primary, note = correlations(rows, columns, primary_column, spec.min_runs)
+            found, with_primary, note = correlations(table, columns, primary_column, spec.min_runs)
     known = {c.name for c in columns}
     groups = None
     if spec.group_by:
@@ -643,7 +973,7 @@ def project_table(
             if column not in known:
                 notes.append(f"project_table.group_by: no chosen run has '{column}'")
         groups = group_rows(
-            rows,
+            view,
             spec.group_by,
             [f"metric.{alias}" for alias in reductions],
             spec.aggregate,
@@ -654,12 +984,12 @@ def project_table(
         for column in (spec.pivot.rows, spec.pivot.columns):
             if column not in known:
                 notes.append(f"project_table.pivot: no chosen run has '{column}'")
-        pivot = pivot_table(rows, spec.pivot, f"{spec.name}_pivot.csv")
-    pareto = _pareto(spec.pareto, spec.name, aliases, rows) if spec.pareto else None
+        pivot = pivot_table(view, spec.pivot, f"{spec.name}_pivot.csv")
+    pareto = _pareto(spec.pareto, spec.name, aliases, table) if spec.pareto else None
     return ProjectTable(
         name=spec.name,
         columns=tuple(columns),
-        rows=tuple(rows),
+        table=table,
         reductions=reductions,
         primary=primary,
         goal=goal,
@@ -675,4 +1005,5 @@ def project_table(
         name_fields=tuple(re.compile(spec.name_fields).groupindex) if spec.name_fields else (),
         pareto=pareto,
         pivot=pivot,
+        mixed=mixed,
     )

@@ -24,6 +24,22 @@ _UNSAFE = re.compile(
 _UNSAFE_IN_LINE = re.compile(_UNSAFE.pattern[:-1] + "\t\n]")
 
 
+def _re2_class(pattern: str) -> str:
+    """A character class of `pattern` in RE2's syntax (Arrow's regular expressions), each
+    character as `\\x{…}`; surrogates are left out, as Arrow's UTF-8 text cannot hold them."""
+    parts = []
+    for char in pattern[1:-1]:
+        if char == "-":
+            parts.append(char)
+        elif not 0xD800 <= ord(char) <= 0xDFFF:
+            parts.append(f"\\x{{{ord(char):x}}}")
+    return "[" + "".join(parts).replace("--", "").rstrip("-") + "]"
+
+
+# `visible`'s characters for Arrow's regular expressions (vectorised CSV writing).
+UNSAFE_RE2 = _re2_class(_UNSAFE.pattern)
+
+
 def _escape(match: re.Match[str]) -> str:
     code = ord(match.group())
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"

@@ -73,6 +73,12 @@ def default_timeout(env: Mapping[str, str]) -> float | None:
     return CI_TIMEOUT_SECONDS if ci and ci not in ("0", "false", "no") else None
 
 
+# The message of a deadline that has passed. The timer's exception can be lost when the signal
+# lands inside code that swallows exceptions (a `__del__`, a garbage-collector callback), so the
+# build also asks `raise_if_past_deadline()` before it commits its outputs.
+_passed: list[str] = []
+
+
 @contextlib.contextmanager
 def deadline(seconds: float | None, what: str = "the build") -> Iterator[None]:
     """Raise BuildTimeout in the main thread when `seconds` pass; None or 0: no deadline."""
@@ -81,22 +87,33 @@ def deadline(seconds: float | None, what: str = "the build") -> Iterator[None]:
         yield
         return
     assert seconds is not None
+    message = (
+        f"{what} did not finish within {format_seconds(seconds)} (--timeout); "
+        "nothing was half-written. Raise --timeout, or check the data source "
+        "(a slow or rate-limiting server)"
+    )
 
     def expired(signum: int, frame: FrameType | None) -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        raise BuildTimeout(
-            f"{what} did not finish within {format_seconds(seconds)} (--timeout); "
-            "nothing was half-written. Raise --timeout, or check the data source "
-            "(a slow or rate-limiting server)"
-        )
+        _passed.append(message)
+        raise BuildTimeout(message)
 
+    _passed.clear()
     previous = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
+        raise_if_past_deadline()
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        _passed.clear()
+
+
+def raise_if_past_deadline() -> None:
+    """BuildTimeout if the deadline passed, even where its exception was swallowed."""
+    if _passed:
+        raise BuildTimeout(_passed[0])
 
 
 def format_seconds(seconds: float) -> str:

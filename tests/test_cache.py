@@ -104,6 +104,9 @@ def test_a_missing_entry_is_none(tmp_path):
         ("flip", "does not match its checksum"),
         ("bad-json", "meta.json is not valid JSON"),
         ("no-parquet", "history.parquet is missing"),
+        # what a machine crash leaves of files renamed into place but not yet on the disk
+        ("zeros", "does not match its checksum"),
+        ("empty-meta", "meta.json is not valid JSON"),
     ],
 )
 def test_a_damaged_entry_raises_with_the_reason(tmp_path, damage, reason):
@@ -119,6 +122,10 @@ def test_a_damaged_entry_raises_with_the_reason(tmp_path, damage, reason):
         parquet.write_bytes(data[:40] + bytes([data[40] ^ 0xFF]) + data[41:])
     elif damage == "bad-json":
         (folder / "meta.json").write_text('{"x": ')
+    elif damage == "zeros":
+        parquet.write_bytes(bytes(len(data)))
+    elif damage == "empty-meta":
+        (folder / "meta.json").write_bytes(b"")
     else:
         parquet.unlink()
     with pytest.raises(CacheDamaged, match=reason):

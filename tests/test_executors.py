@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import socket
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,8 +22,9 @@ from conftest import write_spec
 from runwriter import wandb_files
 
 from reportgen import build
+from reportgen.cache import LAYOUT
 from reportgen.errors import EXIT_SOURCE, EXIT_USAGE, SpecError, UsageError
-from reportgen.executors import RayExecutor
+from reportgen.executors import RayExecutor, read_and_digest
 from reportgen.spec import ExecutorSpec, load_spec
 
 REPO = Path(__file__).resolve().parent.parent
@@ -330,3 +333,217 @@ def test_min_steps_and_repeated_names_give_the_same_files_on_ray(
     local, on_ray = build_both(spec, tmp_path)
     assert_same_files(local, on_ray)
     assert "runs.filters.min_steps" in (on_ray / "report.json").read_text()
+
+
+def _settle(root: Path) -> list[Path]:
+    """Every run file, its modification time moved into the past: the cache stores only files
+    that have not changed for a moment (a file still being written is read again)."""
+    files = sorted(p for p in root.rglob("run-*.wandb") if p.is_file() and not p.is_symlink())
+    past = time.time() - 3600
+    for path in files:
+        os.utime(path, (past, past))
+    return files
+
+
+def _damage_keeping_size_and_time(path: Path) -> None:
+    """Flip a byte in the middle of the file, leaving its size and mtime as they were: only a
+    reader that decodes the file again sees it."""
+    info = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+
+@pytest.mark.ray
+def test_ray_tasks_fill_and_read_the_run_cache_with_the_local_readers_keys(
+    ray_instance, project_copy, tmp_path, monkeypatch
+):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(cache))
+    files = _settle(project_copy)
+    spec = load_spec(
+        spec_over(
+            tmp_path, project_copy, "metrics: {length: response_length/mean, loss: train/loss}"
+        )
+    )
+    cold = build(spec, out_dir=tmp_path / "cold", now=NOW, executor=ExecutorSpec("ray"))
+    entries = sorted(cache.glob(f"{LAYOUT}/wandb-offline-*/entries/*/meta.json"))
+    assert len(entries) == len(files)  # every file decoded on Ray was stored
+    assert all(json.loads(e.read_text())["fingerprint"] for e in entries)
+    _damage_keeping_size_and_time(wandb_files(project_copy)["rllong01"])
+    # Ray and the local reader both take the entries the Ray tasks wrote: nothing is decoded
+    # again, so neither sees the damage.
+    warm_ray = build(spec, out_dir=tmp_path / "warm-ray", now=NOW, executor=ExecutorSpec("ray"))
+    warm_local = build(
+        spec, out_dir=tmp_path / "warm-local", now=NOW, executor=ExecutorSpec("local")
+    )
+    report = (cold.out_dir / "report.json").read_bytes()
+    assert (warm_ray.out_dir / "report.json").read_bytes() == report
+    assert (warm_local.out_dir / "report.json").read_bytes() == report
+    assert b"a checksum does not match" not in report
+    # Refreshed, the tasks decode every file again, and the damage shows.
+    fresh = build(
+        spec,
+        out_dir=tmp_path / "fresh",
+        now=NOW,
+        executor=ExecutorSpec("ray"),
+        cache_mode="refresh",
+    )
+    assert b"a checksum does not match" in (fresh.out_dir / "report.json").read_bytes()
+    assert fresh.warnings == ()
+
+
+@pytest.mark.ray
+def test_a_cache_folder_a_task_cannot_use_is_a_warning_and_the_runs_are_read(
+    ray_instance, project_dir, tmp_path
+):
+    from reportgen.executors import CacheSetting
+
+    spec = load_spec(spec_over(tmp_path, project_dir, "metrics: {loss: train/loss}"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    files = [wandb_files(project_dir)["sftnan01"]]
+    executor = RayExecutor()
+    from reportgen.cache import RunCache
+
+    cache = RunCache(tmp_path / "cache")
+    setting = CacheSetting(str(blocker / "cache"), "set by the test", "normal")
+    # The driver's cache is usable; the task's copy of the setting points where it cannot be.
+    outcomes, failures = executor.digest_groups(spec, {"sftnan01": files}, NOW, cache=cache)
+    assert failures == [] and [o.run.id for o in outcomes] == ["sftnan01"]
+    ray = ray_instance
+    result = ray.get(
+        ray.remote(num_cpus=1)(read_and_digest).remote(
+            spec, os.getcwd(), [str(f) for f in files], NOW, {}, setting
+        )
+    )
+    assert [o.run.id for o in result.outcomes] == ["sftnan01"]
+    (warning,) = result.warnings
+    assert warning.startswith("cache: a Ray task on ") and str(blocker) in warning
+    assert warning.endswith("its runs were read without it")
+
+
+def _cli_build(spec: Path, out: Path, executor: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "GITLAB_", "CI"))}
+    env["REPORTGEN_CACHE_DIR"] = str(out.parent / f"cache-{out.name}")
+    return subprocess.run(
+        [sys.executable, "-m", "reportgen", "build", str(spec), "--out", str(out),
+         "--now", NOW.isoformat(), "--executor", executor, "-q"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+
+
+@pytest.mark.ray
+def test_a_build_with_damaged_and_unreadable_files_is_the_same_from_the_cli_on_ray(
+    ray_instance, project_copy, tmp_path
+):
+    """Real damage among good runs, built by the command line: a cut file, a bad checksum, a
+    file that is a dangling symlink and a folder named like a run file. The Ray build (connected
+    to the test's Ray instance by address) exits as the local one does, with the same files."""
+    files = wandb_files(project_copy)
+    cut = files["rlshort1"].read_bytes()
+    files["rlshort1"].write_bytes(cut[: len(cut) // 2])
+    damaged = bytearray(files["rllong01"].read_bytes())
+    damaged[32768 + 5000] ^= 0xFF
+    files["rllong01"].write_bytes(bytes(damaged))
+    files["rlmid001"].unlink()
+    files["rlmid001"].symlink_to(files["rlmid001"].parent / "gone.wandb")
+    folder = project_copy / "wandb" / "offline-run-20261130_000000-dir00001" / "run-dir00001.wandb"
+    folder.mkdir(parents=True)
+    spec = spec_over(
+        tmp_path,
+        project_copy,
+        "metrics: {length: response_length/mean, loss: train/loss}\n"
+        "select: {shortest: {by: length, reduce: mean, pick: min}}\nsampling: {every: 100}",
+    )
+    address = ray_instance.get_runtime_context().gcs_address
+    local = _cli_build(spec, tmp_path / "local", "local")
+    on_ray = _cli_build(spec, tmp_path / "ray", f"ray:{address}")
+    assert on_ray.returncode == local.returncode, (local.stderr, on_ray.stderr)
+    assert local.returncode in (0, 1), local.stderr
+    assert_same_files(tmp_path / "local", tmp_path / "ray")
+    runs = {r["id"]: r for r in json.loads((tmp_path / "ray" / "report.json").read_text())["runs"]}
+    notes = {run_id: " ".join(run["notes"]) for run_id, run in runs.items()}
+    assert "the file does not exist (a dangling symlink?)" in notes["rlmid001"]
+    assert "a checksum does not match" in notes["rllong01"]
+    assert "the file ends in the middle of a record" in notes["rlshort1"]
+    assert "dir00001" in runs and runs["dir00001"]["steps"]["rows"] == 0
+    assert runs["rllong01"]["steps"]["rows"] > 0
+
+
+# --- runs.limit reads only the runs it keeps ---------------------------------------------------
+
+
+def _listed_then_filtered(root: Path, runs_spec) -> list[str]:  # type: ignore[no-untyped-def]
+    """The definition of `limit`: every run read, filtered, newest first, the first N."""
+    from reportgen.select import filter_runs
+    from reportgen.sources.offline import OfflineSource
+    from reportgen.spec import SourceSpec
+
+    source = OfflineSource(SourceSpec("wandb-offline", path=str(root)))
+    return [run.id for run in filter_runs(source.list_runs(now=NOW), runs_spec, NOW)]
+
+
+@pytest.mark.parametrize(
+    "runs", ["{limit: 1}", "{limit: 3}", "{filters: {tags: {any: [sft]}}, limit: 2}", "{limit: 50}"]
+)
+def test_a_limit_chooses_the_runs_a_full_listing_would(project_dir, tmp_path, runs):
+    from reportgen.executors import read_newest
+    from reportgen.sources.offline import OfflineSource
+
+    spec = load_spec(
+        spec_over(tmp_path, project_dir, f"runs: {runs}\nmetrics: {{loss: train/loss}}")
+    )
+    found, chosen = read_newest(spec, OfflineSource(spec.source), NOW)
+    assert [run.id for run in chosen] == _listed_then_filtered(project_dir, spec.runs)
+    assert found == len(OfflineSource(spec.source).list_runs(now=NOW))
+    if "resume01" in [run.id for run in chosen]:  # a run in two folders is read from both
+        assert len(next(r for r in chosen if r.id == "resume01").locations) == 2
+
+
+def test_a_limit_decodes_only_the_runs_it_keeps(project_copy, tmp_path, monkeypatch):
+    """The cache stores each file the reader decoded: with `limit: 2`, only the two newest
+    runs' files are there; the others were only scanned for their start times."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(cache))
+    _settle(project_copy)
+    spec = spec_over(tmp_path, project_copy, "runs: {limit: 2}\nmetrics: {loss: train/loss}")
+    result = build(spec, out_dir=tmp_path / "out", now=NOW)
+    newest = _listed_then_filtered(project_copy, load_spec(spec).runs)
+    assert [run.id for run in result.report.runs] == newest
+    stored = {
+        json.loads(meta.read_text())["contents"]["run_id"]
+        for meta in cache.glob(f"{LAYOUT}/wandb-offline-*/entries/*/meta.json")
+    }
+    assert stored == set(newest)
+    assert result.report.runs_found == len(wandb_files(project_copy))
+
+
+@pytest.mark.ray
+def test_a_limit_on_ray_digests_a_batch_not_every_run(
+    ray_instance, project_copy, tmp_path, monkeypatch
+):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(cache))
+    _settle(project_copy)
+    spec = spec_over(
+        tmp_path,
+        project_copy,
+        "runs: {filters: {tags: {any: [sft]}}, limit: 1}\nmetrics: {loss: train/loss}",
+    )
+    local, on_ray = build_both(spec, tmp_path)
+    assert_same_files(local, on_ray)
+    stored = {
+        json.loads(meta.read_text())["contents"]["run_id"]
+        for meta in cache.glob(f"{LAYOUT}/wandb-offline-*/entries/*/meta.json")
+    }
+    # Batches of as many runs as the instance has CPUs (2), newest first, until one passes.
+    from reportgen.spec import RunsSpec
+
+    every = _listed_then_filtered(project_copy, RunsSpec())
+    (chosen,) = json.loads((on_ray / "report.json").read_text())["runs"]
+    assert stored <= set(every[: every.index(chosen["id"]) + 2]) and len(stored) < len(every)

@@ -25,7 +25,7 @@ from reportgen.build import make_report
 from reportgen.render import write_outputs
 from reportgen.render.html import render_html
 from reportgen.render.pdf import render_pdf
-from reportgen.render.plots import alias_figure, run_styles
+from reportgen.render.plots import alias_figure, draw_charts, run_styles
 from reportgen.report import Finding, Report, verdict
 from reportgen.sources import open_source
 from reportgen.spec import load_spec
@@ -247,6 +247,53 @@ def test_charts_are_vector_graphics_in_the_pdf(built):
     assert "loss" in pages[page_of(pages, "Metrics across runs")]
     # SVG is drawn as PDF path operators: no raster image on the chart page.
     assert not charts.images
+
+
+CHART_DRAWN = re.compile(
+    rb"q ([0-9.]+) 0 0 ([0-9.]+) ([0-9.]+) ([0-9.]+) cm /ReportgenChart(\d+) Do Q"
+)
+
+
+def test_each_chart_is_drawn_once_into_its_placeholder_box(built):
+    pdf = built.pdf
+    pages = built.pages
+    drawn = {
+        number: CHART_DRAWN.findall(page.get_contents().get_data())
+        for number, page in enumerate(pdf.pages)
+    }
+    charts_page = page_of(pages, "Metrics across runs")
+    assert len(drawn[charts_page]) == 2  # loss and score
+    assert len(drawn[page_of(pages, "loss became NaN")]) == 1  # diverge's small multiples
+    assert len(drawn[page_of(pages, "loss jumped to 5")]) == 1  # hostile's
+    assert sum(len(found) for found in drawn.values()) == 4
+    numbers = [int(found[4]) for page in drawn.values() for found in page]
+    assert sorted(numbers) == [0, 1, 2, 3]
+    # A 7-inch (504 pt) chart scaled into the A4 text column: 595 pt less two 17 mm margins.
+    margin = 17 / 25.4 * 72
+    for sx, sy, x, y, _n in drawn[charts_page]:
+        width = float(sx) * 504
+        assert 0.95 * (595.276 - 2 * margin) < width <= 595.276 - 2 * margin
+        assert float(sx) == pytest.approx(float(sy), rel=1e-3)  # the aspect ratio kept
+        assert margin <= float(x) and float(x) + width <= 595.276 - margin
+        assert float(y) >= 22 / 25.4 * 72  # above the bottom margin
+
+
+def test_charts_drawn_in_worker_processes_are_the_bytes_drawn_in_process(built):
+    report = built.report
+    here = draw_charts(report, png=True, pdf=True, processes=0)
+    workers = draw_charts(report, png=True, pdf=True, processes=2)
+    assert here == workers
+    assert sorted(here.aliases) == ["loss", "score"]
+    assert all(sorted(drawn) == ["pdf", "png"] for drawn in here.aliases.values())
+    assert sorted(here.runs) == ["diverge1", "hostile1"]  # steady has no page: no charts
+    assert all(sorted(drawn) == ["pdf"] for pages in here.runs.values() for drawn in pages)
+
+
+def test_markdown_pngs_come_from_the_pass_that_drew_the_pdf_charts(built):
+    alone = draw_charts(built.report, png=True, pdf=False, processes=0)
+    assert sorted(alone.aliases) == ["loss", "score"] and not alone.runs
+    for alias in ("loss", "score"):
+        assert (built.out / "plots" / f"{alias}.png").read_bytes() == alone.aliases[alias]["png"]
 
 
 def test_hostile_run_name_prints_literally_in_the_pdf_and_runs_no_script(built):

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from conftest import write_spec
 from runwriter import PlannedRun, write_runs
@@ -169,12 +170,14 @@ def test_pdf_has_the_pareto_section(result):
 
 
 def test_pareto_front_keeps_ties_and_follows_directions():
-    rows = [
-        {"run_id": "a", "run_name": "a", "q": 1.0, "c": 1.0},
-        {"run_id": "b", "run_name": "b", "q": 1.0, "c": 1.0},
-        {"run_id": "c", "run_name": "c", "q": 0.5, "c": 2.0},
-        {"run_id": "d", "run_name": "d", "q": float("nan"), "c": 0.1},
-    ]
+    rows = pa.Table.from_pylist(
+        [
+            {"run_id": "a", "run_name": "a", "q": 1.0, "c": 1.0},
+            {"run_id": "b", "run_name": "b", "q": 1.0, "c": 1.0},
+            {"run_id": "c", "run_name": "c", "q": 0.5, "c": 2.0},
+            {"run_id": "d", "run_name": "d", "q": float("nan"), "c": 0.1},
+        ]
+    )
     points, missing = pareto_front(rows, "q", "c", "minimize", "minimize")
     assert [(p.run_id, p.on_front) for p in points] == [("a", True), ("b", True), ("c", True)]
     assert missing == ["d"]

@@ -42,6 +42,13 @@ def write_outputs(
         return [path for path, _ in pairs]
 
     written: list[Path] = []
+    charts = None
+    if "markdown" in formats or "pdf" in formats:
+        from reportgen.render.plots import draw_charts
+
+        # Each chart drawn once for both: the Markdown's PNG and the PDF's vector chart of an
+        # alias come from one figure.
+        charts = draw_charts(report, png="markdown" in formats, pdf="pdf" in formats)
     if "csv" in formats:
         from reportgen.render.analysis import analysis_files
         from reportgen.render.csv import render_csv
@@ -53,7 +60,7 @@ def write_outputs(
         from reportgen.render.markdown import render_markdown
         from reportgen.render.plots import write_png_plots
 
-        pngs = write_png_plots(report, out_dir / PLOTS_DIR)
+        pngs = write_png_plots(report, out_dir / PLOTS_DIR, charts)
         written += pngs.values()
         images = {alias: path.relative_to(out_dir).as_posix() for alias, path in pngs.items()}
         text = render_markdown(report, template_dirs, images, csv_files="csv" in formats)
@@ -61,7 +68,7 @@ def write_outputs(
     if "pdf" in formats:
         from reportgen.render.pdf import render_pdf
 
-        written += write([(out_dir / "report.pdf", render_pdf(report, template_dirs))])
+        written += write([(out_dir / "report.pdf", render_pdf(report, template_dirs, charts))])
     if "json" in formats:
         from reportgen.render.json import render_json
 

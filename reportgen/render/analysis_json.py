@@ -135,7 +135,7 @@ def _project(p: ProjectTable) -> dict[str, Any]:
             "pivot": p.pivot.file if p.pivot else None,
         },
         "columns": [{"name": c.name, "type": c.kind} for c in p.columns],
-        "rows": len(p.rows),
+        "rows": p.row_count,
         "metrics": p.reductions,
         "primary": p.primary_column,
         "goal": p.goal,

@@ -1,13 +1,13 @@
 """The report as one HTML document (templates/report.html.j2): the source the PDF is typeset from.
 
 Autoescaping is on for every template, so a run named `<script>` arrives as text. Charts are
-embedded as SVG data URIs, so the document needs no files beside it. The variables a template
+image URIs: for the PDF, empty SVG placeholders of each chart's size that render_pdf draws the
+chart over, so the document needs no files beside it. The variables a template
 receives are listed in docs/pdf-and-templates.md; keep the two in step.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,7 +25,7 @@ from reportgen.report import CONSOLE_LINES, FAILED_STATES, Report
 
 @dataclass(frozen=True)
 class Figures:
-    """Charts ready to embed: per plotted alias, and per run (its small multiples)."""
+    """Charts' image URIs: per plotted alias, per run (its small multiples), the Pareto chart."""
 
     aliases: dict[str, str] = field(default_factory=dict)
     runs: dict[str, list[str]] = field(default_factory=dict)
@@ -43,40 +43,6 @@ def html_environment(extra_dirs: Sequence[Path] = ()) -> jinja2.Environment:
     )
     env.filters["num"] = format_number
     return env
-
-
-def svg_data_uri(svg: bytes) -> str:
-    return "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii")
-
-
-def draw_figures(report: Report) -> Figures:
-    """Every chart of the report as SVG: vector in the PDF, sharp at any zoom."""
-    from reportgen.render.plots import (
-        alias_figure,
-        figure_bytes,
-        pareto_figure,
-        plotted_aliases,
-        run_figures,
-        run_styles,
-    )
-
-    styles = run_styles(report)
-    aliases = {}
-    for alias in plotted_aliases(report):
-        fig = alias_figure(report, alias, styles)
-        if fig is not None:
-            aliases[alias] = svg_data_uri(figure_bytes(fig, "svg"))
-    runs = {}
-    for run in report.runs:
-        if not report.has_page(run):
-            continue  # its charts would be drawn for a page that is not there
-        figures = run_figures(report, run, styles)
-        if figures:
-            runs[run.id] = [svg_data_uri(figure_bytes(fig, "svg")) for fig in figures]
-    project = report.analysis.project
-    front = pareto_figure(project.pareto) if project and project.pareto else None
-    pareto = svg_data_uri(figure_bytes(front, "svg")) if front is not None else None
-    return Figures(aliases, runs, pareto)
 
 
 def source_text(source: dict[str, Any]) -> str:
@@ -146,7 +112,8 @@ def signed_text(value: float | None, suffix: str = "") -> str:
 def render_html(
     report: Report, template_dirs: Sequence[Path] = (), figures: Figures | None = None
 ) -> str:
-    """The whole report as HTML; `figures` from draw_figures (none: a report without charts)."""
+    """The whole report as HTML; `figures`: the charts' image URIs (none: a report without
+    charts; render_pdf passes placeholders it draws the charts over)."""
     from reportgen.render.plots import run_styles
 
     figures = figures or Figures()

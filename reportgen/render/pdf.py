@@ -1,5 +1,10 @@
 """report.pdf: the HTML report typeset by WeasyPrint, with the CSV tables attached inside it.
 
+Charts are matplotlib's own PDF drawings, placed as Form XObjects where WeasyPrint laid out an
+empty placeholder of the same size. They stay vector graphics with real text, and WeasyPrint
+never parses them: handing it SVG instead (its pure-Python SVG renderer lays out every letter
+of every tick label on its own) cost more than everything else in a 40-run report together.
+
 Fonts come from matplotlib's package (DejaVu Sans and Mono), so the PDF looks the same on any
 machine with no system fonts installed. For byte-identical output, every date in the file is
 the report's own time: the PDF's creation and modification dates (set in the template's
@@ -9,18 +14,24 @@ SOURCE_DATE_EPOCH, set for the duration of the typesetting).
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from reportgen.errors import UsageError
 from reportgen.render.csv import render_csv
-from reportgen.render.html import draw_figures, render_html
+from reportgen.render.html import Figures, render_html
+from reportgen.render.plots import ChartImages, draw_charts
 from reportgen.render.templates import builtin_template_dir
 from reportgen.report import Report
+
+PX_TO_PT = 0.75  # WeasyPrint lays out in CSS pixels (1/96 in); PDF points are 1/72 in
 
 _FONT_FILES = {
     ("DejaVu Sans", "normal", "normal"): "DejaVuSans.ttf",
@@ -89,12 +100,148 @@ def _weasyprint() -> Any:
     return weasyprint
 
 
-def render_pdf(report: Report, template_dirs: Sequence[Path] = ()) -> bytes:
-    """The report as PDF bytes: cover, verdicts, charts, a section per run, CSVs attached."""
+@dataclass(frozen=True)
+class ChartPlacement:
+    """Where one chart goes: page index, and its box in PDF points from the bottom left."""
+
+    page: int
+    chart: int
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+def _pdf_size(chart: bytes) -> tuple[float, float]:
+    import pypdf
+
+    box = pypdf.PdfReader(io.BytesIO(chart)).pages[0].mediabox
+    return float(box.width), float(box.height)
+
+
+def placeholders(images: ChartImages) -> tuple[Figures, list[bytes], dict[str, int]]:
+    """The HTML's chart URIs (empty SVGs of each chart's size, each one distinct), the charts'
+    PDF bytes in the same order, and which URI stands for which chart."""
+    charts: list[bytes] = []
+    index: dict[str, int] = {}
+
+    def place(chart: bytes) -> str:
+        width, height = _pdf_size(chart)
+        svg = (
+            f'<svg xmlns="http://www.w3.org/2000/svg" id="reportgen-chart-{len(charts)}" '
+            f'width="{width:g}pt" height="{height:g}pt" viewBox="0 0 {width:g} {height:g}"/>'
+        )
+        uri = "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode("ascii")
+        index[uri] = len(charts)
+        charts.append(chart)
+        return uri
+
+    figures = Figures(
+        {alias: place(drawn["pdf"]) for alias, drawn in images.aliases.items()},
+        {run_id: [place(d["pdf"]) for d in pages] for run_id, pages in images.runs.items()},
+        place(images.pareto["pdf"]) if images.pareto is not None else None,
+    )
+    return figures, charts, index
+
+
+def chart_placements(document: Any, index: dict[str, int]) -> list[ChartPlacement]:
+    """Where WeasyPrint laid out each placeholder <img>: its content box on its page."""
+    from weasyprint.formatting_structure import boxes
+
+    found = []
+    for number, page in enumerate(document.pages):
+        for box in page._page_box.descendants():
+            if not isinstance(box, boxes.ReplacedBox) or box.element is None:
+                continue
+            chart = index.get(box.element.get("src") or "")
+            if chart is None or not box.width or not box.height:
+                continue
+            found.append(
+                ChartPlacement(
+                    number,
+                    chart,
+                    box.content_box_x() * PX_TO_PT,
+                    (page.height - box.content_box_y() - box.height) * PX_TO_PT,
+                    box.width * PX_TO_PT,
+                    box.height * PX_TO_PT,
+                )
+            )
+    return found
+
+
+def stamp_charts(
+    pdf: bytes, charts: Sequence[bytes], placements: Sequence[ChartPlacement]
+) -> bytes:
+    """The PDF with each chart's page drawn as a Form XObject into its placeholder's box.
+
+    WeasyPrint's page content leaves its coordinate change in force, so it is wrapped in q/Q
+    before the charts are drawn after it. Everything else (outline, attachments, metadata, the
+    file identifier) is copied as it is, so the output stays byte-for-byte reproducible.
+    """
+    if not placements:
+        return pdf
+    import pypdf
+    from pypdf.generic import (
+        ArrayObject,
+        DecodedStreamObject,
+        DictionaryObject,
+        FloatObject,
+        NameObject,
+    )
+
+    writer = pypdf.PdfWriter(clone_from=pypdf.PdfReader(io.BytesIO(pdf)))
+    forms: dict[int, Any] = {}
+
+    def stream(data: bytes) -> Any:
+        content = DecodedStreamObject()
+        content.set_data(data)
+        return writer._add_object(content)  # pypdf has no public name for this
+
+    for placement in placements:
+        if placement.chart not in forms:
+            page = pypdf.PdfReader(io.BytesIO(charts[placement.chart])).pages[0]
+            form = page.raw_get("/Contents").clone(writer).get_object()
+            box = page.mediabox
+            form[NameObject("/Type")] = NameObject("/XObject")
+            form[NameObject("/Subtype")] = NameObject("/Form")
+            form[NameObject("/BBox")] = ArrayObject(
+                [FloatObject(0), FloatObject(0), FloatObject(box.width), FloatObject(box.height)]
+            )
+            form[NameObject("/Resources")] = page["/Resources"].clone(writer)
+            forms[placement.chart] = (form.indirect_reference, float(box.width), float(box.height))
+        form_ref, width, height = forms[placement.chart]
+        target = writer.pages[placement.page]
+        resources: Any = target["/Resources"].get_object()
+        if "/XObject" not in resources:
+            resources[NameObject("/XObject")] = DictionaryObject()
+        name = NameObject(f"/ReportgenChart{placement.chart}")
+        resources["/XObject"].get_object()[name] = form_ref
+        contents = target.raw_get("/Contents")
+        if not isinstance(contents, ArrayObject):  # the first chart on this page
+            contents = ArrayObject([stream(b"q"), contents, stream(b"Q")])
+        draw = (
+            f"q {placement.width / width:.6f} 0 0 {placement.height / height:.6f} "
+            f"{placement.x:.4f} {placement.y:.4f} cm {name} Do Q"
+        )
+        target[NameObject("/Contents")] = ArrayObject([*contents, stream(draw.encode())])
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def render_pdf(
+    report: Report, template_dirs: Sequence[Path] = (), images: ChartImages | None = None
+) -> bytes:
+    """The report as PDF bytes: cover, verdicts, charts, a section per run, CSVs attached.
+
+    `images` from draw_charts(pdf=True) when the Markdown's PNGs were drawn in the same pass.
+    """
     weasyprint = _weasyprint()
     from weasyprint.text.fonts import FontConfiguration
 
-    html = render_html(report, template_dirs, draw_figures(report))
+    images = images if images is not None else draw_charts(report, png=False, pdf=True)
+    figures, charts, index = placeholders(images)
+    html = render_html(report, template_dirs, figures)
     fonts = FontConfiguration()
     stylesheets = [weasyprint.CSS(string=font_faces(), font_config=fonts)]
     for css_path in stylesheet_paths(template_dirs):
@@ -110,9 +257,10 @@ def render_pdf(report: Report, template_dirs: Sequence[Path] = ()) -> bytes:
         )
         for table in report.tables
     ]
-    document = weasyprint.HTML(string=html, base_url=str(_base_folder(template_dirs)))
+    options: dict[str, Any] = {"stylesheets": stylesheets, "attachments": attachments}
+    source = weasyprint.HTML(string=html, base_url=str(_base_folder(template_dirs)))
     with _source_date_epoch(moment):
-        pdf: bytes = document.write_pdf(
-            stylesheets=stylesheets, font_config=fonts, attachments=attachments
-        )
-    return pdf
+        document = source.render(font_config=fonts, **options)
+        placements = chart_placements(document, index)
+        pdf: bytes = document.write_pdf(**options)
+    return stamp_charts(pdf, charts, placements)

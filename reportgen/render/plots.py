@@ -1,10 +1,11 @@
-"""Charts of a Report with matplotlib: PNG files for Markdown, SVG (vector) for the PDF.
+"""Charts of a Report with matplotlib: PNG files for Markdown, PDF (vector) for the PDF.
 
 One chart per alias shows every chosen run that logged it; one chart per run shows its
 aliases side by side. A run keeps one colour (and, past ten runs, a line style) in every
 chart, in the PDF's verdict table and in Mermaid blocks. Findings that name a step are marked
 on the curve. Output is deterministic: no dates or software versions in the files, a fixed
 SVG id salt, and matplotlib's object API (no pyplot global state, no display needed).
+Each chart is drawn once per build (draw_charts), in worker processes where there are cores.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 import io
 import logging
 import math
+import os
+import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -208,6 +211,24 @@ def _scale_y(ax: Any, curves: Sequence[Curve], log: bool) -> None:
         ax.set_ylim(bottom, top)
 
 
+def _set_title(ax: Any, text: str) -> None:
+    """The chart's title, on the left, pinned to the top of the axes when nothing can collide.
+
+    matplotlib places titles itself by default, measuring every tick label of the y axis at
+    each draw to see whether its offset text ("1e3" above the axis) is in the way: a fifth of
+    the time of drawing a chart. That text exists only when the formatter chooses an offset for
+    these ticks; the ticks and the formatter are the ones the draw will use, so asking them now
+    gives the same answer. With no offset text the title stays at the top, as matplotlib would
+    put it, and pinning it there skips the measuring.
+    """
+    formatter = ax.yaxis.get_major_formatter()
+    formatter.format_ticks(ax.yaxis.get_majorticklocs())
+    if formatter.get_offset():
+        ax.set_title(text, loc="left")
+    else:
+        ax.set_title(text, loc="left", y=1.0)
+
+
 def _draw_curve(
     ax: Any, curve: Curve, style: RunStyle, label: str | None, max_points: int | None = None
 ) -> None:
@@ -325,7 +346,7 @@ def alias_figure(report: Report, alias: str, styles: dict[str, RunStyle]) -> Any
         _scale_y(ax, curves, _use_log(report, alias, curves))
         keys = sorted({m.key for run, _ in pairs if (m := run.metric(alias)) and m.key})
         shown = ", ".join(keys[:3]) + ("…" if len(keys) > 3 else "")
-        ax.set_title(_short(f"{alias}  ({shown})" if keys else alias, 90), loc="left")
+        _set_title(ax, _short(f"{alias}  ({shown})" if keys else alias, 90))
         ax.set_xlabel(", ".join(sorted({c.x_key for _, c in pairs})), labelpad=2)
         fig.legend(
             loc="lower center",
@@ -337,9 +358,13 @@ def alias_figure(report: Report, alias: str, styles: dict[str, RunStyle]) -> Any
     return fig
 
 
+def _run_curves(report: Report, run: RunReport) -> list[Curve]:
+    return [c for alias in report.plots.metrics if (c := run.curve(alias)) is not None]
+
+
 def run_figures(report: Report, run: RunReport, styles: dict[str, RunStyle]) -> list[Any]:
     """A run's plotted aliases as small multiples, at most a page (12 charts) per figure."""
-    curves = [c for alias in report.plots.metrics if (c := run.curve(alias)) is not None]
+    curves = _run_curves(report, run)
     return [
         _small_multiples(report, run, curves[i : i + PAGE_OF_CHARTS], styles[run.id])
         for i in range(0, len(curves), PAGE_OF_CHARTS)
@@ -373,7 +398,7 @@ def _small_multiples(report: Report, run: RunReport, curves: list[Curve], style:
             for finding in stepless:
                 ax.axvline(float(finding.step or 0), color="#555555", lw=0.8, ls=":")
             _scale_y(ax, [curve], _use_log(report, curve.alias, [curve]))
-            ax.set_title(curve.alias, loc="left")
+            _set_title(ax, curve.alias)
             ax.tick_params(labelsize=6.5)
         for ax in list(axes.flat)[len(curves) :]:
             ax.set_visible(False)
@@ -451,31 +476,181 @@ def pareto_figure(front: ParetoFront) -> Any | None:
     return fig
 
 
+_NO_METADATA: dict[str, dict[str, None]] = {
+    "png": {"Software": None},
+    "svg": {"Date": None, "Creator": None},
+    "pdf": {"CreationDate": None, "Creator": None, "Producer": None},
+}
+
+
 def figure_bytes(fig: Any, fmt: str, dpi: int = 110) -> bytes:
-    """The figure as PNG or SVG bytes, with nothing in them that changes between builds."""
+    """The figure as PNG, SVG or PDF bytes, with nothing in them that changes between builds."""
     buffer = io.BytesIO()
-    metadata = {"Software": None} if fmt == "png" else {"Date": None, "Creator": None}
+    metadata = _NO_METADATA[fmt]
     with _style():
         fig.savefig(buffer, format=fmt, dpi=dpi, metadata=metadata, facecolor="white")
     return buffer.getvalue()
 
 
-def write_png_plots(report: Report, plots_dir: Path) -> dict[str, Path]:
-    """One PNG per plotted alias in plots_dir; stale PNGs of earlier builds are removed."""
-    styles = run_styles(report)
-    written: dict[str, Path] = {}
-    for alias in plotted_aliases(report):
-        fig = alias_figure(report, alias, styles)
-        if fig is None:
-            continue
-        path = plots_dir / f"{alias}.png"
-        atomic.write_bytes(path, figure_bytes(fig, "png"))
-        written[alias] = path
+@dataclass(frozen=True)
+class ChartJob:
+    """One chart to draw and the formats it is wanted in ("png", "pdf", "svg").
+
+    kind is "alias" (key: the alias), "run" (key: the run id, page: which figure of its small
+    multiples) or "pareto".
+    """
+
+    kind: str
+    key: str = ""
+    page: int = 0
+    formats: tuple[str, ...] = ("pdf",)
+
+
+@dataclass(frozen=True)
+class ChartImages:
+    """Every chart of a report as image bytes by format ("png" for Markdown, "pdf" for the PDF):
+    drawn once, in worker processes, for both. Charts with nothing to show are absent."""
+
+    aliases: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    runs: dict[str, list[dict[str, bytes]]] = field(default_factory=dict)
+    pareto: dict[str, bytes] | None = None
+
+
+def chart_jobs(report: Report, png: bool, pdf: bool) -> list[ChartJob]:
+    """The charts Markdown (png) and the PDF (pdf) show, in the PDF's order.
+
+    An alias chart wanted by both is one job drawing both formats. Runs' small multiples are
+    drawn only for runs that get a page in the PDF: nobody would see the others.
+    """
+    formats = tuple(fmt for fmt, wanted in (("png", png), ("pdf", pdf)) if wanted)
+    if not formats:
+        return []
+    jobs = [ChartJob("alias", alias, formats=formats) for alias in plotted_aliases(report)]
     project = report.analysis.project
-    front = pareto_figure(project.pareto) if project and project.pareto else None
-    if front is not None:
+    if project and project.pareto and project.pareto.points:
+        jobs.append(ChartJob("pareto", formats=formats))
+    if pdf:
+        for run in report.runs:
+            if report.has_page(run):
+                pages = math.ceil(len(_run_curves(report, run)) / PAGE_OF_CHARTS)
+                jobs += [ChartJob("run", run.id, page) for page in range(pages)]
+    return jobs
+
+
+def draw_chart(report: Report, job: ChartJob) -> dict[str, bytes]:
+    """One chart's bytes per format; empty when it has nothing to show."""
+    styles = run_styles(report)
+    fig: Any | None
+    if job.kind == "alias":
+        fig = alias_figure(report, job.key, styles)
+    elif job.kind == "pareto":
+        project = report.analysis.project
+        fig = pareto_figure(project.pareto) if project and project.pareto else None
+    else:
+        run = report.run(job.key)
+        curves = _run_curves(report, run)
+        page = curves[job.page * PAGE_OF_CHARTS : (job.page + 1) * PAGE_OF_CHARTS]
+        fig = _small_multiples(report, run, page, styles[run.id]) if page else None
+    if fig is None:
+        return {}
+    return {fmt: figure_bytes(fig, fmt) for fmt in job.formats}
+
+
+# The report a forked worker draws from: inherited from the parent, never pickled.
+_WORKER_REPORT: Report | None = None
+
+
+def _adopt(report: Report) -> None:
+    global _WORKER_REPORT
+    _WORKER_REPORT = report
+
+
+def _draw_in_worker(job: ChartJob) -> dict[str, bytes]:
+    assert _WORKER_REPORT is not None
+    return draw_chart(_WORKER_REPORT, job)
+
+
+def chart_processes(jobs: int) -> int:
+    """Worker processes for this many charts: one per usable core (at most 4), none for a few
+    charts or on one core, and none where processes cannot be forked (forking copies the
+    Report for free; starting Python afresh would cost each worker a second of imports)."""
+    import multiprocessing
+
+    if sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods():
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = min(4, cores or 1, jobs // 2)
+    return workers if workers >= 2 else 0
+
+
+def draw_charts(
+    report: Report, png: bool = False, pdf: bool = True, processes: int | None = None
+) -> ChartImages:
+    """Every chart Markdown (png) and the PDF (pdf) show, each drawn once.
+
+    Charts are independent and matplotlib holds the GIL, so they are drawn in forked worker
+    processes when there are cores to spare, in the PDF's order. The bytes are the same either
+    way: each chart is drawn by the same code from the same Report. `processes`: how many
+    workers (0: draw here); by default chart_processes decides.
+    """
+    jobs = chart_jobs(report, png, pdf)
+    aliases: dict[str, dict[str, bytes]] = {}
+    runs: dict[str, list[dict[str, bytes]]] = {}
+    pareto = None
+    if processes is None:
+        processes = chart_processes(len(jobs))
+    for job, drawn in zip(jobs, _draw_all(report, jobs, processes), strict=True):
+        if not drawn:
+            continue
+        if job.kind == "alias":
+            aliases[job.key] = drawn
+        elif job.kind == "pareto":
+            pareto = drawn
+        else:
+            runs.setdefault(job.key, []).append(drawn)
+    return ChartImages(aliases, runs, pareto)
+
+
+def _draw_all(report: Report, jobs: list[ChartJob], processes: int) -> list[dict[str, bytes]]:
+    import multiprocessing
+
+    if processes < 2 or len(jobs) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return [draw_chart(report, job) for job in jobs]
+    from concurrent.futures import ProcessPoolExecutor
+
+    # A build's progress line runs in a thread; Python >= 3.12 warns on any fork with threads.
+    # The workers only draw and return bytes: they never touch what that thread may hold.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pool = ProcessPoolExecutor(
+            processes,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_adopt,
+            initargs=(report,),
+        )
+        try:
+            return list(pool.map(_draw_in_worker, jobs))
+        finally:
+            # On --timeout or a signal, drop the charts not started instead of drawing them all.
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def write_png_plots(
+    report: Report, plots_dir: Path, images: ChartImages | None = None
+) -> dict[str, Path]:
+    """One PNG per plotted alias in plots_dir; stale PNGs of earlier builds are removed.
+
+    `images` from draw_charts(png=True) when the PDF's charts are drawn in the same pass.
+    """
+    images = images if images is not None else draw_charts(report, png=True, pdf=False)
+    written: dict[str, Path] = {}
+    for alias, drawn in images.aliases.items():
+        path = plots_dir / f"{alias}.png"
+        atomic.write_bytes(path, drawn["png"])
+        written[alias] = path
+    if images.pareto is not None:
         path = plots_dir / f"{PARETO_IMAGE}.png"
-        atomic.write_bytes(path, figure_bytes(front, "png"))
+        atomic.write_bytes(path, images.pareto["png"])
         written[PARETO_IMAGE] = path
     if plots_dir.is_dir():
         for old in plots_dir.glob("*.png"):

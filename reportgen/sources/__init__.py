@@ -9,11 +9,10 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from reportgen.runs import History, Run
-from reportgen.spec import RunsSpec, SourceSpec
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (worker processes that only decode files import nothing heavy here)
     from reportgen.cache import RunCache
+    from reportgen.runs import History, Run
+    from reportgen.spec import RunsSpec, SourceSpec
 
 Progress = Callable[[int, int, str], None]
 

@@ -19,14 +19,14 @@ import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reportgen.errors import SourceError
 from reportgen.runs import Column, History, Run
-from reportgen.sources.wandb_file import Damage, FileContents, find_wandb_files, read_wandb_file
+from reportgen.sources.wandb_file import Damage, FileContents, find_wandb_files, stat_and_read
 from reportgen.spec import RunsSpec, SourceSpec
 
 if TYPE_CHECKING:
@@ -54,6 +54,11 @@ class OfflineSource:
 
     def describe(self) -> dict[str, Any]:
         return {"type": self.kind, "path": str(self.root)}
+
+    @property
+    def run_cache(self) -> RunCache | None:
+        """The cache this source reads and fills (an executor's workers use the same one)."""
+        return self._cache.cache if self._cache else None
 
     def list_runs(
         self,
@@ -136,13 +141,25 @@ class OfflineSource:
         cached = {path: self._from_cache(path) for path in files}
         missing = [path for path, hit in cached.items() if hit is None]
         decoded = _decode(missing)
-        for path in files:
-            hit = cached[path]
-            if hit is None:
-                before, contents = next(decoded)
-                hit = contents, file_history(contents)
-                self._to_cache(path, before, *hit)
-            yield path, hit
+        # Cache entries are written by one thread beside this one: most of a write is waiting
+        # for the disk (fsync), which overlaps the decoding and the rest of the build. The last
+        # write has ended when the files have all been handed over.
+        writer = ThreadPoolExecutor(max_workers=1) if self._cache and missing else None
+        writes = []
+        try:
+            for path in files:
+                hit = cached[path]
+                if hit is None:
+                    before, contents = next(decoded)
+                    hit = contents, file_history(contents)
+                    if writer is not None:
+                        writes.append(writer.submit(self._to_cache, path, before, *hit))
+                yield path, hit
+            for write in writes:
+                write.result()  # a write that failed fails here, as it would have in line
+        finally:
+            if writer is not None:
+                writer.shutdown(wait=True)
 
     def _from_cache(self, path: Path) -> tuple[FileContents, History] | None:
         """A file's cached contents, if the cache holds them for its current (size, mtime)."""
@@ -333,25 +350,16 @@ def _fingerprint(stat: os.stat_result) -> dict[str, int]:
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 
 
-def _stat_and_read(path: Path) -> tuple[os.stat_result | None, FileContents]:
-    """A file's stat before reading, and its contents (run in a worker process)."""
-    try:
-        before = path.stat()
-    except OSError:
-        before = None
-    return before, read_wandb_file(path)
-
-
 def _decode(paths: list[Path]) -> Iterator[tuple[os.stat_result | None, FileContents]]:
     """Decode files in order; in parallel when there are several and enough bytes."""
     workers = min(len(paths), os.cpu_count() or 1)
     total = sum(_size(path) for path in paths)
     if workers < 2 or total < PARALLEL_MIN_BYTES:
-        yield from map(_stat_and_read, paths)
+        yield from map(stat_and_read, paths)
         return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        yield from pool.map(_stat_and_read, paths)
+        yield from pool.map(stat_and_read, paths)
 
 
 def _size(path: Path) -> int:

@@ -35,10 +35,16 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-from wandb.proto import wandb_internal_pb2
 
-# The generated module has no type stubs for its message classes.
-pb: Any = wandb_internal_pb2
+from reportgen.sources import wandb_records, wire
+from reportgen.sources.wandb_proto import record_class
+
+
+class pb:  # read as wandb's `wandb_internal_pb2` module: `pb.Record`
+    """wandb's protobuf messages the reader uses (see reportgen.sources.wandb_proto)."""
+
+    Record: Any = record_class()
+
 
 HEADER = b":W&B" + struct.pack("<HB", 0xBEE1, 0)
 BLOCK_SIZE = 32 * 1024
@@ -70,7 +76,7 @@ WANTED_KINDS = frozenset(
 # shared-mode run (x_primary=False) write none of them.
 PRIMARY_KINDS = frozenset({"environment", "files"})
 CONSOLE_TAIL_CHARS = 16_000
-# Summary records are merged this many at a time (one parse per batch, bounded memory).
+# Summary records merged the plain way are parsed this many at a time (bounded memory).
 SUMMARY_BATCH = 4096
 _NON_ZERO = re.compile(rb"[^\x00]")
 
@@ -103,13 +109,24 @@ def read_payloads(data: bytes) -> tuple[list[bytes], list[Damage]]:
     import io
 
     damages: list[Damage] = []
-    payloads = list(iter_payloads(io.BytesIO(data), len(data), damages))
+    payloads: list[bytes] = []
+    for batch in iter_payload_batches(io.BytesIO(data), len(data), damages):
+        payloads.extend(batch)
     return payloads, damages
 
 
 def iter_payloads(stream: IO[bytes], size: int, damages: list[Damage]) -> Iterator[bytes]:
-    """The record payloads of a transaction log, read a window at a time; damage found on the
-    way is appended to `damages` (offsets and byte counts are positions in the file)."""
+    """The record payloads of a transaction log, one by one (see `iter_payload_batches`)."""
+    for batch in iter_payload_batches(stream, size, damages):
+        yield from batch
+
+
+def iter_payload_batches(
+    stream: IO[bytes], size: int, damages: list[Damage]
+) -> Iterator[list[bytes]]:
+    """The record payloads of a transaction log, in lists, read a window at a time; damage
+    found on the way is appended to `damages` when the last list has been taken (offsets and
+    byte counts are positions in the file)."""
     if size == 0:
         damages.append(Damage(0, 0, "the file is empty (the run died before its first write)"))
         return
@@ -132,8 +149,12 @@ def iter_payloads(stream: IO[bytes], size: int, damages: list[Damage]) -> Iterat
     unpack = struct.unpack_from
     crc32 = zlib.crc32
     type_crcs = {t: crc32(bytes([t])) for t in (FULL, FIRST, MIDDLE, LAST)}
+    done: list[bytes] = []  # payloads read since the last window was handed out
     while True:
         if not at_eof and len(buf) - pos < BLOCK_SIZE:
+            if done:
+                yield done
+                done = []
             drop = (pos // BLOCK_SIZE) * BLOCK_SIZE
             more = stream.read(WINDOW)
             at_eof = len(more) < WINDOW
@@ -193,7 +214,7 @@ def iter_payloads(stream: IO[bytes], size: int, damages: list[Damage]) -> Iterat
                     "a record was left incomplete",
                 )
                 pending = None
-            yield chunk
+            done.append(chunk)
         elif kind == FIRST:
             if pending is not None:
                 losses.add(
@@ -214,8 +235,10 @@ def iter_payloads(stream: IO[bytes], size: int, damages: list[Damage]) -> Iterat
             pending.append(chunk)
         else:
             pending.append(chunk)
-            yield b"".join(pending)
+            done.append(b"".join(pending))
             pending = None
+    if done:
+        yield done
     file_end = base + len(buf)
     if lost_from is not None:
         losses.add(lost_from, file_end - lost_from, lost_reason)
@@ -275,19 +298,6 @@ def _json_value(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
-
-
-def _number(text: str) -> float | None:
-    """A logged value as a float, or None for values that are not numbers (images, tables…)."""
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    if text == "true":
-        return 1.0
-    if text == "false":
-        return 0.0
-    return None
 
 
 def _set_nested(tree: dict[str, Any], path: list[str], value: Any) -> None:
@@ -367,8 +377,10 @@ def open_run_file(path: Path) -> tuple[IO[bytes], os.stat_result]:
     return os.fdopen(fd, "rb", buffering=0), info
 
 
-def read_wandb_file(path: Path) -> FileContents:
-    """Decode the records of one `.wandb` file that reportgen uses, streaming it."""
+def read_wandb_file(path: Path, *, scan: bool = True) -> FileContents:
+    """Decode the records of one `.wandb` file that reportgen uses, streaming it. `scan`
+    False decodes every record with protobuf, one by one (the plain reader, slower, kept to
+    check the fast one against)."""
     try:
         stream, info = open_run_file(path)
     except UnreadableFile as exc:
@@ -376,55 +388,177 @@ def read_wandb_file(path: Path) -> FileContents:
     contents = FileContents(path=path, size=info.st_size, mtime=info.st_mtime)
     try:
         with stream:
-            _read_records(iter_payloads(stream, info.st_size, contents.damages), contents)
+            _read_records(
+                iter_payload_batches(stream, info.st_size, contents.damages), contents, scan
+            )
     except OSError as exc:  # an I/O error part-way (a failing disk, a file removed on NFS)
         contents.damages.append(Damage(0, 0, f"reading stopped: {exc.strerror or exc}"))
     return contents
 
 
-def _read_records(payloads: Iterator[bytes], contents: FileContents) -> None:
-    console: deque[tuple[float, str]] = deque()
-    console_chars = 0
-    # Per key: the rows and values in the order written; per row: its step.
-    points: dict[str, tuple[list[int], list[float]]] = {}
-    row_steps: list[int] = []
-    summary = _SummaryMerger(contents.damages)
-    newest = -np.inf
-    parse = pb.Record.FromString
-    for payload in payloads:
-        kind = record_kind(payload)
-        if kind not in WANTED_KINDS:
-            if kind in PRIMARY_KINDS:
-                contents.writes_metadata = True
-            continue
-        if kind == "summary":
-            # Roughly two per logged step: merged in batches, decoded only where it matters.
-            summary.add(payload)
-            contents.records += 1
-            continue
+# Records are read a window at a time: its history and summary records together (see
+# reportgen.sources.wandb_records), the few others one by one, in order.
+WINDOW_RECORDS = 16_384
+WINDOW_BYTES = 8 * 1024 * 1024
+
+
+def stat_and_read(path: Path) -> tuple[os.stat_result | None, FileContents]:
+    """A file's stat before reading, and its contents. Run in worker processes: this module
+    imports only numpy, protobuf and (to decode) pyarrow, so a worker starts quickly."""
+    try:
+        before = path.stat()
+    except OSError:
+        before = None
+    return before, read_wandb_file(path)
+
+
+def _read_records(
+    batches: Iterator[list[bytes]], contents: FileContents, scan: bool = True
+) -> None:
+    """Gather what the records say into `contents`. `scan` False decodes every record with
+    protobuf, one by one: the plain reader, kept to check the fast one against."""
+    reader = _RecordReader(contents, scan)
+    window: list[bytes] = []
+    size = 0
+    for batch in batches:
+        window.extend(batch)
+        size += sum(map(len, batch))
+        if len(window) >= WINDOW_RECORDS or size >= WINDOW_BYTES:
+            reader.add(window)
+            window = []
+            size = 0
+    if window:
+        reader.add(window)
+    reader.finish()
+
+
+_HISTORY = pb.Record.DESCRIPTOR.fields_by_name["history"].number
+_SUMMARY = pb.Record.DESCRIPTOR.fields_by_name["summary"].number
+_NUMBER_OF_KIND = {kind: number for number, kind in _KIND_BY_FIELD.items()}
+_OTHER_WANTED = np.array(
+    sorted(_NUMBER_OF_KIND[k] for k in WANTED_KINDS if k not in ("history", "summary"))
+)
+_PRIMARY = np.array(sorted(_NUMBER_OF_KIND[k] for k in PRIMARY_KINDS))
+_IS_KIND = np.zeros(max(_KIND_BY_FIELD) + 1, dtype=bool)
+_IS_KIND[list(_KIND_BY_FIELD)] = True
+
+
+def record_kinds(buffer: wire.Buffer, payloads: list[bytes]) -> np.ndarray:
+    """Each record's type as the field number of its `record_type` (-1: none), as
+    `record_kind` reads it: read for every record at once (records that need more than a
+    quick read are left to `record_kind`)."""
+    types = wandb_records.record_types(buffer.u8, buffer.starts, buffer.ends)
+    number = types.number
+    decided = (number >= 0) & (number < len(_IS_KIND))
+    decided &= _IS_KIND[np.clip(number, 0, len(_IS_KIND) - 1)]
+    kinds = np.where(decided, number, -1)
+    for index in np.flatnonzero(~decided).tolist():
+        kind = record_kind(payloads[index])
+        kinds[index] = _NUMBER_OF_KIND[kind] if kind is not None else -1
+    return kinds
+
+
+class _RecordReader:
+    """What a file's records say, gathered window by window (see `FileContents`)."""
+
+    def __init__(self, contents: FileContents, scan: bool):
+        self.contents = contents
+        self.scan = scan
+        self.names = wandb_records.KeyNames()
+        self.console: deque[tuple[float, str]] = deque()
+        self.console_chars = 0
+        # Per key: the rows and values in the order written, a batch at a time.
+        self.columns: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        self.row_steps: list[np.ndarray] = []
+        self.rows = 0
+        self.summary: dict[str, str] = {}
+        self.newest = -np.inf
+
+    def add(self, window: list[bytes]) -> None:
+        buffer = wire.as_buffer(window)
+        kinds = record_kinds(buffer, window)
+        contents = self.contents
+        if np.isin(kinds, _PRIMARY).any():
+            contents.writes_metadata = True
+        history = np.flatnonzero(kinds == _HISTORY)
+        summary = np.flatnonzero(kinds == _SUMMARY)
+        if history.size or summary.size:
+            decoded = wandb_records.decode_window(
+                buffer, history, summary, window, self.names, pb.Record.FromString, self.scan
+            )
+            self._add_history(decoded.history, history, window)
+            # Roughly two summary records per logged step: only the last value of each key
+            # is decoded, unless the window must be merged record by record.
+            contents.records += len(summary)
+            if decoded.summary is not None:
+                for index in decoded.summary_failed:
+                    contents.damages.append(
+                        Damage(0, len(window[index]), "a summary record could not be decoded")
+                    )
+                self.summary.update(decoded.summary)
+            else:
+                payloads = [window[index] for index in summary.tolist()]
+                for start in range(0, len(payloads), SUMMARY_BATCH):
+                    _merge_summaries(
+                        payloads[start : start + SUMMARY_BATCH], self.summary, contents
+                    )
+        for index in np.flatnonzero(np.isin(kinds, _OTHER_WANTED)).tolist():
+            self._add_other(window[index], _KIND_BY_FIELD[int(kinds[index])])
+
+    def _add_history(
+        self, batch: wandb_records.HistoryBatch, which: np.ndarray, window: list[bytes]
+    ) -> None:
+        contents = self.contents
+        for index in np.flatnonzero(~batch.decoded).tolist():
+            size = len(window[which[index]])
+            contents.damages.append(Damage(0, size, "a record could not be decoded"))
+        decoded = len(batch.step)
+        contents.records += decoded
+        steps = batch.step.copy()
+        unnamed = np.flatnonzero(batch.needs_row)
+        steps[unnamed] = self.rows + unnamed
+        self.row_steps.append(steps)
+        if batch.newest > self.newest:
+            self.newest = batch.newest
+        if len(batch.item_key):
+            # Keys in the order they first appear; each key's values in the order written.
+            order = np.argsort(batch.item_key, kind="stable")
+            bounds = np.cumsum(np.bincount(batch.item_key, minlength=len(batch.keys)))
+            starts = bounds - np.bincount(batch.item_key, minlength=len(batch.keys))
+            present = np.flatnonzero(bounds > starts)
+            first_seen = order[starts[present]]
+            rows = batch.item_row[order] + self.rows
+            values = batch.item_value[order]
+            for code in present[np.argsort(first_seen)].tolist():
+                key = batch.keys[code]
+                column = self.columns.get(key)
+                if column is None:
+                    column = self.columns[key] = ([], [])
+                column[0].append(rows[starts[code] : bounds[code]])
+                column[1].append(values[starts[code] : bounds[code]])
+        self.rows += decoded
+
+    def _add_other(self, payload: bytes, kind: str) -> None:
+        contents = self.contents
         try:
-            record = parse(payload)
+            record = pb.Record.FromString(payload)
         except Exception:  # a payload that passed its checksum but does not decode
             contents.damages.append(Damage(0, len(payload), "a record could not be decoded"))
-            continue
+            return
         contents.records += 1
-        if kind == "history":
-            stamp = _add_history(record.history, len(row_steps), points, row_steps)
-            if stamp is not None and stamp > newest:
-                newest = stamp
-        elif kind == "output_raw" or kind == "output":
+        if kind == "output_raw" or kind == "output":
             output = record.output_raw if kind == "output_raw" else record.output
             moment = output.timestamp.seconds + output.timestamp.nanos / 1e9
-            if moment > newest:
-                newest = moment
-            console.append((moment, output.line))
-            console_chars += len(output.line)
-            while console_chars > CONSOLE_TAIL_CHARS and len(console) > 1:
-                console_chars -= len(console.popleft()[1])
+            if moment > self.newest:
+                self.newest = moment
+            self.console.append((moment, output.line))
+            self.console_chars += len(output.line)
+            while self.console_chars > CONSOLE_TAIL_CHARS and len(self.console) > 1:
+                self.console_chars -= len(self.console.popleft()[1])
         elif kind == "stats":
             moment = record.stats.timestamp.seconds + record.stats.timestamp.nanos / 1e9
-            if moment > newest:
-                newest = moment
+            if moment > self.newest:
+                self.newest = moment
         elif kind == "run":
             _add_run(record.run, contents)
         elif kind == "config":
@@ -436,68 +570,41 @@ def _read_records(payloads: Iterator[bytes], contents: FileContents) -> None:
             name = metric.name or metric.glob_name
             if name and metric.step_metric:
                 contents.step_metrics[name] = metric.step_metric
-    contents.summary = summary.result()
-    if contents.start_time is not None:
-        start = contents.start_time.replace(tzinfo=timezone.utc).timestamp()
-        newest = max(newest, start)
-    contents.last_time = float(newest) if np.isfinite(newest) else None
-    contents.history_rows = len(row_steps)
-    # Arrays, not lists: compact, and cheap to send back from a worker process.
-    steps_of_rows = np.asarray(row_steps, dtype=np.int64)
-    contents.points = {}
-    for key, (rows, values) in points.items():
-        row_array = np.asarray(rows, dtype=np.int64)
-        contents.points[key] = (row_array, steps_of_rows[row_array], np.asarray(values, float))
-    contents.console = list(console)
+
+    def finish(self) -> None:
+        contents = self.contents
+        values = self.summary
+        contents.summary = {
+            k: _json_value(values[k]) for k in sorted(values) if not k.startswith("_wandb")
+        }
+        newest = self.newest
+        if contents.start_time is not None:
+            start = contents.start_time.replace(tzinfo=timezone.utc).timestamp()
+            newest = max(newest, start)
+        contents.last_time = float(newest) if np.isfinite(newest) else None
+        contents.history_rows = self.rows
+        # Arrays, not lists: compact, and cheap to send back from a worker process.
+        steps_of_rows = (
+            np.concatenate(self.row_steps) if self.row_steps else np.zeros(0, dtype=np.int64)
+        )
+        contents.points = {}
+        for key, (row_parts, value_parts) in self.columns.items():
+            key_rows = np.concatenate(row_parts)
+            contents.points[key] = (key_rows, steps_of_rows[key_rows], np.concatenate(value_parts))
+        contents.console = list(self.console)
 
 
 def record_step(step_num: int | None, step_item: int | None, place: int) -> int:
     """A history record's step: `step.num` when the writer set it, else its `_step` item, else
     its place among the file's history records (writers that set no step at all).
 
-    Legacy writers may leave the step message out (or at 0) and carry the step as `_step`."""
+    Legacy writers may leave the step message out (or at 0) and carry the step as `_step`.
+    `wandb_records.decode_history` applies this rule to whole batches."""
     if step_num is not None and (step_num != 0 or step_item is None):
         return step_num
     if step_item is not None:
         return step_item
     return place
-
-
-def _add_history(
-    history: Any,
-    row: int,
-    points: dict[str, tuple[list[int], list[float]]],
-    row_steps: list[int],
-) -> float | None:
-    """Add one history record's numeric values as row `row`; returns its `_timestamp`."""
-    # The hot loop of the reader (one pass per logged value): kept flat on purpose.
-    step_item: int | None = None
-    stamp: float | None = None
-    for item in history.item:
-        nested = item.nested_key
-        key = nested[0] if len(nested) == 1 else ".".join(nested) or item.key
-        text = item.value_json
-        try:
-            value = float(text)
-        except ValueError:
-            number = _number(text)
-            if number is None:
-                continue
-            value = number
-        if key == "_step":
-            if value == value and abs(value) < 2**63:
-                step_item = int(value)
-            continue
-        if key == "_timestamp":
-            stamp = value
-        column = points.get(key)
-        if column is None:
-            column = points[key] = ([], [])
-        column[0].append(row)
-        column[1].append(value)
-    step_num = history.step.num if history.HasField("step") else None
-    row_steps.append(record_step(step_num, step_item, row))
-    return stamp
 
 
 def _add_run(run: Any, contents: FileContents) -> None:
@@ -525,55 +632,31 @@ def _apply_config(config: Any, tree: dict[str, Any]) -> None:
         _remove_nested(tree, list(item.nested_key) or [item.key])
 
 
-class _SummaryMerger:
-    """The summary after every update: the last write of each key wins, removals included.
+def _merge_summaries(payloads: list[bytes], values: dict[str, str], contents: FileContents) -> None:
+    """Apply summary records in order, updates and removals (the plain way).
 
-    Parsing concatenated payloads as one message merges them (repeated fields append in order),
-    which is far cheaper than one parse per record; it is done a batch at a time so that memory
-    stays bounded. Removals would lose their place among the updates in a merged message, and a
-    damaged payload would spoil it: in either case that batch is applied one record at a time.
-    """
-
-    def __init__(self, damages: list[Damage]):
-        self._damages = damages
-        self._batch: list[bytes] = []
-        self._values: dict[str, str] = {}
-
-    def add(self, payload: bytes) -> None:
-        self._batch.append(payload)
-        if len(self._batch) >= SUMMARY_BATCH:
-            self._apply()
-
-    def _apply(self) -> None:
-        try:
-            merged = [pb.Record.FromString(b"".join(self._batch)).summary]
-        except Exception:
-            merged = []
-        if not merged or merged[0].remove:
-            merged = []
-            for payload in self._batch:
-                try:
-                    merged.append(pb.Record.FromString(payload).summary)
-                except Exception:
-                    self._damages.append(
-                        Damage(0, len(payload), "a summary record could not be decoded")
-                    )
-        self._batch = []
-        values = self._values
-        for record in merged:
-            for item in record.update:
-                nested = item.nested_key
-                values[nested[0] if len(nested) == 1 else ".".join(nested) or item.key] = (
-                    item.value_json
+    Parsing concatenated payloads as one message merges them (repeated fields append in
+    order), cheaper than one parse per record; removals would lose their place among the
+    updates in a merged message, and a damaged payload would spoil it: then each record is
+    applied on its own."""
+    try:
+        merged = [pb.Record.FromString(b"".join(payloads)).summary]
+    except Exception:
+        merged = []
+    if not merged or merged[0].remove:
+        merged = []
+        for payload in payloads:
+            try:
+                merged.append(pb.Record.FromString(payload).summary)
+            except Exception:
+                contents.damages.append(
+                    Damage(0, len(payload), "a summary record could not be decoded")
                 )
-            for item in record.remove:
-                values.pop(".".join(item.nested_key) or item.key, None)
-
-    def result(self) -> dict[str, Any]:
-        if self._batch:
-            self._apply()
-        values = self._values
-        return {k: _json_value(values[k]) for k in sorted(values) if not k.startswith("_wandb")}
+    for record in merged:
+        for item in record.update:
+            values[wandb_records.item_key(list(item.nested_key), item.key)] = item.value_json
+        for item in record.remove:
+            values.pop(".".join(item.nested_key) or item.key, None)
 
 
 def iter_wandb_files(root: Path) -> Iterator[Path]:

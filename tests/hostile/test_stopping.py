@@ -12,8 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from reportgen.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_TIMEOUT
-from reportgen.stopping import CI_TIMEOUT_SECONDS, default_timeout
+from reportgen.errors import (
+    EXIT_CODES,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_TIMEOUT,
+    BuildTimeout,
+)
+from reportgen.stopping import (
+    CI_TIMEOUT_SECONDS,
+    deadline,
+    default_timeout,
+    raise_if_past_deadline,
+)
 
 SPEC = """\
 version: 1
@@ -81,13 +92,26 @@ def test_sigterm_is_handled_like_ctrl_c_with_exit_143(project_dir, tmp_path):
     assert err.strip().splitlines() == ["terminated (SIGTERM)"]
 
 
-def test_a_build_past_its_deadline_is_exit_5_and_leaves_no_report(project_dir, tmp_path):
+def test_a_build_past_its_deadline_is_exit_124_and_leaves_no_report(project_dir, tmp_path):
     process = start(["build", str(spec_for(project_dir, tmp_path)), "--timeout", "0.05"], tmp_path)
     _, err = process.communicate(timeout=120)
     assert process.returncode == EXIT_TIMEOUT == 124, err
     (line,) = err.strip().splitlines()
     assert line.startswith("error: the build did not finish within 0.05s (--timeout)")
     assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_a_deadline_whose_exception_was_swallowed_still_ends_the_build():
+    swallowed = []
+    with pytest.raises(BuildTimeout, match=r"did not finish within 0.05s"), deadline(0.05):
+        try:  # as a `__del__` or a garbage-collector callback would
+            time.sleep(1)
+        except BuildTimeout as exc:
+            swallowed.append(exc)
+        with pytest.raises(BuildTimeout):
+            raise_if_past_deadline()
+    assert len(swallowed) == 1
+    raise_if_past_deadline()  # a new build starts with no deadline passed
 
 
 def test_a_malformed_timeout_is_a_usage_error(project_dir, tmp_path, capsys):

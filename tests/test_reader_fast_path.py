@@ -1,0 +1,173 @@
+"""The reader's fast path (records decoded a window at a time) gives exactly what decoding each
+record with protobuf gives: on runs written by the real client, and on real records re-encoded
+in the unusual ways protobuf allows (the fast path must leave those to protobuf, or read them
+the same way), including records that do not decode at all."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reportgen.sources.wandb_file import (
+    BLOCK_SIZE,
+    CHUNK_HEADER,
+    HEADER,
+    FileContents,
+    iter_wandb_files,
+    pb,
+    read_payloads,
+    read_wandb_file,
+)
+
+FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+
+
+def frame(payloads: list[bytes]) -> bytes:
+    """A transaction log holding these payloads (W&B's framing: 32 KiB blocks, CRC-32)."""
+    out = bytearray(HEADER)
+    for payload in payloads:
+        rest = payload
+        first = True
+        while True:
+            room = BLOCK_SIZE - len(out) % BLOCK_SIZE
+            if room < CHUNK_HEADER:
+                out += bytes(room)
+                continue
+            part, rest = rest[: room - CHUNK_HEADER], rest[room - CHUNK_HEADER :]
+            kind = (FULL if not rest else FIRST) if first else (LAST if not rest else MIDDLE)
+            crc = zlib.crc32(part, zlib.crc32(bytes([kind])))
+            out += struct.pack("<IHB", crc, len(part), kind) + part
+            first = False
+            if not rest:
+                break
+    return bytes(out)
+
+
+def same_contents(fast: FileContents, plain: FileContents) -> None:
+    for name in (
+        "run_id", "name", "config", "summary", "step_metrics", "exit_code", "console",
+        "last_time", "history_rows", "records", "has_run_record", "writes_metadata", "tags",
+    ):  # fmt: skip
+        assert getattr(fast, name) == getattr(plain, name), name
+    assert [(d.offset, d.lost_bytes, d.reason) for d in fast.damages] == [
+        (d.offset, d.lost_bytes, d.reason) for d in plain.damages
+    ]
+    assert list(fast.points) == list(plain.points)  # keys in the order they first appear
+    for key, arrays in plain.points.items():
+        for mine, theirs in zip(fast.points[key], arrays, strict=True):
+            assert mine.dtype == theirs.dtype and mine.tobytes() == theirs.tobytes(), key
+
+
+def test_runs_written_by_the_client_read_the_same_both_ways(project_dir, shared_dir):
+    files = [*iter_wandb_files(project_dir), *iter_wandb_files(shared_dir)]
+    assert len(files) >= 5
+    for path in files:
+        fast, plain = read_wandb_file(path), read_wandb_file(path, scan=False)
+        same_contents(fast, plain)
+        assert fast.history_rows > 0 and fast.points
+
+
+def history_record(items: list[bytes], step: int | None, num: int = 7) -> bytes:
+    """A Record payload holding a history record of these raw item encodings."""
+    body = b"".join(b"\x0a" + varint(len(item)) + item for item in items)
+    if step is not None:
+        inner = b"\x08" + varint(step) if step else b""
+        body += b"\x12" + varint(len(inner)) + inner
+    return b"\x08" + varint(num) + b"\x12" + varint(len(body)) + body
+
+
+def item(key: bytes, value: bytes) -> bytes:
+    return b"\x12" + varint(len(key)) + key + b"\x82\x01" + varint(len(value)) + value
+
+
+def varint(number: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = number & 0x7F
+        number >>= 7
+        out.append(byte | (0x80 if number else 0))
+        if not number:
+            return bytes(out)
+
+
+@pytest.fixture
+def real_payloads(project_dir: Path) -> list[bytes]:
+    path = next(iter_wandb_files(project_dir))
+    payloads, damages = read_payloads(path.read_bytes())
+    assert not damages
+    return payloads
+
+
+def read_both(tmp_path: Path, payloads: list[bytes]) -> tuple[FileContents, FileContents]:
+    folder = tmp_path / "wandb" / "offline-run-20260101_000000-crafted"
+    folder.mkdir(parents=True)
+    path = folder / "run-crafted.wandb"
+    path.write_bytes(frame(payloads))
+    fast, plain = read_wandb_file(path), read_wandb_file(path, scan=False)
+    same_contents(fast, plain)
+    return fast, plain
+
+
+def test_unusual_encodings_and_values_are_read_as_protobuf_reads_them(tmp_path, real_payloads):
+    crafted = [
+        # a length written in two bytes where one would do (protobuf accepts it)
+        history_record([b"\x12\x01a\x82\x01\x81\x00" + b"5", item(b"_step", b"1")], None),
+        # a field the reader does not use (HistoryItem.integer), and the key in `key`
+        history_record([b"\x0a\x01b\x28\x05\x82\x01\x013"], 2),
+        # a nested key of two parts, a value Python reads and Arrow does not, text values
+        history_record(
+            [
+                b"\x12\x01c\x12\x01d\x82\x01\x03" + b"1_0",
+                item(b"e", b" 2"),
+                item(b"f", b"NaN"),
+                item(b"g", b"true"),
+                item(b"h", b'"text"'),
+                item(b"i", b"-Infinity"),
+                item(b"j", b"1e400"),
+            ],
+            3,
+        ),
+        # a key that is not UTF-8, and a value that is not: the records do not decode
+        history_record([item(b"\xff\xfe", b"1")], 4),
+        history_record([item(b"k", b"\xff")], 5),
+        # a history record with control before it (fields the scan leaves to protobuf)
+        b"\x08\x09\x82\x01\x02\x20\x01" + history_record([item(b"l", b"6")], 6)[2:],
+    ]
+    summary = pb.Record()
+    summary.summary.update.add(nested_key=["m"], value_json="1")
+    summary.summary.update.add(key="n", value_json="[1, 2]")
+    bad_summary = summary.SerializeToString().replace(b"[1, 2]", b"[1,\xff]")
+    fast, _ = read_both(tmp_path, [*real_payloads, *crafted, summary.SerializeToString()])
+    assert fast.points["a"][2].tolist() == [5.0] and fast.points["a"][1].tolist() == [1]
+    assert fast.points["b"][2].tolist() == [3.0] and fast.points["b"][1].tolist() == [2]
+    assert fast.points["c.d"][2].tolist() == [10.0]
+    assert fast.points["e"][2].tolist() == [2.0] and np.isnan(fast.points["f"][2][0])
+    assert fast.points["g"][2].tolist() == [1.0] and "h" not in fast.points
+    assert fast.points["i"][2].tolist() == [-np.inf] and fast.points["j"][2].tolist() == [np.inf]
+    assert fast.points["l"][2].tolist() == [6.0] and "k" not in fast.points
+    undecodable = [d for d in fast.damages if d.reason == "a record could not be decoded"]
+    assert len(undecodable) == 2
+    assert fast.summary["m"] == 1 and fast.summary["n"] == [1, 2]
+    damaged, _ = read_both(
+        tmp_path / "bad", [*real_payloads, summary.SerializeToString(), bad_summary]
+    )
+    assert [d.reason for d in damaged.damages] == ["a summary record could not be decoded"]
+    assert damaged.summary["n"] == [1, 2]  # the damaged record's update is not applied
+
+
+def test_a_summary_removal_keeps_its_place_among_updates(tmp_path, real_payloads):
+    def summary(update: dict[str, str], remove: tuple[str, ...] = ()) -> bytes:
+        record = pb.Record()
+        for key, value in update.items():
+            record.summary.update.add(nested_key=[key], value_json=value)
+        for key in remove:
+            record.summary.remove.add(nested_key=[key])
+        return record.SerializeToString()
+
+    payloads = [summary({"x": "1", "y": "2"}), summary({}, ("x",)), summary({"y": "3"})]
+    fast, _ = read_both(tmp_path, [*real_payloads, *payloads])
+    assert "x" not in fast.summary and fast.summary["y"] == 3
