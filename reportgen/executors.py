@@ -89,7 +89,8 @@ def _ray_installed() -> bool:
 
 class LocalExecutor:
     """Today's path: the source reads (in worker processes when there is much to decode) and
-    this process digests each chosen run."""
+    this process digests the chosen runs, with one forked worker taking every other run when
+    there are enough of them to pay for it (see reportgen.digest_pool)."""
 
     name = "local"
 
