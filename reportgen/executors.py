@@ -89,14 +89,15 @@ def _ray_installed() -> bool:
 
 class LocalExecutor:
     """Today's path: the source reads (in worker processes when there is much to decode) and
-    this process digests each chosen run."""
+    this process digests the chosen runs, with one forked worker taking every other run when
+    there are enough of them to pay for it (see reportgen.digest_pool)."""
 
     name = "local"
 
     def map_runs(
         self, spec: Spec, source: Source, now: datetime, progress: Progress | None = None
     ) -> MappedRuns:
-        from reportgen.digest import digest_run
+        from reportgen.digest_pool import digest_runs
 
         if spec.runs.limit is not None and source.kind == "wandb-offline":
             found, runs = read_newest(spec, source, now, progress)
@@ -104,15 +105,15 @@ class LocalExecutor:
             listed = source.list_runs(spec.runs, progress, now=now)
             found, runs = len(listed), filter_runs(listed, spec.runs, now)
         fetched = fetch_histories(source, runs, progress)
-        digests = []
+        chosen = []
         failures = []
         for run in runs:
             history = fetched[run.id]
             if isinstance(history, RunFetchError):
                 failures.append(history)
             else:
-                digests.append(digest_run(spec, run, history, now))
-        return MappedRuns(found, digests, failures)
+                chosen.append((run, history))
+        return MappedRuns(found, digest_runs(spec, chosen, now), failures)
 
 
 def read_newest(

@@ -111,3 +111,99 @@ def test_expressions_and_conditions_evaluate_as_before():
     assert keep.tolist() == [True, True, True]
     with pytest.raises(ExpressionError, match="'median' is not an allowed function"):
         parse_expression("median(a)")
+
+
+def _curve(rng: np.random.Generator, n: int, trial: int) -> np.ndarray:
+    """A noisy curve with repeated values, gaps (NaN) and, now and then, ±inf."""
+    values = rng.standard_normal(n) * 10.0 ** int(rng.integers(-3, 4))
+    if trial % 3 == 0:
+        values = np.round(values, 1)  # ties, and even counts with equal middles
+    if trial % 2 == 0:
+        values[rng.random(n) < rng.random() * 0.6] = math.nan
+    if trial % 5 == 0:
+        values[rng.random(n) < 0.05] = math.inf
+        values[rng.random(n) < 0.05] = -math.inf
+    return values
+
+
+@pytest.mark.parametrize("length", [0, 1, 7, 300, 5000])
+def test_trailing_window_statistics_are_pandas_rolling_medians_and_quantiles(length):
+    import pandas as pd
+
+    from reportgen.health.stats import trailing_stats
+
+    rng = np.random.default_rng(length)
+    for trial in range(60 if length < 1000 else 4):
+        values = _curve(rng, length, trial)
+        w = int(rng.integers(1, 60))
+        least = int(rng.integers(1, w + 1))
+        wanted = [(None, least), (None, 1), (0.9, least), (0.5, 1), (0.1, least)]
+        series = pd.Series(values, dtype=float)
+        expected = [
+            (series.rolling(w, min_periods=m).median() if q is None else
+             series.rolling(w, min_periods=m).quantile(q)).to_numpy()
+            for q, m in wanted
+        ]  # fmt: skip
+        found = trailing_stats(values, w, wanted)
+        for (q, m), want, got in zip(wanted, expected, found, strict=True):
+            assert np.array_equal(want, got, equal_nan=True), (trial, q, w, m)
+
+
+def test_spikes_are_those_of_pandas_rolling_windows():
+    """The spike finder on sorted windows finds what its pandas formulation found."""
+    import pandas as pd
+
+    from reportgen.health.stats import MAD_TO_SIGMA, TINY, spikes, stretches
+
+    def spikes_by_pandas(values, window, z, min_rel_rise, max_width, least):
+        series = pd.Series(values, dtype=float)
+        rolling = series.rolling(window, min_periods=least)
+        baseline = rolling.median().shift(1).to_numpy()
+        deviation = (series - series.rolling(window, min_periods=1).median()).abs()
+        spread = deviation.rolling(window, min_periods=least).median().shift(1).to_numpy()
+        sigma = np.maximum(np.maximum(MAD_TO_SIGMA * spread, 0.01 * np.abs(baseline)), TINY)
+        upper = rolling.quantile(0.9).shift(1).to_numpy()
+        reference = np.maximum(np.abs(baseline), np.abs(upper))
+        finite = np.abs(baseline[np.isfinite(baseline)])
+        idle = 1e-3 * float(np.percentile(finite, 99)) if len(finite) else 0.0
+        with np.errstate(invalid="ignore", over="ignore"):
+            known = np.isfinite(baseline) & (np.abs(baseline) > idle)
+            high = (values - baseline > z * sigma) & (values - upper >= min_rel_rise * reference)
+        found = []
+        for start, end in stretches(high & known):
+            if end < len(values) and end - start <= max_width:
+                worst = start + int(np.argmax(values[start:end]))
+                found.append((start, end, worst, float(baseline[worst])))
+        return found
+
+    rng = np.random.default_rng(3)
+    checked = 0
+    for trial in range(80):
+        values = np.abs(rng.standard_normal(400)) + 1.0
+        values[rng.integers(10, 400, size=6)] += rng.uniform(1, 20, size=6)
+        if trial % 2:
+            values[rng.random(400) < 0.1] = math.nan
+        found = spikes(values, window=20, z=4.0, min_rel_rise=0.5, max_width=5, min_history=5)
+        expected = spikes_by_pandas(values, 20, 4.0, 0.5, 5, 5)
+        assert [(s.start, s.end, s.worst, s.baseline) for s in found] == expected
+        checked += len(expected)
+    assert checked > 50  # the comparison saw many spikes, not only quiet curves
+
+
+@pytest.mark.parametrize("length", [0, 1, 2, 9, 400, 5000])
+def test_trailing_and_centred_medians_are_pandas_rolling_medians(length):
+    import pandas as pd
+
+    from reportgen.health.stats import centred_median, rolling_median
+
+    rng = np.random.default_rng(100 + length)
+    for trial in range(40 if length < 1000 else 3):
+        values = _curve(rng, length, trial)
+        w = int(rng.integers(1, 60))
+        series = pd.Series(values, dtype=float)
+        full = series.rolling(w, min_periods=w).median().to_numpy()
+        partial = series.rolling(w, min_periods=1).median().to_numpy()
+        centred = series.rolling(w, center=True, min_periods=1).median().to_numpy()
+        assert np.array_equal(rolling_median(values, w), full, equal_nan=True)
+        assert np.array_equal(rolling_median(values, w, full=False), partial, equal_nan=True)
+        assert np.array_equal(centred_median(values, w), centred, equal_nan=True), (trial, w)

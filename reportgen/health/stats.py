@@ -8,11 +8,12 @@ deviation (MAD), so one bad batch cannot hide or fake a finding.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
 
 MAD_TO_SIGMA = 1.4826  # MAD × this estimates the standard deviation of normal noise
 TINY = 1e-12
@@ -50,16 +51,81 @@ def rolling_median(values: np.ndarray, w: int, *, full: bool = True) -> np.ndarr
     """Trailing median over the last `w` points; NaN until a window is full when `full`."""
 
     def compute() -> np.ndarray:
-        series = pd.Series(values, dtype=float)
-        return series.rolling(w, min_periods=w if full else 1).median().to_numpy()
+        return trailing_stats(values, w, [(None, w if full else 1)])[0]
 
     return _memo("trailing-full" if full else "trailing", values, w, compute)
 
 
+SORTED_CELLS = 1 << 16  # window cells sorted at once (memory stays small on long runs)
+SORT_UP_TO = 4096  # points; on longer curves pandas' skip lists beat sorting every window
+
+
+def trailing_stats(
+    values: np.ndarray, w: int, wanted: Sequence[tuple[float | None, int]]
+) -> list[np.ndarray]:
+    """Trailing-window statistics, each exactly `pd.Series(values).rolling(w, min_periods=m)`'s
+    `.median()` (q None) or `.quantile(q)` (linear) for each (q, m) in `wanted`.
+
+    The health checks call this for thousands of short curves, where pandas' per-call set-up
+    costs more than the work: each window is sorted once (NaN last) and every statistic read
+    from the sorted windows. As in pandas, ±inf counts as missing, a window with fewer than `m`
+    values (or none) gives NaN, and a median of an even count is the mean of the middle two.
+    Long curves go to pandas itself.
+    """
+    floats = np.asarray(values, dtype=float)
+    n = len(floats)
+    if n > SORT_UP_TO:
+        series = pd.Series(floats)
+        return [
+            (
+                series.rolling(w, min_periods=m).median()
+                if q is None
+                else series.rolling(w, min_periods=m).quantile(q)
+            ).to_numpy()
+            for q, m in wanted
+        ]
+    found = [np.full(n, np.nan) for _ in wanted]
+    if n == 0:
+        return found
+    padded = np.concatenate([np.full(w - 1, np.nan), np.where(np.isinf(floats), np.nan, floats)])
+    windows = sliding_window_view(padded, w)
+    rows = max(1, SORTED_CELLS // w)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for start in range(0, n, rows):
+            ordered = np.sort(windows[start : start + rows], axis=1)
+            count = w - np.count_nonzero(np.isnan(ordered), axis=1)
+            at = np.arange(len(ordered))
+            last = np.maximum(count, 1) - 1
+            for (q, least), into in zip(wanted, found, strict=True):
+                if q is None:
+                    low = ordered[at, last // 2]
+                    high = ordered[at, (last + 1) // 2]
+                    value = np.where(last % 2 == 0, low, (low + high) / 2)
+                else:
+                    position = q * last
+                    below = position.astype(np.int64)
+                    low = ordered[at, below]
+                    high = ordered[at, np.minimum(below + 1, last)]
+                    value = np.where(
+                        position == below, low, low + (high - low) * (position - below)
+                    )
+                into[start : start + rows] = np.where(count >= max(least, 1), value, np.nan)
+    return found
+
+
+def _after(values: np.ndarray) -> np.ndarray:
+    """Each point's statistic moved to the next point (pandas' `.shift(1)`): the window before."""
+    return np.concatenate([[np.nan], values[:-1]])
+
+
 def centred_median(values: np.ndarray, w: int) -> np.ndarray:
+    """Median of the `w` points around each point (as many as there are at the ends)."""
+
     def compute() -> np.ndarray:
-        series = pd.Series(values, dtype=float)
-        return series.rolling(w, center=True, min_periods=1).median().to_numpy()
+        # pandas' centred window of point i is the trailing one of point i + (w - 1) // 2
+        ahead = (w - 1) // 2
+        extended = np.concatenate([np.asarray(values, dtype=float), np.full(ahead, np.nan)])
+        return trailing_stats(extended, w, [(None, 1)])[0][ahead:]
 
     return _memo("centred", values, w, compute)
 
@@ -194,14 +260,14 @@ def spikes(
     least = max(2, min(min_history, window))
     if n < least + 1:
         return []
-    series = pd.Series(values, dtype=float)
-    rolling = series.rolling(window, min_periods=least)
-    baseline = rolling.median().shift(1).to_numpy()
-    deviation = (series - series.rolling(window, min_periods=1).median()).abs()
-    spread = deviation.rolling(window, min_periods=least).median().shift(1).to_numpy()
+    floats = np.asarray(values, dtype=float)
+    median, centre, upper = trailing_stats(floats, window, [(None, least), (None, 1), (0.9, least)])
+    baseline = _after(median)
+    (spread,) = trailing_stats(np.abs(floats - centre), window, [(None, least)])
+    spread = _after(spread)
     sigma = np.maximum(MAD_TO_SIGMA * spread, 0.01 * np.abs(baseline))
     sigma = np.maximum(sigma, TINY)
-    upper = rolling.quantile(0.9).shift(1).to_numpy()
+    upper = _after(upper)
     reference = np.maximum(np.abs(baseline), np.abs(upper))
     rise = values - baseline
     finite_base = np.abs(baseline[np.isfinite(baseline)])

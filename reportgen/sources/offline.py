@@ -224,9 +224,11 @@ class OfflineSource:
             step_metrics.update(part.step_metrics)
             history = history.merged(part_history) if len(history) else part_history
             notes.extend(_damage_notes(part))
-        # The identity fragment's config and summary have the last word.
-        _deep_update(config, identity.config)
-        summary.update(identity.summary)
+        # The identity fragment's config and summary have the last word (a run of one
+        # fragment has them already).
+        if len(parts) > 1:
+            _deep_update(config, identity.config)
+            summary.update(identity.summary)
         stamps = [p.last_time for p in parts if p.last_time is not None]
         last_alive = max(stamps) if stamps else None
         stale = last_alive is None or now - last_alive > self.stale_after
@@ -334,7 +336,7 @@ def _contents_from_cache(path: Path, data: dict[str, Any]) -> FileContents:
         path=path,
         start_time=datetime.fromisoformat(start) if start else None,
         damages=[Damage(*d) for d in data["damages"]],
-        console=[(float(moment), str(line)) for moment, line in data["console"]],
+        console=list(map(tuple, data["console"])),  # JSON gave back the floats and texts
         **values,
     )
 
