@@ -40,7 +40,7 @@ ROLES = tuple(ROLE_ALIASES)
 # The role that stands for "how well training is going", whatever the run optimises.
 OBJECTIVE = "objective"
 
-# Kinds of parameter values; spec validation checks each kind (spec.py, `param_problems`).
+# Kinds of parameter values; spec validation checks each kind (spec/problems.py, `param_problems`).
 NUMBER, FRACTION, INTEGER, DURATION, METRIC, METRICS, SEVERITY = (
     "number",
     "fraction",
