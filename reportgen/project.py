@@ -18,7 +18,6 @@ import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -27,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from reportgen.jsonvalues import jsonable
 from reportgen.metrics import ResolvedMetric, goal_for, reduce
 from reportgen.runs import Run, flatten
 from reportgen.spec import MetricAlias, ParetoSpec, PivotSpec, ProjectTableSpec
@@ -270,28 +270,9 @@ def _summary_numbers(summary: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
-def _plain(value: Any) -> Any:
-    """A value as report.json writes it: non-finite floats as strings, datetimes as ISO 8601."""
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
-        return value
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return _plain(value.item())
-    return value
-
-
 def json_text(value: Any) -> str:
     """JSON as in report.json: NaN and infinities as the strings "NaN", "Infinity"."""
-    return json.dumps(_plain(value), sort_keys=True, ensure_ascii=False, allow_nan=False)
+    return json.dumps(jsonable(value), sort_keys=True, ensure_ascii=False, allow_nan=False)
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -8,41 +8,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
 from dataclasses import asdict
-from datetime import datetime
 from json.encoder import encode_basestring
 from typing import Any
 
 from reportgen.baseline import BaselineComparison
+from reportgen.jsonvalues import jsonable
 from reportgen.render.analysis_json import analysis_dict
 from reportgen.report import MetricReport, Report, RunReport, TableReport
-
-
-def jsonable(value: Any) -> Any:
-    """Plain JSON values: non-finite floats as strings, datetimes as ISO 8601, tuples as lists."""
-    kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
-        return value  # most values: answered before the slower checks below
-    if kind is dict:
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if kind is list:
-        return [jsonable(v) for v in value]
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
-        return value
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return jsonable(value.item())
-    return value
 
 
 def _metric(metric: MetricReport) -> dict[str, Any]:
