@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -59,13 +59,18 @@ def _create_beside(path: Path, mode: int) -> tuple[int, str]:
     raise FileExistsError(f"no free temporary name beside {path}")  # pragma: no cover
 
 
-def write_many(files: Iterable[tuple[Path, bytes]]) -> list[Path]:
+def write_many(
+    files: Iterable[tuple[Path, bytes]], skip: Callable[[Path, bytes], bool] | None = None
+) -> list[Path]:
     """Write each (path, data) atomically, several at once; the paths, in the order given.
 
     A path given twice ends up with its last data, as if the files were written in order.
+    `skip(path, data)` true: that file is listed but not written (it already holds the data).
     """
     pairs = list(files)
-    latest = dict(pairs)
+    latest = {
+        path: data for path, data in dict(pairs).items() if skip is None or not skip(path, data)
+    }
     if len(latest) < 2:
         for path, data in latest.items():
             write_bytes(path, data)

@@ -32,14 +32,7 @@ def write_outputs(
     """
 
     def write(files: Iterable[tuple[Path, bytes]]) -> list[Path]:
-        pairs = list(files)
-        latest = dict(pairs)  # a path given twice gets its last data
-        atomic.write_many(
-            (path, data)
-            for path, data in latest.items()
-            if unchanged is None or not unchanged(path, data)
-        )
-        return [path for path, _ in pairs]
+        return atomic.write_many(files, skip=unchanged)
 
     written: list[Path] = []
     charts = None
