@@ -8,6 +8,7 @@ the findings here are added to the real Report (plain data) before rendering.
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import re
 from datetime import datetime, timezone
@@ -25,7 +26,7 @@ from reportgen.build import make_report
 from reportgen.render import write_outputs
 from reportgen.render.html import render_html
 from reportgen.render.pdf import render_pdf
-from reportgen.render.plots import alias_figure, draw_charts, run_styles
+from reportgen.render.plots import alias_figure, draw_charts, run_styles, start_charts
 from reportgen.report import Finding, Report, verdict
 from reportgen.sources import open_source
 from reportgen.spec import load_spec
@@ -287,6 +288,37 @@ def test_charts_drawn_in_worker_processes_are_the_bytes_drawn_in_process(built):
     assert all(sorted(drawn) == ["pdf", "png"] for drawn in here.aliases.values())
     assert sorted(here.runs) == ["diverge1", "hostile1"]  # steady has no page: no charts
     assert all(sorted(drawn) == ["pdf"] for pages in here.runs.values() for drawn in pages)
+
+
+def copied_runs(report: Report, copies: int) -> Report:
+    """The report with every run copied (a bigger sweep: legends of several rows)."""
+    runs = tuple(
+        dataclasses.replace(run, id=f"{run.id}-{i}", name=f"{run.name} #{i}")
+        for i in range(copies)
+        for run in report.runs
+    )
+    return dataclasses.replace(report, runs=runs, runs_found=len(runs), run_pages="all")
+
+
+def test_chart_sizes_known_before_drawing_are_the_sizes_drawn(built):
+    # The PDF reserves each chart's box before the chart is drawn: the sizes must agree.
+    report = copied_runs(built.report, 5)
+    pending = start_charts(report, png=False, pdf=True, processes=0)
+    assert len(pending.jobs) == 2 + 15  # two aliases, a page of small charts per run
+    heights = set()
+    for (width, height), drawn in zip(pending.inches, pending.drawn(), strict=True):
+        box = pypdf.PdfReader(io.BytesIO(drawn["pdf"])).pages[0].mediabox
+        assert float(box.width) == pytest.approx(width * 72)
+        assert float(box.height) == pytest.approx(height * 72)
+        heights.add(round(height, 2))
+    assert len(heights) >= 3  # alias charts with 5 legend rows (and fewer), small multiples
+
+
+def test_the_pdf_laid_out_while_workers_draw_is_the_pdf_drawn_in_process(built):
+    report = built.report
+    here = render_pdf(report, charts=start_charts(report, png=False, pdf=True, processes=0))
+    beside = render_pdf(report, charts=start_charts(report, png=False, pdf=True, processes=2))
+    assert here == beside == (built.out / "report.pdf").read_bytes()
 
 
 def test_markdown_pngs_come_from_the_pass_that_drew_the_pdf_charts(built):

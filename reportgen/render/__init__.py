@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,31 +38,35 @@ def write_outputs(
     written: list[Path] = []
     charts = None
     if "markdown" in formats or "pdf" in formats:
-        from reportgen.render.plots import draw_charts
+        from reportgen.render.plots import start_charts
 
         # Each chart drawn once for both: the Markdown's PNG and the PDF's vector chart of an
-        # alias come from one figure.
-        charts = draw_charts(report, png="markdown" in formats, pdf="pdf" in formats)
-    if "csv" in formats:
-        from reportgen.render.analysis import analysis_files
-        from reportgen.render.csv import render_csv
+        # alias come from one figure. Workers draw them while the PDF is laid out here.
+        charts = start_charts(
+            report, png="markdown" in formats, pdf="pdf" in formats, beside_layout="pdf" in formats
+        )
+    with charts or contextlib.nullcontext():
+        if "csv" in formats:
+            from reportgen.render.analysis import analysis_files
+            from reportgen.render.csv import render_csv
 
-        tables = [(out_dir / t.file, render_csv(t).encode("utf-8")) for t in report.tables]
-        analysis = [(out_dir / name, data) for name, data in analysis_files(report.analysis)]
-        written += write([*tables, *analysis])
-    if "markdown" in formats:
-        from reportgen.render.markdown import render_markdown
-        from reportgen.render.plots import write_png_plots
+            tables = [(out_dir / t.file, render_csv(t).encode("utf-8")) for t in report.tables]
+            analysis = [(out_dir / name, data) for name, data in analysis_files(report.analysis)]
+            written += write([*tables, *analysis])
+        if "pdf" in formats:
+            from reportgen.render.pdf import render_pdf
 
-        pngs = write_png_plots(report, out_dir / PLOTS_DIR, charts)
-        written += pngs.values()
-        images = {alias: path.relative_to(out_dir).as_posix() for alias, path in pngs.items()}
-        text = render_markdown(report, template_dirs, images, csv_files="csv" in formats)
-        written += write([(out_dir / "report.md", text.encode("utf-8"))])
-    if "pdf" in formats:
-        from reportgen.render.pdf import render_pdf
+            pdf = render_pdf(report, template_dirs, charts)
+            written += write([(out_dir / "report.pdf", pdf)])
+        if "markdown" in formats and charts is not None:
+            from reportgen.render.markdown import render_markdown
+            from reportgen.render.plots import write_png_plots
 
-        written += write([(out_dir / "report.pdf", render_pdf(report, template_dirs, charts))])
+            pngs = write_png_plots(report, out_dir / PLOTS_DIR, charts.images())
+            written += pngs.values()
+            images = {alias: path.relative_to(out_dir).as_posix() for alias, path in pngs.items()}
+            text = render_markdown(report, template_dirs, images, csv_files="csv" in formats)
+            written += write([(out_dir / "report.md", text.encode("utf-8"))])
     if "json" in formats:
         from reportgen.render.json import render_json
 

@@ -27,7 +27,7 @@ from typing import Any
 from reportgen.errors import UsageError
 from reportgen.render.csv import render_csv
 from reportgen.render.html import Figures, render_html
-from reportgen.render.plots import ChartImages, draw_charts
+from reportgen.render.plots import PendingCharts, start_charts
 from reportgen.render.templates import builtin_template_dir
 from reportgen.report import Report
 
@@ -112,36 +112,33 @@ class ChartPlacement:
     height: float
 
 
-def _pdf_size(chart: bytes) -> tuple[float, float]:
-    import pypdf
-
-    box = pypdf.PdfReader(io.BytesIO(chart)).pages[0].mediabox
-    return float(box.width), float(box.height)
-
-
-def placeholders(images: ChartImages) -> tuple[Figures, list[bytes], dict[str, int]]:
-    """The HTML's chart URIs (empty SVGs of each chart's size, each one distinct), the charts'
-    PDF bytes in the same order, and which URI stands for which chart."""
-    charts: list[bytes] = []
+def placeholders(charts: PendingCharts) -> tuple[Figures, dict[str, int]]:
+    """The HTML's chart URIs (empty SVGs of each chart's size, each one distinct), and which
+    URI stands for which chart (its place among charts.jobs). Only the sizes are needed, so
+    the document is laid out while the charts are still being drawn."""
     index: dict[str, int] = {}
-
-    def place(chart: bytes) -> str:
-        width, height = _pdf_size(chart)
+    aliases: dict[str, str] = {}
+    runs: dict[str, list[str]] = {}
+    pareto = None
+    for number, (job, (width_in, height_in)) in enumerate(
+        zip(charts.jobs, charts.inches, strict=True)
+    ):
+        if "pdf" not in job.formats:
+            continue
+        width, height = width_in * 72, height_in * 72
         svg = (
-            f'<svg xmlns="http://www.w3.org/2000/svg" id="reportgen-chart-{len(charts)}" '
+            f'<svg xmlns="http://www.w3.org/2000/svg" id="reportgen-chart-{number}" '
             f'width="{width:g}pt" height="{height:g}pt" viewBox="0 0 {width:g} {height:g}"/>'
         )
         uri = "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode("ascii")
-        index[uri] = len(charts)
-        charts.append(chart)
-        return uri
-
-    figures = Figures(
-        {alias: place(drawn["pdf"]) for alias, drawn in images.aliases.items()},
-        {run_id: [place(d["pdf"]) for d in pages] for run_id, pages in images.runs.items()},
-        place(images.pareto["pdf"]) if images.pareto is not None else None,
-    )
-    return figures, charts, index
+        index[uri] = number
+        if job.kind == "alias":
+            aliases[job.key] = uri
+        elif job.kind == "pareto":
+            pareto = uri
+        else:
+            runs.setdefault(job.key, []).append(uri)
+    return Figures(aliases, runs, pareto), index
 
 
 def chart_placements(document: Any, index: dict[str, int]) -> list[ChartPlacement]:
@@ -230,17 +227,21 @@ def stamp_charts(
 
 
 def render_pdf(
-    report: Report, template_dirs: Sequence[Path] = (), images: ChartImages | None = None
+    report: Report, template_dirs: Sequence[Path] = (), charts: PendingCharts | None = None
 ) -> bytes:
     """The report as PDF bytes: cover, verdicts, charts, a section per run, CSVs attached.
 
-    `images` from draw_charts(pdf=True) when the Markdown's PNGs were drawn in the same pass.
+    `charts` from start_charts(pdf=True) when the Markdown's PNGs are drawn in the same pass
+    (the caller closes it); by default the charts are started here. Either way WeasyPrint lays
+    the document out while worker processes draw the charts.
     """
     weasyprint = _weasyprint()
+    if charts is None:
+        with start_charts(report, png=False, pdf=True, beside_layout=True) as own:
+            return render_pdf(report, template_dirs, own)
     from weasyprint.text.fonts import FontConfiguration
 
-    images = images if images is not None else draw_charts(report, png=False, pdf=True)
-    figures, charts, index = placeholders(images)
+    figures, index = placeholders(charts)
     html = render_html(report, template_dirs, figures)
     fonts = FontConfiguration()
     stylesheets = [weasyprint.CSS(string=font_faces(), font_config=fonts)]
@@ -263,4 +264,5 @@ def render_pdf(
         document = source.render(font_config=fonts, **options)
         placements = chart_placements(document, index)
         pdf: bytes = document.write_pdf(**options)
-    return stamp_charts(pdf, charts, placements)
+    drawn = [chart.get("pdf", b"") for chart in charts.drawn()]
+    return stamp_charts(pdf, drawn, [p for p in placements if drawn[p.chart]])

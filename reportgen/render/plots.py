@@ -40,6 +40,10 @@ FRONT_LABELS = 12  # name at most this many front runs on the chart; the table l
 SMALL_POINTS = 150
 PAGE_OF_CHARTS = 12
 
+# Every chart is this wide (inches); its height follows from what it holds (chart_inches).
+CHART_WIDTH = 7.0
+PARETO_HEIGHT = 3.6
+
 # matplotlib's "tab10": distinct, print-safe, and named so a caption can say "blue".
 PALETTE = (
     ("#1f77b4", "blue"),
@@ -324,16 +328,41 @@ def _inches(fig: Any, left: float, bottom: float, right: float, top: float) -> l
     return [left / width, bottom / height, 1 - (left + right) / width, 1 - (bottom + top) / height]
 
 
+def _legend_inches(lines: int) -> float:
+    """The band under an alias chart: the x label, then the legend, three runs a row."""
+    return 0.5 + 0.17 * math.ceil(lines / 3)
+
+
+def _small_multiples_shape(charts: int) -> tuple[int, int, float]:
+    """Columns, rows and height in inches of a figure of this many small charts."""
+    columns = min(3, charts)
+    rows = math.ceil(charts / columns)
+    return columns, rows, 1.7 * rows + 0.2
+
+
+def chart_inches(report: Report, job: ChartJob) -> tuple[float, float]:
+    """A chart's width and height in inches, known before it is drawn: the PDF's layout
+    reserves the box while the chart is still being drawn. The figure functions take their
+    sizes from the same helpers, and matplotlib's PDF page is the figure's size."""
+    if job.kind == "alias":
+        lines = sum(1 for run in report.runs if run.curve(job.key) is not None)
+        return CHART_WIDTH, 2.25 + _legend_inches(lines)
+    if job.kind == "pareto":
+        return CHART_WIDTH, PARETO_HEIGHT
+    curves = _run_curves(report, report.run(job.key))
+    page = curves[job.page * PAGE_OF_CHARTS : (job.page + 1) * PAGE_OF_CHARTS]
+    return CHART_WIDTH, _small_multiples_shape(len(page))[2]
+
+
 def alias_figure(report: Report, alias: str, styles: dict[str, RunStyle]) -> Any | None:
     """One alias across every run that logged it; None when no run did."""
     drawn = [(run, run.curve(alias)) for run in report.runs]
     pairs = [(run, curve) for run, curve in drawn if curve is not None]
     if not pairs:
         return None
-    legend_rows = math.ceil(len(pairs) / 3)
-    below = 0.5 + 0.17 * legend_rows
+    below = _legend_inches(len(pairs))
     with _style():
-        fig = _figure(7.0, 2.25 + below)
+        fig = _figure(CHART_WIDTH, 2.25 + below)
         ax = fig.add_axes(_inches(fig, 0.75, below, 0.15, 0.35))
         ax.locator_params(nbins=6)
         for run, curve in pairs:
@@ -373,15 +402,13 @@ def run_figures(report: Report, run: RunReport, styles: dict[str, RunStyle]) -> 
 
 def _small_multiples(report: Report, run: RunReport, curves: list[Curve], style: RunStyle) -> Any:
     """Charts of one run in its colour, three a row; findings marked and named."""
-    columns = min(3, len(curves))
-    rows = math.ceil(len(curves) / columns)
-    height = 1.7 * rows + 0.2
+    columns, rows, height = _small_multiples_shape(len(curves))
     with _style():
-        fig = _figure(7.0, height)
+        fig = _figure(CHART_WIDTH, height)
         axes = fig.subplots(rows, columns, squeeze=False)
         fig.subplots_adjust(
-            left=0.5 / 7.0,
-            right=1 - 0.1 / 7.0,
+            left=0.5 / CHART_WIDTH,
+            right=1 - 0.1 / CHART_WIDTH,
             bottom=0.3 / height,
             top=1 - 0.25 / height,
             wspace=0.28,
@@ -416,7 +443,7 @@ def pareto_figure(front: ParetoFront) -> Any | None:
     on = [p for p in front.points if p.on_front]
     off = [p for p in front.points if not p.on_front]
     with _style():
-        fig = _figure(7.0, 3.6)
+        fig = _figure(CHART_WIDTH, PARETO_HEIGHT)
         ax = fig.add_axes(_inches(fig, 0.85, 0.55, 0.2, 0.35))
         ax.locator_params(nbins=6)
         if off:
@@ -570,69 +597,134 @@ def _draw_in_worker(job: ChartJob) -> dict[str, bytes]:
     return draw_chart(_WORKER_REPORT, job)
 
 
-def chart_processes(jobs: int) -> int:
-    """Worker processes for this many charts: one per usable core (at most 4), none for a few
-    charts or on one core, and none where processes cannot be forked (forking copies the
-    Report for free; starting Python afresh would cost each worker a second of imports)."""
+def _can_fork() -> bool:
     import multiprocessing
 
-    if sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods():
-        return 0
+    return sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
+
+
+def _cores() -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    workers = min(4, cores or 1, jobs // 2)
+    return cores or 1
+
+
+def chart_processes(jobs: int, beside_layout: bool = False) -> int:
+    """Worker processes for this many charts: one per usable core (at most 4), none for a few
+    charts or on one core, and none where processes cannot be forked (forking copies the
+    Report for free; starting Python afresh would cost each worker a second of imports).
+
+    `beside_layout`: this process lays out the PDF while the workers draw, so it keeps a core
+    to itself and a single worker is already worth starting.
+    """
+    if not _can_fork():
+        return 0
+    if beside_layout:
+        return min(4, _cores() - 1, jobs)
+    workers = min(4, _cores(), jobs // 2)
     return workers if workers >= 2 else 0
+
+
+class PendingCharts:
+    """Charts being drawn: their sizes at once, their bytes when drawn (images()).
+
+    The PDF's layout needs only each chart's size, so render_pdf lays the document out while
+    worker processes draw, and waits for the bytes only to put them in. With no workers the
+    charts are drawn here when first asked for. Use it as a context manager (or call close())
+    so that on an error, --timeout or a signal the charts not started are dropped, not drawn.
+    """
+
+    def __init__(self, report: Report, jobs: list[ChartJob], processes: int) -> None:
+        self.jobs = jobs
+        self.inches = [chart_inches(report, job) for job in jobs]
+        self._report = report
+        self._drawn: list[dict[str, bytes]] | None = None
+        self._pool: Any = None
+        self._futures: list[Any] = []
+        if processes >= 1 and jobs and _can_fork():
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # A build's progress line runs in a thread; Python >= 3.12 warns on any fork with
+            # threads. The workers only draw and return bytes: they never touch what that
+            # thread may hold.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self._pool = ProcessPoolExecutor(
+                    processes,
+                    mp_context=multiprocessing.get_context("fork"),
+                    initializer=_adopt,
+                    initargs=(report,),
+                )
+                self._futures = [self._pool.submit(_draw_in_worker, job) for job in jobs]
+
+    def drawn(self) -> list[dict[str, bytes]]:
+        """Each job's bytes by format, in the jobs' order (waits for the workers)."""
+        if self._drawn is None:
+            try:
+                if self._pool is not None:
+                    self._drawn = [future.result() for future in self._futures]
+                else:
+                    self._drawn = [draw_chart(self._report, job) for job in self.jobs]
+            finally:
+                self.close()
+        return self._drawn
+
+    def images(self) -> ChartImages:
+        """The charts by what they show (waits for the workers)."""
+        aliases: dict[str, dict[str, bytes]] = {}
+        runs: dict[str, list[dict[str, bytes]]] = {}
+        pareto = None
+        for job, drawn in zip(self.jobs, self.drawn(), strict=True):
+            if not drawn:
+                continue
+            if job.kind == "alias":
+                aliases[job.key] = drawn
+            elif job.kind == "pareto":
+                pareto = drawn
+            else:
+                runs.setdefault(job.key, []).append(drawn)
+        return ChartImages(aliases, runs, pareto)
+
+    def close(self) -> None:
+        """Stop the workers; charts not started yet are dropped."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> PendingCharts:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def start_charts(
+    report: Report,
+    png: bool = False,
+    pdf: bool = True,
+    processes: int | None = None,
+    beside_layout: bool = False,
+) -> PendingCharts:
+    """Start drawing every chart Markdown (png) and the PDF (pdf) show, each once.
+
+    Charts are independent and matplotlib holds the GIL, so they are drawn in forked worker
+    processes when there are cores to spare, in the PDF's order. The bytes are the same either
+    way: each chart is drawn by the same code from the same Report. `processes`: how many
+    workers (0: draw here); by default chart_processes decides (`beside_layout`: the caller
+    lays out the PDF meanwhile).
+    """
+    jobs = chart_jobs(report, png, pdf)
+    if processes is None:
+        processes = chart_processes(len(jobs), beside_layout)
+    return PendingCharts(report, jobs, processes)
 
 
 def draw_charts(
     report: Report, png: bool = False, pdf: bool = True, processes: int | None = None
 ) -> ChartImages:
-    """Every chart Markdown (png) and the PDF (pdf) show, each drawn once.
-
-    Charts are independent and matplotlib holds the GIL, so they are drawn in forked worker
-    processes when there are cores to spare, in the PDF's order. The bytes are the same either
-    way: each chart is drawn by the same code from the same Report. `processes`: how many
-    workers (0: draw here); by default chart_processes decides.
-    """
-    jobs = chart_jobs(report, png, pdf)
-    aliases: dict[str, dict[str, bytes]] = {}
-    runs: dict[str, list[dict[str, bytes]]] = {}
-    pareto = None
-    if processes is None:
-        processes = chart_processes(len(jobs))
-    for job, drawn in zip(jobs, _draw_all(report, jobs, processes), strict=True):
-        if not drawn:
-            continue
-        if job.kind == "alias":
-            aliases[job.key] = drawn
-        elif job.kind == "pareto":
-            pareto = drawn
-        else:
-            runs.setdefault(job.key, []).append(drawn)
-    return ChartImages(aliases, runs, pareto)
-
-
-def _draw_all(report: Report, jobs: list[ChartJob], processes: int) -> list[dict[str, bytes]]:
-    import multiprocessing
-
-    if processes < 2 or len(jobs) < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return [draw_chart(report, job) for job in jobs]
-    from concurrent.futures import ProcessPoolExecutor
-
-    # A build's progress line runs in a thread; Python >= 3.12 warns on any fork with threads.
-    # The workers only draw and return bytes: they never touch what that thread may hold.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pool = ProcessPoolExecutor(
-            processes,
-            mp_context=multiprocessing.get_context("fork"),
-            initializer=_adopt,
-            initargs=(report,),
-        )
-        try:
-            return list(pool.map(_draw_in_worker, jobs))
-        finally:
-            # On --timeout or a signal, drop the charts not started instead of drawing them all.
-            pool.shutdown(wait=True, cancel_futures=True)
+    """Every chart Markdown (png) and the PDF (pdf) show, each drawn once (see start_charts)."""
+    with start_charts(report, png, pdf, processes) as pending:
+        return pending.images()
 
 
 def write_png_plots(
