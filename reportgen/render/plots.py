@@ -658,13 +658,27 @@ class PendingCharts:
                 self._futures = [self._pool.submit(_draw_in_worker, job) for job in jobs]
 
     def drawn(self) -> list[dict[str, bytes]]:
-        """Each job's bytes by format, in the jobs' order (waits for the workers)."""
+        """Each job's bytes by format, in the jobs' order.
+
+        Charts no worker has started yet are drawn here, from the end of the list while the
+        workers go on from its front: once the caller's own work (the PDF's layout) is done,
+        this process is one more core drawing, instead of waiting for the workers.
+        """
         if self._drawn is None:
             try:
-                if self._pool is not None:
-                    self._drawn = [future.result() for future in self._futures]
-                else:
-                    self._drawn = [draw_chart(self._report, job) for job in self.jobs]
+                drawn: list[dict[str, bytes] | None] = [None] * len(self.jobs)
+                for number in reversed(range(len(self._futures))):
+                    if not self._futures[number].cancel():  # a worker has it (or had it)
+                        break
+                    drawn[number] = draw_chart(self._report, self.jobs[number])
+                self._drawn = [
+                    chart
+                    if chart is not None
+                    else self._futures[number].result()
+                    if self._futures
+                    else draw_chart(self._report, self.jobs[number])
+                    for number, chart in enumerate(drawn)
+                ]
             finally:
                 self.close()
         return self._drawn
