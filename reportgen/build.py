@@ -29,6 +29,7 @@ from reportgen.executors import Executor, open_executor
 from reportgen.metrics import ResolvedMetric
 from reportgen.publish import CommentResult, publish_comment
 from reportgen.render import write_outputs
+from reportgen.render.chart_cache import ChartCache
 from reportgen.render.folder import OutputFolder
 from reportgen.report import Report, assemble, renamed
 from reportgen.runs import Run
@@ -113,7 +114,12 @@ def build(
     try:
         with OutputFolder(target, spec=owner) as folder:
             staged = write_outputs(
-                report, folder.staging, spec.outputs.formats, template_dirs, folder.holds
+                report,
+                folder.staging,
+                spec.outputs.formats,
+                template_dirs,
+                folder.holds,
+                _chart_cache(cache),
             )
             raise_if_past_deadline()  # a build past its deadline posts and commits nothing
             if comment or spec.outputs.comment is not None:
@@ -128,6 +134,13 @@ def build(
 
 
 CACHE_MODES = ("normal", "refresh", "offline")
+
+
+def _chart_cache(cache: RunCache | None) -> ChartCache | None:
+    """Charts kept beside the runs: --refresh draws them again, a read-only cache keeps none."""
+    if cache is None:
+        return None
+    return ChartCache.under(cache.root, reads=cache.reads, stores=not cache.read_only)
 
 
 def _out_dir_argument(out_dir: object) -> Path | None:

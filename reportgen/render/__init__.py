@@ -12,6 +12,7 @@ from reportgen import atomic
 # Each renderer is imported when its format is written: `reportgen runs` and `keys` use
 # render.console alone and should not load Jinja2 and the whole Report model with it.
 if TYPE_CHECKING:
+    from reportgen.render.chart_cache import ChartCache
     from reportgen.report import Report
 
 PLOTS_DIR = "plots"
@@ -23,6 +24,7 @@ def write_outputs(
     formats: tuple[str, ...],
     template_dirs: Sequence[Path] = (),
     unchanged: Callable[[Path, bytes], bool] | None = None,
+    chart_cache: ChartCache | None = None,
 ) -> list[Path]:
     """Write each requested format into out_dir, each file atomically; report.json last.
 
@@ -30,6 +32,8 @@ def write_outputs(
     data)` says whether the file `path` stands for already holds `data` where the build will put
     it (render/folder.py): such a file is listed but not written again, as a warm rebuild of
     an unchanged project would otherwise rewrite hundreds of identical CSV files.
+    `chart_cache`: charts an earlier build drew from the same data are taken from it instead of
+    being drawn again (render/chart_cache.py).
     """
 
     def write(files: Iterable[tuple[Path, bytes]]) -> list[Path]:
@@ -43,7 +47,11 @@ def write_outputs(
         # Each chart drawn once for both: the Markdown's PNG and the PDF's vector chart of an
         # alias come from one figure. Workers draw them while the PDF is laid out here.
         charts = start_charts(
-            report, png="markdown" in formats, pdf="pdf" in formats, beside_layout="pdf" in formats
+            report,
+            png="markdown" in formats,
+            pdf="pdf" in formats,
+            beside_layout="pdf" in formats,
+            cache=chart_cache,
         )
     with charts or contextlib.nullcontext():
         if "csv" in formats:
@@ -71,4 +79,6 @@ def write_outputs(
         from reportgen.render.json import render_json
 
         written += write([(out_dir / "report.json", render_json(report).encode("utf-8"))])
+    if chart_cache is not None and charts is not None:
+        chart_cache.prune()
     return written

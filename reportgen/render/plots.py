@@ -31,6 +31,7 @@ from reportgen.safetext import visible
 
 if TYPE_CHECKING:
     from reportgen.project import ParetoFront
+    from reportgen.render.chart_cache import ChartCache
 
 # The key (and file stem) of the Pareto chart among the alias charts: no alias has a hyphen.
 PARETO_IMAGE = "pareto-front"
@@ -633,14 +634,34 @@ class PendingCharts:
     so that on an error, --timeout or a signal the charts not started are dropped, not drawn.
     """
 
-    def __init__(self, report: Report, jobs: list[ChartJob], processes: int) -> None:
+    def __init__(
+        self,
+        report: Report,
+        jobs: list[ChartJob],
+        processes: int,
+        cache: ChartCache | None = None,
+    ) -> None:
         self.jobs = jobs
         self.inches = [chart_inches(report, job) for job in jobs]
         self._report = report
+        self._cache = cache
+        self._keys: list[str] = []
+        # Charts kept from an earlier build, by their place among the jobs; the rest are drawn.
+        self._kept: dict[int, dict[str, bytes]] = {}
+        if cache is not None and jobs:
+            from reportgen.render.chart_cache import chart_keys
+
+            self._keys = chart_keys(report, jobs)
+            for number, (job, key) in enumerate(zip(jobs, self._keys, strict=True)):
+                kept = cache.get(key, job.formats)
+                if kept is not None:
+                    self._kept[number] = kept
+        self._todo = [number for number in range(len(jobs)) if number not in self._kept]
         self._drawn: list[dict[str, bytes]] | None = None
         self._pool: Any = None
-        self._futures: list[Any] = []
-        if processes >= 1 and jobs and _can_fork():
+        self._futures: dict[int, Any] = {}
+        processes = min(processes, len(self._todo))
+        if processes >= 1 and _can_fork():
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
@@ -655,7 +676,15 @@ class PendingCharts:
                     initializer=_adopt,
                     initargs=(report,),
                 )
-                self._futures = [self._pool.submit(_draw_in_worker, job) for job in jobs]
+                self._futures = {
+                    number: self._pool.submit(_draw_in_worker, jobs[number])
+                    for number in self._todo
+                }
+
+    @property
+    def kept(self) -> int:
+        """How many charts came from the cache instead of being drawn."""
+        return len(self._kept)
 
     def drawn(self) -> list[dict[str, bytes]]:
         """Each job's bytes by format, in the jobs' order.
@@ -666,21 +695,24 @@ class PendingCharts:
         """
         if self._drawn is None:
             try:
-                drawn: list[dict[str, bytes] | None] = [None] * len(self.jobs)
-                for number in reversed(range(len(self._futures))):
-                    if not self._futures[number].cancel():  # a worker has it (or had it)
+                drawn: dict[int, dict[str, bytes]] = {}
+                for number in reversed(self._todo):
+                    future = self._futures.get(number)
+                    if future is not None and not future.cancel():  # a worker has (had) it
                         break
                     drawn[number] = draw_chart(self._report, self.jobs[number])
-                self._drawn = [
-                    chart
-                    if chart is not None
-                    else self._futures[number].result()
-                    if self._futures
-                    else draw_chart(self._report, self.jobs[number])
-                    for number, chart in enumerate(drawn)
-                ]
+                for number in self._todo:
+                    if number not in drawn:
+                        drawn[number] = self._futures[number].result()
             finally:
                 self.close()
+            if self._cache is not None:
+                for number, chart in drawn.items():
+                    self._cache.put(self._keys[number], chart)
+            self._drawn = [
+                self._kept[number] if number in self._kept else drawn[number]
+                for number in range(len(self.jobs))
+            ]
         return self._drawn
 
     def images(self) -> ChartImages:
@@ -718,6 +750,7 @@ def start_charts(
     pdf: bool = True,
     processes: int | None = None,
     beside_layout: bool = False,
+    cache: ChartCache | None = None,
 ) -> PendingCharts:
     """Start drawing every chart Markdown (png) and the PDF (pdf) show, each once.
 
@@ -725,12 +758,13 @@ def start_charts(
     processes when there are cores to spare, in the PDF's order. The bytes are the same either
     way: each chart is drawn by the same code from the same Report. `processes`: how many
     workers (0: draw here); by default chart_processes decides (`beside_layout`: the caller
-    lays out the PDF meanwhile).
+    lays out the PDF meanwhile). `cache`: charts drawn by an earlier build with the same
+    content are taken from it, and the others are kept in it.
     """
     jobs = chart_jobs(report, png, pdf)
     if processes is None:
         processes = chart_processes(len(jobs), beside_layout)
-    return PendingCharts(report, jobs, processes)
+    return PendingCharts(report, jobs, processes, cache)
 
 
 def draw_charts(
