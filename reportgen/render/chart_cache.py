@@ -120,7 +120,7 @@ class ChartCache:
             return
         for fmt, data in drawn.items():
             with contextlib.suppress(OSError):
-                atomic.write_bytes(self.path(key, fmt), data, durable=False)
+                atomic.write_bytes(self.path(key, fmt), data, private=True, durable=False)
 
     def prune(self, days: float = PRUNE_DAYS) -> int:
         """Remove charts no build has used for `days`; returns how many."""
