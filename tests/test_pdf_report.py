@@ -314,6 +314,17 @@ def test_chart_sizes_known_before_drawing_are_the_sizes_drawn(built):
     assert len(heights) >= 3  # alias charts with 5 legend rows (and fewer), small multiples
 
 
+def test_charts_split_between_a_worker_and_this_process_are_the_bytes_drawn_here(built):
+    # One worker takes charts from the front while this process, asking at once, draws the
+    # ones not yet started from the back: every chart once, in the jobs' order.
+    report = copied_runs(built.report, 2)
+    with start_charts(report, png=True, pdf=True, processes=1) as shared:
+        split = shared.drawn()
+    with start_charts(report, png=True, pdf=True, processes=0) as alone:
+        assert split == alone.drawn()
+    assert len(split) == 2 + 6 and all("pdf" in chart for chart in split)
+
+
 def test_the_pdf_laid_out_while_workers_draw_is_the_pdf_drawn_in_process(built):
     report = built.report
     here = render_pdf(report, charts=start_charts(report, png=False, pdf=True, processes=0))
