@@ -790,6 +790,8 @@ def _run_verb(func: Callable[[argparse.Namespace], int], args: argparse.Namespac
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except Exception as exc:
+        import traceback  # in each branch that needs it: a bound name in one is unbound in another
+
         if args.debug:
             traceback.print_exc()
         where = traceback.extract_tb(exc.__traceback__)[-1]

@@ -10,7 +10,7 @@ from pathlib import Path
 from conftest import write_spec
 
 from reportgen.cli import main
-from reportgen.errors import EXIT_CODES
+from reportgen.errors import EXIT_CODES, EXIT_INTERNAL
 
 BAD_SPEC = """\
 version: 1
@@ -138,3 +138,19 @@ def test_the_console_script_is_installed():
     script = Path(sys.executable).parent / "reportgen"
     done = subprocess.run([str(script), "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("reportgen ")
+
+
+def test_a_bug_in_a_verb_exits_70_with_one_line_naming_where_it_happened(capsys):
+    from argparse import Namespace
+
+    from reportgen.cli import _run_verb
+
+    def verb_with_a_bug(args: Namespace) -> int:
+        return {}["missing"]  # type: ignore[no-any-return]
+
+    assert _run_verb(verb_with_a_bug, Namespace(debug=False)) == EXIT_INTERNAL
+    err = capsys.readouterr().err
+    assert err.startswith("internal error: KeyError: 'missing' (at test_cli.py:")
+    assert "Traceback" not in err and "please report it with the output of --debug" in err
+    assert _run_verb(verb_with_a_bug, Namespace(debug=True)) == 70
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
