@@ -81,6 +81,7 @@ def test_validate_checks_expressions_and_conditions_without_numpy_or_pandas(tmp_
     assert code == 0
     assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
     assert "reportgen.health" not in loaded
+    assert "reportgen.commands.quick" not in loaded  # only validate's own parser is built
 
 
 def test_validate_loads_the_regex_engine_and_openssl_only_when_they_are_used(tmp_path):
