@@ -1,11 +1,12 @@
 """Charts kept by content in the cache folder, so a rebuild redraws only what changed.
 
 Drawing is most of a PDF's time. A chart's key is the SHA-256 of everything it is drawn from:
-the drawing code itself (plots.py, matplotlib's version, reportgen's), which chart it is, the
-plot settings, and for each run on it, its colour and a digest of the whole run (its curves,
-name, findings). Any change there is a new key; a key seen before gives the bytes drawn then,
-which are the bytes drawing would give now (charts are deterministic). At worst an irrelevant
-change in a run (a finding's wording) costs a redraw; it never serves a stale chart.
+the drawing code itself (plots.py and the modules it draws with, matplotlib's version,
+reportgen's), which chart it is, the plot settings, and for each run on it, its colour and a
+digest of the whole run (its curves, name, findings). Any change there is a new key; a key
+seen before gives the bytes drawn then, which are the bytes drawing would give now (charts are
+deterministic). At worst an irrelevant change in a run (a finding's wording) costs a redraw;
+it never serves a stale chart.
 
 Layout: <cache root>/charts/<first two hex digits>/<key>.<png|pdf>. Files are written
 atomically; a chart read back is touched, and charts unused for PRUNE_DAYS are removed at the
@@ -35,15 +36,18 @@ PRUNE_DAYS = 30
 
 
 def _code_version() -> bytes:
-    """What the drawing code is: a change to plots.py or a new matplotlib is a new key."""
+    """What the drawing code is: a change to plots.py or the modules it draws with (thinning,
+    escaping, the Report's accessors) or a new matplotlib is a new key."""
     import matplotlib
 
-    from reportgen import __version__
+    from reportgen import __version__, curves, report, safetext
     from reportgen.render import plots
 
-    source = Path(plots.__file__).read_bytes()
+    sources = b"".join(
+        Path(m.__file__ or "").read_bytes() for m in (plots, curves, safetext, report)
+    )
     return b"\0".join(
-        [__version__.encode(), matplotlib.__version__.encode(), hashlib.sha256(source).digest()]
+        [__version__.encode(), matplotlib.__version__.encode(), hashlib.sha256(sources).digest()]
     )
 
 
