@@ -665,12 +665,6 @@ class PendingCharts:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            # Imported once, before forking: otherwise each worker, and this process when it
-            # draws the charts left over, spends most of a second importing them.
-            import matplotlib.backends.backend_agg
-            import matplotlib.backends.backend_pdf
-            import matplotlib.figure  # noqa: F401
-
             # A build's progress line runs in a thread; Python >= 3.12 warns on any fork with
             # threads. The workers only draw and return bytes: they never touch what that
             # thread may hold.
