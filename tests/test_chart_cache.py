@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -59,6 +60,7 @@ def test_a_rebuild_takes_every_chart_from_the_cache(project_dir, tmp_path):
     # One file per chart and format: two aliases as PNG and PDF, a page per run as PDF.
     assert len(kept) == sum(len(job.formats) for job in jobs)
     assert {p.suffix for p in kept} == {".png", ".pdf"}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in kept} == {0o600}  # like the run cache
     pdf = (tmp_path / "out" / "report.pdf").read_bytes()
     png = (tmp_path / "out" / "plots" / "loss.png").read_bytes()
 
