@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import stat
 import time
 from pathlib import Path
@@ -51,6 +52,16 @@ def _spec_cache_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("REPORTGEN_CACHE_DIR", raising=False)
 
 
+@pytest.fixture(scope="module")
+def built(project_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Report, Path]:
+    """One build's report and its cache folder (which now holds every chart of it)."""
+    tmp = tmp_path_factory.mktemp("built")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("REPORTGEN_CACHE_DIR", raising=False)
+        report = build(spec_file(tmp, project_dir), now="2026-11-01T12:00:00Z").report
+    return report, tmp / "cache"
+
+
 def test_a_rebuild_takes_every_chart_from_the_cache(project_dir, tmp_path):
     spec = spec_file(tmp_path, project_dir)
     first = build(spec, now="2026-11-01T12:00:00Z")
@@ -80,9 +91,9 @@ def test_a_rebuild_takes_every_chart_from_the_cache(project_dir, tmp_path):
     assert marked.read_bytes() == png
 
 
-def test_kept_charts_are_the_bytes_drawing_gives(project_dir, tmp_path):
-    report = build(spec_file(tmp_path, project_dir), now="2026-11-01T12:00:00Z").report
-    cache = ChartCache.under(tmp_path / "cache")
+def test_kept_charts_are_the_bytes_drawing_gives(built):
+    report, folder = built
+    cache = ChartCache.under(folder)
     with start_charts(report, png=True, pdf=True, processes=0, cache=cache) as kept:
         from_cache = kept.drawn()
     assert kept.kept == len(kept.jobs) > 5
@@ -105,8 +116,9 @@ def with_loss_scaled(report: Report, run_id: str, factor: float) -> Report:
     return dataclasses.replace(report, runs=tuple(runs))
 
 
-def test_a_chart_whose_data_changed_is_drawn_again(project_dir, tmp_path):
-    report = build(spec_file(tmp_path, project_dir), now="2026-11-01T12:00:00Z").report
+def test_a_chart_whose_data_changed_is_drawn_again(built, tmp_path):
+    report, folder = built
+    shutil.copytree(folder, tmp_path / "cache")  # this test adds charts to its cache
     changed = with_loss_scaled(report, "sftnan01", 3.0)
     assert not np.array_equal(
         changed.run("sftnan01").curve("loss").values, report.run("sftnan01").curve("loss").values
@@ -129,22 +141,22 @@ def test_a_chart_whose_data_changed_is_drawn_again(project_dir, tmp_path):
         assert again.kept == len(jobs)
 
 
-def test_plot_settings_are_part_of_a_charts_key(project_dir, tmp_path):
-    report = build(spec_file(tmp_path, project_dir), now="2026-11-01T12:00:00Z").report
+def test_plot_settings_are_part_of_a_charts_key(built):
+    report, _ = built
     jobs = chart_jobs(report, png=False, pdf=True)
     logged = dataclasses.replace(report, plots=dataclasses.replace(report.plots, log_y=("loss",)))
     before, after = chart_keys(report, jobs), chart_keys(logged, jobs)
     assert all(a != b for a, b in zip(before, after, strict=True))
 
 
-def test_a_read_only_cache_serves_charts_and_keeps_none(project_dir, tmp_path):
-    report = build(spec_file(tmp_path, project_dir), now="2026-11-01T12:00:00Z").report
-    folder = tmp_path / "other"
+def test_a_read_only_cache_serves_charts_and_keeps_none(built, tmp_path):
+    report, folder = built
+    other = tmp_path / "other"
     jobs = chart_jobs(report, png=False, pdf=True)
-    with start_charts(report, pdf=True, processes=0, cache=ChartCache(folder, stores=False)) as p:
+    with start_charts(report, pdf=True, processes=0, cache=ChartCache(other, stores=False)) as p:
         p.drawn()
-    assert not folder.exists()
-    served = ChartCache.under(tmp_path / "cache", stores=False)
+    assert not other.exists()
+    served = ChartCache.under(folder, stores=False)
     with start_charts(report, pdf=True, processes=0, cache=served) as pending:
         pending.drawn()
     assert pending.kept == len(jobs)
