@@ -14,6 +14,7 @@ from conftest import write_spec
 
 from reportgen import build, digest_pool
 from reportgen.cache import RunCache, default_location
+from reportgen.render.csv import render_step_table
 from reportgen.select import filter_runs
 from reportgen.sources.offline import OfflineSource
 from reportgen.spec import load_spec
@@ -177,3 +178,27 @@ def test_a_cold_build_is_not_split_before_reading(project_dir, tmp_path, monkeyp
     assert digest_pool.read_and_digest(spec, OfflineSource(spec.source, cache=cache), NOW)
     refresh = RunCache.at(default_location(), "refresh")
     assert digest_pool.read_and_digest(spec, OfflineSource(spec.source, cache=refresh), NOW) is None
+
+
+def test_csv_files_rendered_where_runs_were_digested_are_those_of_their_tables(
+    project_dir, tmp_path
+):
+    """Each run's CSV is rendered by the process that digested it: the file holds exactly the
+    table's cells, with the columns `outputs.csv` names (less the missing, dropped ones)."""
+    spec_path = write_spec(
+        tmp_path / "spec.yaml",
+        f'version: 1\ntitle: csv\nsource: {{type: wandb-offline, path: "{project_dir}"}}\n'
+        "metrics: {length: response_length/mean, loss: train/loss, reward: reward/mean}\n"
+        "select: {best: {by: loss}}\n"
+        "outputs:\n"
+        f'  dir: "{tmp_path / "out"}"\n'
+        "  formats: [csv, json]\n"
+        "  csv: {columns: [loss, length], missing: drop}\n",
+    )
+    result = build(load_spec(spec_path), now=NOW)
+    assert [table.selection for table in result.report.tables] == ["best"]
+    for table in result.report.tables:
+        assert table.text is not None and table.columns == ("loss",)  # length: not logged
+        assert (result.out_dir / table.file).read_text() == render_step_table(
+            table.steps, table.columns, table.values, table.present
+        )
