@@ -84,6 +84,13 @@ def _sampled_table(
     table = sample(on_axis, spec.sampling)
     if spec.outputs.csv.where:
         table = keep_rows(table, spec.outputs.csv.where)
+    if "csv" in spec.outputs.formats:
+        from reportgen.render.csv import render_step_table
+        from reportgen.report import csv_columns
+
+        columns = csv_columns(spec, metrics)
+        text = render_step_table(table.steps, columns, table.values, table.present)
+        table = replace(table, csv=(tuple(columns), text))
     return table
 
 

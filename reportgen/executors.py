@@ -97,8 +97,12 @@ class LocalExecutor:
     def map_runs(
         self, spec: Spec, source: Source, now: datetime, progress: Progress | None = None
     ) -> MappedRuns:
-        from reportgen.digest_pool import digest_runs
+        from reportgen.digest_pool import digest_runs, read_and_digest
 
+        if spec.runs.limit is None and source.kind == "wandb-offline":
+            split = read_and_digest(spec, source, now, progress)  # type: ignore[arg-type]
+            if split is not None:  # a warm rebuild, read on two processes
+                return MappedRuns(split[0], split[1], [])
         if spec.runs.limit is not None and source.kind == "wandb-offline":
             found, runs = read_newest(spec, source, now, progress)
         else:

@@ -38,6 +38,37 @@ def test_csv_table_leaves_unlogged_cells_empty_and_writes_nan_where_logged():
     assert text.splitlines() == ["step,loss", "0,1.5", "10,nan", "20,"]
 
 
+def test_csv_rows_joined_are_those_the_csv_module_writes():
+    """Rows are joined without the csv module: the same text, quoted header included."""
+    import csv
+    import io
+
+    rng = np.random.default_rng(3)
+    steps = np.arange(0, 5000, 7)
+    columns = ["loss", 'odd, "name"', "nan-ish"]
+    values = {
+        "loss": rng.normal(size=len(steps)) * 10.0 ** rng.integers(-30, 30, size=len(steps)),
+        'odd, "name"': np.round(rng.normal(size=len(steps)) * 100),
+        "nan-ish": np.where(rng.random(len(steps)) < 0.3, math.nan, rng.random(len(steps))),
+    }
+    values["loss"][: len(EDGES)] = EDGES
+    present = {c: rng.random(len(steps)) < 0.8 for c in columns}
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["step", *columns])
+    for i, step in enumerate(steps.tolist()):
+        row = [str(step)]
+        row += [exact_number(float(values[c][i])) if present[c][i] else "" for c in columns]
+        writer.writerow(row)
+    assert render_step_table(steps, columns, values, present) == out.getvalue()
+    assert render_step_table(
+        np.array([]),
+        columns,
+        {c: np.array([]) for c in columns},
+        {c: np.array([], dtype=bool) for c in columns},
+    ) == ('step,loss,"odd, ""name""",nan-ish\n')
+
+
 def test_write_many_writes_every_file_and_a_repeated_path_keeps_its_last_data(tmp_path):
     pairs = [(tmp_path / f"t{i % 7}.csv", f"version {i}".encode()) for i in range(20)]
     written = atomic.write_many(pairs)

@@ -53,6 +53,7 @@ class OfflineSource:
         self.stale_after = spec.stale_after.total_seconds()
         self._now = now
         self._histories: dict[str, History] = {}
+        self._paths: dict[str, list[Path]] = {}  # each run's files, in the order they were given
         self._cache: CacheArea | None = cache.area("wandb-offline", {}) if cache else None
 
     def describe(self) -> dict[str, Any]:
@@ -72,6 +73,25 @@ class OfflineSource:
         """Read every run under the folder (filters are applied by the caller)."""
         files, copy_notes = self._files()
         return self.read_runs(files, progress, now, copy_notes)
+
+    def list_files(self) -> tuple[list[Path], dict[Path, list[str]]]:
+        """Every run file under the folder, in the order `list_runs` reads them, without
+        reading any; with them, the notes on copies that were read once (by the file read)."""
+        return self._files()
+
+    def cached(self, files: Sequence[Path]) -> bool:
+        """Whether the cache has an entry for every one of `files` (current or not): a rebuild
+        that will read from the cache, not decode. Looks at no entry's contents."""
+        if self._cache is None or not self._cache.cache.reads:
+            return False
+        try:
+            return all(self._cache.has(str(path.resolve())) for path in files)
+        except OSError:
+            return False
+
+    def run_paths(self, run: Run) -> list[Path]:
+        """The files `read_runs` merged into this run, in the order they were given."""
+        return self._paths[run.id]
 
     def run_files(self) -> tuple[dict[str, list[Path]], dict[Path, list[str]]]:
         """Every run file under the folder, grouped by the run id in its name, without reading
@@ -96,11 +116,13 @@ class OfflineSource:
         record is still running."""
         notes_of = copy_notes or {}
         fragments: dict[str, list[tuple[FileContents, History]]] = defaultdict(list)
+        paths: dict[str, list[Path]] = defaultdict(list)
         for done, (path, (contents, history)) in enumerate(self._read_all(files), start=1):
             if progress:
                 progress(done, len(files), path.parent.name)
             run_id = contents.run_id or _id_from_path(path)
             fragments[run_id].append((contents, history))
+            paths[run_id].append(path)
         # The time runs are judged at: this source's own `now` if it was given one, else the
         # build's (`--now`), else the clock.
         moment = self._now if self._now is not None else (now.timestamp() if now else None)
@@ -111,6 +133,7 @@ class OfflineSource:
             extra = [n for contents, _ in parts for n in notes_of.get(contents.path, [])]
             run, history = self._merge(run_id, parts, moment, extra)
             self._histories[run_id] = history
+            self._paths[run_id] = paths[run_id]
             found.append(run)
         return found
 
