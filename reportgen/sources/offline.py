@@ -16,10 +16,13 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
+import sys
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -160,29 +163,14 @@ class OfflineSource:
 
     def _read_all(self, files: list[Path]) -> Iterator[tuple[Path, tuple[FileContents, History]]]:
         """Each file's contents and history, in order: from the cache when it has not changed,
-        else decoded — by several processes when there is enough to decode to pay for them."""
+        else decoded and stored in the cache — by worker processes when there is enough to
+        decode to pay for them (see `_decode`)."""
         cached = {path: self._from_cache(path) for path in files}
         missing = [path for path, hit in cached.items() if hit is None]
-        decoded = _decode(missing)
-        # Cache entries are written by one thread beside this one: most of a write is waiting
-        # for the disk (fsync), which overlaps the decoding and the rest of the build. The last
-        # write has ended when the files have all been handed over.
-        writer = ThreadPoolExecutor(max_workers=1) if self._cache and missing else None
-        writes = []
-        try:
-            for path in files:
-                hit = cached[path]
-                if hit is None:
-                    before, contents = next(decoded)
-                    hit = contents, file_history(contents)
-                    if writer is not None:
-                        writes.append(writer.submit(self._to_cache, path, before, *hit))
-                yield path, hit
-            for write in writes:
-                write.result()  # a write that failed fails here, as it would have in line
-        finally:
-            if writer is not None:
-                writer.shutdown(wait=True)
+        decoded = _decode(missing, self._to_cache if self._cache else None)
+        for path in files:
+            hit = cached[path]
+            yield path, next(decoded) if hit is None else hit
 
     def _from_cache(self, path: Path) -> tuple[FileContents, History] | None:
         """A file's cached contents, if the cache holds them for its current (size, mtime)."""
@@ -369,20 +357,99 @@ def _fingerprint(stat: os.stat_result) -> dict[str, int]:
 
 
 # Decoding is CPU-bound Python: with several files to read, worker processes use every core.
-# Starting them costs about half a second, so small reads stay in this process.
-PARALLEL_MIN_BYTES = 32 * 1024 * 1024
+# Forked workers start in milliseconds (they inherit the reader's modules), so only a read of
+# a few files stays in this process.
+PARALLEL_MIN_BYTES = 4 * 1024 * 1024
+
+Store = Callable[[Path, "os.stat_result | None", FileContents, History], None]
 
 
-def _decode(paths: list[Path]) -> Iterator[tuple[os.stat_result | None, FileContents]]:
-    """Decode files in order; in parallel when there are several and enough bytes."""
-    workers = min(len(paths), os.cpu_count() or 1)
+def _decode(paths: list[Path], store: Store | None) -> Iterator[tuple[FileContents, History]]:
+    """Each file's contents and history, in order; `store` (the cache's writer) is given each
+    file decoded, by the process that decoded it. Several files with enough bytes between them
+    are decoded by forked worker processes, each taking the next file as it finishes one (and
+    storing its cache entry itself: only the decoded arrays come back). Without fork (macOS,
+    Windows) or with one core, this process decodes, and a thread beside it stores the
+    entries: most of a write is waiting for the disk, which then overlaps the decoding."""
+    workers = min(len(paths), _cores())
     total = sum(_size(path) for path in paths)
-    if workers < 2 or total < PARALLEL_MIN_BYTES:
-        yield from map(stat_and_read, paths)
+    if workers >= 2 and total >= PARALLEL_MIN_BYTES and _can_fork():
+        yield from _decode_in_workers(paths, store, workers)
         return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        yield from pool.map(stat_and_read, paths)
+    writer = ThreadPoolExecutor(max_workers=1) if store is not None and paths else None
+    writes = []
+    try:
+        for path in paths:
+            before, contents = stat_and_read(path)
+            history = file_history(contents)
+            if writer is not None and store is not None:
+                writes.append(writer.submit(store, path, before, contents, history))
+            yield contents, history
+        for write in writes:
+            write.result()  # a write that failed fails here, as it would have in line
+    finally:
+        if writer is not None:
+            writer.shutdown(wait=True)
+
+
+def _decode_in_workers(
+    paths: list[Path], store: Store | None, workers: int
+) -> Iterator[tuple[FileContents, History]]:
+    """`_decode` on forked workers. The largest files are handed out first, so that no worker
+    is left with a big file at the end while the others wait; results come back in order."""
+    context = multiprocessing.get_context("fork")
+    order = sorted(range(len(paths)), key=lambda at: -_size(paths[at]))
+    # A build's progress line runs in a thread; Python >= 3.12 warns on any fork with threads.
+    # The workers only read files and write cache entries: never what that thread may hold.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=_start_worker,
+            initargs=(store,),
+        )
+    try:
+        futures = {at: pool.submit(_read_in_worker, paths[at]) for at in order}
+        for at in range(len(paths)):
+            yield futures[at].result()
+    finally:
+        # Stopped (Ctrl-C, --timeout, an error): files not started are not read.
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# What a forked decoding worker stores each file with: inherited, never pickled.
+_worker_store: Store | None = None
+
+
+def _start_worker(store: Store | None) -> None:
+    """Ctrl-C and SIGTERM are the parent's to handle: it stops the build and ends the pool."""
+    import signal
+
+    global _worker_store
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _worker_store = store
+
+
+def _read_in_worker(path: Path) -> tuple[FileContents, History]:
+    """Decode one file, store it in the cache, and send back what the parent merges (the
+    contents without their points: the history holds the same arrays)."""
+    before, contents = stat_and_read(path)
+    history = file_history(contents)
+    if _worker_store is not None:
+        _worker_store(path, before, contents, history)
+    return replace(contents, points={}), history
+
+
+def _cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _can_fork() -> bool:
+    return sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
 
 
 def _size(path: Path) -> int:

@@ -687,3 +687,64 @@ def _last_values(
         )
         for code, index in zip(found.tolist(), chosen.tolist(), strict=True)
     }
+
+
+# StatsRecord, OutputRecord and OutputRawRecord: the record's moment (a Timestamp) is field 2.
+MOMENT_FIELD_TAG = 0x12  # field 2, length-delimited
+_FIELD_1_VARINT_TAG = 0x08
+
+
+def newest_moment(
+    buffer: wire.Buffer,
+    which: np.ndarray,
+    kinds: np.ndarray,
+    payloads: list[bytes],
+    parse: Any,
+    moments: Any,
+) -> float | None:
+    """The newest moment (`timestamp.seconds + timestamp.nanos / 1e9`, the plain reader's sum)
+    among the system-stats and console records `which` of a window (`kinds`: the field number
+    of each one's type), when every one of them decodes and holds exactly one timestamp; None
+    when that cannot be vouched for (then each record is decoded on its own, as before).
+
+    These records are most of a run file and are needed only for their moments (and the last
+    few for the console tail). Instead of one protobuf parse per record:
+    - the payloads of each kind, laid end to end, are parsed once as one `Record` (`parse`):
+      each payload's fields end where it ends (checked here), so the joined parse decodes
+      exactly the bytes each record's own parse would, and fails if any of them would;
+    - their bodies, laid end to end, are parsed once as `moments` (a repeated Timestamp in
+      field 2: see `wandb_proto.moments_class`), giving each timestamp as protobuf reads it.
+      Each body must start with its timestamp (after its type, field 1, when set) and the
+      count must be one per record, so that no record holds two (protobuf would merge them)
+      or none (a moment of 0)."""
+    if not which.size:
+        return None
+    buf = buffer.u8
+    ends = buffer.ends[which]
+    types = record_types(buf, buffer.starts[which], ends)
+    if not ((types.number == kinds) & (types.wire == BYTES) & (types.end == ends)).all():
+        return None
+    for kind in np.unique(kinds).tolist():
+        try:
+            parse(b"".join([payloads[index] for index in which[kinds == kind].tolist()]))
+        except Exception:  # one of them does not decode: each is decoded on its own
+            return None
+    body_start, body_end = types.start, types.end
+    at = body_start.copy()
+    lead = np.flatnonzero(buf[body_start] == _FIELD_1_VARINT_TAG)
+    if lead.size:
+        _, lengths, _ = wire.read_varints(buf, body_start[lead] + 1)
+        at[lead] += 1 + lengths
+    if not ((at < body_end) & (buf[at] == MOMENT_FIELD_TAG)).all():
+        return None
+    data = buffer.data
+    joined = b"".join(
+        [data[start:end] for start, end in zip(body_start.tolist(), body_end.tolist(), strict=True)]
+    )
+    try:
+        stamps = moments(joined).timestamp
+    except Exception:
+        return None
+    if len(stamps) != len(which):
+        return None
+    return max(stamp.seconds + stamp.nanos / 1e9 for stamp in stamps)
