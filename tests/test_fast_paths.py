@@ -265,3 +265,37 @@ def test_trailing_and_centred_medians_are_pandas_rolling_medians(length):
         assert np.array_equal(rolling_median(values, w), full, equal_nan=True)
         assert np.array_equal(rolling_median(values, w, full=False), partial, equal_nan=True)
         assert np.array_equal(centred_median(values, w), centred, equal_nan=True), (trial, w)
+
+
+def test_the_user_stop_line_is_the_one_a_search_of_every_line_finds():
+    """The whole console is cleaned and searched for the words at once before its lines are:
+    the line found is the one a plain search of every cleaned line finds, or None for both."""
+    from reportgen.health.checks import lifecycle
+
+    def plain(console: tuple[str, ...]) -> str | None:
+        for raw in reversed(console):
+            line = lifecycle._clean(raw)
+            if lifecycle._USER_STOP.search(line):
+                return line if len(line) <= 200 else line[:197] + "…"
+        return None
+
+    consoles = [
+        (),
+        ("epoch 1", "loss 0.3", "done"),
+        ("step 5", "Keyboard\x1b[0mInterrupt"),  # a colour code inside the word
+        ("[rank0]:KeyboardInterrupt", "[rank1]: other"),
+        ("Ctrl + C detected, exiting", "wandb: Synced"),
+        ("CTRL-C pressed", "ctrl", "nothing after"),
+        ("\u0130nterrupted by user",),  # İ folds to i under re.I
+        ("sig", "int", "SIGINT"),
+        ("a line that says ctrl but not a stop", "and interrupted byte-wise"),
+        ("x" * 300 + " KeyboardInterrupt",),
+        ("(TaskRunner pid=42) KeyboardInterrupt", "\x1b[31mSIGINT\x1b[0m received"),
+    ]
+    found = []
+    for console in consoles:
+        lifecycle.user_stop_line.cache_clear()
+        found.append(lifecycle.user_stop_line(console))
+        assert found[-1] == plain(console), console
+    assert found[:4] == [None, None, "KeyboardInterrupt", "KeyboardInterrupt"]
+    assert found[8] is None and sum(line is not None for line in found) == 8
