@@ -241,9 +241,18 @@ def _encode(value: Any, newline: str, out: list[str]) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise _NotPlain
-            out.append(opening + inner + encode_basestring(key) + ": ")
+            # Text, whole and finite numbers (most values) are written here, without a call.
+            kind = type(item)
+            if kind is str:
+                out.append(f"{opening}{inner}{encode_basestring(key)}: {encode_basestring(item)}")
+            elif kind is int:
+                out.append(f"{opening}{inner}{encode_basestring(key)}: {int.__repr__(item)}")
+            elif kind is float and math.isfinite(item):
+                out.append(f"{opening}{inner}{encode_basestring(key)}: {float.__repr__(item)}")
+            else:
+                out.append(opening + inner + encode_basestring(key) + ": ")
+                _encode(item, inner, out)
             opening = ","
-            _encode(item, inner, out)
         out.append(newline + "}")
     elif isinstance(value, (list, tuple)):
         if not value:
@@ -252,9 +261,17 @@ def _encode(value: Any, newline: str, out: list[str]) -> None:
         inner = newline + "  "
         opening = "["
         for item in value:
-            out.append(opening + inner)
+            kind = type(item)
+            if kind is str:
+                out.append(f"{opening}{inner}{encode_basestring(item)}")
+            elif kind is int:
+                out.append(f"{opening}{inner}{int.__repr__(item)}")
+            elif kind is float and math.isfinite(item):
+                out.append(f"{opening}{inner}{float.__repr__(item)}")
+            else:
+                out.append(opening + inner)
+                _encode(item, inner, out)
             opening = ","
-            _encode(item, inner, out)
         out.append(newline + "]")
     elif value is None:
         out.append("null")
