@@ -161,7 +161,9 @@ def read_and_digest(
     _split = (spec, source, files, sorted(theirs), copy_notes, now)
     context = multiprocessing.get_context("fork")
     here, there = context.Pipe(duplex=True)
-    worker = context.Process(target=_reader, args=(there,), daemon=True)
+    # Not a daemon: an entry that went stale since (a file rewritten) is decoded by it, over
+    # forked decoding workers of its own when there is much of it. It is ended below.
+    worker = context.Process(target=_reader, args=(there,), daemon=False)
     gc.freeze()
     try:
         worker.start()

@@ -202,3 +202,36 @@ def test_csv_files_rendered_where_runs_were_digested_are_those_of_their_tables(
         assert (result.out_dir / table.file).read_text() == render_step_table(
             table.steps, table.columns, table.values, table.present
         )
+
+
+def test_entries_gone_stale_are_decoded_by_whichever_process_reads_them(
+    project_dir, tmp_path, monkeypatch
+):
+    """Every file has an entry but none is current (each file's mtime changed): both processes
+    decode their share, on decoding workers of their own, and store it; the files written
+    are those of one process, and the next build reads every run from the cache."""
+    from reportgen.sources import offline
+
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "cache"))
+    root = warm_folder(project_dir, tmp_path)
+    spec = load_spec(spec_over(tmp_path, root))
+    monkeypatch.setattr(digest_pool, "MIN_RUNS", 10**9)
+    alone = build(spec, out_dir=tmp_path / "alone", now=NOW).out_dir  # fills the cache
+    for path in root.rglob("*.wandb"):
+        os.utime(path, (path.stat().st_atime - 30, path.stat().st_mtime - 30))
+    monkeypatch.setattr(digest_pool, "MIN_RUNS", 1)
+    monkeypatch.setattr(offline, "PARALLEL_MIN_BYTES", 0)  # decoding workers for any size
+    cache = RunCache.at(default_location(), "normal")
+    source = OfflineSource(spec.source, cache=cache)
+    assert source.cached(source.list_files()[0])  # entries exist: the split is taken
+    shared = build(spec, out_dir=tmp_path / "shared", now=NOW)
+    assert not shared.warnings
+    names = sorted(p.name for p in alone.iterdir() if p.is_file())
+    for name in names:
+        assert (alone / name).read_bytes() == (shared.out_dir / name).read_bytes(), name
+    decoded = []
+    monkeypatch.setattr(offline, "stat_and_read", lambda path: decoded.append(path))
+    again = build(spec, out_dir=tmp_path / "again", now=NOW).out_dir
+    assert decoded == []  # every entry was stored again, by the process that decoded it
+    for name in names:
+        assert (alone / name).read_bytes() == (again / name).read_bytes(), name
