@@ -295,9 +295,11 @@ def _receive_any(connection: Connection) -> Any:
 
 def _reader(connection: Connection) -> None:
     """The forked worker of `read_and_digest`: read its share, send the runs' metadata, digest
-    the runs it is asked for, send the digests (each without its run: the parent holds it)."""
+    the runs it is asked for, send the digests (each without its run: the parent holds it).
+    SIGTERM (the parent ending it) unwinds it, so that decoding workers it started are shut
+    down rather than left behind."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, _unwind)
     assert _split is not None, "digest_pool's reader was not forked from read_and_digest"
     spec, source, files, share, copy_notes, now = _split
     cache = source.run_cache
@@ -325,3 +327,7 @@ def _reader(connection: Connection) -> None:
         return
     connection.send(done)
     connection.close()
+
+
+def _unwind(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
