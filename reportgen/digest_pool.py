@@ -133,10 +133,10 @@ _split: (
 def read_and_digest(
     spec: Spec, source: OfflineSource, now: datetime, progress: Progress | None = None
 ) -> tuple[int, list[RunDigest]] | None:
-    """A run folder whose every file is in the cache, read and digested on two processes:
-    `(runs found, digests of the chosen runs in filter_runs' order)`, or None when it does not
-    pay (few runs, one core, no fork, files the cache does not hold yet: decoding has its own
-    worker processes), and the caller reads as before.
+    """A run folder whose files are (nearly all) in the cache, read and digested on two
+    processes: `(runs found, digests of the chosen runs in filter_runs' order)`, or None when
+    it does not pay (few runs, one core, no fork, many files the cache does not hold yet:
+    decoding has its own worker processes), and the caller reads as before.
 
     On a warm rebuild reading the cache is a third of the work, so the worker is forked before
     anything is read: each process reads its share of the files (whole groups of files named
@@ -153,7 +153,7 @@ def read_and_digest(
         groups.setdefault(_named_run(path), []).append(index)
     if spec.runs.limit is not None or not _worth_forking(len(groups)):
         return None
-    if not source.cached(files):
+    if source.uncached_share(files) > MOSTLY_CACHED:
         return None
     theirs = _deal(files, list(groups.values()))
     mine = [at for at in range(len(files)) if at not in theirs]
@@ -275,6 +275,10 @@ def _deal(files: list[Path], groups: list[list[int]]) -> set[int]:
     return dealt
 
 
+# A folder is split before reading when the cache holds entries for all but this share of its
+# bytes (new runs beside many cached ones: each process decodes its new files). Above it the
+# reader's own decoding workers, on every core, do better.
+MOSTLY_CACHED = 0.25
 WORKER_SHARE = 1.0  # the worker's bytes for each byte this process reads
 
 

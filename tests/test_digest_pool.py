@@ -13,7 +13,7 @@ import numpy as np
 from conftest import write_spec
 
 from reportgen import build, digest_pool
-from reportgen.cache import RunCache, default_location
+from reportgen.cache import CacheLocation, RunCache, default_location
 from reportgen.render.csv import render_step_table
 from reportgen.select import filter_runs
 from reportgen.sources.offline import OfflineSource
@@ -223,7 +223,7 @@ def test_entries_gone_stale_are_decoded_by_whichever_process_reads_them(
     monkeypatch.setattr(offline, "PARALLEL_MIN_BYTES", 0)  # decoding workers for any size
     cache = RunCache.at(default_location(), "normal")
     source = OfflineSource(spec.source, cache=cache)
-    assert source.cached(source.list_files()[0])  # entries exist: the split is taken
+    assert source.uncached_share(source.list_files()[0]) == 0  # entries exist: a split
     shared = build(spec, out_dir=tmp_path / "shared", now=NOW)
     assert not shared.warnings
     names = sorted(p.name for p in alone.iterdir() if p.is_file())
@@ -235,3 +235,40 @@ def test_entries_gone_stale_are_decoded_by_whichever_process_reads_them(
     assert decoded == []  # every entry was stored again, by the process that decoded it
     for name in names:
         assert (alone / name).read_bytes() == (again / name).read_bytes(), name
+
+
+def test_a_new_run_beside_cached_ones_still_splits_the_read(project_dir, tmp_path, monkeypatch):
+    """A run added to a cached folder (a small share of its bytes) is decoded by the process
+    whose share it falls in; a folder mostly not cached is left to the reader's workers."""
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "cache"))
+    root = warm_folder(project_dir, tmp_path)
+    newcomer = next(root.rglob("run-grpotiny.wandb")).parent
+    outside = tmp_path / "later" / newcomer.name
+    shutil.move(newcomer, outside)
+    spec = load_spec(spec_over(tmp_path, root))
+    monkeypatch.setattr(digest_pool, "MIN_RUNS", 10**9)
+    build(spec, out_dir=tmp_path / "first", now=NOW)  # caches every run but grpotiny
+    shutil.move(outside, newcomer)
+    cache = RunCache.at(default_location(), "normal")
+    files = OfflineSource(spec.source, cache=cache).list_files()[0]
+    share = OfflineSource(spec.source, cache=cache).uncached_share(files)
+    assert 0 < share <= digest_pool.MOSTLY_CACHED
+    monkeypatch.setattr(digest_pool, "MIN_RUNS", 1)
+    split = digest_pool.read_and_digest(spec, OfflineSource(spec.source, cache=cache), NOW)
+    assert split is not None and split[0] == 7
+    assert "grpotiny" in [digest.run.id for digest in split[1]]
+    monkeypatch.setattr(digest_pool, "MIN_RUNS", 10**9)
+    alone = build(spec, out_dir=tmp_path / "alone", now=NOW).out_dir
+    empty = RunCache.at(CacheLocation(tmp_path / "other", "a test"), "normal")
+    assert OfflineSource(spec.source, cache=empty).uncached_share(files) == 1.0
+    assert OfflineSource(spec.source).uncached_share(files) == 1.0
+    shutil.rmtree(tmp_path / "cache")
+    shutil.move(newcomer, outside)
+    build(spec, out_dir=tmp_path / "again", now=NOW)  # only grpotiny is not cached
+    shutil.move(outside, newcomer)
+    monkeypatch.setattr(digest_pool, "MIN_RUNS", 1)
+    shared = build(spec, out_dir=tmp_path / "shared", now=NOW).out_dir
+    names = sorted(p.name for p in alone.iterdir() if p.is_file())
+    assert "report.json" in names and sum(name.endswith(".csv") for name in names) == 7
+    for name in names:
+        assert (alone / name).read_bytes() == (shared / name).read_bytes(), name

@@ -83,15 +83,22 @@ class OfflineSource:
         reading any; with them, the notes on copies that were read once (by the file read)."""
         return self._files()
 
-    def cached(self, files: Sequence[Path]) -> bool:
-        """Whether the cache has an entry for every one of `files` (current or not): a rebuild
-        that will read from the cache, not decode. Looks at no entry's contents."""
+    def uncached_share(self, files: Sequence[Path]) -> float:
+        """The share of the files' bytes the cache has no entry for (current or not): 0.0 for
+        a rebuild that reads everything from the cache, 1.0 for a first build, or without a
+        cache. Looks at no entry's contents."""
         if self._cache is None or not self._cache.cache.reads:
-            return False
-        try:
-            return all(self._cache.has(str(path.resolve())) for path in files)
-        except OSError:
-            return False
+            return 1.0
+        total = missing = 0
+        for path in files:
+            size = _size(path) + 1
+            total += size
+            try:
+                if not self._cache.has(str(path.resolve())):
+                    missing += size
+            except OSError:
+                missing += size
+        return missing / total if total else 1.0
 
     def run_paths(self, run: Run) -> list[Path]:
         """The files `read_runs` merged into this run, in the order they were given."""
