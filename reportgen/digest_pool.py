@@ -133,14 +133,16 @@ _split: (
 def read_and_digest(
     spec: Spec, source: OfflineSource, now: datetime, progress: Progress | None = None
 ) -> tuple[int, list[RunDigest]] | None:
-    """A run folder whose every file is in the cache, read and digested on two processes:
-    `(runs found, digests of the chosen runs in filter_runs' order)`, or None when it does not
-    pay (few runs, one core, no fork, files the cache does not hold yet: decoding has its own
-    worker processes), and the caller reads as before.
+    """A run folder read and digested on two processes: `(runs found, digests of the chosen
+    runs in filter_runs' order)`, or None when it does not pay (few runs, one core, no fork),
+    and the caller reads as before.
 
-    On a warm rebuild reading the cache is a third of the work, so the worker is forked before
-    anything is read: each process reads its share of the files (whole groups of files named
-    for one run), the worker sends back the runs' metadata only, this process chooses among
+    Reading is most of the work (decoding the files on a cold build, a third of it from the
+    cache on a warm rebuild), so the worker is forked before anything is read: each process
+    reads its share of the files (whole groups of files named for one run; the files the cache
+    does not hold are decoded, and stored in the cache, by the process whose share they are,
+    so that no history crosses between processes), the worker sends back the runs' metadata
+    only, this process chooses among
     all of them (`filter_runs`, as ever), and each process digests the chosen runs it holds.
     A run whose files turn out to be in both shares (a copied or renamed file) is read again
     here from all its files. The runs are ordered as one process orders them (by their first
@@ -153,12 +155,11 @@ def read_and_digest(
         groups.setdefault(_named_run(path), []).append(index)
     if spec.runs.limit is not None or not _worth_forking(len(groups)):
         return None
-    if not source.cached(files):
-        return None
     theirs = _deal(files, list(groups.values()))
     mine = [at for at in range(len(files)) if at not in theirs]
     global _split
     _split = (spec, source, files, sorted(theirs), copy_notes, now)
+    source.decode_in_workers = False  # each of the two processes decodes its own share
     context = multiprocessing.get_context("fork")
     here, there = context.Pipe(duplex=True)
     worker = context.Process(target=_reader, args=(there,), daemon=True)
@@ -171,6 +172,7 @@ def read_and_digest(
     finally:
         gc.unfreeze()
         _split = None
+        source.decode_in_workers = True
         here.close()
         if worker.is_alive():
             worker.terminate()

@@ -437,6 +437,7 @@ def read_and_digest(
     assert spec.source.path is not None
     cache, warnings = cache_setting.open() if cache_setting else (None, [])
     source = OfflineSource(spec.source, cache=cache)
+    source.decode_in_workers = False  # a task has one CPU: it decodes its files itself
     absolute = {str(Path(cwd, f).parent): str(Path(f).parent) for f in files}
     notes = {Path(cwd, f): lines for f, lines in (copy_notes or {}).items()}
     runs = source.read_runs([Path(cwd, f) for f in files], now=now, copy_notes=notes)

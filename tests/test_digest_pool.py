@@ -166,18 +166,40 @@ def test_a_run_whose_files_fall_in_both_shares_is_merged_from_all_of_them(
     ]
 
 
-def test_a_cold_build_is_not_split_before_reading(project_dir, tmp_path, monkeypatch):
-    """Files the cache does not hold are decoded by the reader's own workers: no split."""
-    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(digest_pool, "MIN_RUNS", 1)
+def test_a_cold_build_split_on_two_processes_writes_the_files_and_the_cache_of_one(
+    project_dir, tmp_path, monkeypatch
+):
+    """Nothing cached: each process decodes its share and stores it in the cache. The files
+    written, and every cache entry, are byte for byte those of a build on one process."""
     spec = load_spec(spec_over(tmp_path, warm_folder(project_dir, tmp_path)))
-    cache = RunCache.at(default_location(), "normal")
-    assert digest_pool.read_and_digest(spec, OfflineSource(spec.source, cache=cache), NOW) is None
-    assert digest_pool.read_and_digest(spec, OfflineSource(spec.source), NOW) is None  # no cache
-    OfflineSource(spec.source, cache=cache).list_runs(now=NOW)
-    assert digest_pool.read_and_digest(spec, OfflineSource(spec.source, cache=cache), NOW)
-    refresh = RunCache.at(default_location(), "refresh")
-    assert digest_pool.read_and_digest(spec, OfflineSource(spec.source, cache=refresh), NOW) is None
+    monkeypatch.setattr(digest_pool, "MIN_RUNS", 10**9)
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "cache-alone"))
+    alone = build(spec, out_dir=tmp_path / "alone", now=NOW).out_dir
+    monkeypatch.setattr(digest_pool, "MIN_RUNS", 1)
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "cache-split"))
+    split = digest_pool.read_and_digest(
+        spec, OfflineSource(spec.source, cache=RunCache.at(default_location())), NOW
+    )
+    assert split is not None and split[0] == 7  # read on two processes, from the files
+    shutil.rmtree(tmp_path / "cache-split")
+    shared = build(spec, out_dir=tmp_path / "shared", now=NOW).out_dir
+    names = sorted(p.name for p in alone.iterdir() if p.is_file())
+    assert "report.json" in names and sum(name.endswith(".csv") for name in names) == 7
+    assert names == sorted(p.name for p in shared.iterdir() if p.is_file())
+    for name in names:
+        assert (alone / name).read_bytes() == (shared / name).read_bytes(), name
+    one = sorted(
+        p.relative_to(tmp_path / "cache-alone") for p in (tmp_path / "cache-alone").rglob("*")
+    )
+    two = sorted(
+        p.relative_to(tmp_path / "cache-split") for p in (tmp_path / "cache-split").rglob("*")
+    )
+    assert one == two and sum(p.name == "meta.json" for p in one) == 9  # every file's entry
+    for path in one:
+        if path.name in ("meta.json", "history.parquet"):
+            assert (tmp_path / "cache-alone" / path).read_bytes() == (
+                tmp_path / "cache-split" / path
+            ).read_bytes(), path
 
 
 def test_csv_files_rendered_where_runs_were_digested_are_those_of_their_tables(

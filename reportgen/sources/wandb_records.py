@@ -140,6 +140,16 @@ class RecordTypes:
     end: np.ndarray
     after_prefix: np.ndarray
 
+    def take(self, which: np.ndarray) -> RecordTypes:
+        """The same for the records `which` (each record is read on its own)."""
+        return RecordTypes(
+            self.number[which],
+            self.wire[which],
+            self.start[which],
+            self.end[which],
+            self.after_prefix[which],
+        )
+
 
 def record_types(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> RecordTypes:
     """Read each record's fields up to its first one of the record_type oneof, skipping num,
@@ -182,18 +192,13 @@ def record_types(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> Recor
 
 
 def _bodies(
-    buf: np.ndarray,
-    starts: np.ndarray,
-    ends: np.ndarray,
-    numbers: np.ndarray,
-    irregular: np.ndarray,
+    types: RecordTypes, ends: np.ndarray, numbers: np.ndarray, irregular: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where the history (or summary) message of each Record lies, and whether the record
     must be checked by protobuf (it has control, uuid or _info fields, not read here). The
     shape accepted is the one writers emit: fields outside the oneof, then the one field of
     the record's type (`numbers`), ending the record; records of another shape are marked
     in `irregular`."""
-    types = record_types(buf, starts, ends)
     irregular |= (types.number != numbers) | (types.wire != 2) | (types.end != ends)
     return types.start, types.end, types.after_prefix
 
@@ -444,21 +449,23 @@ def decode_window(
     names: KeyNames,
     parse: Any,
     scan: bool = True,
+    types: RecordTypes | None = None,
 ) -> WindowRecords:
     """Decode the history records `history` and the summary records `summary` of a window
     (`payloads`, joined in `buffer`), side by side.
 
     `parse` is Record.FromString, for the records the scan leaves to protobuf; with `scan`
     False every record is left to it (the plain reader, kept to check the fast one against).
+    `types`: `record_types` of the whole window, when the caller has read them already.
     """
     buf = buffer.u8
     which = np.union1d(history, summary)  # in the order they lie in the window
     is_history = np.isin(which, history)
     irregular = np.full(len(which), not scan)
     numbers = np.where(is_history, HISTORY_FIELD, SUMMARY_FIELD)
-    body_start, body_end, check = _bodies(
-        buf, buffer.starts[which], buffer.ends[which], numbers, irregular
-    )
+    ends = buffer.ends[which]
+    these = types.take(which) if types else record_types(buf, buffer.starts[which], ends)
+    body_start, body_end, check = _bodies(these, ends, numbers, irregular)
     # Records with control or _info fields: valid as a whole only if protobuf says so.
     for index in np.flatnonzero(check & ~irregular).tolist():
         try:
@@ -701,6 +708,7 @@ def newest_moment(
     payloads: list[bytes],
     parse: Any,
     moments: Any,
+    types: RecordTypes | None = None,
 ) -> float | None:
     """The newest moment (`timestamp.seconds + timestamp.nanos / 1e9`, the plain reader's sum)
     among the system-stats and console records `which` of a window (`kinds`: the field number
@@ -716,12 +724,14 @@ def newest_moment(
       field 2: see `wandb_proto.moments_class`), giving each timestamp as protobuf reads it.
       Each body must start with its timestamp (after its type, field 1, when set) and the
       count must be one per record, so that no record holds two (protobuf would merge them)
-      or none (a moment of 0)."""
+      or none (a moment of 0).
+
+    `types`: `record_types` of the whole window, when the caller has read them already."""
     if not which.size:
         return None
     buf = buffer.u8
     ends = buffer.ends[which]
-    types = record_types(buf, buffer.starts[which], ends)
+    types = types.take(which) if types else record_types(buf, buffer.starts[which], ends)
     if not ((types.number == kinds) & (types.wire == BYTES) & (types.end == ends)).all():
         return None
     for kind in np.unique(kinds).tolist():
