@@ -206,6 +206,10 @@ def test_system_stats_and_console_records_are_read_as_protobuf_reads_them(tmp_pa
         "undecodable": [
             stats_record(late + 99, 0, "\x00").SerializeToString().replace(b"\x00", b"\xff")
         ],
+        # control after the record's type, as current writers put it (read together), and
+        # an exit record's field after it (protobuf keeps the last of the oneof: no moment)
+        "control after": [console_record(late + 1, "a\n") + b"\x82\x01\x02\x20\x01"],
+        "exit after": [console_record(late + 2, "b\n") + b"\x92\x01\x02\x08\x01"],
         "console": [console_record(late + at, f"line {at} " + "x" * 900 + "\n") for at in range(40)]
         + [console_record(late + 40, "last\n", raw=False)],
     }
@@ -216,6 +220,7 @@ def test_system_stats_and_console_records_are_read_as_protobuf_reads_them(tmp_pa
     assert newest["plain"] == late + 5e-9
     assert newest["merged"] == late + 3e-9
     assert newest["undecodable"] < late and newest["no moment"] < late
+    assert newest["control after"] == late + 1 and newest["exit after"] < late
     assert newest["console"] == late + 40
     console, _ = read_both(tmp_path / "console-again", [*real_payloads, *cases["console"]])
     assert console.console[-1] == (late + 40, "last\n")

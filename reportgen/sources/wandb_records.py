@@ -718,8 +718,9 @@ def newest_moment(
     These records are most of a run file and are needed only for their moments (and the last
     few for the console tail). Instead of one protobuf parse per record:
     - the payloads of each kind, laid end to end, are parsed once as one `Record` (`parse`):
-      each payload's fields end where it ends (checked here), so the joined parse decodes
-      exactly the bytes each record's own parse would, and fails if any of them would;
+      each payload's fields end where it ends (checked here, with the fields around the
+      record's type), so the joined parse decodes exactly the bytes each record's own parse
+      would, and fails if any of them would;
     - their bodies, laid end to end, are parsed once as `moments` (a repeated Timestamp in
       field 2: see `wandb_proto.moments_class`), giving each timestamp as protobuf reads it.
       Each body must start with its timestamp (after its type, field 1, when set) and the
@@ -732,8 +733,17 @@ def newest_moment(
     buf = buffer.u8
     ends = buffer.ends[which]
     types = types.take(which) if types else record_types(buf, buffer.starts[which], ends)
-    if not ((types.number == kinds) & (types.wire == BYTES) & (types.end == ends)).all():
+    if not ((types.number == kinds) & (types.wire == BYTES)).all():
         return None
+    # Fields after the record's type (writers put control and _info there): only num,
+    # control, uuid and _info, each inside the record, so that each payload's fields end where
+    # it ends and no other field of the record_type oneof replaces the one read.
+    followed = np.flatnonzero(types.end != ends)
+    if followed.size:
+        rest = wire.scan(buf, types.end[followed], ends[followed], max_fields=8, ordered=False)
+        allowed = np.isin(rest.number, (_RECORD_NUM, *_RECORD_OTHER_FIELDS))
+        if rest.irregular.any() or not allowed.all():
+            return None
     for kind in np.unique(kinds).tolist():
         try:
             parse(b"".join([payloads[index] for index in which[kinds == kind].tolist()]))
