@@ -88,9 +88,11 @@ def _ray_installed() -> bool:
 
 
 class LocalExecutor:
-    """Today's path: the source reads (in worker processes when there is much to decode) and
-    this process digests the chosen runs, with one forked worker taking every other run when
-    there are enough of them to pay for it (see reportgen.digest_pool)."""
+    """One machine. A run folder with enough runs is read and digested on two processes, each
+    taking its share of the files, cold or cached (`digest_pool.read_and_digest`). Otherwise
+    the source reads (decoding in worker processes when there is much to decode) and this
+    process digests the chosen runs, with one forked worker taking every other run when there
+    are enough of them to pay for it (see reportgen.digest_pool)."""
 
     name = "local"
 
