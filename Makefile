@@ -21,6 +21,7 @@ test: $(BIN)/reportgen  ## lint, type-check and run the test suite
 	$(BIN)/python -m pytest -q
 
 bench: $(BIN)/reportgen  ## run the benchmarks (slow; prints figures)
+	$(BIN)/python -m compileall -q reportgen
 	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/folder_build.py --files 300
 	$(BIN)/python benchmarks/read_offline.py

@@ -65,6 +65,8 @@ class ByPreset:
 
 @dataclass(frozen=True)
 class Param:
+    """One tunable parameter of a check: its type word, default and one line for the docs."""
+
     name: str
     kind: str
     default: Any

@@ -547,7 +547,10 @@ def cmd_projects(args: argparse.Namespace) -> int:
 # --- parser ------------------------------------------------------------------------------------
 
 
-def make_parser() -> argparse.ArgumentParser:
+def make_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The command line. Given the `verb` being run, only its sub-parser is built: building
+    all of them is a tenth of a short command's start-up. `--help`, a mistyped verb and the
+    generated docs get every verb."""
     parser = argparse.ArgumentParser(
         prog="reportgen",
         description="Turn a YAML spec into reports about Weights & Biases training runs.",
@@ -559,7 +562,26 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     verbs = parser.add_subparsers(dest="verb", metavar="COMMAND")
+    for name, add in SPEC_VERBS.items():
+        if verb in (None, name):
+            add(verbs)
+    from reportgen.commands import add_verbs
 
+    add_verbs(verbs, only=verb)
+    return parser
+
+
+def verb_in(argv: Sequence[str]) -> str | None:
+    """The verb `argv` runs, when it names one before anything else (`--debug` aside)."""
+    words = [word for word in argv if word != "--debug"]
+    from reportgen.commands import VERBS
+
+    if words and (words[0] in SPEC_VERBS or words[0] in VERBS):
+        return words[0]
+    return None
+
+
+def _add_build(verbs: Any) -> None:
     build = verbs.add_parser(
         "build",
         help="validate a spec, read its runs and write the report",
@@ -618,6 +640,8 @@ def make_parser() -> argparse.ArgumentParser:
     )
     build.set_defaults(func=cmd_build)
 
+
+def _add_cache(verbs: Any) -> None:
     cache = verbs.add_parser(
         "cache",
         help="show or empty the local cache of run data",
@@ -632,6 +656,8 @@ def make_parser() -> argparse.ArgumentParser:
     clear.add_argument("spec", nargs="?", help="a spec whose cache.dir to use")
     clear.set_defaults(func=cmd_cache_clear)
 
+
+def _add_validate(verbs: Any) -> None:
     validate = verbs.add_parser(
         "validate",
         help="check specs without touching any data",
@@ -641,6 +667,8 @@ def make_parser() -> argparse.ArgumentParser:
     validate.add_argument("-q", "--quiet", action="store_true", help="print only problems")
     validate.set_defaults(func=cmd_validate)
 
+
+def _add_schema(verbs: Any) -> None:
     schema = verbs.add_parser(
         "schema",
         help="print the spec's JSON Schema (for editor completion)",
@@ -648,6 +676,8 @@ def make_parser() -> argparse.ArgumentParser:
     )
     schema.set_defaults(func=cmd_schema)
 
+
+def _add_init(verbs: Any) -> None:
     init = verbs.add_parser(
         "init",
         help="write a commented starter spec",
@@ -657,6 +687,8 @@ def make_parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     init.set_defaults(func=cmd_init)
 
+
+def _add_runs(verbs: Any) -> None:
     runs = verbs.add_parser(
         "runs",
         help="list the runs a spec (or a folder) covers",
@@ -668,6 +700,8 @@ def make_parser() -> argparse.ArgumentParser:
     _discovery_arguments(runs)
     runs.set_defaults(func=cmd_runs)
 
+
+def _add_keys(verbs: Any) -> None:
     keys = verbs.add_parser(
         "keys",
         help="list the metric keys the runs logged, with counts, steps and ranges",
@@ -685,6 +719,8 @@ def make_parser() -> argparse.ArgumentParser:
     )
     keys.set_defaults(func=cmd_keys)
 
+
+def _add_projects(verbs: Any) -> None:
     projects = verbs.add_parser(
         "projects",
         help="list the projects of W&B entities, with their run counts",
@@ -706,10 +742,18 @@ def make_parser() -> argparse.ArgumentParser:
     projects.add_argument("--json", action="store_true", help="print JSON instead of a table")
     projects.set_defaults(func=cmd_projects)
 
-    from reportgen.commands import add_verbs
 
-    add_verbs(verbs)
-    return parser
+SPEC_VERBS: dict[str, Callable[[Any], None]] = {
+    "build": _add_build,
+    "cache": _add_cache,
+    "validate": _add_validate,
+    "schema": _add_schema,
+    "init": _add_init,
+    "runs": _add_runs,
+    "keys": _add_keys,
+    "projects": _add_projects,
+}
+# The spec verbs, in the order --help lists them; reportgen.commands adds the others after.
 
 
 def _path(text: str) -> Any:
@@ -756,8 +800,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The command line: the exit code of what was asked (errors.EXIT_CODES says them all)."""
     install_stop_handlers()
     try:
-        parser = make_parser()
-        args = parser.parse_args(argv)
+        words = sys.argv[1:] if argv is None else list(argv)
+        parser = make_parser(verb_in(words))
+        args = parser.parse_args(words)
         if not getattr(args, "func", None):
             parser.print_help(sys.stderr)
             return EXIT_USAGE
@@ -790,6 +835,8 @@ def _run_verb(func: Callable[[argparse.Namespace], int], args: argparse.Namespac
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except Exception as exc:
+        import traceback  # in each branch that needs it: a bound name in one is unbound in another
+
         if args.debug:
             traceback.print_exc()
         where = traceback.extract_tb(exc.__traceback__)[-1]

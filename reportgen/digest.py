@@ -59,11 +59,16 @@ def digest_run(spec: Spec, run: Run, history: History, now: datetime) -> RunDige
     metrics = resolve_metrics(run, history, spec.metrics)
     findings, health = check_run(spec.health, spec.metrics, run, history, metrics, now)
     steps = history.steps()
+    report = run_report(spec, run, history, metrics, findings, health)
+    if "json" in spec.outputs.formats:
+        from reportgen.render.json import with_encoded_parts
+
+        report = with_encoded_parts(report)
     return RunDigest(
         run=run,
         metrics=metrics,
         table=_sampled_table(spec, run, history, metrics),
-        report=run_report(spec, run, history, metrics, findings, health),
+        report=report,
         span=StepSpan(len(steps), int(steps[-1]) if len(steps) else None),
         history=_kept_history(spec, run, history),
         project=run_cells(spec.project_table, run, metrics) if spec.project_table else None,

@@ -260,8 +260,8 @@ def _named_run(path: Path) -> str:
 
 def _deal(files: list[Path], groups: list[list[int]]) -> set[int]:
     """The worker's files: whole groups, dealt in turn to whichever share has fewer bytes so far
-    (the cost of a cached run follows its size). The worker gets a little more: this process
-    has the reduce and the outputs still to do afterwards."""
+    (the cost of a cached run follows its size). Even shares: the worker also pickles its
+    digests, about what the reduce after the map costs this process."""
     sizes = [_size(path) for path in files]
     mine = theirs = 0
     dealt: set[int] = set()

@@ -160,6 +160,9 @@ class RunReport:
     logged_name: str | None = None  # W&B's name when `name` says "name (id)" to tell runs apart
     entity: str | None = None
     project: str | None = None
+    # report.json's text of the run's config and summary (the bulk of the file), encoded by the
+    # process that digested the run (reportgen.render.json.with_encoded_parts): {} when not.
+    encoded: dict[str, Any] = field(default_factory=dict)
 
     def metric(self, alias: str) -> MetricReport | None:
         return next((m for m in self.metrics if m.alias == alias), None)

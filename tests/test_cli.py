@@ -7,10 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import write_spec
 
 from reportgen.cli import main
-from reportgen.errors import EXIT_CODES
+from reportgen.errors import EXIT_CODES, EXIT_INTERNAL
 
 BAD_SPEC = """\
 version: 1
@@ -138,3 +139,43 @@ def test_the_console_script_is_installed():
     script = Path(sys.executable).parent / "reportgen"
     done = subprocess.run([str(script), "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("reportgen ")
+
+
+def test_a_bug_in_a_verb_exits_70_with_one_line_naming_where_it_happened(capsys):
+    from argparse import Namespace
+
+    from reportgen.cli import _run_verb
+
+    def verb_with_a_bug(args: Namespace) -> int:
+        return {}["missing"]  # type: ignore[no-any-return]
+
+    assert _run_verb(verb_with_a_bug, Namespace(debug=False)) == EXIT_INTERNAL
+    err = capsys.readouterr().err
+    assert err.startswith("internal error: KeyError: 'missing' (at test_cli.py:")
+    assert "Traceback" not in err and "please report it with the output of --debug" in err
+    assert _run_verb(verb_with_a_bug, Namespace(debug=True)) == 70
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
+def test_the_parser_built_for_one_verb_reads_that_verb_as_the_whole_parser_does():
+    from reportgen.cli import SPEC_VERBS, make_parser, verb_in
+    from reportgen.commands import VERBS
+
+    def sub_parsers(parser):
+        return parser._subparsers._group_actions[0].choices
+
+    whole = sub_parsers(make_parser())
+    assert list(whole) == [*SPEC_VERBS, *VERBS]
+    for verb in whole:
+        alone = sub_parsers(make_parser(verb_in(["--debug", verb, "x"])))
+        assert verb in alone and len(alone) < len(whole)
+        assert alone[verb].format_help() == whole[verb].format_help()
+    assert verb_in(["--help"]) is None and verb_in(["biuld", "spec.yaml"]) is None
+
+
+def test_a_mistyped_verb_is_answered_with_the_list_of_every_verb(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["biuld", "specs/demo.yaml"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'biuld'" in err and "'build'" in err and "'mcp'" in err

@@ -81,6 +81,19 @@ def test_validate_checks_expressions_and_conditions_without_numpy_or_pandas(tmp_
     assert code == 0
     assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
     assert "reportgen.health" not in loaded
+    assert "reportgen.commands.quick" not in loaded  # only validate's own parser is built
+
+
+def test_validate_loads_the_regex_engine_and_openssl_only_when_they_are_used(tmp_path):
+    # `regex` (name patterns) and OpenSSL (the spec's SHA-256, for report.json) are a fifth of
+    # `validate`'s start-up; a spec with no name pattern needs neither.
+    spec = write_spec(tmp_path / "spec.yaml", SPEC)
+    code, loaded = loaded_after("validate", str(spec))
+    assert code == 0
+    assert {"regex", "_hashlib", "difflib"}.isdisjoint(loaded)
+    named = SPEC.replace("runs}", "runs}\nruns: {filters: {name: '^(grpo'}}")
+    code, loaded = loaded_after("validate", str(write_spec(tmp_path / "named.yaml", named)))
+    assert code == 2 and "regex" in loaded
 
 
 def test_validate_still_finds_a_bad_expression_without_loading_numpy(tmp_path):

@@ -13,6 +13,7 @@ file modification times, which copying or cloning resets.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import re
@@ -57,6 +58,9 @@ class OfflineSource:
         # processes, a Ray task): its files are decoded here, with no worker processes of its own.
         self.decode_in_workers = True
         self._paths: dict[str, list[Path]] = {}  # each run's files, in the order they were given
+        # Files read from the cache without their console: the console's tail as a run of that
+        # file alone has it, and the entry's metadata to read the whole console with.
+        self._cached_consoles: dict[Path, tuple[tuple[str, ...], dict[str, Any]]] = {}
         self._cache: CacheArea | None = cache.area("wandb-offline", {}) if cache else None
 
     def describe(self) -> dict[str, Any]:
@@ -124,7 +128,12 @@ class OfflineSource:
         found = []
         for run_id, parts in fragments.items():
             extra = [n for contents, _ in parts for n in notes_of.get(contents.path, [])]
-            run, history = self._merge(run_id, parts, moment, extra)
+            tail = None
+            if len(parts) == 1 and parts[0][0].path in self._cached_consoles:
+                tail = self._cached_consoles.pop(parts[0][0].path)[0]
+            else:  # several files: their whole consoles are merged
+                parts = [self._with_console(*part) for part in parts]
+            run, history = self._merge(run_id, parts, moment, extra, tail)
             self._histories[run_id] = history
             self._paths[run_id] = paths[run_id]
             found.append(run)
@@ -187,9 +196,34 @@ class OfflineSource:
         if entry.meta.get("fingerprint") != _fingerprint(info):
             return None
         try:
-            return _contents_from_cache(path, entry.meta["contents"]), entry.history
+            contents = _contents_from_cache(path, entry.meta["contents"])
+            tail = tuple(str(line) for line in entry.meta["contents"]["console_tail"])
         except (KeyError, TypeError, ValueError):
             return None  # an entry of another shape: read the file again
+        self._cached_consoles[path] = (tail, entry.meta)
+        return contents, entry.history
+
+    def _with_console(
+        self, contents: FileContents, history: History
+    ) -> tuple[FileContents, History]:
+        """A file read from the cache with its whole console, from the entry's console.json;
+        read again from the file when that cannot be trusted."""
+        cached = self._cached_consoles.pop(contents.path, None)
+        if cached is None or self._cache is None:
+            return contents, history  # decoded: it has its console
+        from reportgen.cache import CacheDamaged
+
+        try:
+            data = self._cache.read_side(str(contents.path.resolve()), CONSOLE_FILE, cached[1])
+            console = list(map(tuple, json.loads(data)))  # the floats and texts it was given
+        except (CacheDamaged, OSError, ValueError, TypeError) as exc:
+            self._cache.cache.warn(
+                f"cache: the entry of {contents.path} in {self._cache.path} was damaged "
+                f"({exc}); read the file again"
+            )
+            _, fresh = stat_and_read(contents.path)
+            return fresh, file_history(fresh)
+        return replace(contents, console=console), history
 
     def _to_cache(
         self, path: Path, before: os.stat_result | None, contents: FileContents, history: History
@@ -205,7 +239,9 @@ class OfflineSource:
         settled = time.time() - after.st_mtime > _SETTLED_SECONDS
         if settled and _fingerprint(after) == _fingerprint(before):
             meta = {"fingerprint": _fingerprint(before), "contents": _contents_to_dict(contents)}
-            self._cache.write(str(path.resolve()), meta, history)
+            console = json.dumps([[moment, line] for moment, line in contents.console])
+            sides = {CONSOLE_FILE: console.encode("utf-8")}
+            self._cache.write(str(path.resolve()), meta, history, sides)
 
     def _merge(
         self,
@@ -213,7 +249,10 @@ class OfflineSource:
         read: list[tuple[FileContents, History]],
         now: float,
         extra_notes: list[str],
+        console_tail: tuple[str, ...] | None = None,
     ) -> tuple[Run, History]:
+        """One run from its files' contents. `console_tail`: the tail of a lone file's console,
+        as its cache entry keeps it (else it comes from the parts' consoles)."""
         read = sorted(read, key=lambda part: _fragment_order(part[0]))
         parts = [contents for contents, _ in read]
         identity = _identity_fragment(parts)
@@ -264,7 +303,7 @@ class OfflineSource:
             config=config,
             summary=summary,
             step_metrics=step_metrics,
-            console_tail=_console_tail(parts),
+            console_tail=_console_tail(parts) if console_tail is None else console_tail,
             url=None,
             read_notes=tuple(notes),
             locations=tuple(str(p.path.parent) for p in parts),
@@ -315,6 +354,7 @@ def _short(path: Path) -> str:
 
 _SETTLED_SECONDS = 2.0
 CONSOLE_TAIL_LINES = 60
+CONSOLE_FILE = "console.json"  # a cache entry's side file: the file's [moment, text] pairs
 _CACHED_FIELDS = (
     "run_id", "entity", "project", "name", "group", "job_type", "notes", "tags", "config",
     "summary", "step_metrics", "exit_code", "records", "size", "mtime", "has_run_record",
@@ -327,7 +367,9 @@ def _contents_to_dict(contents: FileContents) -> dict[str, Any]:
     data["tags"] = list(contents.tags)
     data["start_time"] = contents.start_time.isoformat() if contents.start_time else None
     data["damages"] = [[d.offset, d.lost_bytes, d.reason] for d in contents.damages]
-    data["console"] = [[moment, line] for moment, line in contents.console]
+    # The console itself goes to a file of its own (CONSOLE_FILE): a run of this file alone
+    # needs only the tail, and the whole text is most of the metadata's bytes.
+    data["console_tail"] = list(_console_tail([contents]))
     return data
 
 
@@ -340,7 +382,7 @@ def _contents_from_cache(path: Path, data: dict[str, Any]) -> FileContents:
         path=path,
         start_time=datetime.fromisoformat(start) if start else None,
         damages=[Damage(*d) for d in data["damages"]],
-        console=list(map(tuple, data["console"])),  # JSON gave back the floats and texts
+        console=[],  # in the entry's CONSOLE_FILE, read when the run has several files
         **values,
     )
 

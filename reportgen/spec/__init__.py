@@ -12,7 +12,6 @@ dataclasses from a checked document). This module joins them in `parse_spec` and
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from reportgen.errors import SpecError, SpecProblem
@@ -109,8 +108,7 @@ def parse_spec(text: str, path: Path | str = "<spec>") -> Spec:
         problems += list(rule_problems(located.data, located, file))
     if problems:
         raise SpecError(sorted(set(problems), key=lambda p: (p.line, p.column, p.message)))
-    sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return build_spec(located.data, path, sha256)
+    return build_spec(located.data, path, text)
 
 
 def load_spec(path: Path | str) -> Spec:

@@ -131,7 +131,7 @@ def _comment(outputs: dict[str, Any]) -> CommentSpec | None:
     )
 
 
-def build_spec(data: dict[str, Any], path: Path, sha256: str) -> Spec:
+def build_spec(data: dict[str, Any], path: Path, text: str) -> Spec:
     source = data["source"]
     outputs = data.get("outputs", {})
     csv = outputs.get("csv", {})
@@ -139,7 +139,7 @@ def build_spec(data: dict[str, Any], path: Path, sha256: str) -> Spec:
     sampling = data.get("sampling", {})
     return Spec(
         path=path,
-        sha256=sha256,
+        text=text,
         title=data.get("title", "Training report"),
         description=data.get("description"),
         source=SourceSpec(

@@ -18,6 +18,8 @@ CSV_NAME_FIELDS = {"selection", "by", "run", "run_id"}
 
 @dataclass(frozen=True)
 class SourceSpec:
+    """`source:` — where runs come from: a folder of run files, or a W&B server project."""
+
     type: str
     path: str | None = None
     entity: str | None = None
@@ -63,6 +65,8 @@ class TimeBound:
 
 @dataclass(frozen=True)
 class RunFilters:
+    """`runs.filters:` — which runs are kept; each given field must hold for a run to stay."""
+
     states: tuple[str, ...] = ()
     tags_any: tuple[str, ...] = ()
     tags_all: tuple[str, ...] = ()
@@ -78,6 +82,8 @@ class RunFilters:
 
 @dataclass(frozen=True)
 class RunsSpec:
+    """`runs:` (and a baseline's or candidate's runs) — filters, explicit ids and a limit."""
+
     filters: RunFilters = field(default_factory=RunFilters)
     ids: tuple[str, ...] = ()
     limit: int | None = None
@@ -97,6 +103,8 @@ class MetricAlias:
 
 @dataclass(frozen=True)
 class Selection:
+    """A named pick under `select:` — the run whose reduced alias is the smallest or largest."""
+
     name: str
     by: str
     reduce: str = "mean"
@@ -106,6 +114,8 @@ class Selection:
 
 @dataclass(frozen=True)
 class Sampling:
+    """`sampling:` — the x values the CSV rows sit at, and how a value is found for each."""
+
     x: str = "_step"
     start: int = 0
     every: int = 1
@@ -115,6 +125,8 @@ class Sampling:
 
 @dataclass(frozen=True)
 class HealthSpec:
+    """`health:` — the preset, parameters of single checks, and checks turned off."""
+
     preset: str = "auto"
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
     disable: tuple[str, ...] = ()
@@ -122,6 +134,8 @@ class HealthSpec:
 
 @dataclass(frozen=True)
 class CsvSpec:
+    """`outputs.csv:` — the sampled table's file name, columns and treatment of gaps."""
+
     name: str | None = None
     columns: tuple[str, ...] | None = None
     missing: str = "empty"
@@ -130,6 +144,8 @@ class CsvSpec:
 
 @dataclass(frozen=True)
 class CommentSpec:
+    """`outputs.comment:` — the pull-request comment: forge, marker, size and failure policy."""
+
     forge: str | None = None
     marker: str | None = None
     limit: int | None = None
@@ -140,6 +156,8 @@ class CommentSpec:
 
 @dataclass(frozen=True)
 class OutputsSpec:
+    """`outputs:` — the folder, the formats written into it, and their options."""
+
     dir: Path
     formats: tuple[str, ...] = ("markdown", "csv", "json")
     csv: CsvSpec = field(default_factory=CsvSpec)
@@ -161,11 +179,15 @@ class PlotsSpec:
 
 @dataclass(frozen=True)
 class CacheSpec:
+    """`cache:` — where run data is kept between builds (None: the default cache folder)."""
+
     dir: Path | None = None
 
 
 @dataclass(frozen=True)
 class GateSpec:
+    """`gate:` — which verdict makes `build` exit 1."""
+
     fail_on: str = "never"
 
 
@@ -252,8 +274,10 @@ class BaselineSpec:
 
 @dataclass(frozen=True)
 class Spec:
+    """A validated spec: what every stage after loading reads."""
+
     path: Path
-    sha256: str
+    text: str = field(repr=False)  # the file as read, for its digest
     title: str
     description: str | None
     source: SourceSpec
@@ -271,6 +295,14 @@ class Spec:
     project_table: ProjectTableSpec | None = None
     plots: PlotsSpec = field(default_factory=PlotsSpec)
     cache: CacheSpec = field(default_factory=CacheSpec)
+
+    @property
+    def sha256(self) -> str:
+        """The spec file's SHA-256, as report.json records it (hashlib loads OpenSSL: it is
+        imported here, not by `validate`)."""
+        import hashlib
+
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
 
 def parse_duration(text: str) -> timedelta:

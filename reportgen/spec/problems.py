@@ -4,7 +4,6 @@ schema cannot judge (dates, durations, folders) and health check parameters."""
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import re
@@ -63,6 +62,8 @@ def format_path(path: SpecPath) -> str:
 
 
 def _closest(word: str, choices: list[str]) -> str | None:
+    import difflib  # only a spec with a mistake needs it
+
     found = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return found[0] if found else None
 
@@ -288,12 +289,13 @@ def rule_problems(data: dict[str, Any], located: Located, file: str) -> Iterator
 def _filter_problems(data, problem):
     """Name patterns that compile (and stay bounded), dates that exist, ages and durations
     that fit the calendar: every value the filters interpret later."""
-    from reportgen.namepattern import pattern_problem
-
     for section in ("runs", "baseline", "candidate"):
         filters = (data.get(section) or {}).get("filters", {})
         pattern = filters.get("name")
         if pattern is not None:
+            # The `regex` engine costs a tenth of `validate`'s start-up; most specs name no pattern.
+            from reportgen.namepattern import pattern_problem
+
             found = pattern_problem(pattern)
             if found is not None:
                 yield problem((section, "filters", "name"), found)

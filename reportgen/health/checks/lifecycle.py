@@ -89,6 +89,11 @@ def last_exception_line(console: tuple[str, ...]) -> str | None:
 def user_stop_line(console: tuple[str, ...]) -> str | None:
     """The console line showing that a user pressed Ctrl-C, or None (remembered for the
     last few consoles: several checks of one run ask)."""
+    # Most consoles name none of the words: the whole text, cleaned at once (neither pattern
+    # spans a line break), says so without a pass over its lines.
+    folded = _clean("\n".join(console)).translate(_FOLD_TO_ASCII).lower()
+    if not any(word in folded for word in _USER_STOP_WORDS):
+        return None
     for raw in reversed(console):
         line = _clean(raw)
         folded = line.translate(_FOLD_TO_ASCII).lower()
