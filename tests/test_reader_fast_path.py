@@ -199,8 +199,13 @@ def test_system_stats_and_console_records_are_read_as_protobuf_reads_them(tmp_pa
     body = stats_record(late + 50, 3).stats.SerializeToString()
     body += stats_record(late).stats.SerializeToString()
     two_stamps = b"\x3a" + varint(len(body)) + body
+    # A timestamp whose nanos come before its seconds (read by protobuf as usual).
+    stamp = b"\x10\x09\x08" + varint(late + 3)
+    nanos_first = b"\x3a" + varint(len(stamp) + 2) + b"\x12" + varint(len(stamp)) + stamp
     cases = {
         "plain": [stats_record(late, 5).SerializeToString()],
+        "negative nanos": [stats_record(late, -7).SerializeToString()],
+        "nanos first": [nanos_first],
         "merged": [two_stamps],
         "no moment": [stats_record(0).SerializeToString()],
         "undecodable": [
@@ -219,6 +224,7 @@ def test_system_stats_and_console_records_are_read_as_protobuf_reads_them(tmp_pa
         newest[name] = fast.last_time
     assert newest["plain"] == late + 5e-9
     assert newest["merged"] == late + 3e-9
+    assert newest["negative nanos"] == late - 7e-9 and newest["nanos first"] == late + 3 + 9e-9
     assert newest["undecodable"] < late and newest["no moment"] < late
     assert newest["control after"] == late + 1 and newest["exit after"] < late
     assert newest["console"] == late + 40

@@ -767,4 +767,36 @@ def newest_moment(
         return None
     if len(stamps) != len(which):
         return None
-    return max(stamp.seconds + stamp.nanos / 1e9 for stamp in stamps)
+    newest = _newest_of_timestamps(buf, at, body_end)
+    if newest is None:  # a timestamp written in an unusual way: protobuf's values decide
+        newest = max(stamp.seconds + stamp.nanos / 1e9 for stamp in stamps)
+    return newest
+
+
+_SECONDS_TAG, _NANOS_TAG = 0x08, 0x10  # google.protobuf.Timestamp: seconds = 1, nanos = 2
+
+
+def _newest_of_timestamps(buf: np.ndarray, at: np.ndarray, ends: np.ndarray) -> float | None:
+    """The newest of the Timestamps whose fields start at `at` (each the only timestamp of its
+    message, which protobuf has read), read side by side: `seconds` (int64) then `nanos`
+    (int32, its low 32 bits), each present or not, and nothing else; None when any is written
+    otherwise. The sum is the plain reader's, `float(seconds) + nanos / 1e9`."""
+    size, size_length, _ = wire.read_varints(buf, at + 1, 5)
+    pos = at + 1 + size_length
+    stop = pos + size.astype(np.int64)
+    if (stop > ends).any():
+        return None
+    values = []
+    for tag in (_SECONDS_TAG, _NANOS_TAG):
+        value = np.zeros(len(at), dtype=np.uint64)
+        has = np.flatnonzero((pos < stop) & (buf[pos] == tag))
+        if has.size:
+            found, lengths, _ = wire.read_varints(buf, pos[has] + 1)
+            value[has] = found
+            pos[has] += 1 + lengths
+        values.append(value)
+    if not (pos == stop).all():
+        return None
+    seconds = values[0].view(np.int64).astype(np.float64)
+    nanos = (values[1] & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.int32)
+    return float((seconds + nanos.astype(np.float64) / 1e9).max())
