@@ -251,10 +251,6 @@ class CacheArea:
     def entry_dir(self, name: str) -> Path:
         return self.path / "entries" / _entry_name(name)
 
-    def has(self, name: str) -> bool:
-        """Whether an entry exists (whether it can be trusted is for `read` to say)."""
-        return self.cache.reads and (self.entry_dir(name) / "meta.json").exists()
-
     def read(self, name: str, *, history: bool = True) -> CachedEntry | None:
         """The entry, or None when there is none (or the cache is being refreshed).
 

@@ -133,14 +133,16 @@ _split: (
 def read_and_digest(
     spec: Spec, source: OfflineSource, now: datetime, progress: Progress | None = None
 ) -> tuple[int, list[RunDigest]] | None:
-    """A run folder whose files are (nearly all) in the cache, read and digested on two
-    processes: `(runs found, digests of the chosen runs in filter_runs' order)`, or None when
-    it does not pay (few runs, one core, no fork, many files the cache does not hold yet:
-    decoding has its own worker processes), and the caller reads as before.
+    """A run folder read and digested on two processes: `(runs found, digests of the chosen
+    runs in filter_runs' order)`, or None when it does not pay (few runs, one core, no fork),
+    and the caller reads as before.
 
-    On a warm rebuild reading the cache is a third of the work, so the worker is forked before
-    anything is read: each process reads its share of the files (whole groups of files named
-    for one run), the worker sends back the runs' metadata only, this process chooses among
+    Reading is most of the work (decoding the files on a cold build, a third of it from the
+    cache on a warm rebuild), so the worker is forked before anything is read: each process
+    reads its share of the files (whole groups of files named for one run; the files the cache
+    does not hold are decoded, and stored in the cache, by the process whose share they are,
+    so that no history crosses between processes), the worker sends back the runs' metadata
+    only, this process chooses among
     all of them (`filter_runs`, as ever), and each process digests the chosen runs it holds.
     A run whose files turn out to be in both shares (a copied or renamed file) is read again
     here from all its files. The runs are ordered as one process orders them (by their first
@@ -153,17 +155,14 @@ def read_and_digest(
         groups.setdefault(_named_run(path), []).append(index)
     if spec.runs.limit is not None or not _worth_forking(len(groups)):
         return None
-    if source.uncached_share(files) > MOSTLY_CACHED:
-        return None
     theirs = _deal(files, list(groups.values()))
     mine = [at for at in range(len(files)) if at not in theirs]
     global _split
     _split = (spec, source, files, sorted(theirs), copy_notes, now)
+    source.decode_in_workers = False  # each of the two processes decodes its own share
     context = multiprocessing.get_context("fork")
     here, there = context.Pipe(duplex=True)
-    # Not a daemon: an entry that went stale since (a file rewritten) is decoded by it, over
-    # forked decoding workers of its own when there is much of it. It is ended below.
-    worker = context.Process(target=_reader, args=(there,), daemon=False)
+    worker = context.Process(target=_reader, args=(there,), daemon=True)
     gc.freeze()
     try:
         worker.start()
@@ -173,6 +172,7 @@ def read_and_digest(
     finally:
         gc.unfreeze()
         _split = None
+        source.decode_in_workers = True
         here.close()
         if worker.is_alive():
             worker.terminate()
@@ -275,10 +275,6 @@ def _deal(files: list[Path], groups: list[list[int]]) -> set[int]:
     return dealt
 
 
-# A folder is split before reading when the cache holds entries for all but this share of its
-# bytes (new runs beside many cached ones: each process decodes its new files). Above it the
-# reader's own decoding workers, on every core, do better.
-MOSTLY_CACHED = 0.25
 WORKER_SHARE = 1.0  # the worker's bytes for each byte this process reads
 
 
@@ -299,11 +295,9 @@ def _receive_any(connection: Connection) -> Any:
 
 def _reader(connection: Connection) -> None:
     """The forked worker of `read_and_digest`: read its share, send the runs' metadata, digest
-    the runs it is asked for, send the digests (each without its run: the parent holds it).
-    SIGTERM (the parent ending it) unwinds it, so that decoding workers it started are shut
-    down rather than left behind."""
+    the runs it is asked for, send the digests (each without its run: the parent holds it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _unwind)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     assert _split is not None, "digest_pool's reader was not forked from read_and_digest"
     spec, source, files, share, copy_notes, now = _split
     cache = source.run_cache
@@ -331,7 +325,3 @@ def _reader(connection: Connection) -> None:
         return
     connection.send(done)
     connection.close()
-
-
-def _unwind(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)

@@ -13,7 +13,7 @@ import numpy as np
 from conftest import write_spec
 
 from reportgen import build, digest_pool
-from reportgen.cache import CacheLocation, RunCache, default_location
+from reportgen.cache import RunCache, default_location
 from reportgen.render.csv import render_step_table
 from reportgen.select import filter_runs
 from reportgen.sources.offline import OfflineSource
@@ -166,18 +166,40 @@ def test_a_run_whose_files_fall_in_both_shares_is_merged_from_all_of_them(
     ]
 
 
-def test_a_cold_build_is_not_split_before_reading(project_dir, tmp_path, monkeypatch):
-    """Files the cache does not hold are decoded by the reader's own workers: no split."""
-    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(digest_pool, "MIN_RUNS", 1)
+def test_a_cold_build_split_on_two_processes_writes_the_files_and_the_cache_of_one(
+    project_dir, tmp_path, monkeypatch
+):
+    """Nothing cached: each process decodes its share and stores it in the cache. The files
+    written, and every cache entry, are byte for byte those of a build on one process."""
     spec = load_spec(spec_over(tmp_path, warm_folder(project_dir, tmp_path)))
-    cache = RunCache.at(default_location(), "normal")
-    assert digest_pool.read_and_digest(spec, OfflineSource(spec.source, cache=cache), NOW) is None
-    assert digest_pool.read_and_digest(spec, OfflineSource(spec.source), NOW) is None  # no cache
-    OfflineSource(spec.source, cache=cache).list_runs(now=NOW)
-    assert digest_pool.read_and_digest(spec, OfflineSource(spec.source, cache=cache), NOW)
-    refresh = RunCache.at(default_location(), "refresh")
-    assert digest_pool.read_and_digest(spec, OfflineSource(spec.source, cache=refresh), NOW) is None
+    monkeypatch.setattr(digest_pool, "MIN_RUNS", 10**9)
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "cache-alone"))
+    alone = build(spec, out_dir=tmp_path / "alone", now=NOW).out_dir
+    monkeypatch.setattr(digest_pool, "MIN_RUNS", 1)
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "cache-split"))
+    split = digest_pool.read_and_digest(
+        spec, OfflineSource(spec.source, cache=RunCache.at(default_location())), NOW
+    )
+    assert split is not None and split[0] == 7  # read on two processes, from the files
+    shutil.rmtree(tmp_path / "cache-split")
+    shared = build(spec, out_dir=tmp_path / "shared", now=NOW).out_dir
+    names = sorted(p.name for p in alone.iterdir() if p.is_file())
+    assert "report.json" in names and sum(name.endswith(".csv") for name in names) == 7
+    assert names == sorted(p.name for p in shared.iterdir() if p.is_file())
+    for name in names:
+        assert (alone / name).read_bytes() == (shared / name).read_bytes(), name
+    one = sorted(
+        p.relative_to(tmp_path / "cache-alone") for p in (tmp_path / "cache-alone").rglob("*")
+    )
+    two = sorted(
+        p.relative_to(tmp_path / "cache-split") for p in (tmp_path / "cache-split").rglob("*")
+    )
+    assert one == two and sum(p.name == "meta.json" for p in one) == 9  # every file's entry
+    for path in one:
+        if path.name in ("meta.json", "history.parquet"):
+            assert (tmp_path / "cache-alone" / path).read_bytes() == (
+                tmp_path / "cache-split" / path
+            ).read_bytes(), path
 
 
 def test_csv_files_rendered_where_runs_were_digested_are_those_of_their_tables(
@@ -207,9 +229,9 @@ def test_csv_files_rendered_where_runs_were_digested_are_those_of_their_tables(
 def test_entries_gone_stale_are_decoded_by_whichever_process_reads_them(
     project_dir, tmp_path, monkeypatch
 ):
-    """Every file has an entry but none is current (each file's mtime changed): both processes
-    decode their share, on decoding workers of their own, and store it; the files written
-    are those of one process, and the next build reads every run from the cache."""
+    """Every file has an entry but none is current (each file's mtime changed): each process
+    decodes its share and stores it; the files written are those of one process, and the next
+    build reads every run from the cache."""
     from reportgen.sources import offline
 
     monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "cache"))
@@ -220,10 +242,6 @@ def test_entries_gone_stale_are_decoded_by_whichever_process_reads_them(
     for path in root.rglob("*.wandb"):
         os.utime(path, (path.stat().st_atime - 30, path.stat().st_mtime - 30))
     monkeypatch.setattr(digest_pool, "MIN_RUNS", 1)
-    monkeypatch.setattr(offline, "PARALLEL_MIN_BYTES", 0)  # decoding workers for any size
-    cache = RunCache.at(default_location(), "normal")
-    source = OfflineSource(spec.source, cache=cache)
-    assert source.uncached_share(source.list_files()[0]) == 0  # entries exist: a split
     shared = build(spec, out_dir=tmp_path / "shared", now=NOW)
     assert not shared.warnings
     names = sorted(p.name for p in alone.iterdir() if p.is_file())
@@ -235,40 +253,3 @@ def test_entries_gone_stale_are_decoded_by_whichever_process_reads_them(
     assert decoded == []  # every entry was stored again, by the process that decoded it
     for name in names:
         assert (alone / name).read_bytes() == (again / name).read_bytes(), name
-
-
-def test_a_new_run_beside_cached_ones_still_splits_the_read(project_dir, tmp_path, monkeypatch):
-    """A run added to a cached folder (a small share of its bytes) is decoded by the process
-    whose share it falls in; a folder mostly not cached is left to the reader's workers."""
-    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "cache"))
-    root = warm_folder(project_dir, tmp_path)
-    newcomer = next(root.rglob("run-grpotiny.wandb")).parent
-    outside = tmp_path / "later" / newcomer.name
-    shutil.move(newcomer, outside)
-    spec = load_spec(spec_over(tmp_path, root))
-    monkeypatch.setattr(digest_pool, "MIN_RUNS", 10**9)
-    build(spec, out_dir=tmp_path / "first", now=NOW)  # caches every run but grpotiny
-    shutil.move(outside, newcomer)
-    cache = RunCache.at(default_location(), "normal")
-    files = OfflineSource(spec.source, cache=cache).list_files()[0]
-    share = OfflineSource(spec.source, cache=cache).uncached_share(files)
-    assert 0 < share <= digest_pool.MOSTLY_CACHED
-    monkeypatch.setattr(digest_pool, "MIN_RUNS", 1)
-    split = digest_pool.read_and_digest(spec, OfflineSource(spec.source, cache=cache), NOW)
-    assert split is not None and split[0] == 7
-    assert "grpotiny" in [digest.run.id for digest in split[1]]
-    monkeypatch.setattr(digest_pool, "MIN_RUNS", 10**9)
-    alone = build(spec, out_dir=tmp_path / "alone", now=NOW).out_dir
-    empty = RunCache.at(CacheLocation(tmp_path / "other", "a test"), "normal")
-    assert OfflineSource(spec.source, cache=empty).uncached_share(files) == 1.0
-    assert OfflineSource(spec.source).uncached_share(files) == 1.0
-    shutil.rmtree(tmp_path / "cache")
-    shutil.move(newcomer, outside)
-    build(spec, out_dir=tmp_path / "again", now=NOW)  # only grpotiny is not cached
-    shutil.move(outside, newcomer)
-    monkeypatch.setattr(digest_pool, "MIN_RUNS", 1)
-    shared = build(spec, out_dir=tmp_path / "shared", now=NOW).out_dir
-    names = sorted(p.name for p in alone.iterdir() if p.is_file())
-    assert "report.json" in names and sum(name.endswith(".csv") for name in names) == 7
-    for name in names:
-        assert (alone / name).read_bytes() == (shared / name).read_bytes(), name

@@ -54,6 +54,9 @@ class OfflineSource:
         self.stale_after = spec.stale_after.total_seconds()
         self._now = now
         self._histories: dict[str, History] = {}
+        # False in a process that is itself one of several readers (the local executor's two
+        # processes, a Ray task): its files are decoded here, with no worker processes of its own.
+        self.decode_in_workers = True
         self._paths: dict[str, list[Path]] = {}  # each run's files, in the order they were given
         # Files read from the cache without their console: the console's tail as a run of that
         # file alone has it, and the entry's metadata to read the whole console with.
@@ -82,23 +85,6 @@ class OfflineSource:
         """Every run file under the folder, in the order `list_runs` reads them, without
         reading any; with them, the notes on copies that were read once (by the file read)."""
         return self._files()
-
-    def uncached_share(self, files: Sequence[Path]) -> float:
-        """The share of the files' bytes the cache has no entry for (current or not): 0.0 for
-        a rebuild that reads everything from the cache, 1.0 for a first build, or without a
-        cache. Looks at no entry's contents."""
-        if self._cache is None or not self._cache.cache.reads:
-            return 1.0
-        total = missing = 0
-        for path in files:
-            size = _size(path) + 1
-            total += size
-            try:
-                if not self._cache.has(str(path.resolve())):
-                    missing += size
-            except OSError:
-                missing += size
-        return missing / total if total else 1.0
 
     def run_paths(self, run: Run) -> list[Path]:
         """The files `read_runs` merged into this run, in the order they were given."""
@@ -183,7 +169,7 @@ class OfflineSource:
         decode to pay for them (see `_decode`)."""
         cached = {path: self._from_cache(path) for path in files}
         missing = [path for path, hit in cached.items() if hit is None]
-        decoded = _decode(missing, self._to_cache if self._cache else None)
+        decoded = _decode(missing, self._to_cache if self._cache else None, self.decode_in_workers)
         for path in files:
             hit = cached[path]
             yield path, next(decoded) if hit is None else hit
@@ -413,16 +399,18 @@ PARALLEL_MIN_BYTES = 4 * 1024 * 1024
 Store = Callable[[Path, "os.stat_result | None", FileContents, History], None]
 
 
-def _decode(paths: list[Path], store: Store | None) -> Iterator[tuple[FileContents, History]]:
+def _decode(
+    paths: list[Path], store: Store | None, in_workers: bool = True
+) -> Iterator[tuple[FileContents, History]]:
     """Each file's contents and history, in order; `store` (the cache's writer) is given each
     file decoded, by the process that decoded it. Several files with enough bytes between them
-    are decoded by forked worker processes, each taking the next file as it finishes one (and
+    are decoded by forked worker processes (unless `in_workers` is False), each taking the next file as it finishes one (and
     storing its cache entry itself: only the decoded arrays come back). Without fork (macOS,
     Windows) or with one core, this process decodes, and a thread beside it stores the
     entries: most of a write is waiting for the disk, which then overlaps the decoding."""
     workers = min(len(paths), _cores())
     total = sum(_size(path) for path in paths)
-    if workers >= 2 and total >= PARALLEL_MIN_BYTES and _can_fork():
+    if in_workers and workers >= 2 and total >= PARALLEL_MIN_BYTES and _can_fork():
         yield from _decode_in_workers(paths, store, workers)
         return
     writer = ThreadPoolExecutor(max_workers=1) if store is not None and paths else None

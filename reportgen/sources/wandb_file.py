@@ -447,11 +447,14 @@ _IS_KIND = np.zeros(max(_KIND_BY_FIELD) + 1, dtype=bool)
 _IS_KIND[list(_KIND_BY_FIELD)] = True
 
 
-def record_kinds(buffer: wire.Buffer, payloads: list[bytes]) -> np.ndarray:
+def record_kinds(
+    buffer: wire.Buffer, payloads: list[bytes], types: wandb_records.RecordTypes | None = None
+) -> np.ndarray:
     """Each record's type as the field number of its `record_type` (-1: none), as
     `record_kind` reads it: read for every record at once (records that need more than a
-    quick read are left to `record_kind`)."""
-    types = wandb_records.record_types(buffer.u8, buffer.starts, buffer.ends)
+    quick read are left to `record_kind`). `types`: the window's `record_types`, if read."""
+    if types is None:
+        types = wandb_records.record_types(buffer.u8, buffer.starts, buffer.ends)
     number = types.number
     decided = (number >= 0) & (number < len(_IS_KIND))
     decided &= _IS_KIND[np.clip(number, 0, len(_IS_KIND) - 1)]
@@ -480,7 +483,8 @@ class _RecordReader:
 
     def add(self, window: list[bytes]) -> None:
         buffer = wire.as_buffer(window)
-        kinds = record_kinds(buffer, window)
+        types = wandb_records.record_types(buffer.u8, buffer.starts, buffer.ends)
+        kinds = record_kinds(buffer, window, types)
         contents = self.contents
         if np.isin(kinds, _PRIMARY).any():
             contents.writes_metadata = True
@@ -488,8 +492,9 @@ class _RecordReader:
         summary = np.flatnonzero(kinds == _SUMMARY)
         if history.size or summary.size:
             decoded = wandb_records.decode_window(
-                buffer, history, summary, window, self.names, pb.Record.FromString, self.scan
-            )
+                buffer, history, summary, window, self.names, pb.Record.FromString, self.scan,
+                types,
+            )  # fmt: skip
             self._add_history(decoded.history, history, window)
             # Roughly two summary records per logged step: only the last value of each key
             # is decoded, unless the window must be merged record by record.
@@ -508,20 +513,25 @@ class _RecordReader:
                     )
         others = np.flatnonzero(np.isin(kinds, _OTHER_WANTED))
         timed = others[np.isin(kinds[others], _TIMED)]
-        if self.scan and timed.size and self._add_timed(buffer, timed, kinds[timed], window):
+        if self.scan and timed.size and self._add_timed(buffer, types, timed, kinds[timed], window):
             others = others[~np.isin(kinds[others], _TIMED)]
         for index in others.tolist():
             self._add_other(window[index], _KIND_BY_FIELD[int(kinds[index])])
 
     def _add_timed(
-        self, buffer: wire.Buffer, which: np.ndarray, kinds: np.ndarray, window: list[bytes]
+        self,
+        buffer: wire.Buffer,
+        types: wandb_records.RecordTypes,
+        which: np.ndarray,
+        kinds: np.ndarray,
+        window: list[bytes],
     ) -> bool:
         """Take in a window's system-stats and console records together: the newest of their
         moments, and the console lines that can still be in the tail (decoded from the last
         one back). False, having changed nothing, when they must be read one by one (see
         `wandb_records.newest_moment`): then `_add_other` meets them in order."""
         newest = wandb_records.newest_moment(
-            buffer, which, kinds, window, pb.Record.FromString, _MOMENTS.FromString
+            buffer, which, kinds, window, pb.Record.FromString, _MOMENTS.FromString, types
         )
         if newest is None:
             return False
