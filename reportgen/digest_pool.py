@@ -142,8 +142,8 @@ def read_and_digest(
     reads its share of the files (whole groups of files named for one run; the files the cache
     does not hold are decoded, and stored in the cache, by the process whose share they are,
     so that no history crosses between processes), the worker sends back the runs' metadata
-    only, this process chooses among
-    all of them (`filter_runs`, as ever), and each process digests the chosen runs it holds.
+    only, this process chooses among all of them (`filter_runs`, as ever), and each process
+    digests the chosen runs it holds.
     A run whose files turn out to be in both shares (a copied or renamed file) is read again
     here from all its files. The runs are ordered as one process orders them (by their first
     file), so the report is byte for byte the one a single process builds. A worker that
