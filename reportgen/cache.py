@@ -8,16 +8,19 @@ stores the file's size and mtime, so an unchanged `.wandb` file is not decoded a
 Layout (a team can point DuckDB or Spark at the Parquet files):
 
     <root>/CACHEDIR.TAG
-    <root>/v3/<area>/source.json              what the area holds (never credentials)
-    <root>/v3/<area>/listing.json             W&B sources: the last run listing (for --offline)
-    <root>/v3/<area>/entries/<name>/meta.json
-    <root>/v3/<area>/entries/<name>/history.parquet   columns row, step, key, value: rows
+    <root>/v4/<area>/source.json              what the area holds (never credentials)
+    <root>/v4/<area>/listing.json             W&B sources: the last run listing (for --offline)
+    <root>/v4/<area>/entries/<name>/meta.json
+    <root>/v4/<area>/entries/<name>/history.parquet   columns row, step, key, value: rows
                                                       grouped by key, the keys and their counts
                                                       in the schema metadata (reportgen.keys)
+    <root>/v4/<area>/entries/<name>/console.json      offline source: the file's whole console
+                                                      output, read only for a run of several
+                                                      files (meta.json has a lone file's tail)
 
 Writes are atomic (a reader sees the old file or the new one) and go under an exclusive file
 lock per area; reads take a shared lock, so two builds at once never see half an entry. The
-metadata records the SHA-256 of its Parquet file: a truncated or mismatched file is detected,
+metadata records the SHA-256 of its Parquet file (and of any side file): a truncated or mismatched file is detected,
 reported and fetched again instead of being trusted; so is a meta.json that parses but has the
 wrong shape. A cache folder this user cannot write (a shared, read-only cache) is used
 read-only: what it holds is read, nothing is stored, and the build says so once.
@@ -49,11 +52,12 @@ from reportgen.runs import History, Run
 
 ENV_DIR = "REPORTGEN_CACHE_DIR"
 # The layout version. v2 histories kept every record (columns row, step, key, value); v3 keeps
-# the same columns grouped by key, with the keys and their counts in the Parquet metadata. An
-# entry of an older layout (v1: one value per key and `_step`) is never read: old shapes are
-# not served.
-LAYOUT = "v3"
-OLD_LAYOUTS = ("v1", "v2")  # never read; `reportgen cache clear` removes them
+# the same columns grouped by key, with the keys and their counts in the Parquet metadata; v4
+# keeps an offline file's console output beside meta.json (console.json) rather than in it, as
+# a warm rebuild needs only its tail. An entry of an older layout (v1: one value per key and
+# `_step`) is never read: old shapes are not served.
+LAYOUT = "v4"
+OLD_LAYOUTS = ("v1", "v2", "v3")  # never read; `reportgen cache clear` removes them
 MODES = ("normal", "refresh", "offline")
 
 CACHEDIR_TAG = (
@@ -287,8 +291,36 @@ class CacheArea:
             raise CacheDamaged(f"history.parquet cannot be read ({exc})") from None
         return CachedEntry(meta, loaded)
 
-    def write(self, name: str, meta: Mapping[str, Any], history: History) -> None:
-        """Store one entry: the Parquet first, then the metadata that vouches for it."""
+    def read_side(self, name: str, file: str, meta: Mapping[str, Any]) -> bytes:
+        """A side file of the entry whose meta.json `read` returned (see `write`'s `sides`),
+        checked against the size and checksum that meta.json records for it.
+
+        Raises CacheDamaged when it is missing, or is not the file meta.json vouches for (an
+        entry written again meanwhile included): the caller reads the source again.
+        """
+        record = (meta.get("sides") or {}).get(file)
+        if not isinstance(record, dict):
+            raise CacheDamaged(f"meta.json records no {file}")
+        with self.locked(shared=True):
+            try:
+                data = (self.entry_dir(name) / _side_name(file)).read_bytes()
+            except OSError:
+                raise CacheDamaged(f"{file} is missing") from None
+        if len(data) != record.get("bytes") or (
+            hashlib.sha256(data).hexdigest() != record.get("sha256")
+        ):
+            raise CacheDamaged(f"{file} does not match its checksum")
+        return data
+
+    def write(
+        self,
+        name: str,
+        meta: Mapping[str, Any],
+        history: History,
+        sides: Mapping[str, bytes] | None = None,
+    ) -> None:
+        """Store one entry: the Parquet and the side files first (`sides`: file name → bytes,
+        read back with `read_side`), then the metadata that vouches for them."""
         if not self.cache.stores:
             return
         data = history_bytes(history)
@@ -298,6 +330,11 @@ class CacheArea:
             "bytes": len(data),
             "keys": len(history),
         }
+        if sides:
+            record["sides"] = {
+                file: {"sha256": hashlib.sha256(side).hexdigest(), "bytes": len(side)}
+                for file, side in sides.items()
+            }
         # Keys in the run's own order (no sort_keys): a config read back from the cache must
         # print in the same order as one read fresh, or report.json differs with the cache state.
         text = json.dumps(record, ensure_ascii=False, default=_jsonable)
@@ -307,6 +344,8 @@ class CacheArea:
             # Not flushed to disk: after a machine crash the checksum in meta.json finds a
             # history that did not reach the disk, and the run is read again.
             atomic.write_bytes(folder / "history.parquet", data, private=True, durable=False)
+            for file, side in (sides or {}).items():
+                atomic.write_bytes(folder / _side_name(file), side, private=True, durable=False)
             atomic.write_text(folder / "meta.json", text, private=True, durable=False)
 
     def remove(self, name: str) -> None:
@@ -419,7 +458,15 @@ _META_TYPES: dict[str, tuple[type, ...]] = {
     "run": (dict,),
     "contents": (dict,),
     "last_step": (int,),
+    "sides": (dict,),
 }
+
+
+def _side_name(file: str) -> str:
+    """A side file's name: a plain name inside the entry's folder, never a path."""
+    if not _SAFE.match(file) or file in ("meta.json", "history.parquet", ".lock"):
+        raise ValueError(f"not a side file name: {file!r}")
+    return file
 
 
 def _check_meta(meta: Any) -> None:

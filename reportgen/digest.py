@@ -59,11 +59,16 @@ def digest_run(spec: Spec, run: Run, history: History, now: datetime) -> RunDige
     metrics = resolve_metrics(run, history, spec.metrics)
     findings, health = check_run(spec.health, spec.metrics, run, history, metrics, now)
     steps = history.steps()
+    report = run_report(spec, run, history, metrics, findings, health)
+    if "json" in spec.outputs.formats:
+        from reportgen.render.json import with_encoded_parts
+
+        report = with_encoded_parts(report)
     return RunDigest(
         run=run,
         metrics=metrics,
         table=_sampled_table(spec, run, history, metrics),
-        report=run_report(spec, run, history, metrics, findings, health),
+        report=report,
         span=StepSpan(len(steps), int(steps[-1]) if len(steps) else None),
         history=_kept_history(spec, run, history),
         project=run_cells(spec.project_table, run, metrics) if spec.project_table else None,
@@ -84,6 +89,13 @@ def _sampled_table(
     table = sample(on_axis, spec.sampling)
     if spec.outputs.csv.where:
         table = keep_rows(table, spec.outputs.csv.where)
+    if "csv" in spec.outputs.formats:
+        from reportgen.render.csv import render_step_table
+        from reportgen.report import csv_columns
+
+        columns = csv_columns(spec, metrics)
+        text = render_step_table(table.steps, columns, table.values, table.present)
+        table = replace(table, csv=(tuple(columns), text))
     return table
 
 

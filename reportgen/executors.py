@@ -88,17 +88,23 @@ def _ray_installed() -> bool:
 
 
 class LocalExecutor:
-    """Today's path: the source reads (in worker processes when there is much to decode) and
-    this process digests the chosen runs, with one forked worker taking every other run when
-    there are enough of them to pay for it (see reportgen.digest_pool)."""
+    """One machine. A run folder with enough runs is read and digested on two processes, each
+    taking its share of the files, cold or cached (`digest_pool.read_and_digest`). Otherwise
+    the source reads (decoding in worker processes when there is much to decode) and this
+    process digests the chosen runs, with one forked worker taking every other run when there
+    are enough of them to pay for it (see reportgen.digest_pool)."""
 
     name = "local"
 
     def map_runs(
         self, spec: Spec, source: Source, now: datetime, progress: Progress | None = None
     ) -> MappedRuns:
-        from reportgen.digest_pool import digest_runs
+        from reportgen.digest_pool import digest_runs, read_and_digest
 
+        if spec.runs.limit is None and source.kind == "wandb-offline":
+            split = read_and_digest(spec, source, now, progress)  # type: ignore[arg-type]
+            if split is not None:  # a warm rebuild, read on two processes
+                return MappedRuns(split[0], split[1], [])
         if spec.runs.limit is not None and source.kind == "wandb-offline":
             found, runs = read_newest(spec, source, now, progress)
         else:
@@ -433,6 +439,7 @@ def read_and_digest(
     assert spec.source.path is not None
     cache, warnings = cache_setting.open() if cache_setting else (None, [])
     source = OfflineSource(spec.source, cache=cache)
+    source.decode_in_workers = False  # a task has one CPU: it decodes its files itself
     absolute = {str(Path(cwd, f).parent): str(Path(f).parent) for f in files}
     notes = {Path(cwd, f): lines for f, lines in (copy_notes or {}).items()}
     runs = source.read_runs([Path(cwd, f) for f in files], now=now, copy_notes=notes)

@@ -257,6 +257,9 @@ class SampledTable:
     values: dict[str, np.ndarray]
     present: dict[str, np.ndarray]
     notes: tuple[str, ...] = ()
+    # (columns, the CSV text of those columns): rendered by the process that digested the run
+    # (reportgen.digest), so the CSV files of a build are rendered on every core.
+    csv: tuple[tuple[str, ...], str] | None = None
 
 
 def sample_grid(xs: np.ndarray, sampling: Sampling) -> tuple[np.ndarray, str | None]:

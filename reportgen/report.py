@@ -160,6 +160,9 @@ class RunReport:
     logged_name: str | None = None  # W&B's name when `name` says "name (id)" to tell runs apart
     entity: str | None = None
     project: str | None = None
+    # report.json's text of the run's config and summary (the bulk of the file), encoded by the
+    # process that digested the run (reportgen.render.json.with_encoded_parts): {} when not.
+    encoded: dict[str, Any] = field(default_factory=dict)
 
     def metric(self, alias: str) -> MetricReport | None:
         return next((m for m in self.metrics if m.alias == alias), None)
@@ -205,6 +208,7 @@ class TableReport:
     present: dict[str, np.ndarray]
     keys: dict[str, str | None]
     notes: tuple[str, ...] = ()
+    text: str | None = None  # the CSV, when it was rendered already (where the run was digested)
 
     @property
     def rows(self) -> int:
@@ -526,9 +530,8 @@ def _table_reports(
         used.add(file)
         sampled = tables[run_id]
         resolved = metrics[run_id]
-        columns = list(csv.columns) if csv.columns is not None else list(spec.metrics)
-        if csv.missing == "drop":
-            columns = [c for c in columns if resolved[c].found]
+        columns = csv_columns(spec, resolved)
+        rendered = sampled.csv[1] if sampled.csv and sampled.csv[0] == tuple(columns) else None
         reports.append(
             TableReport(
                 file=file,
@@ -542,9 +545,20 @@ def _table_reports(
                 present={c: sampled.present[c] for c in columns},
                 keys={c: resolved[c].key for c in columns},
                 notes=sampled.notes,
+                text=rendered,
             )
         )
     return tuple(reports)
+
+
+def csv_columns(spec: Spec, resolved: Mapping[str, ResolvedMetric]) -> list[str]:
+    """The aliases a run's CSV has: `outputs.csv.columns` (else every alias), less those the
+    run did not log when `missing: drop`."""
+    csv = spec.outputs.csv
+    columns = list(csv.columns) if csv.columns is not None else list(spec.metrics)
+    if csv.missing == "drop":
+        columns = [c for c in columns if resolved[c].found]
+    return columns
 
 
 MAX_EXPERIMENTS = 6

@@ -286,7 +286,7 @@ def test_every_record_round_trips_and_entries_of_the_old_layout_are_never_served
 
     legacy = Path(__file__).parent / "data" / "legacy"
     cache = RunCache(tmp_path / "cache")
-    for layout in ("v1", "v2"):
+    for layout in ("v1", "v2", "v3"):
         old = tmp_path / "cache" / layout / "wandb-offline-0123456789" / "entries" / "x"
         old.mkdir(parents=True)
         (old / "meta.json").write_text('{"history": {"bytes": 0, "sha256": ""}}')
@@ -301,4 +301,52 @@ def test_every_record_round_trips_and_entries_of_the_old_layout_are_never_served
         assert history.to_long().columns.tolist() == ["row", "step", "key", "value"]
     entries = sorted((tmp_path / "cache" / LAYOUT).glob("wandb-offline-*/entries/*/meta.json"))
     assert len(entries) == 2
-    assert [a.path.parent.name for a in cache.areas()] == [LAYOUT] == ["v3"]
+    assert [a.path.parent.name for a in cache.areas()] == [LAYOUT] == ["v4"]
+
+
+def test_a_console_is_kept_beside_the_metadata_and_read_only_for_a_run_of_several_files(
+    project_copy, shared_dir, tmp_path
+):
+    """meta.json keeps the tail a lone file's run shows; console.json the whole console, read
+    when files merge (a shared-mode run's two writers). Runs read from the cache are those
+    read from the files, console tails included; a damaged console.json is read again."""
+    import json
+    import shutil
+
+    from reportgen.sources.offline import CONSOLE_FILE, OfflineSource
+    from reportgen.spec import SourceSpec
+
+    root = tmp_path / "runs"
+    shutil.copytree(project_copy, root / "project", symlinks=True)
+    shutil.copytree(shared_dir, root / "shared", symlinks=True)
+    for path in root.rglob("run-*.wandb"):
+        _age(path, 60)
+    spec = SourceSpec("wandb-offline", path=str(root))
+
+    def runs(cache: RunCache | None) -> dict[str, object]:
+        return {run.id: run for run in OfflineSource(spec, cache=cache).list_runs()}
+
+    decoded = runs(None)
+    assert len(decoded["shared01"].locations) == 2  # type: ignore[attr-defined]
+    crash_tail = decoded["crash001"].console_tail  # type: ignore[attr-defined]
+    assert any("CUDA out of memory" in line for line in crash_tail)
+    assert decoded["shared01"].console_tail  # type: ignore[attr-defined]
+    cache = RunCache(tmp_path / "cache")
+    assert repr(runs(cache)) == repr(decoded)  # decoded, and stored
+    metas = {
+        json.loads(meta.read_text())["contents"]["run_id"]: meta
+        for meta in (tmp_path / "cache").glob(f"{LAYOUT}/*/entries/*/meta.json")
+    }
+    crash = json.loads(metas["crash001"].read_text())
+    assert "console" not in crash["contents"]
+    assert tuple(crash["contents"]["console_tail"]) == crash_tail
+    assert (metas["crash001"].parent / CONSOLE_FILE).is_file()
+    assert repr(runs(cache)) == repr(decoded) and not cache.warnings  # from the cache
+    shared = [m for m in (tmp_path / "cache").glob(f"{LAYOUT}/*/entries/*/meta.json")
+              if json.loads(m.read_text())["contents"]["run_id"] == "shared01"]  # fmt: skip
+    assert len(shared) == 2
+    side = shared[0].parent / CONSOLE_FILE
+    side.write_bytes(side.read_bytes()[:-5])  # cut short
+    assert repr(runs(cache)) == repr(decoded)
+    assert len(cache.warnings) == 1 and "console.json" in cache.warnings[0]
+    assert "read the file again" in cache.warnings[0]

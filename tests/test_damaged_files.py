@@ -137,3 +137,37 @@ def test_decoding_in_worker_processes_reads_exactly_what_one_process_reads(
     assert [repr(run) for run, _ in together] == [repr(run) for run, _ in alone]  # NaN-safe
     for (_, a), (_, b) in zip(alone, together, strict=True):
         assert a.equals(b)
+
+
+def test_files_decoded_in_worker_processes_are_cached_as_one_process_caches_them(
+    project_copy, tmp_path, monkeypatch
+):
+    """The workers store the cache entries of the files they decode (a cut file among them):
+    the same entries, byte for byte, as one process stores; a rebuild reads them back."""
+    from reportgen.cache import CacheLocation, RunCache
+    from reportgen.sources import offline
+
+    cut = max(project_copy.rglob("run-*.wandb"), key=lambda path: path.stat().st_size)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    for path in project_copy.rglob("*.wandb"):  # settled files: the cache stores them
+        os.utime(path, (time.time() - 60, time.time() - 60))
+
+    def read_into(cache_dir: Path) -> list[str]:
+        cache = RunCache.at(CacheLocation(cache_dir, "test"))
+        source = OfflineSource(SourceSpec("wandb-offline", path=str(project_copy)), cache=cache)
+        return sorted(repr(run) for run in source.list_runs())
+
+    alone = read_into(tmp_path / "alone")
+    monkeypatch.setattr(offline, "PARALLEL_MIN_BYTES", 0)
+    together = read_into(tmp_path / "together")
+    assert together == alone and any("bytes could not be read" in run for run in alone)
+    entries = sorted(p.relative_to(tmp_path / "alone") for p in (tmp_path / "alone").rglob("*"))
+    assert sum(p.name == "meta.json" for p in entries) == len(list(project_copy.rglob("*.wandb")))
+    assert entries == sorted(
+        p.relative_to(tmp_path / "together") for p in (tmp_path / "together").rglob("*")
+    )
+    for path in entries:
+        if path.name in ("meta.json", "history.parquet"):
+            alone_bytes = (tmp_path / "alone" / path).read_bytes()
+            assert alone_bytes == (tmp_path / "together" / path).read_bytes(), path
+    assert read_into(tmp_path / "together") == alone  # read back from the workers' entries

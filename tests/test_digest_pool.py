@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -10,6 +13,9 @@ import numpy as np
 from conftest import write_spec
 
 from reportgen import build, digest_pool
+from reportgen.cache import RunCache, default_location
+from reportgen.render.csv import render_step_table
+from reportgen.select import filter_runs
 from reportgen.sources.offline import OfflineSource
 from reportgen.spec import load_spec
 
@@ -76,3 +82,174 @@ def test_a_build_on_two_processes_writes_the_files_of_one(project_dir, tmp_path,
     assert names == sorted(p.name for p in shared.iterdir() if p.is_file())
     for name in names:
         assert (alone / name).read_bytes() == (shared / name).read_bytes(), name
+
+
+def warm_folder(project_dir: Path, tmp_path: Path) -> Path:
+    """The project, plus a renamed copy of one run's file (`run-zz…`: a file named for another
+    run that holds resume01's records), so that one run has files named for two runs."""
+    root = tmp_path / "runs"
+    shutil.copytree(project_dir, root, symlinks=True)
+    original = next(root.rglob("run-resume01.wandb"))
+    renamed = root / "wandb" / "offline-run-20261130_235959-zzrenamed" / "run-zzrenamed.wandb"
+    renamed.parent.mkdir()
+    shutil.copy2(original, renamed)
+    for path in root.rglob("*.wandb"):  # settled files: the cache stores them (see offline.py)
+        os.utime(path, (path.stat().st_atime - 60, path.stat().st_mtime - 60))
+    return root
+
+
+def test_a_warm_build_read_on_two_processes_writes_the_files_of_one(
+    project_dir, tmp_path, monkeypatch
+):
+    """Every file cached: the worker reads its share of the cache too; the files written are
+    those of a build on one process, byte for byte, and so are the runs found."""
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "cache"))
+    spec = load_spec(spec_over(tmp_path, warm_folder(project_dir, tmp_path)))
+    monkeypatch.setattr(digest_pool, "MIN_RUNS", 10**9)
+    cold = build(spec, out_dir=tmp_path / "cold", now=NOW).out_dir  # fills the cache
+    alone = build(spec, out_dir=tmp_path / "alone", now=NOW).out_dir
+    monkeypatch.setattr(digest_pool, "MIN_RUNS", 1)
+    cache = RunCache.at(default_location(), "normal")
+    source = OfflineSource(spec.source, cache=cache)
+    split = digest_pool.read_and_digest(spec, source, NOW)
+    assert split is not None  # every file was cached: read on two processes
+    found, digests = split
+    one = OfflineSource(spec.source, cache=cache)
+    listed = one.list_runs(now=NOW)
+    assert found == len(listed) == 7
+    expected = [
+        replace(run, logged_steps=len(one.history(run).steps()))
+        for run in filter_runs(listed, spec.runs, NOW)
+    ]
+    assert_same(
+        [dataclasses.asdict(d.run) for d in digests], [dataclasses.asdict(run) for run in expected]
+    )
+    shared = build(spec, out_dir=tmp_path / "shared", now=NOW).out_dir
+    names = sorted(p.name for p in alone.iterdir() if p.is_file())
+    assert "report.json" in names and sum(name.endswith(".csv") for name in names) == 7
+    assert names == sorted(p.name for p in shared.iterdir() if p.is_file())
+    for name in names:
+        assert (alone / name).read_bytes() == (shared / name).read_bytes(), name
+        assert (cold / name).read_bytes() == (shared / name).read_bytes(), name
+
+
+def test_a_run_whose_files_fall_in_both_shares_is_merged_from_all_of_them(
+    project_dir, tmp_path, monkeypatch
+):
+    """resume01's files are named for two runs, so they can be dealt to different processes:
+    the run is read again here from all three, as one process reads it."""
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "cache"))
+    spec = load_spec(spec_over(tmp_path, warm_folder(project_dir, tmp_path)))
+    cache = RunCache.at(default_location(), "normal")
+    one = OfflineSource(spec.source, cache=cache)
+    listed = {run.id: run for run in one.list_runs(now=NOW)}  # fills the cache
+    files, _ = one.list_files()
+    assert sum(path.name == "run-resume01.wandb" for path in files) == 2
+
+    def renamed_copy_apart(files: list[Path], groups: list[list[int]]) -> set[int]:
+        """The worker's share: the renamed copy, and every other run's files but resume01's."""
+        dealt = {at for group in groups[1::2] for at in group}
+        dealt.add(next(at for at, path in enumerate(files) if path.name == "run-zzrenamed.wandb"))
+        return {at for at in dealt if files[at].name != "run-resume01.wandb"}
+
+    monkeypatch.setattr(digest_pool, "_deal", renamed_copy_apart)
+    monkeypatch.setattr(digest_pool, "MIN_RUNS", 1)
+    split = digest_pool.read_and_digest(spec, OfflineSource(spec.source, cache=cache), NOW)
+    assert split is not None
+    found, digests = split
+    assert found == len(listed) == 7
+    merged = next(d for d in digests if d.run.id == "resume01")
+    assert merged.run.locations == listed["resume01"].locations and len(merged.run.locations) == 3
+    assert merged.span.steps == 100
+    assert [d.run.id for d in digests] == [
+        r.id for r in filter_runs(list(listed.values()), spec.runs, NOW)
+    ]
+
+
+def test_a_cold_build_split_on_two_processes_writes_the_files_and_the_cache_of_one(
+    project_dir, tmp_path, monkeypatch
+):
+    """Nothing cached: each process decodes its share and stores it in the cache. The files
+    written, and every cache entry, are byte for byte those of a build on one process."""
+    spec = load_spec(spec_over(tmp_path, warm_folder(project_dir, tmp_path)))
+    monkeypatch.setattr(digest_pool, "MIN_RUNS", 10**9)
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "cache-alone"))
+    alone = build(spec, out_dir=tmp_path / "alone", now=NOW).out_dir
+    monkeypatch.setattr(digest_pool, "MIN_RUNS", 1)
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "cache-split"))
+    split = digest_pool.read_and_digest(
+        spec, OfflineSource(spec.source, cache=RunCache.at(default_location())), NOW
+    )
+    assert split is not None and split[0] == 7  # read on two processes, from the files
+    shutil.rmtree(tmp_path / "cache-split")
+    shared = build(spec, out_dir=tmp_path / "shared", now=NOW).out_dir
+    names = sorted(p.name for p in alone.iterdir() if p.is_file())
+    assert "report.json" in names and sum(name.endswith(".csv") for name in names) == 7
+    assert names == sorted(p.name for p in shared.iterdir() if p.is_file())
+    for name in names:
+        assert (alone / name).read_bytes() == (shared / name).read_bytes(), name
+    one = sorted(
+        p.relative_to(tmp_path / "cache-alone") for p in (tmp_path / "cache-alone").rglob("*")
+    )
+    two = sorted(
+        p.relative_to(tmp_path / "cache-split") for p in (tmp_path / "cache-split").rglob("*")
+    )
+    assert one == two and sum(p.name == "meta.json" for p in one) == 9  # every file's entry
+    for path in one:
+        if path.name in ("meta.json", "history.parquet"):
+            assert (tmp_path / "cache-alone" / path).read_bytes() == (
+                tmp_path / "cache-split" / path
+            ).read_bytes(), path
+
+
+def test_csv_files_rendered_where_runs_were_digested_are_those_of_their_tables(
+    project_dir, tmp_path
+):
+    """Each run's CSV is rendered by the process that digested it: the file holds exactly the
+    table's cells, with the columns `outputs.csv` names (less the missing, dropped ones)."""
+    spec_path = write_spec(
+        tmp_path / "spec.yaml",
+        f'version: 1\ntitle: csv\nsource: {{type: wandb-offline, path: "{project_dir}"}}\n'
+        "metrics: {length: response_length/mean, loss: train/loss, reward: reward/mean}\n"
+        "select: {best: {by: loss}}\n"
+        "outputs:\n"
+        f'  dir: "{tmp_path / "out"}"\n'
+        "  formats: [csv, json]\n"
+        "  csv: {columns: [loss, length], missing: drop}\n",
+    )
+    result = build(load_spec(spec_path), now=NOW)
+    assert [table.selection for table in result.report.tables] == ["best"]
+    for table in result.report.tables:
+        assert table.text is not None and table.columns == ("loss",)  # length: not logged
+        assert (result.out_dir / table.file).read_text() == render_step_table(
+            table.steps, table.columns, table.values, table.present
+        )
+
+
+def test_entries_gone_stale_are_decoded_by_whichever_process_reads_them(
+    project_dir, tmp_path, monkeypatch
+):
+    """Every file has an entry but none is current (each file's mtime changed): each process
+    decodes its share and stores it; the files written are those of one process, and the next
+    build reads every run from the cache."""
+    from reportgen.sources import offline
+
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "cache"))
+    root = warm_folder(project_dir, tmp_path)
+    spec = load_spec(spec_over(tmp_path, root))
+    monkeypatch.setattr(digest_pool, "MIN_RUNS", 10**9)
+    alone = build(spec, out_dir=tmp_path / "alone", now=NOW).out_dir  # fills the cache
+    for path in root.rglob("*.wandb"):
+        os.utime(path, (path.stat().st_atime - 30, path.stat().st_mtime - 30))
+    monkeypatch.setattr(digest_pool, "MIN_RUNS", 1)
+    shared = build(spec, out_dir=tmp_path / "shared", now=NOW)
+    assert not shared.warnings
+    names = sorted(p.name for p in alone.iterdir() if p.is_file())
+    for name in names:
+        assert (alone / name).read_bytes() == (shared.out_dir / name).read_bytes(), name
+    decoded = []
+    monkeypatch.setattr(offline, "stat_and_read", lambda path: decoded.append(path))
+    again = build(spec, out_dir=tmp_path / "again", now=NOW).out_dir
+    assert decoded == []  # every entry was stored again, by the process that decoded it
+    for name in names:
+        assert (alone / name).read_bytes() == (again / name).read_bytes(), name

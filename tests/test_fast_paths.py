@@ -12,9 +12,11 @@ import pytest
 from reportgen import atomic
 from reportgen.cache import CacheDamaged, RunCache, history_bytes, history_from_bytes
 from reportgen.expressions import ExpressionError, evaluate, evaluate_condition, parse_expression
+from reportgen.jsonvalues import jsonable
 from reportgen.render.csv import exact_numbers, render_step_table
-from reportgen.render.json import dumps_indented
+from reportgen.render.json import dumps_indented, with_encoded_parts
 from reportgen.render.text import exact_number
+from reportgen.report import RunReport
 from reportgen.runs import History
 
 EDGES = [
@@ -36,6 +38,37 @@ def test_csv_table_leaves_unlogged_cells_empty_and_writes_nan_where_logged():
         {"loss": np.array([True, True, False])},
     )
     assert text.splitlines() == ["step,loss", "0,1.5", "10,nan", "20,"]
+
+
+def test_csv_rows_joined_are_those_the_csv_module_writes():
+    """Rows are joined without the csv module: the same text, quoted header included."""
+    import csv
+    import io
+
+    rng = np.random.default_rng(3)
+    steps = np.arange(0, 5000, 7)
+    columns = ["loss", 'odd, "name"', "nan-ish"]
+    values = {
+        "loss": rng.normal(size=len(steps)) * 10.0 ** rng.integers(-30, 30, size=len(steps)),
+        'odd, "name"': np.round(rng.normal(size=len(steps)) * 100),
+        "nan-ish": np.where(rng.random(len(steps)) < 0.3, math.nan, rng.random(len(steps))),
+    }
+    values["loss"][: len(EDGES)] = EDGES
+    present = {c: rng.random(len(steps)) < 0.8 for c in columns}
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["step", *columns])
+    for i, step in enumerate(steps.tolist()):
+        row = [str(step)]
+        row += [exact_number(float(values[c][i])) if present[c][i] else "" for c in columns]
+        writer.writerow(row)
+    assert render_step_table(steps, columns, values, present) == out.getvalue()
+    assert render_step_table(
+        np.array([]),
+        columns,
+        {c: np.array([]) for c in columns},
+        {c: np.array([], dtype=bool) for c in columns},
+    ) == ('step,loss,"odd, ""name""",nan-ish\n')
 
 
 def test_write_many_writes_every_file_and_a_repeated_path_keeps_its_last_data(tmp_path):
@@ -98,6 +131,31 @@ def test_report_json_text_is_what_the_standard_library_writes(value):
             dumps_indented(value)
     else:
         assert dumps_indented(value) == expected
+
+
+def test_a_run_part_encoded_beforehand_is_the_text_report_json_would_have():
+    """Config and summary encoded where a run was digested: at their place in report.json the
+    text is used, elsewhere (or when the document falls back to json.dumps) their value."""
+    config = {"lr": 1e-4, "nested": {"layers": [1, 2, (3, 4)], "nan": math.nan, "": None}}
+    run = RunReport(
+        id="r1", name="r1", state="finished", exit_code=0, url=None, tags=(), group=None,
+        job_type=None, created_at=None, config=config, summary={"a": 1.5}, first_step=None,
+        last_step=None, rows=0, metrics=(),
+    )  # fmt: skip
+    parts = with_encoded_parts(run).encoded
+    assert set(parts) == {"config", "summary"}
+    plain = {"runs": [{"id": "r1", "config": jsonable(config), "summary": {"a": 1.5}}]}
+    expected = json.dumps(plain, indent=2, ensure_ascii=False, allow_nan=False)
+    encoded = {"runs": [{"id": "r1", "config": parts["config"], "summary": parts["summary"]}]}
+    assert dumps_indented(encoded) == expected
+    assert '"nan": "NaN"' in parts["config"].text and parts["config"].text.endswith("\n      }")
+    moved = {"config": parts["config"]}  # not at its place: encoded from its value
+    assert dumps_indented(moved) == json.dumps({"config": jsonable(config)}, indent=2)
+    fallback = {**encoded, "odd": [np.int64(3)]}  # not plain: the standard library's text
+    with pytest.raises(TypeError):
+        dumps_indented(fallback)
+    tuples = {**encoded, 1: "a key that is not text"}
+    assert dumps_indented(tuples) == json.dumps({**plain, 1: "a key that is not text"}, indent=2)
 
 
 def test_expressions_and_conditions_evaluate_as_before():
@@ -207,3 +265,37 @@ def test_trailing_and_centred_medians_are_pandas_rolling_medians(length):
         assert np.array_equal(rolling_median(values, w), full, equal_nan=True)
         assert np.array_equal(rolling_median(values, w, full=False), partial, equal_nan=True)
         assert np.array_equal(centred_median(values, w), centred, equal_nan=True), (trial, w)
+
+
+def test_the_user_stop_line_is_the_one_a_search_of_every_line_finds():
+    """The whole console is cleaned and searched for the words at once before its lines are:
+    the line found is the one a plain search of every cleaned line finds, or None for both."""
+    from reportgen.health.checks import lifecycle
+
+    def plain(console: tuple[str, ...]) -> str | None:
+        for raw in reversed(console):
+            line = lifecycle._clean(raw)
+            if lifecycle._USER_STOP.search(line):
+                return line if len(line) <= 200 else line[:197] + "…"
+        return None
+
+    consoles = [
+        (),
+        ("epoch 1", "loss 0.3", "done"),
+        ("step 5", "Keyboard\x1b[0mInterrupt"),  # a colour code inside the word
+        ("[rank0]:KeyboardInterrupt", "[rank1]: other"),
+        ("Ctrl + C detected, exiting", "wandb: Synced"),
+        ("CTRL-C pressed", "ctrl", "nothing after"),
+        ("\u0130nterrupted by user",),  # İ folds to i under re.I
+        ("sig", "int", "SIGINT"),
+        ("a line that says ctrl but not a stop", "and interrupted byte-wise"),
+        ("x" * 300 + " KeyboardInterrupt",),
+        ("(TaskRunner pid=42) KeyboardInterrupt", "\x1b[31mSIGINT\x1b[0m received"),
+    ]
+    found = []
+    for console in consoles:
+        lifecycle.user_stop_line.cache_clear()
+        found.append(lifecycle.user_stop_line(console))
+        assert found[-1] == plain(console), console
+    assert found[:4] == [None, None, "KeyboardInterrupt", "KeyboardInterrupt"]
+    assert found[8] is None and sum(line is not None for line in found) == 8

@@ -171,3 +171,65 @@ def test_a_summary_removal_keeps_its_place_among_updates(tmp_path, real_payloads
     payloads = [summary({"x": "1", "y": "2"}), summary({}, ("x",)), summary({"y": "3"})]
     fast, _ = read_both(tmp_path, [*real_payloads, *payloads])
     assert "x" not in fast.summary and fast.summary["y"] == 3
+
+
+def stats_record(seconds: int, nanos: int = 0, key: str = "gpu.0.gpu") -> pb.Record:
+    record = pb.Record()
+    record.stats.timestamp.seconds = seconds
+    record.stats.timestamp.nanos = nanos
+    record.stats.item.add(key=key, value_json="12.5")
+    return record
+
+
+def console_record(seconds: int, line: str, raw: bool = True) -> bytes:
+    record = pb.Record()
+    output = record.output_raw if raw else record.output
+    output.timestamp.seconds = seconds
+    output.line = line
+    return record.SerializeToString()
+
+
+def test_system_stats_and_console_records_are_read_as_protobuf_reads_them(tmp_path, real_payloads):
+    """Stats and console records are taken a window at a time; any that protobuf would read
+    otherwise (two timestamps, merged; none; a record that does not decode) are read one by
+    one, and the newest moment, the console tail and the damage are the plain reader's."""
+    late = 4_000_000_000  # after every moment in the real run
+    # One stats message holding two timestamps (protobuf merges them: the second's seconds,
+    # the first's nanos, as the second sets none).
+    body = stats_record(late + 50, 3).stats.SerializeToString()
+    body += stats_record(late).stats.SerializeToString()
+    two_stamps = b"\x3a" + varint(len(body)) + body
+    # A timestamp whose nanos come before its seconds (read by protobuf as usual).
+    stamp = b"\x10\x09\x08" + varint(late + 3)
+    nanos_first = b"\x3a" + varint(len(stamp) + 2) + b"\x12" + varint(len(stamp)) + stamp
+    cases = {
+        "plain": [stats_record(late, 5).SerializeToString()],
+        "negative nanos": [stats_record(late, -7).SerializeToString()],
+        "nanos first": [nanos_first],
+        "merged": [two_stamps],
+        "no moment": [stats_record(0).SerializeToString()],
+        "undecodable": [
+            stats_record(late + 99, 0, "\x00").SerializeToString().replace(b"\x00", b"\xff")
+        ],
+        # control after the record's type, as current writers put it (read together), and
+        # an exit record's field after it (protobuf keeps the last of the oneof: no moment)
+        "control after": [console_record(late + 1, "a\n") + b"\x82\x01\x02\x20\x01"],
+        "exit after": [console_record(late + 2, "b\n") + b"\x92\x01\x02\x08\x01"],
+        "console": [console_record(late + at, f"line {at} " + "x" * 900 + "\n") for at in range(40)]
+        + [console_record(late + 40, "last\n", raw=False)],
+    }
+    newest = {}
+    for name, payloads in cases.items():
+        fast, _ = read_both(tmp_path / name.replace(" ", "-"), [*real_payloads, *payloads])
+        newest[name] = fast.last_time
+    assert newest["plain"] == late + 5e-9
+    assert newest["merged"] == late + 3e-9
+    assert newest["negative nanos"] == late - 7e-9 and newest["nanos first"] == late + 3 + 9e-9
+    assert newest["undecodable"] < late and newest["no moment"] < late
+    assert newest["control after"] == late + 1 and newest["exit after"] < late
+    assert newest["console"] == late + 40
+    console, _ = read_both(tmp_path / "console-again", [*real_payloads, *cases["console"]])
+    assert console.console[-1] == (late + 40, "last\n")
+    assert sum(len(line) for _, line in console.console) <= 16_000
+    undecodable, _ = read_both(tmp_path / "bad-again", [*real_payloads, *cases["undecodable"]])
+    assert [d.reason for d in undecodable.damages] == ["a record could not be decoded"]

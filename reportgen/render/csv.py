@@ -16,6 +16,8 @@ from reportgen.report import TableReport
 
 
 def render_csv(table: TableReport) -> str:
+    if table.text is not None:  # rendered where the run was digested (reportgen.digest)
+        return table.text
     return render_step_table(table.steps, table.columns, table.values, table.present)
 
 
@@ -33,10 +35,11 @@ def render_step_table(
             texts[i] = ""
         cells.append(texts)
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["step", *columns])
-    writer.writerows(zip(*cells, strict=True))
-    return out.getvalue()
+    csv.writer(out, lineterminator="\n").writerow(["step", *columns])
+    # The cells are numbers (digits, sign, point, e, nan, inf) or empty, and a row starts with
+    # its step: nothing to quote, so rows are joined as the csv module would write them.
+    rows = "\n".join(map(",".join, zip(*cells, strict=True)))
+    return out.getvalue() + (rows + "\n" if rows else "")
 
 
 def exact_numbers(values: np.ndarray) -> list[str]:

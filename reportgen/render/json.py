@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from json.encoder import encode_basestring
 from typing import Any
 
@@ -44,8 +44,8 @@ def _run(run: RunReport) -> dict[str, Any]:
         "group": run.group,
         "job_type": run.job_type,
         "created_at": run.created_at,
-        "config": run.config,
-        "summary": run.summary,
+        "config": run.encoded.get("config", run.config),
+        "summary": run.encoded.get("summary", run.summary),
         "steps": {"first": run.first_step, "last": run.last_step, "rows": run.rows},
         "verdict": run.verdict,
         "unjudged_reason": run.health.unjudged if run.verdict == "unjudged" else None,
@@ -170,18 +170,58 @@ def render_json(report: Report) -> str:
     return dumps_indented(report_dict(report)) + "\n"
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """A value already encoded by `dumps_indented` at the place `newline` (a newline and that
+    place's indent): its text is used as is there, and anywhere else the value is encoded."""
+
+    value: Any
+    text: str
+    newline: str
+
+
+# Where a run's config and summary sit in report.json: {"runs": [{"config": ...}]}.
+RUN_PART_NEWLINE = "\n" + " " * 6
+ENCODED_PARTS = ("config", "summary")
+
+
+def with_encoded_parts(run: RunReport) -> RunReport:
+    """The run's report with its config and summary encoded as report.json writes them: done
+    by the process that digested the run, since they are most of a report.json of many runs
+    (the same text, see `dumps_indented`). A part that is not plain JSON is left out."""
+    encoded = {}
+    for part in ENCODED_PARTS:
+        value = jsonable(getattr(run, part))
+        out: list[str] = []
+        try:
+            _encode(value, RUN_PART_NEWLINE, out)
+        except _NotPlain:
+            continue
+        encoded[part] = Encoded(value, "".join(out), RUN_PART_NEWLINE)
+    return replace(run, encoded=encoded)
+
+
 def dumps_indented(value: Any) -> str:
     """`json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False)`, the same text, but
     about twice as fast on plain data: with an indent, the standard library encodes in Python
     one token at a time, and a report of hundreds of runs is megabytes of JSON. Anything but
     plain JSON data (a non-finite number, a key that is not text, another type) is left to the
-    standard library, errors included."""
+    standard library, errors included. `Encoded` values are their text where they were encoded
+    for, else their value."""
     out: list[str] = []
     try:
         _encode(value, "\n", out)
     except _NotPlain:
-        return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False)
+        return json.dumps(
+            value, indent=2, ensure_ascii=False, allow_nan=False, default=_encoded_value
+        )
     return "".join(out)
+
+
+def _encoded_value(value: Any) -> Any:
+    if isinstance(value, Encoded):
+        return value.value
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 class _NotPlain(Exception):
@@ -201,9 +241,18 @@ def _encode(value: Any, newline: str, out: list[str]) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise _NotPlain
-            out.append(opening + inner + encode_basestring(key) + ": ")
+            # Text, whole and finite numbers (most values) are written here, without a call.
+            kind = type(item)
+            if kind is str:
+                out.append(f"{opening}{inner}{encode_basestring(key)}: {encode_basestring(item)}")
+            elif kind is int:
+                out.append(f"{opening}{inner}{encode_basestring(key)}: {int.__repr__(item)}")
+            elif kind is float and math.isfinite(item):
+                out.append(f"{opening}{inner}{encode_basestring(key)}: {float.__repr__(item)}")
+            else:
+                out.append(opening + inner + encode_basestring(key) + ": ")
+                _encode(item, inner, out)
             opening = ","
-            _encode(item, inner, out)
         out.append(newline + "}")
     elif isinstance(value, (list, tuple)):
         if not value:
@@ -212,9 +261,17 @@ def _encode(value: Any, newline: str, out: list[str]) -> None:
         inner = newline + "  "
         opening = "["
         for item in value:
-            out.append(opening + inner)
+            kind = type(item)
+            if kind is str:
+                out.append(f"{opening}{inner}{encode_basestring(item)}")
+            elif kind is int:
+                out.append(f"{opening}{inner}{int.__repr__(item)}")
+            elif kind is float and math.isfinite(item):
+                out.append(f"{opening}{inner}{float.__repr__(item)}")
+            else:
+                out.append(opening + inner)
+                _encode(item, inner, out)
             opening = ","
-            _encode(item, inner, out)
         out.append(newline + "]")
     elif value is None:
         out.append("null")
@@ -226,5 +283,10 @@ def _encode(value: Any, newline: str, out: list[str]) -> None:
         out.append(int.__repr__(value))
     elif isinstance(value, float) and math.isfinite(value):
         out.append(float.__repr__(value))
+    elif isinstance(value, Encoded):
+        if value.newline == newline:
+            out.append(value.text)
+        else:
+            _encode(value.value, newline, out)
     else:
         raise _NotPlain

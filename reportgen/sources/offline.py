@@ -13,13 +13,17 @@ file modification times, which copying or cloning resets.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import re
+import sys
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +54,13 @@ class OfflineSource:
         self.stale_after = spec.stale_after.total_seconds()
         self._now = now
         self._histories: dict[str, History] = {}
+        # False in a process that is itself one of several readers (the local executor's two
+        # processes, a Ray task): its files are decoded here, with no worker processes of its own.
+        self.decode_in_workers = True
+        self._paths: dict[str, list[Path]] = {}  # each run's files, in the order they were given
+        # Files read from the cache without their console: the console's tail as a run of that
+        # file alone has it, and the entry's metadata to read the whole console with.
+        self._cached_consoles: dict[Path, tuple[tuple[str, ...], dict[str, Any]]] = {}
         self._cache: CacheArea | None = cache.area("wandb-offline", {}) if cache else None
 
     def describe(self) -> dict[str, Any]:
@@ -69,6 +80,15 @@ class OfflineSource:
         """Read every run under the folder (filters are applied by the caller)."""
         files, copy_notes = self._files()
         return self.read_runs(files, progress, now, copy_notes)
+
+    def list_files(self) -> tuple[list[Path], dict[Path, list[str]]]:
+        """Every run file under the folder, in the order `list_runs` reads them, without
+        reading any; with them, the notes on copies that were read once (by the file read)."""
+        return self._files()
+
+    def run_paths(self, run: Run) -> list[Path]:
+        """The files `read_runs` merged into this run, in the order they were given."""
+        return self._paths[run.id]
 
     def run_files(self) -> tuple[dict[str, list[Path]], dict[Path, list[str]]]:
         """Every run file under the folder, grouped by the run id in its name, without reading
@@ -93,11 +113,13 @@ class OfflineSource:
         record is still running."""
         notes_of = copy_notes or {}
         fragments: dict[str, list[tuple[FileContents, History]]] = defaultdict(list)
+        paths: dict[str, list[Path]] = defaultdict(list)
         for done, (path, (contents, history)) in enumerate(self._read_all(files), start=1):
             if progress:
                 progress(done, len(files), path.parent.name)
             run_id = contents.run_id or _id_from_path(path)
             fragments[run_id].append((contents, history))
+            paths[run_id].append(path)
         # The time runs are judged at: this source's own `now` if it was given one, else the
         # build's (`--now`), else the clock.
         moment = self._now if self._now is not None else (now.timestamp() if now else None)
@@ -106,8 +128,14 @@ class OfflineSource:
         found = []
         for run_id, parts in fragments.items():
             extra = [n for contents, _ in parts for n in notes_of.get(contents.path, [])]
-            run, history = self._merge(run_id, parts, moment, extra)
+            tail = None
+            if len(parts) == 1 and parts[0][0].path in self._cached_consoles:
+                tail = self._cached_consoles.pop(parts[0][0].path)[0]
+            else:  # several files: their whole consoles are merged
+                parts = [self._with_console(*part) for part in parts]
+            run, history = self._merge(run_id, parts, moment, extra, tail)
             self._histories[run_id] = history
+            self._paths[run_id] = paths[run_id]
             found.append(run)
         return found
 
@@ -137,29 +165,14 @@ class OfflineSource:
 
     def _read_all(self, files: list[Path]) -> Iterator[tuple[Path, tuple[FileContents, History]]]:
         """Each file's contents and history, in order: from the cache when it has not changed,
-        else decoded — by several processes when there is enough to decode to pay for them."""
+        else decoded and stored in the cache — by worker processes when there is enough to
+        decode to pay for them (see `_decode`)."""
         cached = {path: self._from_cache(path) for path in files}
         missing = [path for path, hit in cached.items() if hit is None]
-        decoded = _decode(missing)
-        # Cache entries are written by one thread beside this one: most of a write is waiting
-        # for the disk (fsync), which overlaps the decoding and the rest of the build. The last
-        # write has ended when the files have all been handed over.
-        writer = ThreadPoolExecutor(max_workers=1) if self._cache and missing else None
-        writes = []
-        try:
-            for path in files:
-                hit = cached[path]
-                if hit is None:
-                    before, contents = next(decoded)
-                    hit = contents, file_history(contents)
-                    if writer is not None:
-                        writes.append(writer.submit(self._to_cache, path, before, *hit))
-                yield path, hit
-            for write in writes:
-                write.result()  # a write that failed fails here, as it would have in line
-        finally:
-            if writer is not None:
-                writer.shutdown(wait=True)
+        decoded = _decode(missing, self._to_cache if self._cache else None, self.decode_in_workers)
+        for path in files:
+            hit = cached[path]
+            yield path, next(decoded) if hit is None else hit
 
     def _from_cache(self, path: Path) -> tuple[FileContents, History] | None:
         """A file's cached contents, if the cache holds them for its current (size, mtime)."""
@@ -183,9 +196,34 @@ class OfflineSource:
         if entry.meta.get("fingerprint") != _fingerprint(info):
             return None
         try:
-            return _contents_from_cache(path, entry.meta["contents"]), entry.history
+            contents = _contents_from_cache(path, entry.meta["contents"])
+            tail = tuple(str(line) for line in entry.meta["contents"]["console_tail"])
         except (KeyError, TypeError, ValueError):
             return None  # an entry of another shape: read the file again
+        self._cached_consoles[path] = (tail, entry.meta)
+        return contents, entry.history
+
+    def _with_console(
+        self, contents: FileContents, history: History
+    ) -> tuple[FileContents, History]:
+        """A file read from the cache with its whole console, from the entry's console.json;
+        read again from the file when that cannot be trusted."""
+        cached = self._cached_consoles.pop(contents.path, None)
+        if cached is None or self._cache is None:
+            return contents, history  # decoded: it has its console
+        from reportgen.cache import CacheDamaged
+
+        try:
+            data = self._cache.read_side(str(contents.path.resolve()), CONSOLE_FILE, cached[1])
+            console = list(map(tuple, json.loads(data)))  # the floats and texts it was given
+        except (CacheDamaged, OSError, ValueError, TypeError) as exc:
+            self._cache.cache.warn(
+                f"cache: the entry of {contents.path} in {self._cache.path} was damaged "
+                f"({exc}); read the file again"
+            )
+            _, fresh = stat_and_read(contents.path)
+            return fresh, file_history(fresh)
+        return replace(contents, console=console), history
 
     def _to_cache(
         self, path: Path, before: os.stat_result | None, contents: FileContents, history: History
@@ -201,7 +239,9 @@ class OfflineSource:
         settled = time.time() - after.st_mtime > _SETTLED_SECONDS
         if settled and _fingerprint(after) == _fingerprint(before):
             meta = {"fingerprint": _fingerprint(before), "contents": _contents_to_dict(contents)}
-            self._cache.write(str(path.resolve()), meta, history)
+            console = json.dumps([[moment, line] for moment, line in contents.console])
+            sides = {CONSOLE_FILE: console.encode("utf-8")}
+            self._cache.write(str(path.resolve()), meta, history, sides)
 
     def _merge(
         self,
@@ -209,7 +249,10 @@ class OfflineSource:
         read: list[tuple[FileContents, History]],
         now: float,
         extra_notes: list[str],
+        console_tail: tuple[str, ...] | None = None,
     ) -> tuple[Run, History]:
+        """One run from its files' contents. `console_tail`: the tail of a lone file's console,
+        as its cache entry keeps it (else it comes from the parts' consoles)."""
         read = sorted(read, key=lambda part: _fragment_order(part[0]))
         parts = [contents for contents, _ in read]
         identity = _identity_fragment(parts)
@@ -260,7 +303,7 @@ class OfflineSource:
             config=config,
             summary=summary,
             step_metrics=step_metrics,
-            console_tail=_console_tail(parts),
+            console_tail=_console_tail(parts) if console_tail is None else console_tail,
             url=None,
             read_notes=tuple(notes),
             locations=tuple(str(p.path.parent) for p in parts),
@@ -311,6 +354,7 @@ def _short(path: Path) -> str:
 
 _SETTLED_SECONDS = 2.0
 CONSOLE_TAIL_LINES = 60
+CONSOLE_FILE = "console.json"  # a cache entry's side file: the file's [moment, text] pairs
 _CACHED_FIELDS = (
     "run_id", "entity", "project", "name", "group", "job_type", "notes", "tags", "config",
     "summary", "step_metrics", "exit_code", "records", "size", "mtime", "has_run_record",
@@ -323,7 +367,9 @@ def _contents_to_dict(contents: FileContents) -> dict[str, Any]:
     data["tags"] = list(contents.tags)
     data["start_time"] = contents.start_time.isoformat() if contents.start_time else None
     data["damages"] = [[d.offset, d.lost_bytes, d.reason] for d in contents.damages]
-    data["console"] = [[moment, line] for moment, line in contents.console]
+    # The console itself goes to a file of its own (CONSOLE_FILE): a run of this file alone
+    # needs only the tail, and the whole text is most of the metadata's bytes.
+    data["console_tail"] = list(_console_tail([contents]))
     return data
 
 
@@ -336,7 +382,7 @@ def _contents_from_cache(path: Path, data: dict[str, Any]) -> FileContents:
         path=path,
         start_time=datetime.fromisoformat(start) if start else None,
         damages=[Damage(*d) for d in data["damages"]],
-        console=list(map(tuple, data["console"])),  # JSON gave back the floats and texts
+        console=[],  # in the entry's CONSOLE_FILE, read when the run has several files
         **values,
     )
 
@@ -346,20 +392,101 @@ def _fingerprint(stat: os.stat_result) -> dict[str, int]:
 
 
 # Decoding is CPU-bound Python: with several files to read, worker processes use every core.
-# Starting them costs about half a second, so small reads stay in this process.
-PARALLEL_MIN_BYTES = 32 * 1024 * 1024
+# Forked workers start in milliseconds (they inherit the reader's modules), so only a read of
+# a few files stays in this process.
+PARALLEL_MIN_BYTES = 4 * 1024 * 1024
+
+Store = Callable[[Path, "os.stat_result | None", FileContents, History], None]
 
 
-def _decode(paths: list[Path]) -> Iterator[tuple[os.stat_result | None, FileContents]]:
-    """Decode files in order; in parallel when there are several and enough bytes."""
-    workers = min(len(paths), os.cpu_count() or 1)
+def _decode(
+    paths: list[Path], store: Store | None, in_workers: bool = True
+) -> Iterator[tuple[FileContents, History]]:
+    """Each file's contents and history, in order; `store` (the cache's writer) is given each
+    file decoded, by the process that decoded it. Several files with enough bytes between them
+    are decoded by forked worker processes (unless `in_workers` is False), each taking the next file as it finishes one (and
+    storing its cache entry itself: only the decoded arrays come back). Without fork (macOS,
+    Windows) or with one core, this process decodes, and a thread beside it stores the
+    entries: most of a write is waiting for the disk, which then overlaps the decoding."""
+    workers = min(len(paths), _cores())
     total = sum(_size(path) for path in paths)
-    if workers < 2 or total < PARALLEL_MIN_BYTES:
-        yield from map(stat_and_read, paths)
+    if in_workers and workers >= 2 and total >= PARALLEL_MIN_BYTES and _can_fork():
+        yield from _decode_in_workers(paths, store, workers)
         return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        yield from pool.map(stat_and_read, paths)
+    writer = ThreadPoolExecutor(max_workers=1) if store is not None and paths else None
+    writes = []
+    try:
+        for path in paths:
+            before, contents = stat_and_read(path)
+            history = file_history(contents)
+            if writer is not None and store is not None:
+                writes.append(writer.submit(store, path, before, contents, history))
+            yield contents, history
+        for write in writes:
+            write.result()  # a write that failed fails here, as it would have in line
+    finally:
+        if writer is not None:
+            writer.shutdown(wait=True)
+
+
+def _decode_in_workers(
+    paths: list[Path], store: Store | None, workers: int
+) -> Iterator[tuple[FileContents, History]]:
+    """`_decode` on forked workers. The largest files are handed out first, so that no worker
+    is left with a big file at the end while the others wait; results come back in order."""
+    context = multiprocessing.get_context("fork")
+    order = sorted(range(len(paths)), key=lambda at: -_size(paths[at]))
+    # A build's progress line runs in a thread; Python >= 3.12 warns on any fork with threads.
+    # The workers only read files and write cache entries: never what that thread may hold.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=_start_worker,
+            initargs=(store,),
+        )
+    try:
+        futures = {at: pool.submit(_read_in_worker, paths[at]) for at in order}
+        for at in range(len(paths)):
+            yield futures[at].result()
+    finally:
+        # Stopped (Ctrl-C, --timeout, an error): files not started are not read.
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# What a forked decoding worker stores each file with: inherited, never pickled.
+_worker_store: Store | None = None
+
+
+def _start_worker(store: Store | None) -> None:
+    """Ctrl-C and SIGTERM are the parent's to handle: it stops the build and ends the pool."""
+    import signal
+
+    global _worker_store
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _worker_store = store
+
+
+def _read_in_worker(path: Path) -> tuple[FileContents, History]:
+    """Decode one file, store it in the cache, and send back what the parent merges (the
+    contents without their points: the history holds the same arrays)."""
+    before, contents = stat_and_read(path)
+    history = file_history(contents)
+    if _worker_store is not None:
+        _worker_store(path, before, contents, history)
+    return replace(contents, points={}), history
+
+
+def _cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _can_fork() -> bool:
+    return sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
 
 
 def _size(path: Path) -> int:

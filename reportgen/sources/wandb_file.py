@@ -37,7 +37,7 @@ from typing import IO, Any
 import numpy as np
 
 from reportgen.sources import wandb_records, wire
-from reportgen.sources.wandb_proto import record_class
+from reportgen.sources.wandb_proto import moments_class, record_class
 
 
 class pb:  # read as wandb's `wandb_internal_pb2` module: `pb.Record`
@@ -439,15 +439,22 @@ _OTHER_WANTED = np.array(
     sorted(_NUMBER_OF_KIND[k] for k in WANTED_KINDS if k not in ("history", "summary"))
 )
 _PRIMARY = np.array(sorted(_NUMBER_OF_KIND[k] for k in PRIMARY_KINDS))
+# Records needed only for their moment (and, for the last console lines, their text).
+_STATS, _OUTPUT_RAW = _NUMBER_OF_KIND["stats"], _NUMBER_OF_KIND["output_raw"]
+_TIMED = np.array(sorted(_NUMBER_OF_KIND[k] for k in ("stats", "output", "output_raw")))
+_MOMENTS: Any = moments_class()
 _IS_KIND = np.zeros(max(_KIND_BY_FIELD) + 1, dtype=bool)
 _IS_KIND[list(_KIND_BY_FIELD)] = True
 
 
-def record_kinds(buffer: wire.Buffer, payloads: list[bytes]) -> np.ndarray:
+def record_kinds(
+    buffer: wire.Buffer, payloads: list[bytes], types: wandb_records.RecordTypes | None = None
+) -> np.ndarray:
     """Each record's type as the field number of its `record_type` (-1: none), as
     `record_kind` reads it: read for every record at once (records that need more than a
-    quick read are left to `record_kind`)."""
-    types = wandb_records.record_types(buffer.u8, buffer.starts, buffer.ends)
+    quick read are left to `record_kind`). `types`: the window's `record_types`, if read."""
+    if types is None:
+        types = wandb_records.record_types(buffer.u8, buffer.starts, buffer.ends)
     number = types.number
     decided = (number >= 0) & (number < len(_IS_KIND))
     decided &= _IS_KIND[np.clip(number, 0, len(_IS_KIND) - 1)]
@@ -476,7 +483,8 @@ class _RecordReader:
 
     def add(self, window: list[bytes]) -> None:
         buffer = wire.as_buffer(window)
-        kinds = record_kinds(buffer, window)
+        types = wandb_records.record_types(buffer.u8, buffer.starts, buffer.ends)
+        kinds = record_kinds(buffer, window, types)
         contents = self.contents
         if np.isin(kinds, _PRIMARY).any():
             contents.writes_metadata = True
@@ -484,8 +492,9 @@ class _RecordReader:
         summary = np.flatnonzero(kinds == _SUMMARY)
         if history.size or summary.size:
             decoded = wandb_records.decode_window(
-                buffer, history, summary, window, self.names, pb.Record.FromString, self.scan
-            )
+                buffer, history, summary, window, self.names, pb.Record.FromString, self.scan,
+                types,
+            )  # fmt: skip
             self._add_history(decoded.history, history, window)
             # Roughly two summary records per logged step: only the last value of each key
             # is decoded, unless the window must be merged record by record.
@@ -502,8 +511,50 @@ class _RecordReader:
                     _merge_summaries(
                         payloads[start : start + SUMMARY_BATCH], self.summary, contents
                     )
-        for index in np.flatnonzero(np.isin(kinds, _OTHER_WANTED)).tolist():
+        others = np.flatnonzero(np.isin(kinds, _OTHER_WANTED))
+        timed = others[np.isin(kinds[others], _TIMED)]
+        if self.scan and timed.size and self._add_timed(buffer, types, timed, kinds[timed], window):
+            others = others[~np.isin(kinds[others], _TIMED)]
+        for index in others.tolist():
             self._add_other(window[index], _KIND_BY_FIELD[int(kinds[index])])
+
+    def _add_timed(
+        self,
+        buffer: wire.Buffer,
+        types: wandb_records.RecordTypes,
+        which: np.ndarray,
+        kinds: np.ndarray,
+        window: list[bytes],
+    ) -> bool:
+        """Take in a window's system-stats and console records together: the newest of their
+        moments, and the console lines that can still be in the tail (decoded from the last
+        one back). False, having changed nothing, when they must be read one by one (see
+        `wandb_records.newest_moment`): then `_add_other` meets them in order."""
+        newest = wandb_records.newest_moment(
+            buffer, which, kinds, window, pb.Record.FromString, _MOMENTS.FromString, types
+        )
+        if newest is None:
+            return False
+        self.contents.records += len(which)
+        if newest > self.newest:
+            self.newest = newest
+        # The tail after appending every line is the longest suffix of the lines within
+        # CONSOLE_TAIL_CHARS (or the last line alone): appending only the lines back to the
+        # first that crosses that bound leaves the same tail.
+        lines: list[tuple[float, str]] = []
+        chars = 0
+        console = kinds != _STATS
+        last_first = zip(which[console][::-1].tolist(), kinds[console][::-1].tolist(), strict=True)
+        for index, kind in last_first:
+            record = pb.Record.FromString(window[index])
+            output = record.output_raw if kind == _OUTPUT_RAW else record.output
+            lines.append((output.timestamp.seconds + output.timestamp.nanos / 1e9, output.line))
+            chars += len(output.line)
+            if chars > CONSOLE_TAIL_CHARS:
+                break
+        for moment, line in reversed(lines):
+            self._add_console_line(moment, line)
+        return True
 
     def _add_history(
         self, batch: wandb_records.HistoryBatch, which: np.ndarray, window: list[bytes]
@@ -551,10 +602,7 @@ class _RecordReader:
             moment = output.timestamp.seconds + output.timestamp.nanos / 1e9
             if moment > self.newest:
                 self.newest = moment
-            self.console.append((moment, output.line))
-            self.console_chars += len(output.line)
-            while self.console_chars > CONSOLE_TAIL_CHARS and len(self.console) > 1:
-                self.console_chars -= len(self.console.popleft()[1])
+            self._add_console_line(moment, output.line)
         elif kind == "stats":
             moment = record.stats.timestamp.seconds + record.stats.timestamp.nanos / 1e9
             if moment > self.newest:
@@ -570,6 +618,13 @@ class _RecordReader:
             name = metric.name or metric.glob_name
             if name and metric.step_metric:
                 contents.step_metrics[name] = metric.step_metric
+
+    def _add_console_line(self, moment: float, line: str) -> None:
+        """Keep the last CONSOLE_TAIL_CHARS characters of console lines (at least one line)."""
+        self.console.append((moment, line))
+        self.console_chars += len(line)
+        while self.console_chars > CONSOLE_TAIL_CHARS and len(self.console) > 1:
+            self.console_chars -= len(self.console.popleft()[1])
 
     def finish(self) -> None:
         contents = self.contents

@@ -66,3 +66,34 @@ def _record_class_from_descriptors() -> Any:
             raise ImportError(f"no serialized descriptor in {folder / name}")
         pool.AddSerializedFile(ast.literal_eval(found.group(1).decode("ascii")))
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("wandb_internal.Record"))
+
+
+def moments_class() -> Any:
+    """A message of one field, `repeated google.protobuf.Timestamp timestamp = 2`.
+
+    System-stats and console records (StatsRecord, OutputRecord, OutputRawRecord) keep their
+    moment in field 2. Parsed as this message, the bodies of many such records laid end to end
+    give one Timestamp per field 2 met, in order, each read by protobuf itself; the other
+    fields (stats items, console text) are skipped. See `wandb_records.newest_moment`."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
+
+    pool = descriptor_pool.DescriptorPool()
+    timestamp = descriptor_pb2.FileDescriptorProto()
+    timestamp_pb2.DESCRIPTOR.CopyToProto(timestamp)
+    pool.Add(timestamp)
+    file = descriptor_pb2.FileDescriptorProto(
+        name="reportgen/moments.proto",
+        package="reportgen",
+        syntax="proto3",
+        dependency=[timestamp.name],
+    )
+    message = file.message_type.add(name="Moments")
+    message.field.add(
+        name="timestamp",
+        number=2,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
+        type_name=".google.protobuf.Timestamp",
+    )
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("reportgen.Moments"))

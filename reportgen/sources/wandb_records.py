@@ -140,6 +140,16 @@ class RecordTypes:
     end: np.ndarray
     after_prefix: np.ndarray
 
+    def take(self, which: np.ndarray) -> RecordTypes:
+        """The same for the records `which` (each record is read on its own)."""
+        return RecordTypes(
+            self.number[which],
+            self.wire[which],
+            self.start[which],
+            self.end[which],
+            self.after_prefix[which],
+        )
+
 
 def record_types(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> RecordTypes:
     """Read each record's fields up to its first one of the record_type oneof, skipping num,
@@ -182,18 +192,13 @@ def record_types(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> Recor
 
 
 def _bodies(
-    buf: np.ndarray,
-    starts: np.ndarray,
-    ends: np.ndarray,
-    numbers: np.ndarray,
-    irregular: np.ndarray,
+    types: RecordTypes, ends: np.ndarray, numbers: np.ndarray, irregular: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where the history (or summary) message of each Record lies, and whether the record
     must be checked by protobuf (it has control, uuid or _info fields, not read here). The
     shape accepted is the one writers emit: fields outside the oneof, then the one field of
     the record's type (`numbers`), ending the record; records of another shape are marked
     in `irregular`."""
-    types = record_types(buf, starts, ends)
     irregular |= (types.number != numbers) | (types.wire != 2) | (types.end != ends)
     return types.start, types.end, types.after_prefix
 
@@ -444,21 +449,23 @@ def decode_window(
     names: KeyNames,
     parse: Any,
     scan: bool = True,
+    types: RecordTypes | None = None,
 ) -> WindowRecords:
     """Decode the history records `history` and the summary records `summary` of a window
     (`payloads`, joined in `buffer`), side by side.
 
     `parse` is Record.FromString, for the records the scan leaves to protobuf; with `scan`
     False every record is left to it (the plain reader, kept to check the fast one against).
+    `types`: `record_types` of the whole window, when the caller has read them already.
     """
     buf = buffer.u8
     which = np.union1d(history, summary)  # in the order they lie in the window
     is_history = np.isin(which, history)
     irregular = np.full(len(which), not scan)
     numbers = np.where(is_history, HISTORY_FIELD, SUMMARY_FIELD)
-    body_start, body_end, check = _bodies(
-        buf, buffer.starts[which], buffer.ends[which], numbers, irregular
-    )
+    ends = buffer.ends[which]
+    these = types.take(which) if types else record_types(buf, buffer.starts[which], ends)
+    body_start, body_end, check = _bodies(these, ends, numbers, irregular)
     # Records with control or _info fields: valid as a whole only if protobuf says so.
     for index in np.flatnonzero(check & ~irregular).tolist():
         try:
@@ -687,3 +694,109 @@ def _last_values(
         )
         for code, index in zip(found.tolist(), chosen.tolist(), strict=True)
     }
+
+
+# StatsRecord, OutputRecord and OutputRawRecord: the record's moment (a Timestamp) is field 2.
+MOMENT_FIELD_TAG = 0x12  # field 2, length-delimited
+_FIELD_1_VARINT_TAG = 0x08
+
+
+def newest_moment(
+    buffer: wire.Buffer,
+    which: np.ndarray,
+    kinds: np.ndarray,
+    payloads: list[bytes],
+    parse: Any,
+    moments: Any,
+    types: RecordTypes | None = None,
+) -> float | None:
+    """The newest moment (`timestamp.seconds + timestamp.nanos / 1e9`, the plain reader's sum)
+    among the system-stats and console records `which` of a window (`kinds`: the field number
+    of each one's type), when every one of them decodes and holds exactly one timestamp; None
+    when that cannot be vouched for (then each record is decoded on its own, as before).
+
+    These records are most of a run file and are needed only for their moments (and the last
+    few for the console tail). Instead of one protobuf parse per record:
+    - the payloads of each kind, laid end to end, are parsed once as one `Record` (`parse`):
+      each payload's fields end where it ends (checked here, with the fields around the
+      record's type), so the joined parse decodes exactly the bytes each record's own parse
+      would, and fails if any of them would;
+    - their bodies, laid end to end, are parsed once as `moments` (a repeated Timestamp in
+      field 2: see `wandb_proto.moments_class`), giving each timestamp as protobuf reads it.
+      Each body must start with its timestamp (after its type, field 1, when set) and the
+      count must be one per record, so that no record holds two (protobuf would merge them)
+      or none (a moment of 0).
+
+    `types`: `record_types` of the whole window, when the caller has read them already."""
+    if not which.size:
+        return None
+    buf = buffer.u8
+    ends = buffer.ends[which]
+    types = types.take(which) if types else record_types(buf, buffer.starts[which], ends)
+    if not ((types.number == kinds) & (types.wire == BYTES)).all():
+        return None
+    # Fields after the record's type (writers put control and _info there): only num,
+    # control, uuid and _info, each inside the record, so that each payload's fields end where
+    # it ends and no other field of the record_type oneof replaces the one read.
+    followed = np.flatnonzero(types.end != ends)
+    if followed.size:
+        rest = wire.scan(buf, types.end[followed], ends[followed], max_fields=8, ordered=False)
+        allowed = np.isin(rest.number, (_RECORD_NUM, *_RECORD_OTHER_FIELDS))
+        if rest.irregular.any() or not allowed.all():
+            return None
+    for kind in np.unique(kinds).tolist():
+        try:
+            parse(b"".join([payloads[index] for index in which[kinds == kind].tolist()]))
+        except Exception:  # one of them does not decode: each is decoded on its own
+            return None
+    body_start, body_end = types.start, types.end
+    at = body_start.copy()
+    lead = np.flatnonzero(buf[body_start] == _FIELD_1_VARINT_TAG)
+    if lead.size:
+        _, lengths, _ = wire.read_varints(buf, body_start[lead] + 1)
+        at[lead] += 1 + lengths
+    if not ((at < body_end) & (buf[at] == MOMENT_FIELD_TAG)).all():
+        return None
+    data = buffer.data
+    joined = b"".join(
+        [data[start:end] for start, end in zip(body_start.tolist(), body_end.tolist(), strict=True)]
+    )
+    try:
+        stamps = moments(joined).timestamp
+    except Exception:
+        return None
+    if len(stamps) != len(which):
+        return None
+    newest = _newest_of_timestamps(buf, at, body_end)
+    if newest is None:  # a timestamp written in an unusual way: protobuf's values decide
+        newest = max(stamp.seconds + stamp.nanos / 1e9 for stamp in stamps)
+    return newest
+
+
+_SECONDS_TAG, _NANOS_TAG = 0x08, 0x10  # google.protobuf.Timestamp: seconds = 1, nanos = 2
+
+
+def _newest_of_timestamps(buf: np.ndarray, at: np.ndarray, ends: np.ndarray) -> float | None:
+    """The newest of the Timestamps whose fields start at `at` (each the only timestamp of its
+    message, which protobuf has read), read side by side: `seconds` (int64) then `nanos`
+    (int32, its low 32 bits), each present or not, and nothing else; None when any is written
+    otherwise. The sum is the plain reader's, `float(seconds) + nanos / 1e9`."""
+    size, size_length, _ = wire.read_varints(buf, at + 1, 5)
+    pos = at + 1 + size_length
+    stop = pos + size.astype(np.int64)
+    if (stop > ends).any():
+        return None
+    values = []
+    for tag in (_SECONDS_TAG, _NANOS_TAG):
+        value = np.zeros(len(at), dtype=np.uint64)
+        has = np.flatnonzero((pos < stop) & (buf[pos] == tag))
+        if has.size:
+            found, lengths, _ = wire.read_varints(buf, pos[has] + 1)
+            value[has] = found
+            pos[has] += 1 + lengths
+        values.append(value)
+    if not (pos == stop).all():
+        return None
+    seconds = values[0].view(np.int64).astype(np.float64)
+    nanos = (values[1] & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.int32)
+    return float((seconds + nanos.astype(np.float64) / 1e9).max())

@@ -36,6 +36,7 @@ _USER_STOP = re.compile(
 # by trying every code point): they are folded first, so the test never misses a match.
 _USER_STOP_WORDS = ("keyboardinterrupt", "ctrl", "sigint", "interrupted by")
 _FOLD_TO_ASCII = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
+_FOLDABLE = re.compile("[\u0130\u0131\u017f\u212a]")
 # W&B writes exit code 255 when the training script ended with a KeyboardInterrupt.
 _INTERRUPT_CODES = (255, 130)
 
@@ -89,14 +90,27 @@ def last_exception_line(console: tuple[str, ...]) -> str | None:
 def user_stop_line(console: tuple[str, ...]) -> str | None:
     """The console line showing that a user pressed Ctrl-C, or None (remembered for the
     last few consoles: several checks of one run ask)."""
+    # Most consoles name none of the words: the whole text, cleaned at once (neither pattern
+    # spans a line break), says so without a pass over its lines.
+    folded = _fold(_clean("\n".join(console)))
+    if not any(word in folded for word in _USER_STOP_WORDS):
+        return None
     for raw in reversed(console):
         line = _clean(raw)
-        folded = line.translate(_FOLD_TO_ASCII).lower()
+        folded = _fold(line)
         if not any(word in folded for word in _USER_STOP_WORDS):
             continue  # the pattern cannot match: skip its slow scan
         if _USER_STOP.search(line):
             return line if len(line) <= 200 else line[:197] + "…"
     return None
+
+
+def _fold(text: str) -> str:
+    """Lowercase, with the four letters re.I matches to ASCII ones folded to them; translate
+    goes letter by letter through a dict, so it runs only where one of them is."""
+    if _FOLDABLE.search(text):
+        text = text.translate(_FOLD_TO_ASCII)
+    return text.lower()
 
 
 def _last_step(ctx: CheckContext) -> str:
