@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import pickle
 import time
@@ -51,8 +52,18 @@ def _code_version() -> bytes:
     )
 
 
+def _pickled(value: object) -> bytes:
+    """The value's pickle, without the memo: equal values give equal bytes whether or not they
+    share objects (a run read in another process and sent back shares fewer strings)."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=5)
+    pickler.fast = True  # no memo: every object written out in full, wherever it repeats
+    pickler.dump(value)
+    return buffer.getvalue()
+
+
 def _digest(value: object) -> bytes:
-    return hashlib.sha256(pickle.dumps(value, protocol=5)).digest()
+    return hashlib.sha256(_pickled(value)).digest()
 
 
 def chart_keys(report: Report, jobs: Sequence[ChartJob]) -> list[str]:
@@ -82,7 +93,7 @@ def chart_keys(report: Report, jobs: Sequence[ChartJob]) -> list[str]:
         else:
             project = report.analysis.project
             parts.append(project.pareto if project else None)
-        keys.append(hashlib.sha256(pickle.dumps(parts, protocol=5)).hexdigest())
+        keys.append(hashlib.sha256(_pickled(parts)).hexdigest())
     return keys
 
 
