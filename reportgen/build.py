@@ -140,7 +140,7 @@ def _chart_cache(cache: RunCache | None) -> ChartCache | None:
     """Charts kept beside the runs: --refresh draws them again, a read-only cache keeps none."""
     if cache is None:
         return None
-    return ChartCache.under(cache.root, reads=cache.reads, stores=not cache.read_only)
+    return ChartCache(cache.charts_folder, reads=cache.reads, stores=not cache.read_only)
 
 
 def _out_dir_argument(out_dir: object) -> Path | None:

@@ -58,6 +58,7 @@ ENV_DIR = "REPORTGEN_CACHE_DIR"
 # `_step`) is never read: old shapes are not served.
 LAYOUT = "v4"
 OLD_LAYOUTS = ("v1", "v2", "v3")  # never read; `reportgen cache clear` removes them
+CHARTS = "charts"  # drawn charts kept by content (render/chart_cache.py), beside the layouts
 MODES = ("normal", "refresh", "offline")
 
 CACHEDIR_TAG = (
@@ -152,6 +153,15 @@ class RunCache:
             found.append(AreaInfo(folder, identity, count, _folder_bytes(folder)))
         return found
 
+    @property
+    def charts_folder(self) -> Path:
+        return self.root / CHARTS
+
+    def charts(self) -> tuple[int, int]:
+        """How many chart files are kept, and their bytes."""
+        files = [p for p in self.charts_folder.glob("??/*") if p.is_file()]
+        return len(files), sum(p.stat().st_size for p in files)
+
     def old_layouts(self) -> list[tuple[Path, int]]:
         """Folders of earlier cache layouts (left by older versions; never read), with their
         sizes."""
@@ -182,6 +192,10 @@ class RunCache:
             if base.name != LAYOUT:
                 with contextlib.suppress(OSError):
                     base.rmdir()  # empty now, unless something else was put there
+        if self.charts_folder.is_dir() and not self.charts_folder.is_symlink():
+            # No lock: a build that keeps a chart meanwhile only fails to keep it.
+            freed += self.charts()[1]
+            shutil.rmtree(self.charts_folder, ignore_errors=True)
         return freed
 
 

@@ -320,8 +320,11 @@ def cmd_cache_info(args: argparse.Namespace) -> int:
         print("  empty")
     for area in areas:
         print(f"  {area.label}: {area.entries} entries, {_size(area.bytes)}  [{area.path.name}]")
-    if areas:
-        print(f"total {_size(sum(a.bytes for a in areas))}")
+    charts, chart_bytes = cache.charts()
+    if charts:
+        print(f"  charts kept for rebuilds: {charts} files, {_size(chart_bytes)}  [charts]")
+    if areas or charts:
+        print(f"total {_size(sum(a.bytes for a in areas) + chart_bytes)}")
     for path, size in cache.old_layouts():
         print(
             f"  an older layout, never read: {path.name}, {_size(size)} "
@@ -652,7 +655,7 @@ def _add_cache(verbs: Any) -> None:
     info = cache_verbs.add_parser("info", help="where the cache is and what it holds")
     info.add_argument("spec", nargs="?", help="a spec whose cache.dir to use")
     info.set_defaults(func=cmd_cache_info)
-    clear = cache_verbs.add_parser("clear", help="remove every cached run")
+    clear = cache_verbs.add_parser("clear", help="remove every cached run and kept chart")
     clear.add_argument("spec", nargs="?", help="a spec whose cache.dir to use")
     clear.set_defaults(func=cmd_cache_clear)
 

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -83,6 +84,9 @@ def write_runs(root: Path, plans: list[PlannedRun]) -> Path:
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(lambda batch: _run_child(root, batch), batches))
     if resumes:
+        # wandb names a run's folder by the second its init started: a resumed run begun in
+        # the same second as its first part would share (and overwrite) that part's folder.
+        time.sleep(1 - time.time() % 1)
         _run_child(root, resumes)
     latest = root / "wandb" / "latest-run"
     assert latest.is_symlink() or not latest.exists()

@@ -260,6 +260,25 @@ def test_cache_info_and_clear(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out.splitlines()[1] == "  empty"
 
 
+def test_cache_info_counts_the_kept_charts_and_clear_removes_them(tmp_path, monkeypatch, capsys):
+    from reportgen.cache import CHARTS
+    from reportgen.render.chart_cache import ChartCache
+
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "c"))
+    charts = ChartCache(tmp_path / "c" / CHARTS)
+    charts.put("ab" + "0" * 62, {"png": b"\x89PNG" + b"\0" * 1020, "pdf": b"%PDF" + b"\0" * 1020})
+    assert main(["cache", "info"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "  empty",
+        "  charts kept for rebuilds: 2 files, 2.0 KB  [charts]",
+        "total 2.0 KB",
+    ]
+    assert main(["cache", "clear"]) == 0
+    assert capsys.readouterr().out == f"cleared {tmp_path / 'c'} (2.0 KB freed)\n"
+    assert not (tmp_path / "c" / CHARTS).exists()
+    assert charts.get("ab" + "0" * 62, ["png"]) is None
+
+
 def test_cache_info_names_an_older_layout_and_clear_removes_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "c"))
     old = tmp_path / "c" / "v2" / "wandb-offline-0123456789" / "entries" / "x"

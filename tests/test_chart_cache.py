@@ -18,6 +18,7 @@ import pytest
 from conftest import write_spec
 
 from reportgen.build import build
+from reportgen.cache import CHARTS
 from reportgen.render.chart_cache import ChartCache, chart_keys
 from reportgen.render.plots import chart_jobs, start_charts
 from reportgen.report import Report
@@ -43,7 +44,7 @@ def spec_file(tmp_path: Path, project_dir: Path, out: str = "out") -> Path:
 
 
 def kept_charts(cache: Path) -> list[Path]:
-    return sorted((cache / "charts").glob("??/*.*"))
+    return sorted((cache / CHARTS).glob("??/*.*"))
 
 
 @pytest.fixture(autouse=True)
@@ -78,7 +79,7 @@ def test_a_rebuild_takes_every_chart_from_the_cache(project_dir, tmp_path):
     # Mark one kept chart: a rebuild that reads the cache shows the marked bytes.
     loss = jobs.index(next(j for j in jobs if j.kind == "alias" and j.key == "loss"))
     key = chart_keys(report, jobs)[loss]
-    marked = ChartCache.under(tmp_path / "cache").path(key, "png")
+    marked = ChartCache(tmp_path / "cache" / CHARTS).path(key, "png")
     assert marked.read_bytes() == png
     marked.write_bytes(png + b"marked")
     build(spec, now="2026-11-01T12:00:00Z")
@@ -93,7 +94,7 @@ def test_a_rebuild_takes_every_chart_from_the_cache(project_dir, tmp_path):
 
 def test_kept_charts_are_the_bytes_drawing_gives(built):
     report, folder = built
-    cache = ChartCache.under(folder)
+    cache = ChartCache(folder / CHARTS)
     with start_charts(report, png=True, pdf=True, processes=0, cache=cache) as kept:
         from_cache = kept.drawn()
     assert kept.kept == len(kept.jobs) > 5
@@ -130,7 +131,7 @@ def test_a_chart_whose_data_changed_is_drawn_again(built, tmp_path):
     assert ("alias", "loss") in differ and ("run", "sftnan01") in differ
     assert not {key for kind, key in differ if kind == "run"} - {"sftnan01"}
 
-    cache = ChartCache.under(tmp_path / "cache")
+    cache = ChartCache(tmp_path / "cache" / CHARTS)
     with start_charts(changed, png=True, pdf=True, processes=2, cache=cache) as pending:
         drawn = pending.drawn()
     assert pending.kept == len(jobs) - len(differ)
@@ -156,7 +157,7 @@ def test_a_read_only_cache_serves_charts_and_keeps_none(built, tmp_path):
     with start_charts(report, pdf=True, processes=0, cache=ChartCache(other, stores=False)) as p:
         p.drawn()
     assert not other.exists()
-    served = ChartCache.under(folder, stores=False)
+    served = ChartCache(folder / CHARTS, stores=False)
     with start_charts(report, pdf=True, processes=0, cache=served) as pending:
         pending.drawn()
     assert pending.kept == len(jobs)
@@ -167,7 +168,7 @@ def test_charts_unused_for_a_month_are_pruned(project_dir, tmp_path):
     kept = kept_charts(tmp_path / "cache")
     old = time.time() - 40 * 86400
     os.utime(kept[0], (old, old))
-    cache = ChartCache.under(tmp_path / "cache")
+    cache = ChartCache(tmp_path / "cache" / CHARTS)
     assert cache.prune() == 1
     assert kept_charts(tmp_path / "cache") == kept[1:]
     # A build uses (touches) what it reads, so charts in use are never pruned by age.

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from reportgen.render.plots import ChartJob
     from reportgen.report import Report
 
-FOLDER = "charts"
 PRUNE_DAYS = 30
 
 
@@ -105,10 +104,6 @@ class ChartCache:
     folder: Path
     reads: bool = True
     stores: bool = True
-
-    @classmethod
-    def under(cls, root: Path, reads: bool = True, stores: bool = True) -> ChartCache:
-        return cls(Path(root) / FOLDER, reads, stores)
 
     def path(self, key: str, fmt: str) -> Path:
         return self.folder / key[:2] / f"{key}.{fmt}"
