@@ -27,7 +27,7 @@ from typing import Any
 from reportgen.errors import UsageError
 from reportgen.render.csv import render_csv
 from reportgen.render.html import Figures, render_html
-from reportgen.render.plots import PendingCharts, start_charts
+from reportgen.render.plots import PendingCharts, by_kind, start_charts
 from reportgen.render.templates import builtin_template_dir
 from reportgen.report import Report
 
@@ -117,13 +117,12 @@ def placeholders(charts: PendingCharts) -> tuple[Figures, dict[str, int]]:
     URI stands for which chart (its place among charts.jobs). Only the sizes are needed, so
     the document is laid out while the charts are still being drawn."""
     index: dict[str, int] = {}
-    aliases: dict[str, str] = {}
-    runs: dict[str, list[str]] = {}
-    pareto = None
+    uris: list[str | None] = []
     for number, (job, (width_in, height_in)) in enumerate(
         zip(charts.jobs, charts.inches, strict=True)
     ):
         if "pdf" not in job.formats:
+            uris.append(None)
             continue
         width, height = width_in * 72, height_in * 72
         svg = (
@@ -132,13 +131,8 @@ def placeholders(charts: PendingCharts) -> tuple[Figures, dict[str, int]]:
         )
         uri = "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode("ascii")
         index[uri] = number
-        if job.kind == "alias":
-            aliases[job.key] = uri
-        elif job.kind == "pareto":
-            pareto = uri
-        else:
-            runs.setdefault(job.key, []).append(uri)
-    return Figures(aliases, runs, pareto), index
+        uris.append(uri)
+    return Figures(*by_kind(charts.jobs, uris)), index
 
 
 def chart_placements(document: Any, index: dict[str, int]) -> list[ChartPlacement]:

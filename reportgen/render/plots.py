@@ -16,11 +16,11 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -28,6 +28,8 @@ from reportgen import atomic
 from reportgen.curves import thin
 from reportgen.report import Curve, Finding, Report, RunReport
 from reportgen.safetext import visible
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from reportgen.project import ParetoFront
@@ -534,6 +536,26 @@ class ChartJob:
     formats: tuple[str, ...] = ("pdf",)
 
 
+def by_kind(
+    jobs: Sequence[ChartJob], values: Iterable[T | None]
+) -> tuple[dict[str, T], dict[str, list[T]], T | None]:
+    """Each chart's value (its bytes, its placeholder) placed by what the chart shows: per
+    alias, per run (its figures in order), the Pareto front. A chart without one is left out."""
+    aliases: dict[str, T] = {}
+    runs: dict[str, list[T]] = {}
+    pareto = None
+    for job, value in zip(jobs, values, strict=True):
+        if not value:
+            continue
+        if job.kind == "alias":
+            aliases[job.key] = value
+        elif job.kind == "pareto":
+            pareto = value
+        else:
+            runs.setdefault(job.key, []).append(value)
+    return aliases, runs, pareto
+
+
 @dataclass(frozen=True)
 class ChartImages:
     """Every chart of a report as image bytes by format ("png" for Markdown, "pdf" for the PDF):
@@ -717,19 +739,7 @@ class PendingCharts:
 
     def images(self) -> ChartImages:
         """The charts by what they show (waits for the workers)."""
-        aliases: dict[str, dict[str, bytes]] = {}
-        runs: dict[str, list[dict[str, bytes]]] = {}
-        pareto = None
-        for job, drawn in zip(self.jobs, self.drawn(), strict=True):
-            if not drawn:
-                continue
-            if job.kind == "alias":
-                aliases[job.key] = drawn
-            elif job.kind == "pareto":
-                pareto = drawn
-            else:
-                runs.setdefault(job.key, []).append(drawn)
-        return ChartImages(aliases, runs, pareto)
+        return ChartImages(*by_kind(self.jobs, self.drawn()))
 
     def close(self) -> None:
         """Stop the workers; charts not started yet are dropped."""
