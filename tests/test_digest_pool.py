@@ -13,7 +13,7 @@ import numpy as np
 from conftest import write_spec
 
 from reportgen import build, digest_pool
-from reportgen.cache import RunCache, default_location
+from reportgen.cache import LAYOUT, RunCache, default_location
 from reportgen.render.csv import render_step_table
 from reportgen.select import filter_runs
 from reportgen.sources.offline import OfflineSource
@@ -51,6 +51,22 @@ def spec_over(tmp_path: Path, root: Path) -> Path:
     )
 
 
+def entry_files(cache: Path) -> dict[Path, tuple[int, int]]:
+    """Each file of a cache's run entries, with its inode and modification time."""
+    files = (cache / LAYOUT).rglob("*")
+    return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in files if p.is_file()}
+
+
+def assert_same_files(build: Path, *others: Path) -> list[str]:
+    """Each other build wrote the files of `build`, byte for byte; their names."""
+    names = sorted(p.name for p in build.iterdir() if p.is_file())
+    for other in others:
+        assert names == sorted(p.name for p in other.iterdir() if p.is_file())
+        for name in names:
+            assert (build / name).read_bytes() == (other / name).read_bytes(), (other, name)
+    return names
+
+
 def test_digests_from_the_worker_are_those_of_one_process_in_the_same_order(project_dir, tmp_path):
     spec = load_spec(spec_over(tmp_path, project_dir))
     source = OfflineSource(spec.source)
@@ -77,11 +93,8 @@ def test_a_build_on_two_processes_writes_the_files_of_one(project_dir, tmp_path,
     alone = build(spec, out_dir=tmp_path / "alone", now=NOW).out_dir
     monkeypatch.setattr(digest_pool, "MIN_RUNS", 1)
     shared = build(spec, out_dir=tmp_path / "shared", now=NOW).out_dir
-    names = sorted(p.name for p in alone.iterdir() if p.is_file())
+    names = assert_same_files(alone, shared)
     assert "report.json" in names and any(name.endswith(".csv") for name in names)
-    assert names == sorted(p.name for p in shared.iterdir() if p.is_file())
-    for name in names:
-        assert (alone / name).read_bytes() == (shared / name).read_bytes(), name
 
 
 def warm_folder(project_dir: Path, tmp_path: Path) -> Path:
@@ -125,12 +138,8 @@ def test_a_warm_build_read_on_two_processes_writes_the_files_of_one(
         [dataclasses.asdict(d.run) for d in digests], [dataclasses.asdict(run) for run in expected]
     )
     shared = build(spec, out_dir=tmp_path / "shared", now=NOW).out_dir
-    names = sorted(p.name for p in alone.iterdir() if p.is_file())
+    names = assert_same_files(shared, alone, cold)
     assert "report.json" in names and sum(name.endswith(".csv") for name in names) == 7
-    assert names == sorted(p.name for p in shared.iterdir() if p.is_file())
-    for name in names:
-        assert (alone / name).read_bytes() == (shared / name).read_bytes(), name
-        assert (cold / name).read_bytes() == (shared / name).read_bytes(), name
 
 
 def test_a_run_whose_files_fall_in_both_shares_is_merged_from_all_of_them(
@@ -183,11 +192,8 @@ def test_a_cold_build_split_on_two_processes_writes_the_files_and_the_cache_of_o
     assert split is not None and split[0] == 7  # read on two processes, from the files
     shutil.rmtree(tmp_path / "cache-split")
     shared = build(spec, out_dir=tmp_path / "shared", now=NOW).out_dir
-    names = sorted(p.name for p in alone.iterdir() if p.is_file())
+    names = assert_same_files(alone, shared)
     assert "report.json" in names and sum(name.endswith(".csv") for name in names) == 7
-    assert names == sorted(p.name for p in shared.iterdir() if p.is_file())
-    for name in names:
-        assert (alone / name).read_bytes() == (shared / name).read_bytes(), name
     one = sorted(
         p.relative_to(tmp_path / "cache-alone") for p in (tmp_path / "cache-alone").rglob("*")
     )
@@ -232,8 +238,6 @@ def test_entries_gone_stale_are_decoded_by_whichever_process_reads_them(
     """Every file has an entry but none is current (each file's mtime changed): each process
     decodes its share and stores it; the files written are those of one process, and the next
     build reads every run from the cache."""
-    from reportgen.sources import offline
-
     monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "cache"))
     root = warm_folder(project_dir, tmp_path)
     spec = load_spec(spec_over(tmp_path, root))
@@ -244,12 +248,11 @@ def test_entries_gone_stale_are_decoded_by_whichever_process_reads_them(
     monkeypatch.setattr(digest_pool, "MIN_RUNS", 1)
     shared = build(spec, out_dir=tmp_path / "shared", now=NOW)
     assert not shared.warnings
-    names = sorted(p.name for p in alone.iterdir() if p.is_file())
-    for name in names:
-        assert (alone / name).read_bytes() == (shared.out_dir / name).read_bytes(), name
-    decoded = []
-    monkeypatch.setattr(offline, "stat_and_read", lambda path: decoded.append(path))
+    assert_same_files(alone, shared.out_dir)
+    stored = entry_files(tmp_path / "cache")
+    assert any(path.name == "meta.json" for path in stored)
     again = build(spec, out_dir=tmp_path / "again", now=NOW).out_dir
-    assert decoded == []  # every entry was stored again, by the process that decoded it
-    for name in names:
-        assert (alone / name).read_bytes() == (again / name).read_bytes(), name
+    # Every entry was stored again, by the process that decoded it: this build decodes and
+    # stores nothing (a file decoded again would be stored again, with a new inode).
+    assert entry_files(tmp_path / "cache") == stored
+    assert_same_files(alone, again)
