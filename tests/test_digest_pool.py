@@ -142,26 +142,42 @@ def test_a_warm_build_read_on_two_processes_writes_the_files_of_one(
     assert "report.json" in names and sum(name.endswith(".csv") for name in names) == 7
 
 
+def place_copy_in_the_other_share(root: Path, spec) -> None:
+    """Put the copy first in the file order and make it outweigh every other file, with zeros
+    after its records (where a writer's file ends, a reader stops): the dealing of files to the
+    two processes gives the first group to the worker, and every later one, resume01's own
+    files among them, to this process."""
+    copy = next(root.rglob("run-zzrenamed.wandb"))
+    others = sum(path.stat().st_size for path in root.rglob("*.wandb") if path != copy)
+    folder = copy.parent.rename(copy.parent.with_name("offline-run-19700101_000000-zzrenamed"))
+    copy = folder / copy.name
+    stamp = copy.stat()
+    with copy.open("ab") as handle:
+        handle.write(bytes(others + 1))
+    os.utime(copy, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # still settled: cached
+    files, _ = OfflineSource(spec.source).list_files()
+    groups: dict[str, list[int]] = {}
+    for at, path in enumerate(files):
+        groups.setdefault(path.name, []).append(at)
+    theirs = digest_pool._deal(files, list(groups.values()))
+    assert groups["run-zzrenamed.wandb"][0] in theirs
+    assert not set(groups["run-resume01.wandb"]) & theirs
+
+
 def test_a_run_whose_files_fall_in_both_shares_is_merged_from_all_of_them(
     project_dir, tmp_path, monkeypatch
 ):
     """resume01's files are named for two runs, so they can be dealt to different processes:
     the run is read again here from all three, as one process reads it."""
     monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "cache"))
-    spec = load_spec(spec_over(tmp_path, warm_folder(project_dir, tmp_path)))
+    root = warm_folder(project_dir, tmp_path)
+    spec = load_spec(spec_over(tmp_path, root))
+    place_copy_in_the_other_share(root, spec)
     cache = RunCache.at(default_location(), "normal")
     one = OfflineSource(spec.source, cache=cache)
     listed = {run.id: run for run in one.list_runs(now=NOW)}  # fills the cache
     files, _ = one.list_files()
     assert sum(path.name == "run-resume01.wandb" for path in files) == 2
-
-    def renamed_copy_apart(files: list[Path], groups: list[list[int]]) -> set[int]:
-        """The worker's share: the renamed copy, and every other run's files but resume01's."""
-        dealt = {at for group in groups[1::2] for at in group}
-        dealt.add(next(at for at, path in enumerate(files) if path.name == "run-zzrenamed.wandb"))
-        return {at for at in dealt if files[at].name != "run-resume01.wandb"}
-
-    monkeypatch.setattr(digest_pool, "_deal", renamed_copy_apart)
     monkeypatch.setattr(digest_pool, "MIN_RUNS", 1)
     split = digest_pool.read_and_digest(spec, OfflineSource(spec.source, cache=cache), NOW)
     assert split is not None
