@@ -261,36 +261,23 @@ def record_kind(payload: bytes) -> str | None:
     pos = 0
     end = len(payload)
     while pos < end:
-        tag, pos = _varint(payload, pos)
-        number, wire = tag >> 3, tag & 7
+        tag, pos = wire.read_varint(payload, pos)
+        number, wire_type = tag >> 3, tag & 7
         kind = _KIND_BY_FIELD.get(number)
         if kind is not None:
             return kind
-        if wire == 0:
-            _, pos = _varint(payload, pos)
-        elif wire == 2:
-            length, pos = _varint(payload, pos)
+        if wire_type == 0:
+            _, pos = wire.read_varint(payload, pos)
+        elif wire_type == 2:
+            length, pos = wire.read_varint(payload, pos)
             pos += length
-        elif wire == 1:
+        elif wire_type == 1:
             pos += 8
-        elif wire == 5:
+        elif wire_type == 5:
             pos += 4
         else:
             return None
     return None
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(data):
-            raise IndexError("varint runs past the end")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
 
 
 def _json_value(text: str) -> Any:

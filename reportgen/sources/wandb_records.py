@@ -83,7 +83,7 @@ class KeyNames:
         try:
             while pos < len(region):
                 tag = region[pos]  # one byte: the scan accepted only fields 1 and 2
-                length, pos = _varint(region, pos + 1)
+                length, pos = wire.read_varint(region, pos + 1)
                 text = region[pos : pos + length].decode("utf-8")
                 pos += length
                 if tag >> 3 == ITEM_KEY:
@@ -95,17 +95,6 @@ class KeyNames:
             name = None
         self._names[region] = name
         return name
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
 
 
 @dataclass

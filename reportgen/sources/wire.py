@@ -31,6 +31,21 @@ STRAGGLER_ROUNDS = 48
 STRAGGLER_SHARE = 64
 
 
+def read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """One protobuf varint at `pos`: its value and the position after it (IndexError when the
+    data ends inside it)."""
+    result = shift = 0
+    while True:
+        if pos >= len(data):
+            raise IndexError("varint runs past the end")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+
+
 @dataclass(frozen=True)
 class Fields:
     """The fields of a set of messages, in order (message by message, each in written order).
