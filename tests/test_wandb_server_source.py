@@ -596,7 +596,9 @@ def test_a_server_failing_every_request_is_named_as_failing_not_the_api_key(serv
 
 
 def test_without_a_terminal_progress_lines_say_how_many_runs_are_done(served_runs, tmp_path):
-    with serve(served_runs, latency=0.1) as server:
+    # Each request waits 0.4 s, several progress periods: a line falls while fetches wait even
+    # when a loaded machine is slow to start the build (at 0.1 s, one run printed only 0/8).
+    with serve(served_runs, latency=0.4) as server:
         spec = server_spec(tmp_path, server, workers=2)
         env_extra = {"REPORTGEN_PROGRESS_SECONDS": "0.15"}
         done = run_cli(["build", str(spec)], tmp_path, tmp_path / "cache", key=KEY, **env_extra)
