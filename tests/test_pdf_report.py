@@ -26,7 +26,13 @@ from reportgen.build import make_report
 from reportgen.render import write_outputs
 from reportgen.render.html import render_html
 from reportgen.render.pdf import render_pdf
-from reportgen.render.plots import alias_figure, draw_charts, run_styles, start_charts
+from reportgen.render.plots import (
+    _small_multiples,
+    alias_figure,
+    draw_charts,
+    run_styles,
+    start_charts,
+)
 from reportgen.report import Finding, Report, verdict
 from reportgen.sources import open_source
 from reportgen.spec import load_spec
@@ -430,6 +436,23 @@ def test_log_scale_where_the_spec_asks(built):
     styles = run_styles(report)
     assert alias_figure(report, "loss", styles).axes[0].get_yscale() == "log"
     assert alias_figure(report, "score", styles).axes[0].get_yscale() == "linear"
+
+
+def test_small_multiples_give_axes_only_to_the_cells_that_hold_a_chart(built):
+    # Four charts fill four of a 3 × 2 grid's cells, row by row; the two empty cells get no
+    # axes at all (hidden axes cost as much to create as drawn ones).
+    report = built.report
+    run = report.run("steady01")
+    loss, score = run.curve("loss"), run.curve("score")
+    assert loss is not None and score is not None
+    fig = _small_multiples(report, run, [loss, score, score, loss], run_styles(report)[run.id])
+    assert [ax.get_title(loc="left") for ax in fig.axes] == ["loss", "score", "score", "loss"]
+    cells = [(ax.get_position().x0, ax.get_position().y0) for ax in fig.axes]
+    columns = sorted({round(x, 6) for x, _ in cells})
+    rows = sorted({round(y, 6) for _, y in cells}, reverse=True)
+    assert len(columns) == 3 and len(rows) == 2
+    placed = [(columns.index(round(x, 6)), rows.index(round(y, 6))) for x, y in cells]
+    assert placed == [(0, 0), (1, 0), (2, 0), (0, 1)]
 
 
 def test_each_run_keeps_one_colour_in_every_chart(built):
