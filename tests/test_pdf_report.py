@@ -11,6 +11,8 @@ import dataclasses
 import io
 import math
 import re
+import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
@@ -25,7 +27,7 @@ from runwriter import PlannedRun, write_runs
 from reportgen.build import make_report
 from reportgen.render import write_outputs
 from reportgen.render.html import render_html
-from reportgen.render.pdf import render_pdf
+from reportgen.render.pdf import bundled_fonts_folder, font_faces, render_pdf
 from reportgen.render.plots import (
     _small_multiples,
     alias_figure,
@@ -436,6 +438,22 @@ def test_log_scale_where_the_spec_asks(built):
     styles = run_styles(report)
     assert alias_figure(report, "loss", styles).axes[0].get_yscale() == "log"
     assert alias_figure(report, "score", styles).axes[0].get_yscale() == "linear"
+
+
+def test_the_fonts_come_from_matplotlibs_folder_without_importing_matplotlib():
+    import matplotlib
+
+    assert bundled_fonts_folder() == Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    assert f"src: url({(bundled_fonts_folder() / 'DejaVuSans.ttf').as_uri()})" in font_faces()
+    # The PDF's layout process reads the fonts' folder without paying for matplotlib's import.
+    probe = (
+        "import sys; from reportgen.render.pdf import font_faces; "
+        "faces = font_faces(); print('matplotlib' in sys.modules, faces.count('@font-face'))"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert shown.stdout.split() == ["False", "6"]
 
 
 def test_small_multiples_give_axes_only_to_the_cells_that_hold_a_chart(built):

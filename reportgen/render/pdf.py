@@ -15,6 +15,7 @@ SOURCE_DATE_EPOCH, set for the duration of the typesetting).
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 import os
 from collections.abc import Iterator, Sequence
@@ -43,11 +44,21 @@ _FONT_FILES = {
 }
 
 
+def bundled_fonts_folder() -> Path:
+    """Where matplotlib's wheel keeps its TrueType fonts (matplotlib.get_data_path()'s fonts/ttf).
+
+    Found without importing matplotlib: the layout runs in this process while workers draw the
+    charts, and importing matplotlib here would only delay it.
+    """
+    found = importlib.util.find_spec("matplotlib")
+    if found is None or found.origin is None:
+        raise UsageError("formats: pdf needs matplotlib, whose package ships the PDF's fonts")
+    return Path(found.origin).parent / "mpl-data" / "fonts" / "ttf"
+
+
 def font_faces() -> str:
     """@font-face rules for the DejaVu fonts that ship inside matplotlib's wheel."""
-    import matplotlib
-
-    folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    folder = bundled_fonts_folder()
     rules = []
     for (family, weight, style), name in _FONT_FILES.items():
         path = folder / name
