@@ -1,6 +1,6 @@
 """Benchmark: how long the PDF takes (goal: 40 runs in 8 s), and whether builds are reproducible.
 
-    .venv/bin/python benchmarks/pdf_report.py [--copies 5] [--repeat 3] [--no-rebuild]
+    .venv/bin/python benchmarks/pdf_report.py [--copies 5] [--repeat 3] [--no-rebuild] [--code DIR]
 
 Uses the bundled demo runs (specs/demo.yaml, 8 runs × 9 aliases), and a report with those runs
 copied `--copies` times (a bigger sweep: the renderers do not care where runs came from; the
@@ -12,7 +12,8 @@ the ratio stays above 1 only by what does not fit beside the layout). CPU second
 workers'. A rebuild whose charts are all in the chart cache is timed against the same floor. Also prints the PDF's pages and size, report.md's size and
 where its first selection appears (the answer a reader looks for), how long an alias's PNG and
 SVG take when drawn together, and finally builds the demo twice in fresh processes with the same
-SOURCE_DATE_EPOCH and says which files are byte-identical.
+SOURCE_DATE_EPOCH and says which files are byte-identical. --code DIR times another checkout of
+reportgen (e.g. /work/main) with this venv, for before/after figures.
 """
 
 from __future__ import annotations
@@ -31,7 +32,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TypeVar
 
-REPO = Path(__file__).resolve().parent.parent
+
+def _code_folder() -> Path:
+    """The checkout to time: --code DIR, read before reportgen is imported; else this one."""
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--code", type=Path, default=Path(__file__).resolve().parent.parent)
+    return early.parse_known_args()[0].code.resolve()
+
+
+REPO = _code_folder()
 sys.path.insert(0, str(REPO))
 
 from reportgen.build import make_report  # noqa: E402
@@ -177,8 +186,15 @@ def main() -> None:
     parser.add_argument(
         "--no-rebuild", action="store_true", help="skip the two-builds reproducibility check"
     )
+    parser.add_argument(
+        "--code",
+        type=Path,
+        default=REPO,
+        help="time another checkout of reportgen (e.g. /work/main)",
+    )
     args = parser.parse_args()
     os.chdir(REPO)
+    print(f"reportgen from {REPO}")
     spec = load_spec("specs/demo.yaml")
     report, wall, _ = timed(lambda: make_report(spec, open_source(spec.source), NOW))
     print(f"demo (8 runs × 9 aliases; report assembled in {wall:.2f} s):")
