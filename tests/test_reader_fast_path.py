@@ -5,6 +5,7 @@ the same way), including records that do not decode at all."""
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -66,8 +67,9 @@ def test_runs_written_by_the_client_read_the_same_both_ways(project_dir, shared_
     files = [*iter_wandb_files(project_dir), *iter_wandb_files(shared_dir)]
     assert len(files) >= 5
     for path in files:
-        fast, plain = read_wandb_file(path), read_wandb_file(path, scan=False)
+        fast, plain = read_wandb_file(path, scan_from=0), read_wandb_file(path, scan=False)
         same_contents(fast, plain)
+        same_contents(read_wandb_file(path), plain)  # small windows read the plain way
         assert fast.history_rows > 0 and fast.points
 
 
@@ -107,8 +109,9 @@ def read_both(tmp_path: Path, payloads: list[bytes]) -> tuple[FileContents, File
     folder.mkdir(parents=True)
     path = folder / "run-crafted.wandb"
     path.write_bytes(frame(payloads))
-    fast, plain = read_wandb_file(path), read_wandb_file(path, scan=False)
+    fast, plain = read_wandb_file(path, scan_from=0), read_wandb_file(path, scan=False)
     same_contents(fast, plain)
+    same_contents(read_wandb_file(path), plain)
     return fast, plain
 
 
@@ -173,6 +176,26 @@ def test_a_summary_removal_keeps_its_place_among_updates(tmp_path, real_payloads
     assert "x" not in fast.summary and fast.summary["y"] == 3
 
 
+def test_a_few_records_of_thousands_of_items_are_read_as_protobuf_reads_them(
+    tmp_path, real_payloads
+):
+    """A summary of 3,000 keys or a history record of 2,000 items among few records is left
+    to protobuf after a few dozen fields (one numpy round a field would cost far more), and
+    reads the same."""
+    wide = pb.Record()
+    for index in range(3000):
+        wide.summary.update.add(nested_key=[f"eval/token_{index}"], value_json=str(index / 8))
+    items = [item(f"per_layer/{index}".encode(), str(index).encode()) for index in range(2000)]
+    fast, _ = read_both(
+        tmp_path, [*real_payloads, wide.SerializeToString(), history_record(items, 900)]
+    )
+    assert len([key for key in fast.summary if key.startswith("eval/token_")]) == 3000
+    assert fast.summary["eval/token_2999"] == 2999 / 8
+    assert fast.points["per_layer/1999"][1].tolist() == [900]
+    assert fast.points["per_layer/1999"][2].tolist() == [1999.0]
+    assert not fast.damages
+
+
 def stats_record(seconds: int, nanos: int = 0, key: str = "gpu.0.gpu") -> pb.Record:
     record = pb.Record()
     record.stats.timestamp.seconds = seconds
@@ -233,3 +256,24 @@ def test_system_stats_and_console_records_are_read_as_protobuf_reads_them(tmp_pa
     assert sum(len(line) for _, line in console.console) <= 16_000
     undecodable, _ = read_both(tmp_path / "bad-again", [*real_payloads, *cases["undecodable"]])
     assert [d.reason for d in undecodable.damages] == ["a record could not be decoded"]
+
+
+def test_config_and_summary_values_are_what_json_loads_gives(tmp_path, real_payloads):
+    """Plain numbers skip json's decoder; every value is still what json.loads gives (or
+    the text itself when it is not JSON)."""
+    texts = [
+        "0", "-0", "-0.0", "12", "1.5", "1e5", "1E+5", "-2.5e-3", "1e400", "01", "1.", "+1",
+        " 1", "1 ", "\u0661\u0662", "1e", "9" * 5000, "NaN", "-Infinity", "true", '"x"', "",
+        "[1, 2.0]",
+    ]  # fmt: skip
+    record = pb.Record()
+    for index, text in enumerate(texts):
+        record.summary.update.add(key=f"v{index}", value_json=text)
+    fast, _ = read_both(tmp_path, [*real_payloads, record.SerializeToString()])
+    for index, text in enumerate(texts):
+        try:
+            expected = json.loads(text)
+        except ValueError:
+            expected = text
+        value = fast.summary[f"v{index}"]
+        assert type(value) is type(expected) and repr(value) == repr(expected), text[:20]
