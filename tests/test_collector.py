@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import gc
 
+import pytest
 from conftest import write_spec
 
 from reportgen import build
-from reportgen.collector import YOUNG_THRESHOLD, fewer_collections
+from reportgen.collector import YOUNG_THRESHOLD, fewer_collections, paused
 
 
 def test_collections_are_rarer_inside_and_as_before_after():
@@ -40,3 +41,20 @@ def test_a_build_restores_the_callers_thresholds(tmp_path, project_dir, monkeypa
     finally:
         gc.set_threshold(*before)
     assert (tmp_path / "out" / "report.json").is_file() and result.report.runs
+
+
+def test_collection_is_paused_inside_and_restored_after():
+    inside = []
+    with paused():
+        inside.append(gc.isenabled())
+    assert inside == [False] and gc.isenabled()
+    with pytest.raises(RuntimeError), paused():
+        raise RuntimeError("a layout that fails")
+    assert gc.isenabled()
+    gc.disable()  # a caller that turned it off itself keeps it off
+    try:
+        with paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -28,7 +28,7 @@ from runwriter import PlannedRun, write_runs
 from reportgen.build import make_report
 from reportgen.render import write_outputs
 from reportgen.render.html import render_html
-from reportgen.render.pdf import bundled_fonts_folder, cyclic_gc_paused, font_faces, render_pdf
+from reportgen.render.pdf import bundled_fonts_folder, font_faces, render_pdf
 from reportgen.render.plots import (
     _small_multiples,
     alias_figure,
@@ -340,23 +340,6 @@ def test_the_pdf_laid_out_while_workers_draw_is_the_pdf_drawn_in_process(built):
     beside = render_pdf(report, charts=start_charts(report, png=False, pdf=True, processes=2))
     assert here == beside == (built.out / "report.pdf").read_bytes()
     assert gc.isenabled()  # paused only while typesetting
-
-
-def test_the_cycle_collector_is_paused_while_typesetting_and_restored_after():
-    inside = []
-    with cyclic_gc_paused():
-        inside.append(gc.isenabled())
-    assert inside == [False] and gc.isenabled()
-    with pytest.raises(RuntimeError), cyclic_gc_paused():
-        raise RuntimeError("a layout that fails")
-    assert gc.isenabled()
-    gc.disable()  # a caller that turned it off itself keeps it off
-    try:
-        with cyclic_gc_paused():
-            pass
-        assert not gc.isenabled()
-    finally:
-        gc.enable()
 
 
 def test_markdown_pngs_come_from_the_pass_that_drew_the_pdf_charts(built):

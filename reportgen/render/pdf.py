@@ -15,7 +15,6 @@ SOURCE_DATE_EPOCH, set for the duration of the typesetting).
 from __future__ import annotations
 
 import base64
-import gc
 import importlib.util
 import io
 import os
@@ -26,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from reportgen.collector import paused
 from reportgen.errors import UsageError
 from reportgen.render.csv import render_csv
 from reportgen.render.html import Figures, render_html
@@ -83,25 +83,6 @@ def _source_date_epoch(moment: datetime) -> Iterator[None]:
             os.environ.pop("SOURCE_DATE_EPOCH", None)
         else:
             os.environ["SOURCE_DATE_EPOCH"] = before
-
-
-@contextmanager
-def cyclic_gc_paused() -> Iterator[None]:
-    """Python's cycle collector off while WeasyPrint lays the document out and writes it.
-
-    The layout allocates boxes by the hundred thousand and keeps most of them, so the collector
-    kept making full passes over the whole process (the report, WeasyPrint, its caches): about
-    fourteen in a 40-run report, a tenth or more of the layout's CPU time. The cycles left
-    unreferenced meanwhile are a few megabytes, taken once the collector is back on. A caller
-    that had it off finds it off.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def stylesheet_paths(template_dirs: Sequence[Path] = ()) -> list[Path]:
@@ -296,8 +277,8 @@ def render_pdf(
     if charts is None:
         with start_charts(report, png=False, pdf=True, beside_layout=True) as own:
             return render_pdf(report, template_dirs, own)
-    with cyclic_gc_paused():
+    with paused():  # WeasyPrint's layout keeps its boxes: see collector.paused
         pdf, placements = _typeset(weasyprint, report, template_dirs, charts)
     drawn = [chart.get("pdf", b"") for chart in charts.drawn()]
-    with cyclic_gc_paused():
+    with paused():
         return stamp_charts(pdf, drawn, [p for p in placements if drawn[p.chart]])
