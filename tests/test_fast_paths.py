@@ -13,7 +13,7 @@ from reportgen import atomic
 from reportgen.cache import CacheDamaged, RunCache, history_bytes, history_from_bytes
 from reportgen.expressions import ExpressionError, evaluate, evaluate_condition, parse_expression
 from reportgen.jsonvalues import jsonable
-from reportgen.render.csv import exact_numbers, render_step_table
+from reportgen.render.csv import number_texts, render_step_table
 from reportgen.render.json import dumps_indented, with_encoded_parts
 from reportgen.render.text import exact_number
 from reportgen.report import RunReport
@@ -27,7 +27,22 @@ EDGES = [
 
 def test_csv_cells_of_a_column_are_exact_number_of_each_value():
     values = np.array(EDGES + list(np.random.default_rng(7).normal(size=500) * 1e3))
-    assert exact_numbers(values) == [exact_number(float(v)) for v in values]
+    assert number_texts(values).to_pylist() == [exact_number(float(v)) for v in values]
+
+
+def test_csv_cells_written_by_arrow_are_reprs_at_every_magnitude():
+    """Arrow writes the cells between 10^-4 and 10^9 and Python the rest: the text is
+    `exact_number`'s on both sides of each bound, at every magnitude, and for random bits."""
+    rng = np.random.default_rng(11)
+    bounds = [1e-4, 1e9, 1e15, 2.0**53]
+    near = [np.nextafter(b, d) for b in bounds for d in (0.0, np.inf)] + bounds
+    spread = rng.random(20_000) * 10.0 ** rng.uniform(-12, 18, 20_000)
+    rounded = np.round(rng.normal(size=5_000) * 10.0 ** rng.integers(0, 9, 5_000), 3)
+    bits = rng.integers(0, 2**64, 20_000, dtype=np.uint64).view(np.float64)
+    values = np.concatenate([near, -np.array(near), spread, -spread, rounded, bits])
+    assert number_texts(values).to_pylist() == [exact_number(float(v)) for v in values]
+    steps = np.arange(0, 10**6, 997, dtype=float)  # every cell whole: one cast of integers
+    assert number_texts(steps).to_pylist() == [str(int(s)) for s in steps]
 
 
 def test_csv_table_leaves_unlogged_cells_empty_and_writes_nan_where_logged():
