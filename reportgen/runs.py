@@ -181,7 +181,7 @@ class History:
 
     def row_count(self) -> int:
         """How many history records hold at least one numeric value."""
-        return len(_union([c.rows for c in self._columns.values()]))
+        return _distinct_count([c.rows for c in self._columns.values()])
 
     def next_row(self) -> int:
         """The row number after the last one in use (where appended records start)."""
@@ -317,6 +317,24 @@ def _union(arrays: list[np.ndarray]) -> np.ndarray:
     return np.unique(np.concatenate(kept)).astype(np.int64, copy=False)
 
 
+def _distinct_count(arrays: list[np.ndarray]) -> int:
+    """How many distinct values the arrays hold between them (`len(_union(arrays))`).
+
+    Row numbers count up from 0 with few gaps, so a mark per row counts them without sorting
+    or hashing; numbers spread far apart (or negative: never written by reportgen) are counted
+    by `_union`."""
+    parts = [array for array in arrays if len(array)]
+    if not parts:
+        return 0
+    every = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    low, high = int(every.min()), int(every.max())
+    if low < 0 or high > 4 * len(every) + 1024:
+        return len(_union(parts))
+    seen = np.zeros(high + 1, dtype=bool)
+    seen[every] = True
+    return int(np.count_nonzero(seen))
+
+
 def _ascending(steps: np.ndarray) -> bool:
     """Strictly ascending: each x once and already in order, so sorting by (x, row) would
     change nothing and hide nothing."""
@@ -340,10 +358,15 @@ def overlap_note(history: History, run: Run) -> str | None:
     declared x; None when every value has an x of its own."""
     hidden_keys: list[tuple[str, int]] = []
     unplaced_keys: list[tuple[str, str, int]] = []
+    ascending = history._ascending_keys()
+    declared = run.step_metrics
+    patterns = any(c in pattern for pattern in declared for c in "*?[")
     for key in history:
         if key.startswith("_"):  # W&B's own bookkeeping (_runtime, _timestamp) per writer
             continue
-        x = run.x_key_for(key)
+        x = run.x_key_for(key) if patterns else declared.get(key, STEP)
+        if x == STEP and key in ascending:
+            continue  # one value per step, in order: the common case, nothing to count
         hidden, unplaced = history.overlaps(key, x)
         if hidden:
             hidden_keys.append((key, hidden))

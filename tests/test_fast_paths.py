@@ -314,3 +314,96 @@ def test_the_user_stop_line_is_the_one_a_search_of_every_line_finds():
         assert found[-1] == plain(console), console
     assert found[:4] == [None, None, "KeyboardInterrupt", "KeyboardInterrupt"]
     assert found[8] is None and sum(line is not None for line in found) == 8
+
+
+def test_metric_percentiles_in_one_call_are_those_of_one_call_each():
+    """`describe` asks numpy for all its percentiles at once: the same numbers, and the same
+    trend word, as one call per percentile."""
+    import pandas as pd
+
+    from reportgen.metrics import PERCENTILES, describe
+
+    def trend_by_single_calls(values: np.ndarray) -> str:
+        n = len(values)
+        if n < 4:
+            return "n/a"
+        part = max(1, n // 5)
+        head, tail = float(np.mean(values[:part])), float(np.mean(values[-part:]))
+        spread = float(np.percentile(values, 95) - np.percentile(values, 5))
+        change = (tail - head) / max(spread, abs(head), abs(tail), 1e-12)
+        return "flat" if abs(change) < 0.05 else ("rising" if change > 0 else "falling")
+
+    rng = np.random.default_rng(5)
+    words = set()
+    for trial in range(300):
+        values = _curve(rng, [1, 2, 3, 4, 7, 50, 400, 3000][trial % 8], trial)
+        values += np.linspace(0, float(rng.normal()) * 5, len(values))  # some rise, some fall
+        stats = describe(pd.Series(values, index=np.arange(len(values)) * 10))
+        finite = values[np.isfinite(values)]
+        if not len(finite):
+            assert stats.percentiles == {}
+            continue
+        assert stats.percentiles == {f"p{p}": float(np.percentile(finite, p)) for p in PERCENTILES}
+        assert stats.trend == trend_by_single_calls(finite)
+        words.add(stats.trend)
+    assert words == {"rising", "falling", "flat", "n/a"}
+
+
+def test_row_count_is_the_number_of_distinct_rows_however_they_are_spread():
+    from reportgen.runs import Column
+
+    rng = np.random.default_rng(9)
+    for trial in range(60):
+        columns = {}
+        for k in range(int(rng.integers(0, 6))):
+            n = int(rng.integers(0, 50))
+            spread = [10, 10**3, 10**12][trial % 3]  # dense, gapped, far apart
+            rows = np.sort(rng.choice(spread, size=min(n, spread), replace=False))
+            rows = rows - (5 if trial % 7 == 0 else 0)  # negative rows (never written by us)
+            steps = rows.copy()
+            columns[f"k{k}"] = Column(rows.astype(np.int64), steps.astype(np.int64), rows * 0.5)
+        history = History(columns)
+        every = [c.rows for c in columns.values()]
+        expected = len(np.unique(np.concatenate(every))) if every else 0
+        assert history.row_count() == expected
+
+
+def test_overlap_note_counts_what_a_key_by_key_look_finds():
+    """The note skips keys whose steps ascend on the `_step` axis: it says what asking every
+    key (on its declared axis, globs included) says."""
+    from reportgen.runs import STEP, Column, Run, overlap_note
+
+    def plain(history: History, run: Run) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+        hidden, unplaced = [], []
+        for key in history:
+            if key.startswith("_"):
+                continue
+            h, u = history.overlaps(key, run.x_key_for(key))
+            hidden += [(key, h)] if h else []
+            unplaced += [(key, u)] if u else []
+        return hidden, unplaced
+
+    rows = np.array([0, 1, 2, 3, 4, 5], dtype=np.int64)
+    history = History(
+        {
+            STEP: Column(rows, np.array([0, 1, 2, 2, 3, 4]), rows * 1.0),
+            "loss": Column(rows, np.array([0, 1, 2, 2, 3, 4]), rows * 0.1),  # step 2 twice
+            "eval/acc": Column(rows[::2], np.array([0, 2, 3]), np.ones(3)),  # ascending
+            "eval/step": Column(rows[:2], np.array([0, 1]), np.array([10.0, 20.0])),
+            "train/lr": Column(rows, np.arange(6), np.ones(6)),  # ascending
+        }
+    )
+    declared = [{}, {"eval/acc": "eval/step"}, {"eval/*": "eval/step"}, {"train/*": "_step"}]
+    notes = []
+    for step_metrics in declared:
+        run = Run(id="r", name="r", state="finished", step_metrics=step_metrics)
+        hidden, unplaced = plain(history, run)
+        note = overlap_note(history, run)
+        notes.append(note)
+        for key, count in hidden:
+            assert f"{key} ({count:,})" in (note or "")
+        for key, count in unplaced:
+            assert f"{key} (x {run.x_key_for(key)}: {count:,})" in (note or "")
+        assert (note is None) == (not hidden and not unplaced)
+    assert "eval/acc (x eval/step: 2)" in notes[1] and "eval/acc (x eval/step: 2)" in notes[2]
+    assert "loss (1)" in notes[0] and "eval/acc" not in notes[0]
