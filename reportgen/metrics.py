@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import heapq
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -183,9 +184,24 @@ def _x_key(run: Run, alias: MetricAlias, key: str, x: str | None) -> str:
 
 @functools.lru_cache(maxsize=1024)
 def _close_keys(key: str, logged: tuple[str, ...]) -> tuple[str, ...]:
-    """The logged keys most like `key`; remembered, as runs of one project share their keys
-    and difflib is slow."""
-    return tuple(difflib.get_close_matches(key, logged, n=3, cutoff=0.5))
+    """The logged keys most like `key` (`difflib.get_close_matches(key, logged, n=3,
+    cutoff=0.5)`); remembered, as runs of one project share their keys and difflib is slow."""
+    scored = [(score, other) for other in logged if (score := _likeness(key, other))]
+    return tuple(other for _, other in heapq.nlargest(3, scored))
+
+
+CLOSE_CUTOFF = 0.5
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _likeness(key: str, other: str) -> float:
+    """`get_close_matches`' score of `other` as a match for `key`, 0 below CLOSE_CUTOFF; per
+    pair, as runs of one project share most of their keys but often not all of them."""
+    matcher = difflib.SequenceMatcher(None, other, key)
+    if matcher.real_quick_ratio() < CLOSE_CUTOFF or matcher.quick_ratio() < CLOSE_CUTOFF:
+        return 0.0
+    ratio = matcher.ratio()
+    return ratio if ratio >= CLOSE_CUTOFF else 0.0
 
 
 def _resolve_keys(
@@ -282,7 +298,12 @@ def sample_grid(xs: np.ndarray, sampling: Sampling) -> tuple[np.ndarray, str | N
         )
         return kept, note
     regular = np.arange(sampling.start, end + 1, sampling.every)
-    return np.unique(np.concatenate([regular, [end]])), None
+    grid = np.concatenate([regular, [end]])
+    if regular[-1] < end:  # ascending already: what np.unique would return, without a sort
+        return grid, None
+    if regular[-1] == end:
+        return grid[:-1], None
+    return np.unique(grid), None  # a fractional end, passed by the last regular step
 
 
 def align(series: pd.Series, grid: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
@@ -335,7 +356,9 @@ def sample(resolved: Mapping[str, ResolvedMetric], sampling: Sampling) -> Sample
             {a: empty.astype(float) for a in resolved},
             {a: empty.astype(bool) for a in resolved},
         )
-    xs = np.unique(np.concatenate([m.series.index.to_numpy() for m in found]))
+    # Every x, repeats and all: the grid needs their extent (and, over a short range, the
+    # distinct ones among them, which sample_grid finds).
+    xs = np.concatenate([m.series.index.to_numpy() for m in found])
     grid, note = sample_grid(xs, sampling)
     values: dict[str, np.ndarray] = {}
     present: dict[str, np.ndarray] = {}

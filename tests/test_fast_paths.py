@@ -407,3 +407,48 @@ def test_overlap_note_counts_what_a_key_by_key_look_finds():
         assert (note is None) == (not hidden and not unplaced)
     assert "eval/acc (x eval/step: 2)" in notes[1] and "eval/acc (x eval/step: 2)" in notes[2]
     assert "loss (1)" in notes[0] and "eval/acc" not in notes[0]
+
+
+def test_sampling_grid_is_the_sorted_distinct_steps_it_always_was():
+    """The grid is built without np.unique where it is ascending already: the same steps, of
+    the same type, for whole and fractional axes, with and without `stop`."""
+    from reportgen.metrics import sample_grid
+    from reportgen.spec.model import Sampling
+
+    def plain(xs: np.ndarray, sampling: Sampling) -> np.ndarray:
+        last = xs.max()
+        end = min(sampling.stop, last) if sampling.stop is not None else last
+        regular = np.arange(sampling.start, end + 1, sampling.every)
+        return np.unique(np.concatenate([regular, [end]]))
+
+    rng = np.random.default_rng(4)
+    for trial in range(400):
+        n = int(rng.integers(1, 300))
+        xs = np.cumsum(rng.integers(1, 50, n))
+        if trial % 2:
+            xs = xs * 0.37  # an axis of fractional x values
+        every, start = int(rng.integers(1, 40)), int(rng.integers(0, 5))
+        stop = None if trial % 3 else int(rng.integers(0, int(xs.max()) + 10))
+        sampling = Sampling(start=start, every=every, stop=stop)
+        grid, note = sample_grid(xs, sampling)
+        if note is None and len(grid):
+            expected = plain(xs, sampling)
+            assert grid.dtype == expected.dtype
+            np.testing.assert_array_equal(grid, expected)
+
+
+def test_closest_keys_are_those_difflib_names():
+    import difflib
+
+    from reportgen.metrics import _close_keys
+
+    rng = np.random.default_rng(8)
+    words = ["loss", "train", "eval", "reward", "kl", "step", "lr", "acc", "grad", "norm", "x"]
+    for _ in range(200):
+        logged = tuple(
+            sorted({"/".join(rng.choice(words, int(rng.integers(1, 4)))) for _ in range(30)})
+        )
+        key = "/".join(rng.choice(words, int(rng.integers(1, 3))))
+        assert _close_keys(key, logged) == tuple(
+            difflib.get_close_matches(key, logged, n=3, cutoff=0.5)
+        )
