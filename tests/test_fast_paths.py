@@ -452,3 +452,39 @@ def test_closest_keys_are_those_difflib_names():
         assert _close_keys(key, logged) == tuple(
             difflib.get_close_matches(key, logged, n=3, cutoff=0.5)
         )
+
+
+def test_a_history_read_as_long_arrays_answers_as_one_built_of_columns():
+    """A cached history keeps the long arrays it was read as and makes a key's Column when it
+    is asked for: every question gets the answer the history built of Columns gives."""
+    from reportgen.runs import STEP, Column
+
+    def arrays(history: History) -> list[list[object]]:
+        return [part if isinstance(part, list) else part.tolist() for part in history.to_arrays()]
+
+    rng = np.random.default_rng(12)
+    for trial in range(40):
+        columns = {}
+        for k in range(int(rng.integers(0, 8))):
+            n = int(rng.integers(0, 40))
+            rows = np.sort(rng.choice(60, size=n, replace=False)).astype(np.int64)
+            steps = rows // 2 if k % 3 else rows  # some keys log a step twice
+            if trial % 4 == 0:
+                steps = steps[::-1].copy()  # out of order
+            columns[STEP if k == 0 else f"key{k}"] = Column(rows, steps, rng.normal(size=n))
+        built = History(columns)
+        read = History.from_arrays(*built.to_arrays())
+        assert read.keys() == built.keys() and len(read) == len(built)
+        assert arrays(read) == arrays(built)
+        assert read.row_count() == built.row_count() and read.next_row() == built.next_row()
+        np.testing.assert_array_equal(read.steps(), built.steps())
+        for key in [*built.keys(), "absent"]:
+            assert (key in read) == (key in built) and read.count(key) == built.count(key)
+            for x in (STEP, "key1"):
+                assert read.overlaps(key, x) == built.overlaps(key, x)
+                assert read.series(key, x).equals(built.series(key, x))
+        assert read.subset(["key1", "absent", STEP]).keys() == built.subset(["key1", STEP]).keys()
+        twice, twice_built = read.merged(read), built.merged(built)
+        assert arrays(twice) == arrays(twice_built)
+    with pytest.raises(ValueError):
+        History.from_arrays(["a", "b"], [1], *(np.zeros(1, dtype=np.int64),) * 2, np.zeros(1))
