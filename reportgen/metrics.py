@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import heapq
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -184,24 +183,9 @@ def _x_key(run: Run, alias: MetricAlias, key: str, x: str | None) -> str:
 
 @functools.lru_cache(maxsize=1024)
 def _close_keys(key: str, logged: tuple[str, ...]) -> tuple[str, ...]:
-    """The logged keys most like `key` (`difflib.get_close_matches(key, logged, n=3,
-    cutoff=0.5)`); remembered, as runs of one project share their keys and difflib is slow."""
-    scored = [(score, other) for other in logged if (score := _likeness(key, other))]
-    return tuple(other for _, other in heapq.nlargest(3, scored))
-
-
-CLOSE_CUTOFF = 0.5
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _likeness(key: str, other: str) -> float:
-    """`get_close_matches`' score of `other` as a match for `key`, 0 below CLOSE_CUTOFF; per
-    pair, as runs of one project share most of their keys but often not all of them."""
-    matcher = difflib.SequenceMatcher(None, other, key)
-    if matcher.real_quick_ratio() < CLOSE_CUTOFF or matcher.quick_ratio() < CLOSE_CUTOFF:
-        return 0.0
-    ratio = matcher.ratio()
-    return ratio if ratio >= CLOSE_CUTOFF else 0.0
+    """The logged keys most like `key`; remembered, as runs of one project share their keys
+    and difflib is slow."""
+    return tuple(difflib.get_close_matches(key, logged, n=3, cutoff=0.5))
 
 
 def _resolve_keys(

@@ -437,23 +437,6 @@ def test_sampling_grid_is_the_sorted_distinct_steps_it_always_was():
             np.testing.assert_array_equal(grid, expected)
 
 
-def test_closest_keys_are_those_difflib_names():
-    import difflib
-
-    from reportgen.metrics import _close_keys
-
-    rng = np.random.default_rng(8)
-    words = ["loss", "train", "eval", "reward", "kl", "step", "lr", "acc", "grad", "norm", "x"]
-    for _ in range(200):
-        logged = tuple(
-            sorted({"/".join(rng.choice(words, int(rng.integers(1, 4)))) for _ in range(30)})
-        )
-        key = "/".join(rng.choice(words, int(rng.integers(1, 3))))
-        assert _close_keys(key, logged) == tuple(
-            difflib.get_close_matches(key, logged, n=3, cutoff=0.5)
-        )
-
-
 def test_a_history_read_as_long_arrays_answers_as_one_built_of_columns():
     """A cached history keeps the long arrays it was read as and makes a key's Column when it
     is asked for: every question gets the answer the history built of Columns gives."""
