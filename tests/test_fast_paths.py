@@ -471,3 +471,47 @@ def test_a_history_read_as_long_arrays_answers_as_one_built_of_columns():
         assert arrays(twice) == arrays(twice_built)
     with pytest.raises(ValueError):
         History.from_arrays(["a", "b"], [1], *(np.zeros(1, dtype=np.int64),) * 2, np.zeros(1))
+
+
+def test_the_exception_line_is_the_one_a_regex_search_of_every_line_finds():
+    """Lines are cleaned and searched only when they hold the text a pattern needs: the line
+    found is the one the plain regex search of every cleaned line finds, or None for both."""
+    import re
+
+    from reportgen.health.checks import lifecycle
+
+    def clean(raw: str) -> str:
+        return lifecycle._PREFIX.sub(" ", lifecycle._ANSI.sub("", raw)).strip()
+
+    def plain(console: tuple[str, ...]) -> str | None:
+        for raw in reversed(console):
+            line = clean(raw)
+            found = lifecycle._EXCEPTION.search(line)
+            if found is None or line.startswith("Traceback"):
+                continue
+            text = line[found.start() :].strip()
+            return text if len(text) <= 300 else text[:297] + "…"
+        return None
+
+    consoles = [
+        (),
+        ("epoch 1", "loss 0.3", "done"),
+        ("Traceback (most recent call last):", "  x", "ValueError: bad shape"),
+        ("[rank0]: torch.OutOfMemoryError: CUDA out of memory", "[rank1]: fine"),
+        ("Val\x1b[31mueErr\x1b[0mor: colour codes inside the name",),
+        ("(TaskRunner pid=42) RuntimeError: ValueError: nested", "[default3]:Killed"),
+        ("error: lower case is not a name", "exit 1", "Segmentation fault (core dumped)"),
+        ("KeyboardInterrupt", "SystemExit", "wandb: Synced run"),
+        ("UserWarning: not an exception? it is named like one" + "x" * 400,),
+        ("[ra\x1b[0mnk0]:SomeFailure", "pid=3 alone", "(pid=7, ip=10.0.0.1) BrokenPipeError"),
+    ]
+    found = [lifecycle.last_exception_line(console) for console in consoles]
+    assert found == [plain(console) for console in consoles]
+    for console in consoles:
+        for raw in console:
+            assert lifecycle._clean(raw) == clean(raw)
+    assert (
+        found[2] == "ValueError: bad shape"
+        and found[4] == "ValueError: colour codes inside the name"
+    )
+    assert found[1] is None and re.match("BrokenPipeError", found[9] or "")
