@@ -21,6 +21,7 @@ records (see `record_step`).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -37,7 +38,7 @@ from typing import IO, Any
 import numpy as np
 
 from reportgen.sources import wandb_records, wire
-from reportgen.sources.wandb_proto import moments_class, record_class
+from reportgen.sources.wandb_proto import record_class, record_list_class
 
 
 class pb:  # read as wandb's `wandb_internal_pb2` module: `pb.Record`
@@ -364,10 +365,11 @@ def open_run_file(path: Path) -> tuple[IO[bytes], os.stat_result]:
     return os.fdopen(fd, "rb", buffering=0), info
 
 
-def read_wandb_file(path: Path, *, scan: bool = True) -> FileContents:
+def read_wandb_file(path: Path, *, scan: bool = True, scan_from: int | None = None) -> FileContents:
     """Decode the records of one `.wandb` file that reportgen uses, streaming it. `scan`
     False decodes every record with protobuf, one by one (the plain reader, slower, kept to
-    check the fast one against)."""
+    check the fast one against). `scan_from`: windows of fewer records are read the plain way
+    (default SCAN_FROM_RECORDS; 0 scans every window, as tests of the fast path do)."""
     try:
         stream, info = open_run_file(path)
     except UnreadableFile as exc:
@@ -376,7 +378,9 @@ def read_wandb_file(path: Path, *, scan: bool = True) -> FileContents:
     try:
         with stream:
             _read_records(
-                iter_payload_batches(stream, info.st_size, contents.damages), contents, scan
+                iter_payload_batches(stream, info.st_size, contents.damages),
+                contents,
+                (SCAN_FROM_RECORDS if scan_from is None else scan_from) if scan else None,
             )
     except OSError as exc:  # an I/O error part-way (a failing disk, a file removed on NFS)
         contents.damages.append(Damage(0, 0, f"reading stopped: {exc.strerror or exc}"))
@@ -387,6 +391,8 @@ def read_wandb_file(path: Path, *, scan: bool = True) -> FileContents:
 # reportgen.sources.wandb_records), the few others one by one, in order.
 WINDOW_RECORDS = 16_384
 WINDOW_BYTES = 8 * 1024 * 1024
+# A window of fewer records costs less decoded one by one than the scan's fixed cost.
+SCAN_FROM_RECORDS = 256
 
 
 def stat_and_read(path: Path) -> tuple[os.stat_result | None, FileContents]:
@@ -400,11 +406,12 @@ def stat_and_read(path: Path) -> tuple[os.stat_result | None, FileContents]:
 
 
 def _read_records(
-    batches: Iterator[list[bytes]], contents: FileContents, scan: bool = True
+    batches: Iterator[list[bytes]], contents: FileContents, scan_from: int | None
 ) -> None:
-    """Gather what the records say into `contents`. `scan` False decodes every record with
-    protobuf, one by one: the plain reader, kept to check the fast one against."""
-    reader = _RecordReader(contents, scan)
+    """Gather what the records say into `contents`: windows of at least `scan_from` records
+    are scanned side by side, the others decoded with protobuf one by one (`scan_from` None:
+    every record, the plain reader, kept to check the fast one against)."""
+    reader = _RecordReader(contents, scan_from)
     window: list[bytes] = []
     size = 0
     for batch in batches:
@@ -427,11 +434,16 @@ _OTHER_WANTED = np.array(
 )
 _PRIMARY = np.array(sorted(_NUMBER_OF_KIND[k] for k in PRIMARY_KINDS))
 # Records needed only for their moment (and, for the last console lines, their text).
-_STATS, _OUTPUT_RAW = _NUMBER_OF_KIND["stats"], _NUMBER_OF_KIND["output_raw"]
+_STATS = _NUMBER_OF_KIND["stats"]
 _TIMED = np.array(sorted(_NUMBER_OF_KIND[k] for k in ("stats", "output", "output_raw")))
-_MOMENTS: Any = moments_class()
 _IS_KIND = np.zeros(max(_KIND_BY_FIELD) + 1, dtype=bool)
 _IS_KIND[list(_KIND_BY_FIELD)] = True
+
+
+@functools.cache
+def _record_list() -> Any:
+    """Record with every field repeated (built on first use: a few milliseconds)."""
+    return record_list_class(pb.Record)
 
 
 def record_kinds(
@@ -455,9 +467,9 @@ def record_kinds(
 class _RecordReader:
     """What a file's records say, gathered window by window (see `FileContents`)."""
 
-    def __init__(self, contents: FileContents, scan: bool):
+    def __init__(self, contents: FileContents, scan_from: int | None):
         self.contents = contents
-        self.scan = scan
+        self.scan_from = scan_from
         self.names = wandb_records.KeyNames()
         self.console: deque[tuple[float, str]] = deque()
         self.console_chars = 0
@@ -469,6 +481,7 @@ class _RecordReader:
         self.newest = -np.inf
 
     def add(self, window: list[bytes]) -> None:
+        scan = self.scan_from is not None and len(window) >= self.scan_from
         buffer = wire.as_buffer(window)
         types = wandb_records.record_types(buffer.u8, buffer.starts, buffer.ends)
         kinds = record_kinds(buffer, window, types)
@@ -479,7 +492,7 @@ class _RecordReader:
         summary = np.flatnonzero(kinds == _SUMMARY)
         if history.size or summary.size:
             decoded = wandb_records.decode_window(
-                buffer, history, summary, window, self.names, pb.Record.FromString, self.scan,
+                buffer, history, summary, window, self.names, pb.Record.FromString, scan,
                 types,
             )  # fmt: skip
             self._add_history(decoded.history, history, window)
@@ -500,7 +513,7 @@ class _RecordReader:
                     )
         others = np.flatnonzero(np.isin(kinds, _OTHER_WANTED))
         timed = others[np.isin(kinds[others], _TIMED)]
-        if self.scan and timed.size and self._add_timed(buffer, types, timed, kinds[timed], window):
+        if scan and timed.size and self._add_timed(buffer, types, timed, kinds[timed], window):
             others = others[~np.isin(kinds[others], _TIMED)]
         for index in others.tolist():
             self._add_other(window[index], _KIND_BY_FIELD[int(kinds[index])])
@@ -514,27 +527,31 @@ class _RecordReader:
         window: list[bytes],
     ) -> bool:
         """Take in a window's system-stats and console records together: the newest of their
-        moments, and the console lines that can still be in the tail (decoded from the last
-        one back). False, having changed nothing, when they must be read one by one (see
-        `wandb_records.newest_moment`): then `_add_other` meets them in order."""
-        newest = wandb_records.newest_moment(
-            buffer, which, kinds, window, pb.Record.FromString, _MOMENTS.FromString, types
-        )
-        if newest is None:
+        moments, and the console lines that can still be in the tail. False, having changed
+        nothing, when they must be read one by one (see `wandb_records.timed_records`): then
+        `_add_other` meets them in order."""
+        found = wandb_records.timed_records(buffer, which, kinds, window, _record_list(), types)
+        if found is None:
             return False
         self.contents.records += len(which)
+        newest = max(  # each moment summed as the plain reader sums it
+            stamp.seconds + stamp.nanos / 1e9
+            for messages in found.values()
+            for stamp in (message.timestamp for message in messages)
+        )
         if newest > self.newest:
             self.newest = newest
         # The tail after appending every line is the longest suffix of the lines within
         # CONSOLE_TAIL_CHARS (or the last line alone): appending only the lines back to the
         # first that crosses that bound leaves the same tail.
+        place = np.empty(len(which), dtype=np.int64)  # each record's place among its kind
+        for kind in found:
+            of_kind = np.flatnonzero(kinds == kind)
+            place[of_kind] = np.arange(len(of_kind))
         lines: list[tuple[float, str]] = []
         chars = 0
-        console = kinds != _STATS
-        last_first = zip(which[console][::-1].tolist(), kinds[console][::-1].tolist(), strict=True)
-        for index, kind in last_first:
-            record = pb.Record.FromString(window[index])
-            output = record.output_raw if kind == _OUTPUT_RAW else record.output
+        for at in np.flatnonzero(kinds != _STATS)[::-1].tolist():
+            output = found[int(kinds[at])][int(place[at])]
             lines.append((output.timestamp.seconds + output.timestamp.nanos / 1e9, output.line))
             chars += len(output.line)
             if chars > CONSOLE_TAIL_CHARS:
