@@ -97,6 +97,7 @@ class History:
         # report looks closely at a few (the rest only in passes over every key at once).
         self._grouped: _Grouped | None = None
         self._series: dict[tuple[str, str], pd.Series] = {}
+        self._axes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._steps: np.ndarray | None = None
         self._ascending: set[str] | None = None
 
@@ -299,16 +300,18 @@ class History:
             if _ascending(xs):  # one value per step, in order: nothing to sort or hide
                 return xs.copy(), values.copy(), 0, 0
         else:
-            axis = self.column(x)
+            axis = self._by_row(x)
             if axis is None:
                 return np.array([], dtype=float), np.array([], dtype=float), 0, len(column.rows)
-            xs, values, rows = _same_records(column, axis)
+            xs, values, rows = _same_records(column, *axis)
             unplaced = len(column.rows) - len(rows)
             finite = np.isfinite(xs)
             unplaced += int(len(xs) - finite.sum())
             xs, values, rows = xs[finite], values[finite], rows[finite]
             if len(xs) and np.all(np.mod(xs, 1) == 0):
                 xs = xs.astype(np.int64)
+            if _ascending(xs):  # x grows with every record (the usual step counter): in order
+                return xs, values, 0, unplaced
         # Stable order by (x, row): the last of each run of equal x values was written last.
         order = np.lexsort((rows, xs))
         xs, values = xs[order], values[order]
@@ -317,6 +320,22 @@ class History:
             keep[:-1] = xs[1:] != xs[:-1]
         hidden = int(len(xs) - keep.sum())
         return xs[keep], values[keep], hidden, unplaced
+
+    def _by_row(self, x: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The rows and values of the axis key `x`, ordered by row (stably): found once per
+        axis, as every key declared against it is placed on it."""
+        found = self._axes.get(x)
+        if found is None:
+            axis = self.column(x)
+            if axis is None:
+                return None
+            if len(axis.rows) < 2 or np.all(axis.rows[1:] >= axis.rows[:-1]):
+                found = (axis.rows, axis.values)  # in row order already, as records are written
+            else:
+                order = np.argsort(axis.rows, kind="stable")
+                found = (axis.rows[order], axis.values[order])
+            self._axes[x] = found
+        return found
 
     def steps(self) -> np.ndarray:
         """Every `_step` at which anything was logged, ascending (read-only: computed once, as
@@ -414,11 +433,11 @@ def _ascending(steps: np.ndarray) -> bool:
     return bool(len(steps) < 2 or np.all(steps[1:] > steps[:-1]))
 
 
-def _same_records(column: Column, axis: Column) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(x, value, row) for the records of `column` that also logged the axis key."""
-    axis_order = np.argsort(axis.rows, kind="stable")
-    axis_rows = axis.rows[axis_order]
-    axis_values = axis.values[axis_order]
+def _same_records(
+    column: Column, axis_rows: np.ndarray, axis_values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, value, row) for the records of `column` that also logged the axis key (its rows
+    and values ordered by row)."""
     where = np.searchsorted(axis_rows, column.rows)
     inside = where < len(axis_rows)
     found = np.zeros(len(column.rows), dtype=bool)

@@ -515,3 +515,65 @@ def test_the_exception_line_is_the_one_a_regex_search_of_every_line_finds():
         and found[4] == "ValueError: colour codes inside the name"
     )
     assert found[1] is None and re.match("BrokenPipeError", found[9] or "")
+
+
+def test_values_placed_on_a_declared_axis_are_those_sorting_by_x_and_row_gives():
+    """A key on another key's axis: in order already (the usual step counter) it is not
+    sorted, and each axis is ordered by row once; the points, the hidden and the unplaced
+    counts are those of sorting every key's records by (x, row)."""
+    from reportgen.runs import Column
+
+    def plain(history: History, key: str, x: str) -> tuple[list[float], list[float], int, int]:
+        column, axis = history.column(key), history.column(x)
+        assert column is not None and axis is not None
+        order = np.argsort(axis.rows, kind="stable")
+        axis_rows, axis_values = axis.rows[order], axis.values[order]
+        where = np.searchsorted(axis_rows, column.rows)
+        inside = where < len(axis_rows)
+        found = np.zeros(len(column.rows), dtype=bool)
+        found[inside] = axis_rows[where[inside]] == column.rows[inside]
+        xs, values, rows = axis_values[where[found]], column.values[found], column.rows[found]
+        unplaced = len(column.rows) - len(rows)
+        finite = np.isfinite(xs)
+        unplaced += int(len(xs) - finite.sum())
+        xs, values, rows = xs[finite], values[finite], rows[finite]
+        if len(xs) and np.all(np.mod(xs, 1) == 0):
+            xs = xs.astype(np.int64)
+        order = np.lexsort((rows, xs))
+        xs, values = xs[order], values[order]
+        keep = np.ones(len(xs), dtype=bool)
+        keep[:-1] = xs[1:] != xs[:-1]
+        return xs[keep].tolist(), values[keep].tolist(), int(len(xs) - keep.sum()), unplaced
+
+    rng = np.random.default_rng(21)
+    shapes = set()
+    for trial in range(200):
+        n = int(rng.integers(1, 60))
+        rows = np.sort(rng.choice(100, size=n, replace=False)).astype(np.int64)
+        counter = np.cumsum(rng.integers(1, 5, n)).astype(float)  # grows with every record
+        if trial % 3 == 1:
+            counter = np.round(rng.random(n) * 20)  # repeats, out of order
+        if trial % 5 == 0:
+            counter[rng.random(n) < 0.2] = np.nan
+        if trial % 4 == 0:
+            counter = counter + 0.5
+        axis_rows = rows if trial % 6 else rows[::-1].copy()  # the axis written out of row order
+        axis_values = counter if trial % 6 else counter[::-1].copy()
+        picked = np.sort(rng.choice(100, size=int(rng.integers(1, 60)), replace=False))
+        if trial % 2:  # only records that logged the axis too
+            picked = rows[: max(1, n // 2)]
+        history = History(
+            {
+                "train/step": Column(axis_rows, axis_rows, axis_values),
+                "loss": Column(
+                    picked.astype(np.int64), picked.astype(np.int64), rng.random(len(picked))
+                ),
+            }
+        )
+        xs, values, hidden, unplaced = history._placed("loss", "train/step")
+        assert (xs.tolist(), values.tolist(), hidden, unplaced) == plain(
+            history, "loss", "train/step"
+        )
+        assert history.overlaps("loss", "train/step") == (hidden, unplaced)
+        shapes.add((hidden > 0, unplaced > 0))
+    assert shapes == {(False, False), (True, False), (False, True), (True, True)}
