@@ -97,15 +97,17 @@ def test_a_build_on_two_processes_writes_the_files_of_one(project_dir, tmp_path,
     assert "report.json" in names and any(name.endswith(".csv") for name in names)
 
 
-def warm_folder(project_dir: Path, tmp_path: Path) -> Path:
-    """The project, plus a renamed copy of one run's file (`run-zz…`: a file named for another
-    run that holds resume01's records), so that one run has files named for two runs."""
+def warm_folder(project_dir: Path, tmp_path: Path, copies: int = 1) -> Path:
+    """The project, plus renamed copies of one run's file (`run-zz…`: files named for other
+    runs that hold resume01's records), so that one run has files named for several runs."""
     root = tmp_path / "runs"
     shutil.copytree(project_dir, root, symlinks=True)
     original = next(root.rglob("run-resume01.wandb"))
-    renamed = root / "wandb" / "offline-run-20261130_235959-zzrenamed" / "run-zzrenamed.wandb"
-    renamed.parent.mkdir()
-    shutil.copy2(original, renamed)
+    for copy in range(copies):
+        name = "zzrenamed" if copy == 0 else f"zzrenamed{copy}"
+        renamed = root / "wandb" / f"offline-run-20261130_23595{copy}-{name}" / f"run-{name}.wandb"
+        renamed.parent.mkdir()
+        shutil.copy2(original, renamed)
     for path in root.rglob("*.wandb"):  # settled files: the cache stores them (see offline.py)
         os.utime(path, (path.stat().st_atime - 60, path.stat().st_mtime - 60))
     return root
@@ -142,53 +144,83 @@ def test_a_warm_build_read_on_two_processes_writes_the_files_of_one(
     assert "report.json" in names and sum(name.endswith(".csv") for name in names) == 7
 
 
-def place_copy_in_the_other_share(root: Path, spec) -> None:
-    """Put the copy first in the file order and make it outweigh every other file, with zeros
-    after its records (where a writer's file ends, a reader stops): the dealing of files to the
-    two processes gives the first group to the worker, and every later one, resume01's own
-    files among them, to this process."""
-    copy = next(root.rglob("run-zzrenamed.wandb"))
-    others = sum(path.stat().st_size for path in root.rglob("*.wandb") if path != copy)
-    folder = copy.parent.rename(copy.parent.with_name("offline-run-19700101_000000-zzrenamed"))
-    copy = folder / copy.name
-    stamp = copy.stat()
-    with copy.open("ab") as handle:
-        handle.write(bytes(others + 1))
-    os.utime(copy, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # still settled: cached
-    files, _ = OfflineSource(spec.source).list_files()
-    groups: dict[str, list[int]] = {}
-    for at, path in enumerate(files):
-        groups.setdefault(path.name, []).append(at)
-    theirs = digest_pool._deal(files, list(groups.values()))
-    assert groups["run-zzrenamed.wandb"][0] in theirs
-    assert not set(groups["run-resume01.wandb"]) & theirs
-
-
-def test_a_run_whose_files_fall_in_both_shares_is_merged_from_all_of_them(
+def test_a_run_whose_files_were_taken_in_several_groups_is_merged_from_all_of_them(
     project_dir, tmp_path, monkeypatch
 ):
-    """resume01's files are named for two runs, so they can be dealt to different processes:
-    the run is read again here from all three, as one process reads it."""
+    """resume01's files are named for five runs, so they are taken in five groups, by either
+    process (each takes the next group whenever it is free): wherever its files were read, the
+    run is read again here from all six, and digested here, as one process reads it."""
     monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "cache"))
-    root = warm_folder(project_dir, tmp_path)
-    spec = load_spec(spec_over(tmp_path, root))
-    place_copy_in_the_other_share(root, spec)
+    spec = load_spec(spec_over(tmp_path, warm_folder(project_dir, tmp_path, copies=4)))
     cache = RunCache.at(default_location(), "normal")
     one = OfflineSource(spec.source, cache=cache)
-    listed = {run.id: run for run in one.list_runs(now=NOW)}  # fills the cache
+    listed = one.list_runs(now=NOW)  # fills the cache
     files, _ = one.list_files()
-    assert sum(path.name == "run-resume01.wandb" for path in files) == 2
+    assert sum(path.name.startswith("run-zzrenamed") for path in files) == 4
+    alone = digest_pool.digest_runs(
+        spec, [(run, one.history(run)) for run in filter_runs(listed, spec.runs, NOW)], NOW, 1
+    )
     monkeypatch.setattr(digest_pool, "MIN_RUNS", 1)
     split = digest_pool.read_and_digest(spec, OfflineSource(spec.source, cache=cache), NOW)
     assert split is not None
     found, digests = split
     assert found == len(listed) == 7
+    assert [d.run.id for d in digests] == [d.run.id for d in alone]
     merged = next(d for d in digests if d.run.id == "resume01")
-    assert merged.run.locations == listed["resume01"].locations and len(merged.run.locations) == 3
-    assert merged.span.steps == 100
-    assert [d.run.id for d in digests] == [
-        r.id for r in filter_runs(list(listed.values()), spec.runs, NOW)
-    ]
+    expected = next(d for d in alone if d.run.id == "resume01")
+    assert len(merged.run.locations) == 6 and merged.run == expected.run
+    assert merged.span.steps == 100 and merged.span == expected.span
+    for two, one_digest in zip(digests, alone, strict=True):
+        assert_same(dataclasses.asdict(two.report), dataclasses.asdict(one_digest.report))
+
+
+def test_the_largest_groups_of_files_are_handed_out_first(project_dir, tmp_path):
+    """Groups (the files named for one run) by their bytes, largest first: the last ones
+    handed out are small, so neither process is left reading a big one while the other waits."""
+    import multiprocessing
+
+    root = warm_folder(project_dir, tmp_path, copies=3)
+    (next(root.rglob("run-zzrenamed2.wandb"))).write_bytes(bytes(10**6))  # the largest
+    files, _ = OfflineSource(load_spec(spec_over(tmp_path, root)).source).list_files()
+    groups: dict[str, list[int]] = {}
+    for at, path in enumerate(files):
+        groups.setdefault(digest_pool._named_run(path), []).append(at)
+    shares = digest_pool._Shares(files, list(groups.values()), multiprocessing.get_context("fork"))
+    sizes = [sum(files[at].stat().st_size for at in group) for group in shares.order]
+    assert len(sizes) == len(groups) == 10 and sizes == sorted(sizes, reverse=True)
+    assert [files[at].name for at in shares.order[0]] == ["run-zzrenamed2.wandb"]
+    assert [shares.take(lambda: True) for _ in range(11)] == [*range(10), None]
+
+
+def test_each_group_is_taken_by_exactly_one_of_two_processes_taking_at_once(project_dir):
+    """Both processes take groups as fast as they can, at the same time: each of 20,000 goes
+    to exactly one of them, and each takes them in the order they are handed out."""
+    import multiprocessing
+
+    files = sorted(project_dir.rglob("*.wandb"))
+    context = multiprocessing.get_context("fork")
+    shares = digest_pool._Shares(files, [[at % len(files)] for at in range(20_000)], context)
+    mine = [shares.take(lambda: True)]  # one each before both take at once
+    receiving, sending = context.Pipe(duplex=False)
+    started, going = context.Pipe(duplex=False)
+
+    def take_all() -> None:
+        taken = [shares.take(lambda: True)]
+        going.send(True)
+        while (at := shares.take(lambda: True)) is not None:
+            taken.append(at)
+        sending.send(taken)
+
+    worker = context.Process(target=take_all)
+    worker.start()
+    assert started.recv()
+    while (at := shares.take(worker.is_alive)) is not None:
+        mine.append(at)
+    theirs = receiving.recv()
+    worker.join()
+    assert mine[0] == 0 and len(theirs) >= 1
+    assert sorted(mine + theirs) == list(range(20_000))
+    assert mine == sorted(mine) and theirs == sorted(theirs)
 
 
 def test_a_cold_build_split_on_two_processes_writes_the_files_and_the_cache_of_one(
