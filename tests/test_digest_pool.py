@@ -200,7 +200,9 @@ def test_each_group_is_taken_by_exactly_one_of_two_processes_taking_at_once(proj
     files = sorted(project_dir.rglob("*.wandb"))
     context = multiprocessing.get_context("fork")
     shares = digest_pool._Shares(files, [[at % len(files)] for at in range(20_000)], context)
-    mine = [shares.take(lambda: True)]  # one each before both take at once
+    first = shares.take(lambda: True)  # one each before both take at once
+    assert first == 0
+    mine = [first]
     receiving, sending = context.Pipe(duplex=False)
     started, going = context.Pipe(duplex=False)
 
@@ -218,7 +220,7 @@ def test_each_group_is_taken_by_exactly_one_of_two_processes_taking_at_once(proj
         mine.append(at)
     theirs = receiving.recv()
     worker.join()
-    assert mine[0] == 0 and len(theirs) >= 1
+    assert len(theirs) >= 1
     assert sorted(mine + theirs) == list(range(20_000))
     assert mine == sorted(mine) and theirs == sorted(theirs)
 
