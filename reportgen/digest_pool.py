@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import signal
 import sys
+from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -185,32 +186,42 @@ def read_and_digest(
 
 
 class _Shares:
-    """The groups of files of a folder, handed out one at a time to whichever of the two
-    processes asks next: the next place in the order, from a counter in memory both share.
-    Largest groups first (by bytes): the last ones handed out are small, so the process that
-    takes the last group finishes soon after the other."""
+    """The groups of files of a folder, handed out to whichever of the two processes asks
+    next, from a counter in memory both share. Largest groups first (by bytes, each file
+    counted `FILE_COST` more), a few at a time: each take is the next groups that hold a
+    quarter of the bytes not yet taken (at least 1/400 of them all), so that the first takes are big (a read of several files costs
+    less than several reads: the cache's writes overlap the decoding) and the last ones small,
+    so the process that takes the last one finishes soon after the other."""
 
     def __init__(self, files: list[Path], groups: list[list[int]], context: Any) -> None:
-        sizes = [_size(path) for path in files]
+        sizes = [_size(path) + FILE_COST for path in files]
+        weights = {id(group): sum(sizes[at] for at in group) for group in groups}
         self.files = files
-        self.order = sorted(groups, key=lambda group: -sum(sizes[at] for at in group))
+        self.order = sorted(groups, key=lambda group: -weights[id(group)])
         self._before = list(accumulate((len(group) for group in self.order), initial=0))
+        held = list(accumulate((weights[id(group)] for group in self.order), initial=0))
+        total = held[-1]
+        self._ends = [  # a take that starts at a place in `order` ends before this one
+            max(at + 1, bisect_left(held, held[at] + max((total - held[at]) / 4, total / 400)))
+            for at in range(len(self.order))
+        ]
         self._next = context.RawValue("q", 0)
         self._lock = context.Lock()
         self._alone = False
 
-    def take(self, other_alive: Callable[[], bool]) -> int | None:
-        """The next group's place in `order`, or None when every group is taken."""
+    def take(self, other_alive: Callable[[], bool]) -> range | None:
+        """The places in `order` of the next groups, or None when every group is taken."""
         while not self._alone and not self._lock.acquire(timeout=0.25):
             # The other process may have ended while it held the lock: take turns no longer.
             self._alone = not other_alive()
         try:
             at = self._next.value
-            self._next.value = at + 1
+            end = self._ends[at] if at < len(self.order) else at
+            self._next.value = end
         finally:
             if not self._alone:
                 self._lock.release()
-        return at if at < len(self.order) else None
+        return range(at, min(end, len(self.order))) if at < len(self.order) else None
 
     def read_and_digest(
         self,
@@ -222,8 +233,8 @@ class _Shares:
         progress: Progress | None = None,
     ) -> tuple[list[tuple[Run, list[int]]], dict[str, RunDigest]]:
         """Groups taken, read and digested until none is left: each run read, with its files'
-        places (a run whose files are in two groups is here twice, each time with one
-        group's), and the digests of those the filters let through, by run id. A run whose
+        places (a run whose files are in two takes is here twice, each time with one take's),
+        and the digests of those the filters let through, by run id. A run whose
         digest raised has none: it is digested again where the runs are put in order, and
         raises there."""
         index = {path: at for at, path in enumerate(self.files)}
@@ -232,11 +243,14 @@ class _Shares:
         digests: dict[str, RunDigest] = {}
         while (taking := self.take(other_alive)) is not None:
 
-            def reading(done: int, _: int, item: str, before: int = self._before[taking]) -> None:
+            def reading(
+                done: int, _: int, item: str, before: int = self._before[taking[0]]
+            ) -> None:
                 if progress:  # the files of the groups taken before, by either process
                     progress(min(total, before + done), total, item)
 
-            paths = [self.files[at] for at in self.order[taking]]
+            # In the folder's order, as one process reads them (a run's files merge in it).
+            paths = [self.files[at] for at in sorted(a for p in taking for a in self.order[p])]
             for run in source.read_runs(paths, reading, now, copy_notes):
                 read.append((run, [index[path] for path in source.run_paths(run)]))
                 if may_be_chosen(run, spec.runs, now):
@@ -245,6 +259,11 @@ class _Shares:
                     except Exception:
                         digests.pop(run.id, None)
         return read, digests
+
+
+# What a file costs beyond its bytes (opening it, storing its cache entry, digesting its run),
+# in bytes of decoding that cost as much.
+FILE_COST = 256 * 1024
 
 
 def _lead(

@@ -174,22 +174,37 @@ def test_a_run_whose_files_were_taken_in_several_groups_is_merged_from_all_of_th
         assert_same(dataclasses.asdict(two.report), dataclasses.asdict(one_digest.report))
 
 
-def test_the_largest_groups_of_files_are_handed_out_first(project_dir, tmp_path):
-    """Groups (the files named for one run) by their bytes, largest first: the last ones
-    handed out are small, so neither process is left reading a big one while the other waits."""
+def test_the_largest_groups_of_files_are_handed_out_first_and_the_last_few_at_a_time(
+    project_dir, tmp_path
+):
+    """Groups (the files named for one run) by their bytes, largest first, each take a quarter
+    of what is left: the last ones handed out are small, so neither process is left reading a
+    big one while the other waits."""
     import multiprocessing
 
-    root = warm_folder(project_dir, tmp_path, copies=3)
-    (next(root.rglob("run-zzrenamed2.wandb"))).write_bytes(bytes(10**6))  # the largest
+    root = warm_folder(project_dir, tmp_path, copies=30)
+    (next(root.rglob("run-zzrenamed2.wandb"))).write_bytes(bytes(10**7))  # the largest
     files, _ = OfflineSource(load_spec(spec_over(tmp_path, root)).source).list_files()
     groups: dict[str, list[int]] = {}
     for at, path in enumerate(files):
         groups.setdefault(digest_pool._named_run(path), []).append(at)
     shares = digest_pool._Shares(files, list(groups.values()), multiprocessing.get_context("fork"))
-    sizes = [sum(files[at].stat().st_size for at in group) for group in shares.order]
-    assert len(sizes) == len(groups) == 10 and sizes == sorted(sizes, reverse=True)
+    weights = [
+        sum(files[at].stat().st_size + digest_pool.FILE_COST for at in group)
+        for group in shares.order
+    ]
+    assert len(weights) == len(groups) == 37 and weights == sorted(weights, reverse=True)
     assert [files[at].name for at in shares.order[0]] == ["run-zzrenamed2.wandb"]
-    assert [shares.take(lambda: True) for _ in range(11)] == [*range(10), None]
+    takes = []
+    while (taking := shares.take(lambda: True)) is not None:
+        takes.append(taking)
+    assert takes[0] == range(0, 1)  # the big file is a quarter of all there is, alone
+    assert [place for taking in takes for place in taking] == list(range(37))
+    for taking in takes:
+        left = sum(weights[taking.start :])
+        assert sum(weights[taking.start : taking.stop]) >= min(left, sum(weights) / 400)
+        assert sum(weights[taking.start : taking.stop - 1]) < max(left / 4, sum(weights) / 400)
+    assert len(takes[-1]) < len(takes[len(takes) // 2]) and weights[-1] < weights[0] / 10
 
 
 def test_each_group_is_taken_by_exactly_one_of_two_processes_taking_at_once(project_dir):
@@ -200,27 +215,26 @@ def test_each_group_is_taken_by_exactly_one_of_two_processes_taking_at_once(proj
     files = sorted(project_dir.rglob("*.wandb"))
     context = multiprocessing.get_context("fork")
     shares = digest_pool._Shares(files, [[at % len(files)] for at in range(20_000)], context)
-    first = shares.take(lambda: True)  # one each before both take at once
-    assert first == 0
-    mine = [first]
+    first = shares.take(lambda: True)  # one take each before both take at once
+    assert first is not None and first.start == 0
+    mine = list(first)
     receiving, sending = context.Pipe(duplex=False)
     started, going = context.Pipe(duplex=False)
 
     def take_all() -> None:
-        taken = [shares.take(lambda: True)]
+        taken: list[int] = []
         going.send(True)
-        while (at := shares.take(lambda: True)) is not None:
-            taken.append(at)
+        while (taking := shares.take(lambda: True)) is not None:
+            taken += taking
         sending.send(taken)
 
     worker = context.Process(target=take_all)
     worker.start()
     assert started.recv()
-    while (at := shares.take(worker.is_alive)) is not None:
-        mine.append(at)
+    while (taking := shares.take(worker.is_alive)) is not None:
+        mine += taking
     theirs = receiving.recv()
     worker.join()
-    assert len(theirs) >= 1
     assert sorted(mine + theirs) == list(range(20_000))
     assert mine == sorted(mine) and theirs == sorted(theirs)
 
