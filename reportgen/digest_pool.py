@@ -7,6 +7,11 @@ indices and returns only digests. The runs are dealt out alternately (neighbouri
 be alike in size), and the digests come back in the runs' order: the report is byte for byte
 the one a single process builds.
 
+A run folder is read on the two processes as well (`read_and_digest`, below): the worker is
+forked before anything is read, and each process takes the next few runs' files whenever it
+is free, reads and digests them, so that both finish together however unevenly the files
+cost to decode.
+
 Where fork is not the platform's safe default (macOS, Windows), with one core, or with few
 runs (a fork and the pickled digests cost more than they save), the loop runs in this process
 as before. A worker that dies leaves its runs to this process; an error inside `digest_run`
