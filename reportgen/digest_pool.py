@@ -194,9 +194,10 @@ class _Shares:
     """The groups of files of a folder, handed out to whichever of the two processes asks
     next, from a counter in memory both share. Largest groups first (by bytes, each file
     counted `FILE_COST` more), a few at a time: each take is the next groups that hold a
-    quarter of the bytes not yet taken (at least 1/400 of them all), so that the first takes are big (a read of several files costs
-    less than several reads: the cache's writes overlap the decoding) and the last ones small,
-    so the process that takes the last one finishes soon after the other."""
+    quarter of the bytes not yet taken (at least 1/400 of them all). The first takes are big
+    (one read of several files costs less than several reads: the cache's writes overlap the
+    decoding), the last ones small, so the process that takes the last finishes soon after
+    the other."""
 
     def __init__(self, files: list[Path], groups: list[list[int]], context: Any) -> None:
         sizes = [_size(path) + FILE_COST for path in files]
@@ -295,8 +296,8 @@ def _lead(
     theirs, their_digests, warnings = sent
     for warning in warnings:
         source.run_cache.warn(warning)  # type: ignore[union-attr]
-    places: dict[str, list[int]] = defaultdict(list)  # run id → its files, from every group
-    reads: Counter[str] = Counter()  # run id → the groups it was read from
+    places: dict[str, list[int]] = defaultdict(list)  # run id → its files, from every take
+    reads: Counter[str] = Counter()  # run id → the takes it was read from
     runs: dict[str, Run] = {}
     for run, at in mine + theirs:
         places[run.id] += at
@@ -308,7 +309,7 @@ def _lead(
             digests[run.id] = replace(digest, run=replace(run, logged_steps=digest.span.steps))
     held = {run.id for run, _ in theirs if reads[run.id] == 1}  # histories the worker holds
     again = {run_id for run_id, count in reads.items() if count > 1}
-    if again:  # runs with files in more than one group: merged here from all their files
+    if again:  # runs with files in more than one take: merged here from all their files
         for run_id in again:
             digests.pop(run_id, None)
         merged = sorted({at for run_id in again for at in places[run_id]})

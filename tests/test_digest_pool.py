@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import os
 import shutil
 from dataclasses import replace
@@ -180,8 +181,6 @@ def test_the_largest_groups_of_files_are_handed_out_first_and_the_last_few_at_a_
     """Groups (the files named for one run) by their bytes, largest first, each take a quarter
     of what is left: the last ones handed out are small, so neither process is left reading a
     big one while the other waits."""
-    import multiprocessing
-
     root = warm_folder(project_dir, tmp_path, copies=30)
     (next(root.rglob("run-zzrenamed2.wandb"))).write_bytes(bytes(10**7))  # the largest
     files, _ = OfflineSource(load_spec(spec_over(tmp_path, root)).source).list_files()
@@ -210,8 +209,6 @@ def test_the_largest_groups_of_files_are_handed_out_first_and_the_last_few_at_a_
 def test_each_group_is_taken_by_exactly_one_of_two_processes_taking_at_once(project_dir):
     """Both processes take groups as fast as they can, at the same time: each of 20,000 goes
     to exactly one of them, and each takes them in the order they are handed out."""
-    import multiprocessing
-
     files = sorted(project_dir.rglob("*.wandb"))
     context = multiprocessing.get_context("fork")
     shares = digest_pool._Shares(files, [[at % len(files)] for at in range(20_000)], context)
@@ -237,6 +234,47 @@ def test_each_group_is_taken_by_exactly_one_of_two_processes_taking_at_once(proj
     worker.join()
     assert sorted(mine + theirs) == list(range(20_000))
     assert mine == sorted(mine) and theirs == sorted(theirs)
+
+
+def test_a_worker_killed_while_it_reads_leaves_every_run_to_this_process(
+    project_dir, tmp_path, monkeypatch
+):
+    """The worker is killed (SIGKILL) as soon as it starts: this process reads what the
+    worker took (taking alone once the worker is gone), and the runs and their digests are
+    those of one process."""
+    import signal
+    import threading
+
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "cache"))
+    spec = load_spec(spec_over(tmp_path, warm_folder(project_dir, tmp_path, copies=20)))
+    one = OfflineSource(spec.source)
+    listed = one.list_runs(now=NOW)
+    alone = digest_pool.digest_runs(
+        spec, [(run, one.history(run)) for run in filter_runs(listed, spec.runs, NOW)], NOW, 1
+    )
+    monkeypatch.setattr(digest_pool, "MIN_RUNS", 1)
+    killed: list[int] = []
+
+    def kill_the_worker() -> None:
+        while not killed:
+            for child in multiprocessing.active_children():
+                if child.pid is not None:
+                    os.kill(child.pid, signal.SIGKILL)
+                    killed.append(child.pid)
+
+    killer = threading.Thread(target=kill_the_worker, daemon=True)
+    killer.start()
+    split = digest_pool.read_and_digest(
+        spec, OfflineSource(spec.source, cache=RunCache.at(default_location())), NOW
+    )
+    killed.append(0)
+    killer.join()
+    assert split is not None and killed[0] != 0
+    found, digests = split
+    assert found == len(listed) == 7
+    assert [d.run for d in digests] == [d.run for d in alone]
+    for two, one_digest in zip(digests, alone, strict=True):
+        assert_same(dataclasses.asdict(two.report), dataclasses.asdict(one_digest.report))
 
 
 def test_a_cold_build_split_on_two_processes_writes_the_files_and_the_cache_of_one(
