@@ -26,8 +26,12 @@ def write_bytes(path: Path, data: bytes, *, private: bool = False, durable: bool
     what it reads anyway (the run cache: a checksum vouches for each history), as the wait for
     the disk was half of a cold build's cache writes.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_beside(path, 0o600 if private else 0o666)
+    mode = 0o600 if private else 0o666
+    try:
+        fd, tmp = _create_beside(path, mode)
+    except FileNotFoundError:  # a new folder
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _create_beside(path, mode)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

@@ -364,10 +364,11 @@ def open_run_file(path: Path) -> tuple[IO[bytes], os.stat_result]:
     return os.fdopen(fd, "rb", buffering=0), info
 
 
-def read_wandb_file(path: Path, *, scan: bool = True) -> FileContents:
+def read_wandb_file(path: Path, *, scan: bool = True, scan_from: int | None = None) -> FileContents:
     """Decode the records of one `.wandb` file that reportgen uses, streaming it. `scan`
     False decodes every record with protobuf, one by one (the plain reader, slower, kept to
-    check the fast one against)."""
+    check the fast one against). `scan_from`: windows of fewer records are read the plain way
+    (default SCAN_FROM_RECORDS; 0 scans every window, as tests of the fast path do)."""
     try:
         stream, info = open_run_file(path)
     except UnreadableFile as exc:
@@ -376,7 +377,9 @@ def read_wandb_file(path: Path, *, scan: bool = True) -> FileContents:
     try:
         with stream:
             _read_records(
-                iter_payload_batches(stream, info.st_size, contents.damages), contents, scan
+                iter_payload_batches(stream, info.st_size, contents.damages),
+                contents,
+                (SCAN_FROM_RECORDS if scan_from is None else scan_from) if scan else None,
             )
     except OSError as exc:  # an I/O error part-way (a failing disk, a file removed on NFS)
         contents.damages.append(Damage(0, 0, f"reading stopped: {exc.strerror or exc}"))
@@ -387,6 +390,8 @@ def read_wandb_file(path: Path, *, scan: bool = True) -> FileContents:
 # reportgen.sources.wandb_records), the few others one by one, in order.
 WINDOW_RECORDS = 16_384
 WINDOW_BYTES = 8 * 1024 * 1024
+# A window of fewer records costs less decoded one by one than the scan's fixed cost.
+SCAN_FROM_RECORDS = 256
 
 
 def stat_and_read(path: Path) -> tuple[os.stat_result | None, FileContents]:
@@ -400,11 +405,12 @@ def stat_and_read(path: Path) -> tuple[os.stat_result | None, FileContents]:
 
 
 def _read_records(
-    batches: Iterator[list[bytes]], contents: FileContents, scan: bool = True
+    batches: Iterator[list[bytes]], contents: FileContents, scan_from: int | None
 ) -> None:
-    """Gather what the records say into `contents`. `scan` False decodes every record with
-    protobuf, one by one: the plain reader, kept to check the fast one against."""
-    reader = _RecordReader(contents, scan)
+    """Gather what the records say into `contents`: windows of at least `scan_from` records
+    are scanned side by side, the others decoded with protobuf one by one (`scan_from` None:
+    every record, the plain reader, kept to check the fast one against)."""
+    reader = _RecordReader(contents, scan_from)
     window: list[bytes] = []
     size = 0
     for batch in batches:
@@ -455,9 +461,9 @@ def record_kinds(
 class _RecordReader:
     """What a file's records say, gathered window by window (see `FileContents`)."""
 
-    def __init__(self, contents: FileContents, scan: bool):
+    def __init__(self, contents: FileContents, scan_from: int | None):
         self.contents = contents
-        self.scan = scan
+        self.scan_from = scan_from
         self.names = wandb_records.KeyNames()
         self.console: deque[tuple[float, str]] = deque()
         self.console_chars = 0
@@ -469,6 +475,7 @@ class _RecordReader:
         self.newest = -np.inf
 
     def add(self, window: list[bytes]) -> None:
+        scan = self.scan_from is not None and len(window) >= self.scan_from
         buffer = wire.as_buffer(window)
         types = wandb_records.record_types(buffer.u8, buffer.starts, buffer.ends)
         kinds = record_kinds(buffer, window, types)
@@ -479,7 +486,7 @@ class _RecordReader:
         summary = np.flatnonzero(kinds == _SUMMARY)
         if history.size or summary.size:
             decoded = wandb_records.decode_window(
-                buffer, history, summary, window, self.names, pb.Record.FromString, self.scan,
+                buffer, history, summary, window, self.names, pb.Record.FromString, scan,
                 types,
             )  # fmt: skip
             self._add_history(decoded.history, history, window)
@@ -500,7 +507,7 @@ class _RecordReader:
                     )
         others = np.flatnonzero(np.isin(kinds, _OTHER_WANTED))
         timed = others[np.isin(kinds[others], _TIMED)]
-        if self.scan and timed.size and self._add_timed(buffer, types, timed, kinds[timed], window):
+        if scan and timed.size and self._add_timed(buffer, types, timed, kinds[timed], window):
             others = others[~np.isin(kinds[others], _TIMED)]
         for index in others.tolist():
             self._add_other(window[index], _KIND_BY_FIELD[int(kinds[index])])

@@ -209,7 +209,7 @@ def _fields_1_and_2(
     at, limit = starts[going], ends[going]
     found: list[tuple[np.ndarray, ...]] = []
     while going.size:
-        if len(found) >= wire.STRAGGLER_ROUNDS and going.size * wire.STRAGGLER_SHARE < count:
+        if wire.straggling(len(found), going.size, count):
             irregular[going] = True
             break
         tag = buf[at]

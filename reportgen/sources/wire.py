@@ -25,10 +25,20 @@ import numpy as np
 PADDING = bytes(16)
 MAX_FIELD_NUMBER = (1 << 29) - 1
 # A message still being read after this many fields while fewer than 1/STRAGGLER_SHARE of
-# the messages are is left to protobuf: one record of 10^5 items must not cost 10^5 numpy
-# rounds over a handful of messages.
+# the messages are, or fewer than STRAGGLER_MESSAGES, is left to protobuf: one record of 10^5
+# items must not cost 10^5 numpy rounds over a handful of messages. (A round costs tens of
+# microseconds whatever it reads; protobuf and a Python loop take about a microsecond a field.)
 STRAGGLER_ROUNDS = 48
 STRAGGLER_SHARE = 64
+STRAGGLER_MESSAGES = 16
+
+
+def straggling(rounds: int, going: int, count: int) -> bool:
+    """Whether the `going` messages (of `count`) still being read after `rounds` fields are
+    left to protobuf (see STRAGGLER_ROUNDS)."""
+    return rounds >= STRAGGLER_ROUNDS and (
+        going * STRAGGLER_SHARE < count or going < STRAGGLER_MESSAGES
+    )
 
 
 def read_varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -127,7 +137,7 @@ def scan(
         if max_fields is not None and rounds >= max_fields:
             irregular[active] = True
             break
-        if rounds >= STRAGGLER_ROUNDS and active.size * STRAGGLER_SHARE < count:
+        if straggling(rounds, active.size, count):
             irregular[active] = True
             break
         rounds += 1
