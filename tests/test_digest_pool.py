@@ -246,7 +246,7 @@ def test_a_worker_killed_while_it_reads_leaves_every_run_to_this_process(
     import threading
 
     monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "cache"))
-    spec = load_spec(spec_over(tmp_path, warm_folder(project_dir, tmp_path, copies=20)))
+    spec = load_spec(spec_over(tmp_path, warm_folder(project_dir, tmp_path, copies=4)))
     one = OfflineSource(spec.source)
     listed = one.list_runs(now=NOW)
     alone = digest_pool.digest_runs(
