@@ -6,11 +6,15 @@ import dataclasses
 import multiprocessing
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import write_spec
 
 from reportgen import build, digest_pool
@@ -358,3 +362,48 @@ def test_entries_gone_stale_are_decoded_by_whichever_process_reads_them(
     # stores nothing (a file decoded again would be stored again, with a new inode).
     assert entry_files(tmp_path / "cache") == stored
     assert_same_files(alone, again)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize(
+    ("sent", "code", "line"),
+    [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated (SIGTERM)")],
+)
+def test_a_signal_while_both_processes_read_ends_the_build_and_the_worker(
+    sent, code, line, project_dir, tmp_path
+):
+    """Ctrl-C (or SIGTERM) sent to the build's process group while the worker reads: the
+    build ends with its one line and exit code, and the worker is gone with it."""
+    root = warm_folder(project_dir, tmp_path, copies=120)  # 127 groups: read on two processes
+    spec = spec_over(tmp_path, root)
+    env = {**os.environ, "REPORTGEN_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("CI", None)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reportgen",
+            "build",
+            str(spec),
+            "-q",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    workers: list[int] = []
+    while not workers:
+        assert process.poll() is None, process.communicate()  # still reading
+        workers = [int(pid) for pid in children.read_text().split()]
+    assert Path(f"/proc/{workers[0]}").exists()
+    os.killpg(process.pid, getattr(signal, sent))
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == code, err
+    assert err.strip().splitlines() == [line]
+    assert not Path(f"/proc/{workers[0]}").exists()  # reaped: gone
+    assert not (tmp_path / "out" / "report.json").exists()
