@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reportgen.analysis import analyse
 from reportgen.baseline import BaselineComparison, compare_with_baseline
@@ -27,7 +28,6 @@ from reportgen.errors import (
 )
 from reportgen.executors import Executor, open_executor
 from reportgen.metrics import ResolvedMetric
-from reportgen.publish import CommentResult, publish_comment
 from reportgen.render import write_outputs
 from reportgen.render.chart_cache import ChartCache
 from reportgen.render.folder import OutputFolder
@@ -38,6 +38,9 @@ from reportgen.shortfalls import LeftOut, find_shortfalls
 from reportgen.sources import RunFetchError, Source, open_source
 from reportgen.spec import ExecutorSpec, Spec, load_spec
 from reportgen.stopping import raise_if_past_deadline
+
+if TYPE_CHECKING:
+    from reportgen.publish import CommentResult
 
 Progress = Callable[[int, int, str], None]
 
@@ -124,6 +127,8 @@ def build(
             raise_if_past_deadline()  # a build past its deadline posts and commits nothing
             if comment or spec.outputs.comment is not None:
                 environment = os.environ if env is None else env
+                from reportgen.publish import publish_comment  # jinja2 and the forges: only here
+
                 posted = publish_comment(spec, report, target, environment, folder=folder.staging)
                 staged.append(folder.staging / posted.path.name)
             files = folder.commit(staged)

@@ -129,3 +129,24 @@ def test_runs_and_keys_load_no_renderer_chart_or_template_library(project_dir):
         assert code == 0
         assert loaded.isdisjoint({"matplotlib", "jinja2", "weasyprint", "scipy"}), verb
         assert "reportgen.report" not in loaded and "reportgen.render.markdown" not in loaded
+
+
+def test_a_csv_and_json_build_loads_no_template_chart_or_forge_code(
+    tmp_path, project_dir, monkeypatch
+):
+    """Jinja2, the PR-comment code and the regex engine are loaded only by the builds that
+    use them (Markdown or a comment; a name filter)."""
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "cache"))
+    plain, named = tmp_path / "plain.yaml", tmp_path / "named.yaml"
+    for spec, filters in ((plain, ""), (named, "runs: {filters: {name: '^a-'}}\n")):
+        spec.write_text(
+            f"version: 1\nsource: {{type: wandb-offline, path: '{project_dir}'}}\n{filters}"
+            f"outputs: {{dir: '{tmp_path / spec.stem}', formats: [csv, json]}}\n",
+            encoding="utf-8",
+        )
+    code, loaded = loaded_after("build", str(plain), "-q")
+    assert code == 0 and (tmp_path / "plain" / "report.json").is_file()
+    assert loaded.isdisjoint({"jinja2", "matplotlib", "weasyprint", "regex"})
+    assert "reportgen.publish" not in loaded and "reportgen.forges" not in loaded
+    _, loaded = loaded_after("build", str(named), "-q")
+    assert "regex" in loaded  # a name filter: the regex engine matches the names

@@ -21,6 +21,7 @@ records (see `record_step`).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -37,7 +38,7 @@ from typing import IO, Any
 import numpy as np
 
 from reportgen.sources import wandb_records, wire
-from reportgen.sources.wandb_proto import moments_class, record_class
+from reportgen.sources.wandb_proto import record_class, record_list_class
 
 
 class pb:  # read as wandb's `wandb_internal_pb2` module: `pb.Record`
@@ -433,11 +434,16 @@ _OTHER_WANTED = np.array(
 )
 _PRIMARY = np.array(sorted(_NUMBER_OF_KIND[k] for k in PRIMARY_KINDS))
 # Records needed only for their moment (and, for the last console lines, their text).
-_STATS, _OUTPUT_RAW = _NUMBER_OF_KIND["stats"], _NUMBER_OF_KIND["output_raw"]
+_STATS = _NUMBER_OF_KIND["stats"]
 _TIMED = np.array(sorted(_NUMBER_OF_KIND[k] for k in ("stats", "output", "output_raw")))
-_MOMENTS: Any = moments_class()
 _IS_KIND = np.zeros(max(_KIND_BY_FIELD) + 1, dtype=bool)
 _IS_KIND[list(_KIND_BY_FIELD)] = True
+
+
+@functools.cache
+def _record_list() -> Any:
+    """Record with every field repeated (built on first use: a few milliseconds)."""
+    return record_list_class(pb.Record)
 
 
 def record_kinds(
@@ -521,27 +527,31 @@ class _RecordReader:
         window: list[bytes],
     ) -> bool:
         """Take in a window's system-stats and console records together: the newest of their
-        moments, and the console lines that can still be in the tail (decoded from the last
-        one back). False, having changed nothing, when they must be read one by one (see
-        `wandb_records.newest_moment`): then `_add_other` meets them in order."""
-        newest = wandb_records.newest_moment(
-            buffer, which, kinds, window, pb.Record.FromString, _MOMENTS.FromString, types
-        )
-        if newest is None:
+        moments, and the console lines that can still be in the tail. False, having changed
+        nothing, when they must be read one by one (see `wandb_records.timed_records`): then
+        `_add_other` meets them in order."""
+        found = wandb_records.timed_records(buffer, which, kinds, window, _record_list(), types)
+        if found is None:
             return False
         self.contents.records += len(which)
+        newest = max(  # each moment summed as the plain reader sums it
+            stamp.seconds + stamp.nanos / 1e9
+            for messages in found.values()
+            for stamp in (message.timestamp for message in messages)
+        )
         if newest > self.newest:
             self.newest = newest
         # The tail after appending every line is the longest suffix of the lines within
         # CONSOLE_TAIL_CHARS (or the last line alone): appending only the lines back to the
         # first that crosses that bound leaves the same tail.
+        place = np.empty(len(which), dtype=np.int64)  # each record's place among its kind
+        for kind in found:
+            of_kind = np.flatnonzero(kinds == kind)
+            place[of_kind] = np.arange(len(of_kind))
         lines: list[tuple[float, str]] = []
         chars = 0
-        console = kinds != _STATS
-        last_first = zip(which[console][::-1].tolist(), kinds[console][::-1].tolist(), strict=True)
-        for index, kind in last_first:
-            record = pb.Record.FromString(window[index])
-            output = record.output_raw if kind == _OUTPUT_RAW else record.output
+        for at in np.flatnonzero(kinds != _STATS)[::-1].tolist():
+            output = found[int(kinds[at])][int(place[at])]
             lines.append((output.timestamp.seconds + output.timestamp.nanos / 1e9, output.line))
             chars += len(output.line)
             if chars > CONSOLE_TAIL_CHARS:

@@ -68,32 +68,35 @@ def _record_class_from_descriptors() -> Any:
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("wandb_internal.Record"))
 
 
-def moments_class() -> Any:
-    """A message of one field, `repeated google.protobuf.Timestamp timestamp = 2`.
-
-    System-stats and console records (StatsRecord, OutputRecord, OutputRawRecord) keep their
-    moment in field 2. Parsed as this message, the bodies of many such records laid end to end
-    give one Timestamp per field 2 met, in order, each read by protobuf itself; the other
-    fields (stats items, console text) are skipped. See `wandb_records.newest_moment`."""
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
+def record_list_class(record: Any) -> Any:
+    """`record` (wandb's `Record` class) with every field repeated and no oneof: a message
+    that, parsed from many records laid end to end, gives each record's fields as list items
+    (its `stats`, say, one StatsRecord per record that holds one), each decoded exactly as the
+    record's own parse decodes it. See `wandb_records.timed_records`."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
     pool = descriptor_pool.DescriptorPool()
-    timestamp = descriptor_pb2.FileDescriptorProto()
-    timestamp_pb2.DESCRIPTOR.CopyToProto(timestamp)
-    pool.Add(timestamp)
-    file = descriptor_pb2.FileDescriptorProto(
-        name="reportgen/moments.proto",
-        package="reportgen",
-        syntax="proto3",
-        dependency=[timestamp.name],
-    )
-    message = file.message_type.add(name="Moments")
-    message.field.add(
-        name="timestamp",
-        number=2,
-        type=descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
-        label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
-        type_name=".google.protobuf.Timestamp",
-    )
+    added: set[str] = set()
+
+    def add(file: Any) -> None:
+        if file.name in added:
+            return
+        for dependency in file.dependencies:
+            add(dependency)
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)
+        pool.Add(proto)
+        added.add(file.name)
+
+    for dependency in record.DESCRIPTOR.file.dependencies:
+        add(dependency)
+    file = descriptor_pb2.FileDescriptorProto()
+    record.DESCRIPTOR.file.CopyToProto(file)
+    message = next(m for m in file.message_type if m.name == record.DESCRIPTOR.name)
+    for field in message.field:
+        field.label = descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
+        field.ClearField("oneof_index")
+        field.ClearField("proto3_optional")
+    del message.oneof_decl[:]
     pool.Add(file)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("reportgen.Moments"))
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(record.DESCRIPTOR.full_name))

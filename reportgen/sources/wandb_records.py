@@ -685,36 +685,31 @@ def _last_values(
     }
 
 
-# StatsRecord, OutputRecord and OutputRawRecord: the record's moment (a Timestamp) is field 2.
-MOMENT_FIELD_TAG = 0x12  # field 2, length-delimited
-_FIELD_1_VARINT_TAG = 0x08
+# The fields of a Record outside its record_type oneof, by name.
+_RECORD_OTHER_NAMES = frozenset({"num", "control", "uuid", "_info"})
 
 
-def newest_moment(
+def timed_records(
     buffer: wire.Buffer,
     which: np.ndarray,
     kinds: np.ndarray,
     payloads: list[bytes],
-    parse: Any,
-    moments: Any,
+    records: Any,
     types: RecordTypes | None = None,
-) -> float | None:
-    """The newest moment (`timestamp.seconds + timestamp.nanos / 1e9`, the plain reader's sum)
-    among the system-stats and console records `which` of a window (`kinds`: the field number
-    of each one's type), when every one of them decodes and holds exactly one timestamp; None
-    when that cannot be vouched for (then each record is decoded on its own, as before).
+) -> dict[int, Any] | None:
+    """The system-stats and console records `which` of a window (`kinds`: the field number
+    of each one's type), decoded by protobuf, by kind: {kind: its messages (StatsRecord,
+    OutputRecord, OutputRawRecord), in written order}; None when that cannot be vouched for
+    (then each record is decoded on its own, as before).
 
     These records are most of a run file and are needed only for their moments (and the last
-    few for the console tail). Instead of one protobuf parse per record:
-    - the payloads of each kind, laid end to end, are parsed once as one `Record` (`parse`):
-      each payload's fields end where it ends (checked here, with the fields around the
-      record's type), so the joined parse decodes exactly the bytes each record's own parse
-      would, and fails if any of them would;
-    - their bodies, laid end to end, are parsed once as `moments` (a repeated Timestamp in
-      field 2: see `wandb_proto.moments_class`), giving each timestamp as protobuf reads it.
-      Each body must start with its timestamp (after its type, field 1, when set) and the
-      count must be one per record, so that no record holds two (protobuf would merge them)
-      or none (a moment of 0).
+    few for the console tail). Instead of one protobuf parse per record, the payloads of each
+    kind, laid end to end, are parsed once as `records` (Record with every field repeated:
+    see `wandb_proto.record_list_class`). Each payload's fields end where it ends (checked
+    here, with the fields around the record's type), so the joined parse decodes exactly the
+    bytes each record's own parse would, and fails if any of them would; and each record must
+    give exactly one message of its kind (a record holding two, which its own parse would
+    merge, makes the count differ), and nothing but the fields outside the oneof beside it.
 
     `types`: `record_types` of the whole window, when the caller has read them already."""
     if not which.size:
@@ -733,59 +728,17 @@ def newest_moment(
         allowed = np.isin(rest.number, (_RECORD_NUM, *_RECORD_OTHER_FIELDS))
         if rest.irregular.any() or not allowed.all():
             return None
+    found: dict[int, Any] = {}
     for kind in np.unique(kinds).tolist():
+        chosen = which[kinds == kind].tolist()
         try:
-            parse(b"".join([payloads[index] for index in which[kinds == kind].tolist()]))
+            joined = records.FromString(b"".join([payloads[index] for index in chosen]))
         except Exception:  # one of them does not decode: each is decoded on its own
             return None
-    body_start, body_end = types.start, types.end
-    at = body_start.copy()
-    lead = np.flatnonzero(buf[body_start] == _FIELD_1_VARINT_TAG)
-    if lead.size:
-        _, lengths, _ = wire.read_varints(buf, body_start[lead] + 1)
-        at[lead] += 1 + lengths
-    if not ((at < body_end) & (buf[at] == MOMENT_FIELD_TAG)).all():
-        return None
-    data = buffer.data
-    joined = b"".join(
-        [data[start:end] for start, end in zip(body_start.tolist(), body_end.tolist(), strict=True)]
-    )
-    try:
-        stamps = moments(joined).timestamp
-    except Exception:
-        return None
-    if len(stamps) != len(which):
-        return None
-    newest = _newest_of_timestamps(buf, at, body_end)
-    if newest is None:  # a timestamp written in an unusual way: protobuf's values decide
-        newest = max(stamp.seconds + stamp.nanos / 1e9 for stamp in stamps)
-    return newest
-
-
-_SECONDS_TAG, _NANOS_TAG = 0x08, 0x10  # google.protobuf.Timestamp: seconds = 1, nanos = 2
-
-
-def _newest_of_timestamps(buf: np.ndarray, at: np.ndarray, ends: np.ndarray) -> float | None:
-    """The newest of the Timestamps whose fields start at `at` (each the only timestamp of its
-    message, which protobuf has read), read side by side: `seconds` (int64) then `nanos`
-    (int32, its low 32 bits), each present or not, and nothing else; None when any is written
-    otherwise. The sum is the plain reader's, `float(seconds) + nanos / 1e9`."""
-    size, size_length, _ = wire.read_varints(buf, at + 1, 5)
-    pos = at + 1 + size_length
-    stop = pos + size.astype(np.int64)
-    if (stop > ends).any():
-        return None
-    values = []
-    for tag in (_SECONDS_TAG, _NANOS_TAG):
-        value = np.zeros(len(at), dtype=np.uint64)
-        has = np.flatnonzero((pos < stop) & (buf[pos] == tag))
-        if has.size:
-            found, lengths, _ = wire.read_varints(buf, pos[has] + 1)
-            value[has] = found
-            pos[has] += 1 + lengths
-        values.append(value)
-    if not (pos == stop).all():
-        return None
-    seconds = values[0].view(np.int64).astype(np.float64)
-    nanos = (values[1] & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.int32)
-    return float((seconds + nanos.astype(np.float64) / 1e9).max())
+        name = records.DESCRIPTOR.fields_by_number[kind].name
+        messages = getattr(joined, name)
+        others = {field.name for field, _ in joined.ListFields()} - {name}
+        if len(messages) != len(chosen) or not others <= _RECORD_OTHER_NAMES:
+            return None
+        found[kind] = messages
+    return found
