@@ -69,7 +69,7 @@ def digest_runs(
     worker = context.Process(target=_worker, args=(theirs, sending), daemon=True)
     gc.freeze()  # the worker's collections skip what it inherited: fewer pages copied
     try:
-        worker.start()
+        _start(worker)
         gc.unfreeze()
         sending.close()
         for at in range(0, len(chosen), 2):
@@ -90,6 +90,20 @@ def digest_runs(
         else:  # the run was left out of the pickle: this process holds it already
             digests[at] = replace(digest, run=replace(run, logged_steps=digest.span.steps))
     return [digest for digest in digests if digest is not None]
+
+
+_STOPPING = {signal.SIGINT, signal.SIGTERM}
+
+
+def _start(worker: multiprocessing.process.BaseProcess) -> None:
+    """Fork the worker with Ctrl-C and SIGTERM held back until it has set its own handlers:
+    one arriving in between would find this process's handlers in the worker, which would
+    print a traceback. In this process they are delivered as soon as the fork is done."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
+    try:
+        worker.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _receive(receiving: Connection, count: int) -> list[RunDigest | None]:
@@ -115,6 +129,7 @@ def _worker(indices: list[int], sending: Connection) -> None:
     it). Ctrl-C and SIGTERM are the parent's to handle: it stops the build and ends this."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPPING)  # held back since the fork
     assert _shared is not None, "digest_pool's worker was not forked from digest_runs"
     spec, chosen, now = _shared
     done = []
@@ -176,7 +191,7 @@ def read_and_digest(
     worker = context.Process(target=_reader, args=(sending,), daemon=True)
     gc.freeze()
     try:
-        worker.start()
+        _start(worker)
         gc.unfreeze()
         sending.close()
         return _lead(spec, source, shares, copy_notes, now, progress, receiving, worker.is_alive)
@@ -355,6 +370,7 @@ def _reader(connection: Connection) -> None:
     and send the runs' metadata and their digests (each without its run: the parent holds it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPPING)  # held back since the fork
     assert _split is not None, "digest_pool's reader was not forked from read_and_digest"
     spec, source, shares, copy_notes, now = _split
     parent = os.getppid()
