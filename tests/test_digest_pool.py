@@ -374,7 +374,7 @@ def test_a_signal_while_both_processes_read_ends_the_build_and_the_worker(
 ):
     """Ctrl-C (or SIGTERM) sent to the build's process group while the worker reads: the
     build ends with its one line and exit code, and the worker is gone with it."""
-    root = warm_folder(project_dir, tmp_path, copies=120)  # 127 groups: read on two processes
+    root = warm_folder(project_dir, tmp_path, copies=30)  # 37 groups: read on two processes
     spec = spec_over(tmp_path, root)
     env = {**os.environ, "REPORTGEN_CACHE_DIR": str(tmp_path / "cache")}
     env.pop("CI", None)
