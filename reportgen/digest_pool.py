@@ -160,17 +160,17 @@ def read_and_digest(
 
     Reading is most of the work (decoding the files on a cold build, a third of it from the
     cache on a warm rebuild), so the worker is forked before anything is read. The files are
-    taken in groups (the files named for one run), largest first, each process taking the
-    next group whenever it is done with the one before (see `_Shares`), and digesting each
-    run it read that the filters let through (a run is digested on its own: only the order
-    of the chosen runs, newest first, needs them all). What a byte costs to decode and
-    to digest differs a great deal between files (huge summaries, long consoles, dense
-    histories), and so both processes finish at about the same moment whatever the files
-    hold. The files the cache does not hold are decoded, and stored in the cache, by the
+    taken a few groups at a time (a group: the files named for one run), largest first, each
+    process taking the next few whenever it is done with those before (see `_Shares`), and
+    digesting each run it read that the filters let through (a run is digested on its own:
+    only the order of the chosen runs, newest first, needs them all). What a byte costs to
+    decode and to digest differs a great deal between files (huge summaries, long consoles,
+    dense histories), and so both processes finish at about the same moment whatever the
+    files hold. The files the cache does not hold are decoded, and stored in the cache, by the
     process that took them, so that no history crosses between processes: the worker sends
     back the runs' metadata and their digests, and this process orders them (`filter_runs`,
     as ever).
-    A run whose files were taken in more than one group (a copied or renamed file) is read
+    A run whose files were taken in more than one take (a copied or renamed file) is read
     again here from all its files, and digested here. The runs are ordered as one process
     orders them (by their first file), so the report is byte for byte the one a single
     process builds. A worker that fails leaves the runs it took to this process, which then
