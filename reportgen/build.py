@@ -18,6 +18,7 @@ from reportgen.analysis import analyse
 from reportgen.baseline import BaselineComparison, compare_with_baseline
 from reportgen.cache import RunCache, default_location
 from reportgen.checkpoint import resolve_checkpoints
+from reportgen.collector import fewer_collections
 from reportgen.errors import (
     EXIT_COMMENT,
     EXIT_GATE_FAILED,
@@ -110,8 +111,25 @@ def build(
     if source is None:
         cache = RunCache.at(default_location(spec.cache.dir), cache_mode)
         source = open_source(spec.source, cache)
-    report = make_report(spec, source, moment, progress)
-    target = target or spec.outputs.dir
+    with fewer_collections():  # reading, digesting and rendering allocate by the million
+        report = make_report(spec, source, moment, progress)
+        target = target or spec.outputs.dir
+        files, posted = _write_files(spec, report, target, template_dirs, cache, comment, env)
+    warnings = tuple(cache.warnings) if cache else ()
+    return BuildResult(report, target, tuple(files), posted, warnings)
+
+
+def _write_files(
+    spec: Spec,
+    report: Report,
+    target: Path,
+    template_dirs: tuple[Path, ...],
+    cache: RunCache | None,
+    comment: bool,
+    env: Mapping[str, str] | None,
+) -> tuple[list[Path], CommentResult | None]:
+    """Render the outputs (and the PR comment) into a staging folder and move them into
+    place together; the files, and the comment posted if any."""
     posted = None
     owner = str(spec.path) if spec.path.is_file() else ""  # "": no spec file, remove nothing
     try:
@@ -131,11 +149,9 @@ def build(
 
                 posted = publish_comment(spec, report, target, environment, folder=folder.staging)
                 staged.append(folder.staging / posted.path.name)
-            files = folder.commit(staged)
+            return folder.commit(staged), posted
     except OSError as exc:  # the disk filled up, or the folder changed under the build
         raise UsageError(f"outputs: cannot write into '{target}': {exc.strerror or exc}") from None
-    warnings = tuple(cache.warnings) if cache else ()
-    return BuildResult(report, target, tuple(files), posted, warnings)
 
 
 CACHE_MODES = ("normal", "refresh", "offline")

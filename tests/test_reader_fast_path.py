@@ -5,6 +5,7 @@ the same way), including records that do not decode at all."""
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -255,3 +256,24 @@ def test_system_stats_and_console_records_are_read_as_protobuf_reads_them(tmp_pa
     assert sum(len(line) for _, line in console.console) <= 16_000
     undecodable, _ = read_both(tmp_path / "bad-again", [*real_payloads, *cases["undecodable"]])
     assert [d.reason for d in undecodable.damages] == ["a record could not be decoded"]
+
+
+def test_config_and_summary_values_are_what_json_loads_gives(tmp_path, real_payloads):
+    """Plain numbers skip json's decoder; every value is still what json.loads gives (or
+    the text itself when it is not JSON)."""
+    texts = [
+        "0", "-0", "-0.0", "12", "1.5", "1e5", "1E+5", "-2.5e-3", "1e400", "01", "1.", "+1",
+        " 1", "1 ", "\u0661\u0662", "1e", "9" * 5000, "NaN", "-Infinity", "true", '"x"', "",
+        "[1, 2.0]",
+    ]  # fmt: skip
+    record = pb.Record()
+    for index, text in enumerate(texts):
+        record.summary.update.add(key=f"v{index}", value_json=text)
+    fast, _ = read_both(tmp_path, [*real_payloads, record.SerializeToString()])
+    for index, text in enumerate(texts):
+        try:
+            expected = json.loads(text)
+        except ValueError:
+            expected = text
+        value = fast.summary[f"v{index}"]
+        assert type(value) is type(expected) and repr(value) == repr(expected), text[:20]

@@ -281,10 +281,20 @@ def record_kind(payload: bytes) -> str | None:
     return None
 
 
+# A JSON number as json's scanner matches it (ASCII digits only): most logged values.
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+
+
 def _json_value(text: str) -> Any:
+    """A config or summary value: `json.loads(text)`, or the text when it is not JSON. A plain
+    number is converted as json converts it (float with a fraction or exponent, else int),
+    without the decoder's machinery."""
+    number = _JSON_NUMBER.fullmatch(text)
     try:
+        if number is not None:
+            return float(text) if number.group(1) or number.group(2) else int(text)
         return json.loads(text)
-    except ValueError:
+    except ValueError:  # not JSON (or an int too long to convert, which json refuses too)
         return text
 
 
