@@ -282,7 +282,12 @@ def sample_grid(xs: np.ndarray, sampling: Sampling) -> tuple[np.ndarray, str | N
         )
         return kept, note
     regular = np.arange(sampling.start, end + 1, sampling.every)
-    return np.unique(np.concatenate([regular, [end]])), None
+    grid = np.concatenate([regular, [end]])
+    if regular[-1] < end:  # ascending already: what np.unique would return, without a sort
+        return grid, None
+    if regular[-1] == end:
+        return grid[:-1], None
+    return np.unique(grid), None  # a fractional end, passed by the last regular step
 
 
 def align(series: pd.Series, grid: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
@@ -335,7 +340,9 @@ def sample(resolved: Mapping[str, ResolvedMetric], sampling: Sampling) -> Sample
             {a: empty.astype(float) for a in resolved},
             {a: empty.astype(bool) for a in resolved},
         )
-    xs = np.unique(np.concatenate([m.series.index.to_numpy() for m in found]))
+    # Every x, repeats and all: the grid needs their extent (and, over a short range, the
+    # distinct ones among them, which sample_grid finds).
+    xs = np.concatenate([m.series.index.to_numpy() for m in found])
     grid, note = sample_grid(xs, sampling)
     values: dict[str, np.ndarray] = {}
     present: dict[str, np.ndarray] = {}
@@ -397,6 +404,10 @@ def describe(series: pd.Series) -> MetricStats:
         return MetricStats(points=len(values), non_finite=len(values))
     fv, fs = values[finite], steps[finite]
     lo, hi = int(np.argmin(fv)), int(np.argmax(fv))
+    # Every percentile in one call (the same interpolation as one call each, a tenth of the
+    # time): those shown, then the 5th and 95th that `trend_word` measures the spread with.
+    found = np.percentile(fv, [*PERCENTILES, *TREND_SPREAD]).tolist()
+    shown, spread = found[: len(PERCENTILES)], found[len(PERCENTILES) :]
     return MetricStats(
         points=len(values),
         non_finite=len(values) - count,
@@ -409,19 +420,24 @@ def describe(series: pd.Series) -> MetricStats:
         max=float(fv[hi]),
         max_step=float(fs[hi]),
         mean=float(fv.mean()),
-        trend=trend_word(fv),
-        percentiles={f"p{p}": float(np.percentile(fv, p)) for p in PERCENTILES},
+        trend=trend_word(fv, (spread[0], spread[1])),
+        percentiles={f"p{p}": value for p, value in zip(PERCENTILES, shown, strict=True)},
     )
 
 
-def trend_word(values: np.ndarray) -> str:
-    """rising / falling / flat, comparing the means of the first and last fifths to the spread."""
+TREND_SPREAD = (5, 95)  # the percentiles between which `trend_word` measures a curve's spread
+
+
+def trend_word(values: np.ndarray, spread_by: tuple[float, float] | None = None) -> str:
+    """rising / falling / flat, comparing the means of the first and last fifths to the spread
+    (between the TREND_SPREAD percentiles: `spread_by` when the caller has them)."""
     n = len(values)
     if n < 4:
         return "n/a"
     part = max(1, n // 5)
     head, tail = float(np.mean(values[:part])), float(np.mean(values[-part:]))
-    spread = float(np.percentile(values, 95) - np.percentile(values, 5))
+    low, high = spread_by or np.percentile(values, TREND_SPREAD).tolist()
+    spread = float(high - low)
     scale = max(spread, abs(head), abs(tail), 1e-12)
     change = (tail - head) / scale
     if abs(change) < 0.05:

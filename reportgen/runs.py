@@ -10,6 +10,7 @@ import fnmatch
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -90,8 +91,13 @@ class History:
     """
 
     def __init__(self, columns: Mapping[str, Column] | None = None):
-        self._columns: dict[str, Column] = dict(columns or {})
+        self._made: dict[str, Column] = dict(columns or {})
+        # Read from the cache: every key's values in long arrays, grouped by key (from_arrays).
+        # A key's Column is made when it is asked for: a run logs dozens of keys, and the
+        # report looks closely at a few (the rest only in passes over every key at once).
+        self._grouped: _Grouped | None = None
         self._series: dict[tuple[str, str], pd.Series] = {}
+        self._axes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._steps: np.ndarray | None = None
         self._ascending: set[str] | None = None
 
@@ -123,14 +129,39 @@ class History:
         bounds = np.concatenate([[0], np.cumsum(np.asarray(counts, dtype=np.int64))])
         if int(bounds[-1]) != len(rows) or not len(rows) == len(steps) == len(values):
             raise ValueError(f"{int(bounds[-1])} values by count, {len(rows)} rows given")
-        columns = {}
-        for key, start, stop in zip(keys, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-            columns[key] = Column(rows[start:stop], steps[start:stop], values[start:stop])
-        return cls(columns)
+        if len(keys) != len(bounds) - 1:
+            raise ValueError(f"{len(keys)} keys, {len(bounds) - 1} counts given")
+        starts = bounds.tolist()
+        index = {key: at for at, key in enumerate(keys)}
+        if len(index) < len(keys):  # a key twice (never written by history_bytes): the last
+            columns = {}  # one stands, as in a dict
+            for key, start, stop in zip(keys, starts, starts[1:], strict=False):
+                columns[key] = Column(rows[start:stop], steps[start:stop], values[start:stop])
+            return cls(columns)
+        history = cls()
+        history._grouped = _Grouped(list(keys), index, starts, rows, steps, values)
+        return history
+
+    @property
+    def _columns(self) -> dict[str, Column]:
+        """Every key's Column, in the order the keys were added."""
+        grouped = self._grouped
+        if grouped is not None and len(self._made) < len(grouped.keys):
+            self._made = {key: grouped.column(key, self._made) for key in grouped.keys}
+        return self._made
 
     def to_arrays(self) -> tuple[list[str], list[int], np.ndarray, np.ndarray, np.ndarray]:
         """(keys, counts, rows, steps, values): every logged value, grouped by key in the order
         the keys were added, each key's values in the order written."""
+        grouped = self._grouped
+        if grouped is not None:
+            return (
+                list(grouped.keys),
+                np.diff(grouped.starts).tolist(),
+                grouped.rows.astype(np.int64, copy=False),
+                grouped.steps.astype(np.int64, copy=False),
+                grouped.values.astype(float, copy=False),
+            )
         keys = list(self._columns)
         parts = list(self._columns.values())
         if not parts:
@@ -159,40 +190,50 @@ class History:
         )
 
     def keys(self) -> list[str]:
-        return sorted(self._columns)
+        return sorted(self._grouped.keys if self._grouped is not None else self._made)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._columns
+        if self._grouped is not None:
+            return key in self._grouped.index
+        return key in self._made
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
 
     def __len__(self) -> int:
-        return len(self._columns)
+        return len(self._grouped.keys) if self._grouped is not None else len(self._made)
 
     def column(self, key: str) -> Column | None:
         """Every value of `key` as logged, in the order written (nothing resolved away)."""
-        return self._columns.get(key)
+        made = self._made.get(key)
+        if made is None and self._grouped is not None and key in self._grouped.index:
+            made = self._made[key] = self._grouped.column(key, self._made)
+        return made
 
     def count(self, key: str) -> int:
         """How many values of `key` were logged (every record, overlaps included)."""
-        column = self._columns.get(key)
+        column = self.column(key)
         return 0 if column is None else len(column.values)
 
     def row_count(self) -> int:
         """How many history records hold at least one numeric value."""
-        return len(_union([c.rows for c in self._columns.values()]))
+        if self._grouped is not None:
+            return _distinct_count([self._grouped.rows])
+        return _distinct_count([c.rows for c in self._columns.values()])
 
     def next_row(self) -> int:
         """The row number after the last one in use (where appended records start)."""
-        if not self._columns:
+        if not len(self):
             return 0
+        if self._grouped is not None and len(self._grouped.rows):
+            return int(self._grouped.rows.max()) + 1
         return int(max(int(c.rows.max()) for c in self._columns.values() if len(c.rows)) + 1)
 
     def subset(self, keys: Iterable[str]) -> History:
         """Only these keys (those it has), every value as logged on its rows: what a remote
         worker sends back when asked for few."""
-        return History({key: self._columns[key] for key in keys if key in self._columns})
+        found = {key: self.column(key) for key in keys}
+        return History({key: column for key, column in found.items() if column is not None})
 
     def merged(self, newer: History) -> History:
         """This history followed by `newer`'s records (renumbered after this one's rows)."""
@@ -227,10 +268,16 @@ class History:
         """The keys whose steps ascend strictly (one value per step, in order): found for every
         key at once, as the report's note on overlaps asks about each key of each run."""
         if self._ascending is None:
-            keys = list(self._columns)
-            parts = [self._columns[key].steps for key in keys]
-            lengths = np.array([len(part) for part in parts], dtype=np.int64)
-            steps = np.concatenate(parts) if parts else np.array([], dtype=np.int64)
+            grouped = self._grouped
+            if grouped is not None:  # the key's steps, one after another, as they were read
+                keys = grouped.keys
+                lengths = np.diff(np.asarray(grouped.starts, dtype=np.int64))
+                steps = grouped.steps
+            else:
+                keys = list(self._columns)
+                parts = [self._columns[key].steps for key in keys]
+                lengths = np.array([len(part) for part in parts], dtype=np.int64)
+                steps = np.concatenate(parts) if parts else np.array([], dtype=np.int64)
             # Positions i where steps[i + 1] does not follow steps[i]; a key is ascending when
             # none falls inside its own stretch [start, end - 1).
             bad = np.flatnonzero(steps[1:] <= steps[:-1])
@@ -244,7 +291,7 @@ class History:
 
     def _placed(self, key: str, x: str) -> tuple[np.ndarray, np.ndarray, int, int]:
         """(x values ascending, the value at each, values hidden, values without an x)."""
-        column = self._columns.get(key)
+        column = self.column(key)
         if column is None:
             return np.array([], dtype=np.int64), np.array([], dtype=float), 0, 0
         if x == STEP:
@@ -253,16 +300,18 @@ class History:
             if _ascending(xs):  # one value per step, in order: nothing to sort or hide
                 return xs.copy(), values.copy(), 0, 0
         else:
-            axis = self._columns.get(x)
+            axis = self._by_row(x)
             if axis is None:
                 return np.array([], dtype=float), np.array([], dtype=float), 0, len(column.rows)
-            xs, values, rows = _same_records(column, axis)
+            xs, values, rows = _same_records(column, *axis)
             unplaced = len(column.rows) - len(rows)
             finite = np.isfinite(xs)
             unplaced += int(len(xs) - finite.sum())
             xs, values, rows = xs[finite], values[finite], rows[finite]
             if len(xs) and np.all(np.mod(xs, 1) == 0):
                 xs = xs.astype(np.int64)
+            if _ascending(xs):  # x grows with every record (the usual step counter): in order
+                return xs, values, 0, unplaced
         # Stable order by (x, row): the last of each run of equal x values was written last.
         order = np.lexsort((rows, xs))
         xs, values = xs[order], values[order]
@@ -272,14 +321,57 @@ class History:
         hidden = int(len(xs) - keep.sum())
         return xs[keep], values[keep], hidden, unplaced
 
+    def _by_row(self, x: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The rows and values of the axis key `x`, ordered by row (stably): found once per
+        axis, as every key declared against it is placed on it."""
+        found = self._axes.get(x)
+        if found is None:
+            axis = self.column(x)
+            if axis is None:
+                return None
+            if len(axis.rows) < 2 or np.all(axis.rows[1:] >= axis.rows[:-1]):
+                found = (axis.rows, axis.values)  # in row order already, as records are written
+            else:
+                order = np.argsort(axis.rows, kind="stable")
+                found = (axis.rows[order], axis.values[order])
+            self._axes[x] = found
+        return found
+
     def steps(self) -> np.ndarray:
         """Every `_step` at which anything was logged, ascending (read-only: computed once, as
         the digest, the report and several checks ask for it)."""
         if self._steps is None:
-            steps = _union([c.steps for c in self._columns.values()])
+            grouped = self._grouped
+            if grouped is not None:
+                parts = [grouped.steps[a:b] for a, b in pairwise(grouped.starts)]
+            else:
+                parts = [c.steps for c in self._columns.values()]
+            steps = _union(parts)
             steps.flags.writeable = False
             self._steps = steps
         return self._steps
+
+
+@dataclass(frozen=True)
+class _Grouped:
+    """A history as the cache holds it: long arrays grouped by key, key i's values at
+    `starts[i]:starts[i + 1]`."""
+
+    keys: list[str]
+    index: dict[str, int]
+    starts: list[int]
+    rows: np.ndarray
+    steps: np.ndarray
+    values: np.ndarray
+
+    def column(self, key: str, made: Mapping[str, Column]) -> Column:
+        """The key's Column: the one made already, else slices of the long arrays."""
+        column = made.get(key)
+        if column is None:
+            at = self.index[key]
+            start, stop = self.starts[at], self.starts[at + 1]
+            column = Column(self.rows[start:stop], self.steps[start:stop], self.values[start:stop])
+        return column
 
 
 @dataclass(frozen=True)
@@ -317,17 +409,35 @@ def _union(arrays: list[np.ndarray]) -> np.ndarray:
     return np.unique(np.concatenate(kept)).astype(np.int64, copy=False)
 
 
+def _distinct_count(arrays: list[np.ndarray]) -> int:
+    """How many distinct values the arrays hold between them (`len(_union(arrays))`).
+
+    Row numbers count up from 0 with few gaps, so a mark per row counts them without sorting
+    or hashing; numbers spread far apart (or negative: never written by reportgen) are counted
+    by `_union`."""
+    parts = [array for array in arrays if len(array)]
+    if not parts:
+        return 0
+    every = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    low, high = int(every.min()), int(every.max())
+    if low < 0 or high > 4 * len(every) + 1024:
+        return len(_union(parts))
+    seen = np.zeros(high + 1, dtype=bool)
+    seen[every] = True
+    return int(np.count_nonzero(seen))
+
+
 def _ascending(steps: np.ndarray) -> bool:
     """Strictly ascending: each x once and already in order, so sorting by (x, row) would
     change nothing and hide nothing."""
     return bool(len(steps) < 2 or np.all(steps[1:] > steps[:-1]))
 
 
-def _same_records(column: Column, axis: Column) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(x, value, row) for the records of `column` that also logged the axis key."""
-    axis_order = np.argsort(axis.rows, kind="stable")
-    axis_rows = axis.rows[axis_order]
-    axis_values = axis.values[axis_order]
+def _same_records(
+    column: Column, axis_rows: np.ndarray, axis_values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, value, row) for the records of `column` that also logged the axis key (its rows
+    and values ordered by row)."""
     where = np.searchsorted(axis_rows, column.rows)
     inside = where < len(axis_rows)
     found = np.zeros(len(column.rows), dtype=bool)
@@ -340,10 +450,15 @@ def overlap_note(history: History, run: Run) -> str | None:
     declared x; None when every value has an x of its own."""
     hidden_keys: list[tuple[str, int]] = []
     unplaced_keys: list[tuple[str, str, int]] = []
+    ascending = history._ascending_keys()
+    declared = run.step_metrics
+    patterns = any(c in pattern for pattern in declared for c in "*?[")
     for key in history:
         if key.startswith("_"):  # W&B's own bookkeeping (_runtime, _timestamp) per writer
             continue
-        x = run.x_key_for(key)
+        x = run.x_key_for(key) if patterns else declared.get(key, STEP)
+        if x == STEP and key in ascending:
+            continue  # one value per step, in order: the common case, nothing to count
         hidden, unplaced = history.overlaps(key, x)
         if hidden:
             hidden_keys.append((key, hidden))

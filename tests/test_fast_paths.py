@@ -13,7 +13,7 @@ from reportgen import atomic
 from reportgen.cache import CacheDamaged, RunCache, history_bytes, history_from_bytes
 from reportgen.expressions import ExpressionError, evaluate, evaluate_condition, parse_expression
 from reportgen.jsonvalues import jsonable
-from reportgen.render.csv import exact_numbers, render_step_table
+from reportgen.render.csv import number_texts, render_step_table
 from reportgen.render.json import dumps_indented, with_encoded_parts
 from reportgen.render.text import exact_number
 from reportgen.report import RunReport
@@ -27,7 +27,22 @@ EDGES = [
 
 def test_csv_cells_of_a_column_are_exact_number_of_each_value():
     values = np.array(EDGES + list(np.random.default_rng(7).normal(size=500) * 1e3))
-    assert exact_numbers(values) == [exact_number(float(v)) for v in values]
+    assert number_texts(values).to_pylist() == [exact_number(float(v)) for v in values]
+
+
+def test_csv_cells_written_by_arrow_are_reprs_at_every_magnitude():
+    """Arrow writes the cells between 10^-4 and 10^9 and Python the rest: the text is
+    `exact_number`'s on both sides of each bound, at every magnitude, and for random bits."""
+    rng = np.random.default_rng(11)
+    bounds = [1e-4, 1e9, 1e15, 2.0**53]
+    near = [np.nextafter(b, d) for b in bounds for d in (0.0, np.inf)] + bounds
+    spread = rng.random(20_000) * 10.0 ** rng.uniform(-12, 18, 20_000)
+    rounded = np.round(rng.normal(size=5_000) * 10.0 ** rng.integers(0, 9, 5_000), 3)
+    bits = rng.integers(0, 2**64, 20_000, dtype=np.uint64).view(np.float64)
+    values = np.concatenate([near, -np.array(near), spread, -spread, rounded, bits])
+    assert number_texts(values).to_pylist() == [exact_number(float(v)) for v in values]
+    steps = np.arange(0, 10**6, 997, dtype=float)  # every cell whole: one cast of integers
+    assert number_texts(steps).to_pylist() == [str(int(s)) for s in steps]
 
 
 def test_csv_table_leaves_unlogged_cells_empty_and_writes_nan_where_logged():
@@ -299,3 +314,266 @@ def test_the_user_stop_line_is_the_one_a_search_of_every_line_finds():
         assert found[-1] == plain(console), console
     assert found[:4] == [None, None, "KeyboardInterrupt", "KeyboardInterrupt"]
     assert found[8] is None and sum(line is not None for line in found) == 8
+
+
+def test_metric_percentiles_in_one_call_are_those_of_one_call_each():
+    """`describe` asks numpy for all its percentiles at once: the same numbers, and the same
+    trend word, as one call per percentile."""
+    import pandas as pd
+
+    from reportgen.metrics import PERCENTILES, describe
+
+    def trend_by_single_calls(values: np.ndarray) -> str:
+        n = len(values)
+        if n < 4:
+            return "n/a"
+        part = max(1, n // 5)
+        head, tail = float(np.mean(values[:part])), float(np.mean(values[-part:]))
+        spread = float(np.percentile(values, 95) - np.percentile(values, 5))
+        change = (tail - head) / max(spread, abs(head), abs(tail), 1e-12)
+        return "flat" if abs(change) < 0.05 else ("rising" if change > 0 else "falling")
+
+    rng = np.random.default_rng(5)
+    words = set()
+    for trial in range(300):
+        values = _curve(rng, [1, 2, 3, 4, 7, 50, 400, 3000][trial % 8], trial)
+        values += np.linspace(0, float(rng.normal()) * 5, len(values))  # some rise, some fall
+        stats = describe(pd.Series(values, index=np.arange(len(values)) * 10))
+        finite = values[np.isfinite(values)]
+        if not len(finite):
+            assert stats.percentiles == {}
+            continue
+        assert stats.percentiles == {f"p{p}": float(np.percentile(finite, p)) for p in PERCENTILES}
+        assert stats.trend == trend_by_single_calls(finite)
+        words.add(stats.trend)
+    assert words == {"rising", "falling", "flat", "n/a"}
+
+
+def test_row_count_is_the_number_of_distinct_rows_however_they_are_spread():
+    from reportgen.runs import Column
+
+    rng = np.random.default_rng(9)
+    for trial in range(60):
+        columns = {}
+        for k in range(int(rng.integers(0, 6))):
+            n = int(rng.integers(0, 50))
+            spread = [10, 10**3, 10**12][trial % 3]  # dense, gapped, far apart
+            rows = np.sort(rng.choice(spread, size=min(n, spread), replace=False))
+            rows = rows - (5 if trial % 7 == 0 else 0)  # negative rows (never written by us)
+            steps = rows.copy()
+            columns[f"k{k}"] = Column(rows.astype(np.int64), steps.astype(np.int64), rows * 0.5)
+        history = History(columns)
+        every = [c.rows for c in columns.values()]
+        expected = len(np.unique(np.concatenate(every))) if every else 0
+        assert history.row_count() == expected
+
+
+def test_overlap_note_counts_what_a_key_by_key_look_finds():
+    """The note skips keys whose steps ascend on the `_step` axis: it says what asking every
+    key (on its declared axis, globs included) says."""
+    from reportgen.runs import STEP, Column, Run, overlap_note
+
+    def plain(history: History, run: Run) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+        hidden, unplaced = [], []
+        for key in history:
+            if key.startswith("_"):
+                continue
+            h, u = history.overlaps(key, run.x_key_for(key))
+            hidden += [(key, h)] if h else []
+            unplaced += [(key, u)] if u else []
+        return hidden, unplaced
+
+    rows = np.array([0, 1, 2, 3, 4, 5], dtype=np.int64)
+    history = History(
+        {
+            STEP: Column(rows, np.array([0, 1, 2, 2, 3, 4]), rows * 1.0),
+            "loss": Column(rows, np.array([0, 1, 2, 2, 3, 4]), rows * 0.1),  # step 2 twice
+            "eval/acc": Column(rows[::2], np.array([0, 2, 3]), np.ones(3)),  # ascending
+            "eval/step": Column(rows[:2], np.array([0, 1]), np.array([10.0, 20.0])),
+            "train/lr": Column(rows, np.arange(6), np.ones(6)),  # ascending
+        }
+    )
+    declared = [{}, {"eval/acc": "eval/step"}, {"eval/*": "eval/step"}, {"train/*": "_step"}]
+    notes = []
+    for step_metrics in declared:
+        run = Run(id="r", name="r", state="finished", step_metrics=step_metrics)
+        hidden, unplaced = plain(history, run)
+        note = overlap_note(history, run)
+        notes.append(note)
+        for key, count in hidden:
+            assert f"{key} ({count:,})" in (note or "")
+        for key, count in unplaced:
+            assert f"{key} (x {run.x_key_for(key)}: {count:,})" in (note or "")
+        assert (note is None) == (not hidden and not unplaced)
+    assert "eval/acc (x eval/step: 2)" in notes[1] and "eval/acc (x eval/step: 2)" in notes[2]
+    assert "loss (1)" in notes[0] and "eval/acc" not in notes[0]
+
+
+def test_sampling_grid_is_the_sorted_distinct_steps_it_always_was():
+    """The grid is built without np.unique where it is ascending already: the same steps, of
+    the same type, for whole and fractional axes, with and without `stop`."""
+    from reportgen.metrics import sample_grid
+    from reportgen.spec.model import Sampling
+
+    def plain(xs: np.ndarray, sampling: Sampling) -> np.ndarray:
+        last = xs.max()
+        end = min(sampling.stop, last) if sampling.stop is not None else last
+        regular = np.arange(sampling.start, end + 1, sampling.every)
+        return np.unique(np.concatenate([regular, [end]]))
+
+    rng = np.random.default_rng(4)
+    for trial in range(400):
+        n = int(rng.integers(1, 300))
+        xs = np.cumsum(rng.integers(1, 50, n))
+        if trial % 2:
+            xs = xs * 0.37  # an axis of fractional x values
+        every, start = int(rng.integers(1, 40)), int(rng.integers(0, 5))
+        stop = None if trial % 3 else int(rng.integers(0, int(xs.max()) + 10))
+        sampling = Sampling(start=start, every=every, stop=stop)
+        grid, note = sample_grid(xs, sampling)
+        if note is None and len(grid):
+            expected = plain(xs, sampling)
+            assert grid.dtype == expected.dtype
+            np.testing.assert_array_equal(grid, expected)
+
+
+def test_a_history_read_as_long_arrays_answers_as_one_built_of_columns():
+    """A cached history keeps the long arrays it was read as and makes a key's Column when it
+    is asked for: every question gets the answer the history built of Columns gives."""
+    from reportgen.runs import STEP, Column
+
+    def arrays(history: History) -> list[list[object]]:
+        return [part if isinstance(part, list) else part.tolist() for part in history.to_arrays()]
+
+    rng = np.random.default_rng(12)
+    for trial in range(40):
+        columns = {}
+        for k in range(int(rng.integers(0, 8))):
+            n = int(rng.integers(0, 40))
+            rows = np.sort(rng.choice(60, size=n, replace=False)).astype(np.int64)
+            steps = rows // 2 if k % 3 else rows  # some keys log a step twice
+            if trial % 4 == 0:
+                steps = steps[::-1].copy()  # out of order
+            columns[STEP if k == 0 else f"key{k}"] = Column(rows, steps, rng.normal(size=n))
+        built = History(columns)
+        read = History.from_arrays(*built.to_arrays())
+        assert read.keys() == built.keys() and len(read) == len(built)
+        assert arrays(read) == arrays(built)
+        assert read.row_count() == built.row_count() and read.next_row() == built.next_row()
+        np.testing.assert_array_equal(read.steps(), built.steps())
+        for key in [*built.keys(), "absent"]:
+            assert (key in read) == (key in built) and read.count(key) == built.count(key)
+            for x in (STEP, "key1"):
+                assert read.overlaps(key, x) == built.overlaps(key, x)
+                assert read.series(key, x).equals(built.series(key, x))
+        assert read.subset(["key1", "absent", STEP]).keys() == built.subset(["key1", STEP]).keys()
+        twice, twice_built = read.merged(read), built.merged(built)
+        assert arrays(twice) == arrays(twice_built)
+    with pytest.raises(ValueError):
+        History.from_arrays(["a", "b"], [1], *(np.zeros(1, dtype=np.int64),) * 2, np.zeros(1))
+
+
+def test_the_exception_line_is_the_one_a_regex_search_of_every_line_finds():
+    """Lines are cleaned and searched only when they hold the text a pattern needs: the line
+    found is the one the plain regex search of every cleaned line finds, or None for both."""
+    import re
+
+    from reportgen.health.checks import lifecycle
+
+    def clean(raw: str) -> str:
+        return lifecycle._PREFIX.sub(" ", lifecycle._ANSI.sub("", raw)).strip()
+
+    def plain(console: tuple[str, ...]) -> str | None:
+        for raw in reversed(console):
+            line = clean(raw)
+            found = lifecycle._EXCEPTION.search(line)
+            if found is None or line.startswith("Traceback"):
+                continue
+            text = line[found.start() :].strip()
+            return text if len(text) <= 300 else text[:297] + "…"
+        return None
+
+    consoles = [
+        (),
+        ("epoch 1", "loss 0.3", "done"),
+        ("Traceback (most recent call last):", "  x", "ValueError: bad shape"),
+        ("[rank0]: torch.OutOfMemoryError: CUDA out of memory", "[rank1]: fine"),
+        ("Val\x1b[31mueErr\x1b[0mor: colour codes inside the name",),
+        ("(TaskRunner pid=42) RuntimeError: ValueError: nested", "[default3]:Killed"),
+        ("error: lower case is not a name", "exit 1", "Segmentation fault (core dumped)"),
+        ("KeyboardInterrupt", "SystemExit", "wandb: Synced run"),
+        ("UserWarning: not an exception? it is named like one" + "x" * 400,),
+        ("[ra\x1b[0mnk0]:SomeFailure", "pid=3 alone", "(pid=7, ip=10.0.0.1) BrokenPipeError"),
+    ]
+    found = [lifecycle.last_exception_line(console) for console in consoles]
+    assert found == [plain(console) for console in consoles]
+    for console in consoles:
+        for raw in console:
+            assert lifecycle._clean(raw) == clean(raw)
+    assert (
+        found[2] == "ValueError: bad shape"
+        and found[4] == "ValueError: colour codes inside the name"
+    )
+    assert found[1] is None and re.match("BrokenPipeError", found[9] or "")
+
+
+def test_values_placed_on_a_declared_axis_are_those_sorting_by_x_and_row_gives():
+    """A key on another key's axis: in order already (the usual step counter) it is not
+    sorted, and each axis is ordered by row once; the points, the hidden and the unplaced
+    counts are those of sorting every key's records by (x, row)."""
+    from reportgen.runs import Column
+
+    def plain(history: History, key: str, x: str) -> tuple[list[float], list[float], int, int]:
+        column, axis = history.column(key), history.column(x)
+        assert column is not None and axis is not None
+        order = np.argsort(axis.rows, kind="stable")
+        axis_rows, axis_values = axis.rows[order], axis.values[order]
+        where = np.searchsorted(axis_rows, column.rows)
+        inside = where < len(axis_rows)
+        found = np.zeros(len(column.rows), dtype=bool)
+        found[inside] = axis_rows[where[inside]] == column.rows[inside]
+        xs, values, rows = axis_values[where[found]], column.values[found], column.rows[found]
+        unplaced = len(column.rows) - len(rows)
+        finite = np.isfinite(xs)
+        unplaced += int(len(xs) - finite.sum())
+        xs, values, rows = xs[finite], values[finite], rows[finite]
+        if len(xs) and np.all(np.mod(xs, 1) == 0):
+            xs = xs.astype(np.int64)
+        order = np.lexsort((rows, xs))
+        xs, values = xs[order], values[order]
+        keep = np.ones(len(xs), dtype=bool)
+        keep[:-1] = xs[1:] != xs[:-1]
+        return xs[keep].tolist(), values[keep].tolist(), int(len(xs) - keep.sum()), unplaced
+
+    rng = np.random.default_rng(21)
+    shapes = set()
+    for trial in range(200):
+        n = int(rng.integers(1, 60))
+        rows = np.sort(rng.choice(100, size=n, replace=False)).astype(np.int64)
+        counter = np.cumsum(rng.integers(1, 5, n)).astype(float)  # grows with every record
+        if trial % 3 == 1:
+            counter = np.round(rng.random(n) * 20)  # repeats, out of order
+        if trial % 5 == 0:
+            counter[rng.random(n) < 0.2] = np.nan
+        if trial % 4 == 0:
+            counter = counter + 0.5
+        axis_rows = rows if trial % 6 else rows[::-1].copy()  # the axis written out of row order
+        axis_values = counter if trial % 6 else counter[::-1].copy()
+        picked = np.sort(rng.choice(100, size=int(rng.integers(1, 60)), replace=False))
+        if trial % 2:  # only records that logged the axis too
+            picked = rows[: max(1, n // 2)]
+        history = History(
+            {
+                "train/step": Column(axis_rows, axis_rows, axis_values),
+                "loss": Column(
+                    picked.astype(np.int64), picked.astype(np.int64), rng.random(len(picked))
+                ),
+            }
+        )
+        xs, values, hidden, unplaced = history._placed("loss", "train/step")
+        assert (xs.tolist(), values.tolist(), hidden, unplaced) == plain(
+            history, "loss", "train/step"
+        )
+        assert history.overlaps("loss", "train/step") == (hidden, unplaced)
+        shapes.add((hidden > 0, unplaced > 0))
+    assert shapes == {(False, False), (True, False), (False, True), (True, True)}

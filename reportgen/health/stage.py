@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
@@ -50,19 +51,35 @@ def check_run(
 ) -> tuple[list[Finding], RunHealth]:
     resolver = SignalResolver(run, history, resolved, aliases)
     kind = health.preset if health.preset in ("rl", "supervised") else _detect(resolver)
-    ids = [] if health.preset == "none" else preset_checks(kind)
-    ids += [i for i in CHECKS if i in health.checks and i not in ids]
-    ids = [i for i in CHECKS if i in ids and i not in health.disable]
+    ids, params = _plan(health, kind)
     context = CheckContext(run=run, history=history, now=now, preset=kind, resolver=resolver)
     findings: list[Finding] = []
     for check_id in ids:
         check = CHECKS[check_id]
         context.check = check
-        params = check.values(kind, health.checks.get(check_id, {}))
-        findings += check.function(context, params)
+        findings += check.function(context, dict(params[check_id]))
     findings = without_repeats(findings)
     healthy = tuple(_healthy(context, ids, findings))
     return findings, RunHealth(kind, tuple(ids), healthy, unjudged_reason(context, ids))
+
+
+_PLANS: dict[tuple[int, str], tuple[HealthSpec, list[str], dict[str, dict[str, Any]]]] = {}
+
+
+def _plan(health: HealthSpec, kind: str) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """The checks a run of this kind gets, and each one's parameters: the same for every run
+    of a build, so they are worked out once per spec and kind (not once per run)."""
+    held = _PLANS.get((id(health), kind))
+    if held is not None and held[0] is health:
+        return list(held[1]), held[2]
+    ids = [] if health.preset == "none" else preset_checks(kind)
+    ids += [i for i in CHECKS if i in health.checks and i not in ids]
+    ids = [i for i in CHECKS if i in ids and i not in health.disable]
+    params = {i: CHECKS[i].values(kind, health.checks.get(i, {})) for i in ids}
+    if len(_PLANS) > 16:  # specs of earlier builds in this process (tests, the MCP server)
+        _PLANS.clear()
+    _PLANS[(id(health), kind)] = (health, ids, params)
+    return list(ids), params
 
 
 # A finding of the key's check says nothing new when one of these already speaks about the same

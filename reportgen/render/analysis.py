@@ -33,7 +33,7 @@ from reportgen.project import (
     ProjectTable,
     json_text,
 )
-from reportgen.render.csv import render_step_table
+from reportgen.render.csv import csv_body, number_cells, render_step_table
 from reportgen.render.json import jsonable
 from reportgen.render.text import exact_number
 from reportgen.safetext import UNSAFE_RE2, visible
@@ -226,31 +226,6 @@ def text_cells(texts: pa.Array) -> pa.Array:
     return pc.replace_with_mask(texts, pa.array(mask), pa.array(fixed, pa.string()))
 
 
-def number_cells(values: pa.Array) -> pa.Array:
-    """`exact_number` of each value, a column at a time: whole numbers below 10^15 without a
-    fraction, others in Python's shortest round-trip form (`repr`), nan and ±inf spelled out.
-
-    Arrow's own shortest form is the same text as `repr` between 10^-4 and 10^9; whole
-    numbers and values outside that range (few, in real tables) are written by Python."""
-    numbers = np.asarray(pc.fill_null(values.cast(pa.float64()), np.nan).to_numpy(), dtype=float)
-    texts = pc.cast(pa.array(numbers), pa.string())
-    size = np.abs(numbers)
-    with np.errstate(invalid="ignore"):
-        finite = np.isfinite(numbers)
-        whole = finite & (numbers == np.round(numbers)) & (size < 1e15)
-        elsewhere = finite & ~whole & ((size < 1e-4) | (size >= 1e9))
-    if whole.any():
-        ints = pc.cast(pa.array(numbers[whole].astype(np.int64)), pa.string())
-        texts = pc.replace_with_mask(texts, pa.array(whole), ints)
-    if elsewhere.any():
-        written = pa.array(list(map(repr, numbers[elsewhere].tolist())), pa.string())
-        texts = pc.replace_with_mask(texts, pa.array(elsewhere), written)
-    missing = np.asarray(pc.is_null(values).to_numpy(zero_copy_only=False), dtype=bool)
-    if missing.any():
-        texts = pc.if_else(pa.array(missing), pa.scalar(None, pa.string()), texts)
-    return texts
-
-
 def timestamp_cells(values: pa.Array) -> pa.Array:
     """Times as report.json writes them: ISO 8601 in UTC with a Z, microseconds when any."""
     micros = np.asarray(pc.fill_null(values.cast(pa.int64()), 0).to_numpy(), dtype=np.int64)
@@ -281,24 +256,6 @@ def csv_header(names: Sequence[str]) -> bytes:
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerow([text_cell(str(name)) for name in names])
     return out.getvalue().encode("utf-8")
-
-
-def csv_body(fields: list[pa.Array]) -> bytes:
-    """CSV lines (UTF-8) from columns of fields (`quoted_cells`), joined by Arrow into one
-    buffer. `fields` is emptied once joined, so that the columns are freed early."""
-    if not fields or not len(fields[0]):
-        return b""
-    text = pa.large_string()
-    # The last field carries the line's end, so that one join makes the whole body.
-    fields[-1] = pc.binary_join_element_wise(fields[-1], pa.scalar("", text), pa.scalar("\n", text))
-    lines = pc.binary_join_element_wise(*fields, pa.scalar(",", text))
-    fields.clear()
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)
-    offsets = offsets[lines.offset : lines.offset + len(lines) + 1]
-    data = lines.buffers()[2]
-    if data is None:
-        return b""
-    return memoryview(data)[int(offsets[0]) : int(offsets[-1])].tobytes()
 
 
 def groups_csv(groups: GroupTable) -> str:

@@ -63,8 +63,20 @@ _CRASH_CAUSES = (
 )
 
 
+# Text that each pattern needs (an escape; `[rank`, `[default` or `pid=`): most console text
+# has none, and a test for them is far cheaper than a regex scan of every character.
+_ANSI_NEEDS = "\x1b"
+_PREFIX_NEEDS = ("[rank", "[default", "pid=")
+# What every match of _EXCEPTION contains (it is case-sensitive): a line without any of these
+# cannot name an exception.
+_EXCEPTION_NEEDS = ("Error", "Exception", "Interrupt", "Exit", "Failure", "Killed", "Segmentation fault")  # fmt: skip
+
+
 def _clean(raw: str) -> str:
-    return _PREFIX.sub(" ", _ANSI.sub("", raw)).strip()
+    text = _ANSI.sub("", raw) if _ANSI_NEEDS in raw else raw
+    if any(needed in text for needed in _PREFIX_NEEDS):
+        text = _PREFIX.sub(" ", text)
+    return text.strip()
 
 
 def last_exception_line(console: tuple[str, ...]) -> str | None:
@@ -78,6 +90,8 @@ def last_exception_line(console: tuple[str, ...]) -> str | None:
     """
     for raw in reversed(console):
         line = _clean(raw)
+        if not any(needed in line for needed in _EXCEPTION_NEEDS):
+            continue
         found = _EXCEPTION.search(line)
         if found is None or line.startswith("Traceback"):
             continue
@@ -108,7 +122,7 @@ def user_stop_line(console: tuple[str, ...]) -> str | None:
 def _fold(text: str) -> str:
     """Lowercase, with the four letters re.I matches to ASCII ones folded to them; translate
     goes letter by letter through a dict, so it runs only where one of them is."""
-    if _FOLDABLE.search(text):
+    if not text.isascii() and _FOLDABLE.search(text):
         text = text.translate(_FOLD_TO_ASCII)
     return text.lower()
 
