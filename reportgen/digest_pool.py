@@ -7,6 +7,11 @@ indices and returns only digests. The runs are dealt out alternately (neighbouri
 be alike in size), and the digests come back in the runs' order: the report is byte for byte
 the one a single process builds.
 
+A run folder is read on the two processes as well (`read_and_digest`, below): the worker is
+forked before anything is read, and each process takes the next few runs' files whenever it
+is free, reads and digests them, so that both finish together however unevenly the files
+cost to decode.
+
 Where fork is not the platform's safe default (macOS, Windows), with one core, or with few
 runs (a fork and the pickled digests cost more than they save), the loop runs in this process
 as before. A worker that dies leaves its runs to this process; an error inside `digest_run`
@@ -20,16 +25,19 @@ import multiprocessing
 import os
 import signal
 import sys
+from bisect import bisect_left
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
+from itertools import accumulate
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reportgen.digest import RunDigest, digest_run
 from reportgen.runs import History, Run
-from reportgen.select import filter_runs
+from reportgen.select import filter_runs, may_be_chosen
 from reportgen.spec import Spec
 
 if TYPE_CHECKING:
@@ -61,7 +69,7 @@ def digest_runs(
     worker = context.Process(target=_worker, args=(theirs, sending), daemon=True)
     gc.freeze()  # the worker's collections skip what it inherited: fewer pages copied
     try:
-        worker.start()
+        _start(worker)
         gc.unfreeze()
         sending.close()
         for at in range(0, len(chosen), 2):
@@ -82,6 +90,20 @@ def digest_runs(
         else:  # the run was left out of the pickle: this process holds it already
             digests[at] = replace(digest, run=replace(run, logged_steps=digest.span.steps))
     return [digest for digest in digests if digest is not None]
+
+
+_STOPPING = {signal.SIGINT, signal.SIGTERM}
+
+
+def _start(worker: multiprocessing.process.BaseProcess) -> None:
+    """Fork the worker with Ctrl-C and SIGTERM held back until it has set its own handlers:
+    one arriving in between would find this process's handlers in the worker, which would
+    print a traceback. In this process they are delivered as soon as the fork is done."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
+    try:
+        worker.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _receive(receiving: Connection, count: int) -> list[RunDigest | None]:
@@ -107,6 +129,7 @@ def _worker(indices: list[int], sending: Connection) -> None:
     it). Ctrl-C and SIGTERM are the parent's to handle: it stops the build and ends this."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPPING)  # held back since the fork
     assert _shared is not None, "digest_pool's worker was not forked from digest_runs"
     spec, chosen, now = _shared
     done = []
@@ -122,12 +145,10 @@ def _worker(indices: list[int], sending: Connection) -> None:
     sending.close()
 
 
-# --- a warm rebuild of a run folder: each process reads, as well as digests, its share --------
+# --- a run folder: each process reads, as well as digests, the files it takes -----------------
 
 # What the forked reader reads: set just before the fork, cleared after the map.
-_split: (
-    tuple[Spec, OfflineSource, list[Path], list[int], dict[Path, list[str]], datetime] | None
-) = None
+_split: tuple[Spec, OfflineSource, _Shares, dict[Path, list[str]], datetime] | None = None
 
 
 def read_and_digest(
@@ -138,117 +159,188 @@ def read_and_digest(
     and the caller reads as before.
 
     Reading is most of the work (decoding the files on a cold build, a third of it from the
-    cache on a warm rebuild), so the worker is forked before anything is read: each process
-    reads its share of the files (whole groups of files named for one run; the files the cache
-    does not hold are decoded, and stored in the cache, by the process whose share they are,
-    so that no history crosses between processes), the worker sends back the runs' metadata
-    only, this process chooses among all of them (`filter_runs`, as ever), and each process
-    digests the chosen runs it holds.
-    A run whose files turn out to be in both shares (a copied or renamed file) is read again
-    here from all its files. The runs are ordered as one process orders them (by their first
-    file), so the report is byte for byte the one a single process builds. A worker that
-    fails leaves its share to this process, which then raises what the worker ran into.
+    cache on a warm rebuild), so the worker is forked before anything is read. The files are
+    taken a few groups at a time (a group: the files named for one run), largest first, each
+    process taking the next few whenever it is done with those before (see `_Shares`), and
+    digesting each run it read that the filters let through (a run is digested on its own:
+    only the order of the chosen runs, newest first, needs them all). What a byte costs to
+    decode and to digest differs a great deal between files (huge summaries, long consoles,
+    dense histories), and so both processes finish at about the same moment whatever the
+    files hold. The files the cache does not hold are decoded, and stored in the cache, by the
+    process that took them, so that no history crosses between processes: the worker sends
+    back the runs' metadata and their digests, and this process orders them (`filter_runs`,
+    as ever).
+    A run whose files were taken in more than one take (a copied or renamed file) is read
+    again here from all its files, and digested here. The runs are ordered as one process
+    orders them (by their first file), so the report is byte for byte the one a single
+    process builds. A worker that fails leaves the runs it took to this process, which then
+    raises what the worker ran into.
     """
     files, copy_notes = source.list_files()
-    groups: dict[str, list[int]] = {}
+    named: dict[str, list[int]] = {}
     for index, path in enumerate(files):
-        groups.setdefault(_named_run(path), []).append(index)
-    if spec.runs.limit is not None or not _worth_forking(len(groups)):
+        named.setdefault(_named_run(path), []).append(index)
+    if spec.runs.limit is not None or not _worth_forking(len(named)):
         return None
-    theirs = _deal(files, list(groups.values()))
-    mine = [at for at in range(len(files)) if at not in theirs]
-    global _split
-    _split = (spec, source, files, sorted(theirs), copy_notes, now)
-    source.decode_in_workers = False  # each of the two processes decodes its own share
     context = multiprocessing.get_context("fork")
-    here, there = context.Pipe(duplex=True)
-    worker = context.Process(target=_reader, args=(there,), daemon=True)
+    shares = _Shares(files, list(named.values()), context)
+    global _split
+    _split = (spec, source, shares, copy_notes, now)
+    source.decode_in_workers = False  # each of the two processes decodes what it takes
+    receiving, sending = context.Pipe(duplex=False)
+    worker = context.Process(target=_reader, args=(sending,), daemon=True)
     gc.freeze()
     try:
-        worker.start()
+        _start(worker)
         gc.unfreeze()
-        there.close()
-        return _lead(spec, source, files, mine, copy_notes, now, progress, here)
+        sending.close()
+        return _lead(spec, source, shares, copy_notes, now, progress, receiving, worker.is_alive)
     finally:
         gc.unfreeze()
         _split = None
         source.decode_in_workers = True
-        here.close()
+        receiving.close()
         if worker.is_alive():
             worker.terminate()
         worker.join()
 
 
+class _Shares:
+    """The groups of files of a folder, handed out to whichever of the two processes asks
+    next, from a counter in memory both share. Largest groups first (by bytes, each file
+    counted `FILE_COST` more), a few at a time: each take is the next groups that hold a
+    quarter of the bytes not yet taken (at least 1/400 of them all). The first takes are big
+    (one read of several files costs less than several reads: the cache's writes overlap the
+    decoding), the last ones small, so the process that takes the last finishes soon after
+    the other."""
+
+    def __init__(self, files: list[Path], groups: list[list[int]], context: Any) -> None:
+        sizes = [_size(path) + FILE_COST for path in files]
+        weights = {id(group): sum(sizes[at] for at in group) for group in groups}
+        self.files = files
+        self.order = sorted(groups, key=lambda group: -weights[id(group)])
+        self._before = list(accumulate((len(group) for group in self.order), initial=0))
+        held = list(accumulate((weights[id(group)] for group in self.order), initial=0))
+        total = held[-1]
+        self._ends = [  # a take that starts at a place in `order` ends before this one
+            max(at + 1, bisect_left(held, held[at] + max((total - held[at]) / 4, total / 400)))
+            for at in range(len(self.order))
+        ]
+        self._next = context.RawValue("q", 0)
+        self._lock = context.Lock()
+        self._alone = False
+
+    def take(self, other_alive: Callable[[], bool]) -> range | None:
+        """The places in `order` of the next groups, or None when every group is taken."""
+        while not self._alone and not self._lock.acquire(timeout=0.25):
+            # The other process may have ended while it held the lock: take turns no longer.
+            self._alone = not other_alive()
+        try:
+            at = self._next.value
+            end = self._ends[at] if at < len(self.order) else at
+            self._next.value = end
+        finally:
+            if not self._alone:
+                self._lock.release()
+        return range(at, min(end, len(self.order))) if at < len(self.order) else None
+
+    def read_and_digest(
+        self,
+        spec: Spec,
+        source: OfflineSource,
+        copy_notes: dict[Path, list[str]],
+        now: datetime,
+        other_alive: Callable[[], bool],
+        progress: Progress | None = None,
+    ) -> tuple[list[tuple[Run, list[int]]], dict[str, RunDigest]]:
+        """Groups taken, read and digested until none is left: each run read, with its files'
+        places (a run whose files are in two takes is here twice, each time with one take's),
+        and the digests of those the filters let through, by run id. A run whose
+        digest raised has none: it is digested again where the runs are put in order, and
+        raises there."""
+        index = {path: at for at, path in enumerate(self.files)}
+        total = len(self.files)
+        read: list[tuple[Run, list[int]]] = []
+        digests: dict[str, RunDigest] = {}
+        while (taking := self.take(other_alive)) is not None:
+
+            def reading(
+                done: int, _: int, item: str, before: int = self._before[taking[0]]
+            ) -> None:
+                if progress:  # the files of the groups taken before, by either process
+                    progress(min(total, before + done), total, item)
+
+            # In the folder's order, as one process reads them (a run's files merge in it).
+            paths = [self.files[at] for at in sorted(a for p in taking for a in self.order[p])]
+            for run in source.read_runs(paths, reading, now, copy_notes):
+                read.append((run, [index[path] for path in source.run_paths(run)]))
+                if may_be_chosen(run, spec.runs, now):
+                    try:
+                        digests[run.id] = digest_run(spec, run, source.history(run), now)
+                    except Exception:
+                        digests.pop(run.id, None)
+        return read, digests
+
+
+# What a file costs beyond its bytes (opening it, storing its cache entry, digesting its run),
+# in bytes of decoding that cost as much.
+FILE_COST = 256 * 1024
+
+
 def _lead(
     spec: Spec,
     source: OfflineSource,
-    files: list[Path],
-    mine: list[int],
+    shares: _Shares,
     copy_notes: dict[Path, list[str]],
     now: datetime,
     progress: Progress | None,
     worker: Connection,
+    worker_alive: Callable[[], bool],
 ) -> tuple[int, list[RunDigest]]:
     """This process's side of `read_and_digest`."""
-    total = len(files)
-    share = max(len(mine), 1)
-
-    def reading(done: int, _: int, item: str) -> None:  # the worker reads as fast, meanwhile
-        if progress:
-            progress(min(total, done * total // share), total, item)
-
-    index = {path: at for at, path in enumerate(files)}
-    first: dict[str, int] = {}  # run id → the position of its first file (one process's order)
-    runs: dict[str, Run] = {}
-    for run in source.read_runs([files[at] for at in mine], reading, now, copy_notes):
-        runs[run.id] = run
-        first[run.id] = index[source.run_paths(run)[0]]
+    files = shares.files
+    mine, digests = shares.read_and_digest(spec, source, copy_notes, now, worker_alive, progress)
     sent = _receive_any(worker)
-    if sent is None:  # the worker failed to read its share: read every file here
+    if sent is None:  # the worker failed to read what it took: read every file here
         everything = source.read_runs(files, progress, now, copy_notes)
         return len(everything), digest_runs(
             spec,
             [(run, source.history(run)) for run in filter_runs(everything, spec.runs, now)],
             now,
         )
-    their_runs, their_paths, warnings = sent
+    theirs, their_digests, warnings = sent
     for warning in warnings:
         source.run_cache.warn(warning)  # type: ignore[union-attr]
-    held: dict[str, list[int]] = {}  # the worker's runs: their files
-    both: set[str] = set()
-    for run, at in zip(their_runs, their_paths, strict=True):
-        if run.id in runs:
-            both.add(run.id)
-        runs.setdefault(run.id, run)
-        held[run.id] = at
-        first[run.id] = min(first.get(run.id, at[0]), at[0])
-    if both:  # runs with files in both shares: merged here from all their files
-        again = sorted(
-            {at for run_id in both for at in held.pop(run_id)}
-            | {index[p] for run_id in both for p in source.run_paths(runs[run_id])}
-        )
-        for run in source.read_runs([files[at] for at in again], None, now, copy_notes):
+    places: dict[str, list[int]] = defaultdict(list)  # run id → its files, from every take
+    reads: Counter[str] = Counter()  # run id → the takes it was read from
+    runs: dict[str, Run] = {}
+    for run, at in mine + theirs:
+        places[run.id] += at
+        reads[run.id] += 1
+        runs[run.id] = run
+    for run, _ in theirs:
+        digest = their_digests.get(run.id)
+        if digest is not None and reads[run.id] == 1:  # the run was left out of the pickle
+            digests[run.id] = replace(digest, run=replace(run, logged_steps=digest.span.steps))
+    held = {run.id for run, _ in theirs if reads[run.id] == 1}  # histories the worker holds
+    again = {run_id for run_id, count in reads.items() if count > 1}
+    if again:  # runs with files in more than one take: merged here from all their files
+        for run_id in again:
+            digests.pop(run_id, None)
+        merged = sorted({at for run_id in again for at in places[run_id]})
+        for run in source.read_runs([files[at] for at in merged], None, now, copy_notes):
             runs[run.id] = run
     if progress:
-        progress(total, total, "")
+        progress(len(files), len(files), "")
+    first = {run_id: min(at) for run_id, at in places.items()}  # one process's order
     everything = sorted(runs.values(), key=lambda run: first[run.id])
     chosen = filter_runs(everything, spec.runs, now)
-    theirs = [run for run in chosen if run.id in held]
-    worker.send([run.id for run in theirs])
-    digests = {
-        run.id: digest_run(spec, run, source.history(run), now)
-        for run in chosen
-        if run.id not in held
-    }
-    returned = _receive_any(worker)
-    if returned is None:  # the worker failed: its chosen runs are read and digested here
-        again = sorted(at for run in theirs for at in held[run.id])
-        source.read_runs([files[at] for at in again], None, now, copy_notes)
-        for run in theirs:
+    for run in chosen:
+        if run.id not in digests:  # its digest raised (or was not made): it raises here
+            if run.id in held:
+                paths = [files[at] for at in places[run.id]]
+                source.read_runs(paths, None, now, copy_notes)
             digests[run.id] = digest_run(spec, run, source.history(run), now)
-    else:
-        for run, digest in zip(theirs, returned, strict=True):
-            digests[run.id] = replace(digest, run=replace(run, logged_steps=digest.span.steps))
     return len(everything), [digests[run.id] for run in chosen]
 
 
@@ -256,26 +348,6 @@ def _named_run(path: Path) -> str:
     """The run id in a file's name (`run-<id>.wandb`): files named alike are read together."""
     name = path.name
     return name[4:-6] if name.startswith("run-") and name.endswith(".wandb") else path.stem
-
-
-def _deal(files: list[Path], groups: list[list[int]]) -> set[int]:
-    """The worker's files: whole groups, dealt in turn to whichever share has fewer bytes so far
-    (the cost of a cached run follows its size). Even shares: the worker also pickles its
-    digests, about what the reduce after the map costs this process."""
-    sizes = [_size(path) for path in files]
-    mine = theirs = 0
-    dealt: set[int] = set()
-    for group in groups:
-        size = sum(sizes[at] for at in group) + 1
-        if theirs <= mine * WORKER_SHARE:
-            theirs += size
-            dealt.update(group)
-        else:
-            mine += size
-    return dealt
-
-
-WORKER_SHARE = 1.0  # the worker's bytes for each byte this process reads
 
 
 def _size(path: Path) -> int:
@@ -294,34 +366,26 @@ def _receive_any(connection: Connection) -> Any:
 
 
 def _reader(connection: Connection) -> None:
-    """The forked worker of `read_and_digest`: read its share, send the runs' metadata, digest
-    the runs it is asked for, send the digests (each without its run: the parent holds it)."""
+    """The forked worker of `read_and_digest`: read and digest the groups of files it takes,
+    and send the runs' metadata and their digests (each without its run: the parent holds it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPPING)  # held back since the fork
     assert _split is not None, "digest_pool's reader was not forked from read_and_digest"
-    spec, source, files, share, copy_notes, now = _split
+    spec, source, shares, copy_notes, now = _split
+    parent = os.getppid()
     cache = source.run_cache
     warned = len(cache.warnings) if cache else 0
     try:
-        index = {path: at for at, path in enumerate(files)}
-        runs = source.read_runs([files[at] for at in share], None, now, copy_notes)
-        positions = [[index[p] for p in source.run_paths(run)] for run in runs]
+        read, digests = shares.read_and_digest(
+            spec, source, copy_notes, now, lambda: os.getppid() == parent
+        )
     except Exception:
-        connection.close()  # nothing sent: the parent reads this share, and raises it there
+        connection.close()  # nothing sent: the parent reads these files, and raises it there
         return
-    connection.send((runs, positions, cache.warnings[warned:] if cache else []))
-    wanted = _receive_any(connection)
-    if wanted is None:
-        return
-    by_id = {run.id: run for run in runs}
-    done = []
-    try:
-        for run_id in wanted:
-            run = by_id[run_id]
-            digest = digest_run(spec, run, source.history(run), now)
-            done.append(replace(digest, run=None))  # type: ignore[arg-type]
-    except Exception:
-        connection.close()
-        return
-    connection.send(done)
+    bare = {  # the runs are left out of the pickle: the parent holds them
+        run_id: replace(digest, run=None)  # type: ignore[arg-type]
+        for run_id, digest in digests.items()
+    }
+    connection.send((read, bare, cache.warnings[warned:] if cache else []))
     connection.close()

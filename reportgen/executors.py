@@ -89,7 +89,8 @@ def _ray_installed() -> bool:
 
 class LocalExecutor:
     """One machine. A run folder with enough runs is read and digested on two processes, each
-    taking its share of the files, cold or cached (`digest_pool.read_and_digest`). Otherwise
+    taking the next few runs' files when it is free, cold or cached
+    (`digest_pool.read_and_digest`). Otherwise
     the source reads (decoding in worker processes when there is much to decode) and this
     process digests the chosen runs, with one forked worker taking every other run when there
     are enough of them to pay for it (see reportgen.digest_pool)."""
@@ -103,7 +104,7 @@ class LocalExecutor:
 
         if spec.runs.limit is None and source.kind == "wandb-offline":
             split = read_and_digest(spec, source, now, progress)  # type: ignore[arg-type]
-            if split is not None:  # a warm rebuild, read on two processes
+            if split is not None:  # read and digested on two processes
                 return MappedRuns(split[0], split[1], [])
         if spec.runs.limit is not None and source.kind == "wandb-offline":
             found, runs = read_newest(spec, source, now, progress)

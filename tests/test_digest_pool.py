@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import write_spec
 
 from reportgen import build, digest_pool
@@ -97,15 +102,17 @@ def test_a_build_on_two_processes_writes_the_files_of_one(project_dir, tmp_path,
     assert "report.json" in names and any(name.endswith(".csv") for name in names)
 
 
-def warm_folder(project_dir: Path, tmp_path: Path) -> Path:
-    """The project, plus a renamed copy of one run's file (`run-zz…`: a file named for another
-    run that holds resume01's records), so that one run has files named for two runs."""
+def warm_folder(project_dir: Path, tmp_path: Path, copies: int = 1) -> Path:
+    """The project, plus renamed copies of one run's file (`run-zz…`: files named for other
+    runs that hold resume01's records), so that one run has files named for several runs."""
     root = tmp_path / "runs"
     shutil.copytree(project_dir, root, symlinks=True)
     original = next(root.rglob("run-resume01.wandb"))
-    renamed = root / "wandb" / "offline-run-20261130_235959-zzrenamed" / "run-zzrenamed.wandb"
-    renamed.parent.mkdir()
-    shutil.copy2(original, renamed)
+    for copy in range(copies):
+        name = "zzrenamed" if copy == 0 else f"zzrenamed{copy}"
+        renamed = root / "wandb" / f"offline-run-20261130_23595{copy}-{name}" / f"run-{name}.wandb"
+        renamed.parent.mkdir()
+        shutil.copy2(original, renamed)
     for path in root.rglob("*.wandb"):  # settled files: the cache stores them (see offline.py)
         os.utime(path, (path.stat().st_atime - 60, path.stat().st_mtime - 60))
     return root
@@ -142,53 +149,136 @@ def test_a_warm_build_read_on_two_processes_writes_the_files_of_one(
     assert "report.json" in names and sum(name.endswith(".csv") for name in names) == 7
 
 
-def place_copy_in_the_other_share(root: Path, spec) -> None:
-    """Put the copy first in the file order and make it outweigh every other file, with zeros
-    after its records (where a writer's file ends, a reader stops): the dealing of files to the
-    two processes gives the first group to the worker, and every later one, resume01's own
-    files among them, to this process."""
-    copy = next(root.rglob("run-zzrenamed.wandb"))
-    others = sum(path.stat().st_size for path in root.rglob("*.wandb") if path != copy)
-    folder = copy.parent.rename(copy.parent.with_name("offline-run-19700101_000000-zzrenamed"))
-    copy = folder / copy.name
-    stamp = copy.stat()
-    with copy.open("ab") as handle:
-        handle.write(bytes(others + 1))
-    os.utime(copy, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # still settled: cached
-    files, _ = OfflineSource(spec.source).list_files()
-    groups: dict[str, list[int]] = {}
-    for at, path in enumerate(files):
-        groups.setdefault(path.name, []).append(at)
-    theirs = digest_pool._deal(files, list(groups.values()))
-    assert groups["run-zzrenamed.wandb"][0] in theirs
-    assert not set(groups["run-resume01.wandb"]) & theirs
-
-
-def test_a_run_whose_files_fall_in_both_shares_is_merged_from_all_of_them(
+def test_a_run_whose_files_were_taken_in_several_groups_is_merged_from_all_of_them(
     project_dir, tmp_path, monkeypatch
 ):
-    """resume01's files are named for two runs, so they can be dealt to different processes:
-    the run is read again here from all three, as one process reads it."""
+    """resume01's files are named for five runs, so they are taken in five groups, by either
+    process (each takes the next group whenever it is free): wherever its files were read, the
+    run is read again here from all six, and digested here, as one process reads it."""
     monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "cache"))
-    root = warm_folder(project_dir, tmp_path)
-    spec = load_spec(spec_over(tmp_path, root))
-    place_copy_in_the_other_share(root, spec)
+    spec = load_spec(spec_over(tmp_path, warm_folder(project_dir, tmp_path, copies=4)))
     cache = RunCache.at(default_location(), "normal")
     one = OfflineSource(spec.source, cache=cache)
-    listed = {run.id: run for run in one.list_runs(now=NOW)}  # fills the cache
+    listed = one.list_runs(now=NOW)  # fills the cache
     files, _ = one.list_files()
-    assert sum(path.name == "run-resume01.wandb" for path in files) == 2
+    assert sum(path.name.startswith("run-zzrenamed") for path in files) == 4
+    alone = digest_pool.digest_runs(
+        spec, [(run, one.history(run)) for run in filter_runs(listed, spec.runs, NOW)], NOW, 1
+    )
     monkeypatch.setattr(digest_pool, "MIN_RUNS", 1)
     split = digest_pool.read_and_digest(spec, OfflineSource(spec.source, cache=cache), NOW)
     assert split is not None
     found, digests = split
     assert found == len(listed) == 7
+    assert [d.run.id for d in digests] == [d.run.id for d in alone]
     merged = next(d for d in digests if d.run.id == "resume01")
-    assert merged.run.locations == listed["resume01"].locations and len(merged.run.locations) == 3
-    assert merged.span.steps == 100
-    assert [d.run.id for d in digests] == [
-        r.id for r in filter_runs(list(listed.values()), spec.runs, NOW)
+    expected = next(d for d in alone if d.run.id == "resume01")
+    assert len(merged.run.locations) == 6 and merged.run == expected.run
+    assert merged.span.steps == 100 and merged.span == expected.span
+    for two, one_digest in zip(digests, alone, strict=True):
+        assert_same(dataclasses.asdict(two.report), dataclasses.asdict(one_digest.report))
+
+
+def test_the_largest_groups_of_files_are_handed_out_first_and_the_last_few_at_a_time(
+    project_dir, tmp_path
+):
+    """Groups (the files named for one run) by their bytes, largest first, each take a quarter
+    of what is left: the last ones handed out are small, so neither process is left reading a
+    big one while the other waits."""
+    root = warm_folder(project_dir, tmp_path, copies=30)
+    (next(root.rglob("run-zzrenamed2.wandb"))).write_bytes(bytes(10**7))  # the largest
+    files, _ = OfflineSource(load_spec(spec_over(tmp_path, root)).source).list_files()
+    groups: dict[str, list[int]] = {}
+    for at, path in enumerate(files):
+        groups.setdefault(digest_pool._named_run(path), []).append(at)
+    shares = digest_pool._Shares(files, list(groups.values()), multiprocessing.get_context("fork"))
+    weights = [
+        sum(files[at].stat().st_size + digest_pool.FILE_COST for at in group)
+        for group in shares.order
     ]
+    assert len(weights) == len(groups) == 37 and weights == sorted(weights, reverse=True)
+    assert [files[at].name for at in shares.order[0]] == ["run-zzrenamed2.wandb"]
+    takes = []
+    while (taking := shares.take(lambda: True)) is not None:
+        takes.append(taking)
+    assert takes[0] == range(0, 1)  # the big file is a quarter of all there is, alone
+    assert [place for taking in takes for place in taking] == list(range(37))
+    for taking in takes:
+        left = sum(weights[taking.start :])
+        assert sum(weights[taking.start : taking.stop]) >= min(left, sum(weights) / 400)
+        assert sum(weights[taking.start : taking.stop - 1]) < max(left / 4, sum(weights) / 400)
+    assert len(takes[-1]) < len(takes[len(takes) // 2]) and weights[-1] < weights[0] / 10
+
+
+def test_each_group_is_taken_by_exactly_one_of_two_processes_taking_at_once(project_dir):
+    """Both processes take groups as fast as they can, at the same time: each of 20,000 goes
+    to exactly one of them, and each takes them in the order they are handed out."""
+    files = sorted(project_dir.rglob("*.wandb"))
+    context = multiprocessing.get_context("fork")
+    shares = digest_pool._Shares(files, [[at % len(files)] for at in range(20_000)], context)
+    first = shares.take(lambda: True)  # one take each before both take at once
+    assert first is not None and first.start == 0
+    mine = list(first)
+    receiving, sending = context.Pipe(duplex=False)
+    started, going = context.Pipe(duplex=False)
+
+    def take_all() -> None:
+        taken: list[int] = []
+        going.send(True)
+        while (taking := shares.take(lambda: True)) is not None:
+            taken += taking
+        sending.send(taken)
+
+    worker = context.Process(target=take_all)
+    worker.start()
+    assert started.recv()
+    while (taking := shares.take(worker.is_alive)) is not None:
+        mine += taking
+    theirs = receiving.recv()
+    worker.join()
+    assert sorted(mine + theirs) == list(range(20_000))
+    assert mine == sorted(mine) and theirs == sorted(theirs)
+
+
+def test_a_worker_killed_while_it_reads_leaves_every_run_to_this_process(
+    project_dir, tmp_path, monkeypatch
+):
+    """The worker is killed (SIGKILL) as soon as it starts: this process reads what the
+    worker took (taking alone once the worker is gone), and the runs and their digests are
+    those of one process."""
+    import signal
+    import threading
+
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "cache"))
+    spec = load_spec(spec_over(tmp_path, warm_folder(project_dir, tmp_path, copies=4)))
+    one = OfflineSource(spec.source)
+    listed = one.list_runs(now=NOW)
+    alone = digest_pool.digest_runs(
+        spec, [(run, one.history(run)) for run in filter_runs(listed, spec.runs, NOW)], NOW, 1
+    )
+    monkeypatch.setattr(digest_pool, "MIN_RUNS", 1)
+    killed: list[int] = []
+
+    def kill_the_worker() -> None:
+        while not killed:
+            for child in multiprocessing.active_children():
+                if child.pid is not None:
+                    os.kill(child.pid, signal.SIGKILL)
+                    killed.append(child.pid)
+
+    killer = threading.Thread(target=kill_the_worker, daemon=True)
+    killer.start()
+    split = digest_pool.read_and_digest(
+        spec, OfflineSource(spec.source, cache=RunCache.at(default_location())), NOW
+    )
+    killed.append(0)
+    killer.join()
+    assert split is not None and killed[0] != 0
+    found, digests = split
+    assert found == len(listed) == 7
+    assert [d.run for d in digests] == [d.run for d in alone]
+    for two, one_digest in zip(digests, alone, strict=True):
+        assert_same(dataclasses.asdict(two.report), dataclasses.asdict(one_digest.report))
 
 
 def test_a_cold_build_split_on_two_processes_writes_the_files_and_the_cache_of_one(
@@ -272,3 +362,48 @@ def test_entries_gone_stale_are_decoded_by_whichever_process_reads_them(
     # stores nothing (a file decoded again would be stored again, with a new inode).
     assert entry_files(tmp_path / "cache") == stored
     assert_same_files(alone, again)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize(
+    ("sent", "code", "line"),
+    [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated (SIGTERM)")],
+)
+def test_a_signal_while_both_processes_read_ends_the_build_and_the_worker(
+    sent, code, line, project_dir, tmp_path
+):
+    """Ctrl-C (or SIGTERM) sent to the build's process group while the worker reads: the
+    build ends with its one line and exit code, and the worker is gone with it."""
+    root = warm_folder(project_dir, tmp_path, copies=30)  # 37 groups: read on two processes
+    spec = spec_over(tmp_path, root)
+    env = {**os.environ, "REPORTGEN_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("CI", None)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reportgen",
+            "build",
+            str(spec),
+            "-q",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    workers: list[int] = []
+    while not workers:
+        assert process.poll() is None, process.communicate()  # still reading
+        workers = [int(pid) for pid in children.read_text().split()]
+    assert Path(f"/proc/{workers[0]}").exists()
+    os.killpg(process.pid, getattr(signal, sent))
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == code, err
+    assert err.strip().splitlines() == [line]
+    assert not Path(f"/proc/{workers[0]}").exists()  # reaped: gone
+    assert not (tmp_path / "out" / "report.json").exists()
