@@ -254,8 +254,12 @@ class CacheArea:
                 fcntl.flock(reader.fileno(), fcntl.LOCK_SH)
                 yield
             return
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / ".lock", "a+b") as handle:
+        try:
+            handle = open(self.path / ".lock", "a+b")  # noqa: SIM115 - closed below
+        except FileNotFoundError:  # a new area
+            self.path.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path / ".lock", "a+b")  # noqa: SIM115 - closed below
+        with handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             try:
                 yield
