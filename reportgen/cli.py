@@ -8,6 +8,8 @@ send terminal escape sequences or reorder the text a reviewer reads.
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import os
 import sys
 import threading
@@ -858,13 +860,20 @@ def _stopped(exc: Stopped) -> int:
 
 
 def run() -> None:
-    """The console script: like `main`, but a stopped build does not wait for its workers."""
+    """The console script: `main`, then the process ends at once. A finished command waits for
+    its threads and runs the exit handlers, as any exit does, but skips tearing the interpreter
+    down: freeing a build's objects one by one took 0.1-0.2 s, a tenth of a warm rebuild. A
+    stopped build does not wait for its workers either."""
     code = main()
-    if code in ABRUPT_EXITS:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    if code not in ABRUPT_EXITS:
+        for thread in threading.enumerate():
+            if thread is not threading.main_thread() and not thread.daemon:
+                thread.join()
+        atexit._run_exitfuncs()  # what sys.exit would run: logging, finalizers, pools
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BrokenPipeError, ValueError):  # the reader went away
+            stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -179,3 +179,43 @@ def test_a_mistyped_verb_is_answered_with_the_list_of_every_verb(capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert "invalid choice: 'biuld'" in err and "'build'" in err and "'mcp'" in err
+
+
+EXIT_PROBE = """
+import atexit, sys, threading, time
+from pathlib import Path
+mark = Path(sys.argv[1])
+atexit.register(lambda: mark.with_suffix(".atexit").write_text("ran"))
+def late():
+    time.sleep(0.3)
+    mark.with_suffix(".thread").write_text("done")
+threading.Thread(target=late).start()  # a non-daemon thread still running when main returns
+from reportgen.cli import run
+sys.argv = ["reportgen", *sys.argv[2:]]
+run()
+"""
+
+
+def test_the_console_script_ends_with_its_code_after_its_threads_exit_handlers_and_output(
+    tmp_path,
+):
+    """`run` skips the interpreter's teardown, not what an exit owes: the exit code, every
+    byte written to stdout, the exit handlers, and the threads still running."""
+    mark = tmp_path / "mark"
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_PROBE, str(mark), "schema"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 0
+    assert json.loads(done.stdout)["$schema"].startswith("https://json-schema.org/")
+    assert mark.with_suffix(".atexit").read_text() == "ran"
+    assert mark.with_suffix(".thread").read_text() == "done"
+    bad = subprocess.run(
+        [sys.executable, "-c", EXIT_PROBE, str(tmp_path / "bad"), "validate", "missing.yaml"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
