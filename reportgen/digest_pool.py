@@ -24,7 +24,6 @@ import gc
 import multiprocessing
 import os
 import signal
-import sys
 from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reportgen.digest import RunDigest, digest_run
+from reportgen.forking import can_fork
 from reportgen.runs import History, Run
 from reportgen.select import filter_runs, may_be_chosen
 from reportgen.spec import Spec
@@ -116,12 +116,7 @@ def _receive(receiving: Connection, count: int) -> list[RunDigest | None]:
 
 
 def _worth_forking(runs: int) -> bool:
-    return (
-        runs >= MIN_RUNS
-        and (os.cpu_count() or 1) >= 2
-        and sys.platform == "linux"
-        and "fork" in multiprocessing.get_all_start_methods()
-    )
+    return runs >= MIN_RUNS and (os.cpu_count() or 1) >= 2 and can_fork()
 
 
 def _worker(indices: list[int], sending: Connection) -> None:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import io
 import logging
 import math
-import os
-import sys
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +24,7 @@ import numpy as np
 
 from reportgen import atomic
 from reportgen.curves import thin
+from reportgen.forking import can_fork, usable_cores
 from reportgen.report import Curve, Finding, Report, RunReport
 from reportgen.safetext import visible
 
@@ -621,17 +620,6 @@ def _draw_in_worker(job: ChartJob) -> dict[str, bytes]:
     return draw_chart(_WORKER_REPORT, job)
 
 
-def _can_fork() -> bool:
-    import multiprocessing
-
-    return sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
-
-
-def _cores() -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return cores or 1
-
-
 def chart_processes(jobs: int, beside_layout: bool = False) -> int:
     """Worker processes for this many charts: one per usable core (at most 4), none for a few
     charts or on one core, and none where processes cannot be forked (forking copies the
@@ -640,11 +628,11 @@ def chart_processes(jobs: int, beside_layout: bool = False) -> int:
     `beside_layout`: this process lays out the PDF while the workers draw, so it keeps a core
     to itself and a single worker is already worth starting.
     """
-    if not _can_fork():
+    if not can_fork():
         return 0
     if beside_layout:
-        return min(4, _cores() - 1, jobs)
-    workers = min(4, _cores(), jobs // 2)
+        return min(4, usable_cores() - 1, jobs)
+    workers = min(4, usable_cores(), jobs // 2)
     return workers if workers >= 2 else 0
 
 
@@ -684,7 +672,7 @@ class PendingCharts:
         self._pool: Any = None
         self._futures: dict[int, Any] = {}
         processes = min(processes, len(self._todo))
-        if processes >= 1 and _can_fork():
+        if processes >= 1 and can_fork():
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 

@@ -17,7 +17,6 @@ import json
 import multiprocessing
 import os
 import re
-import sys
 import time
 import warnings
 from collections import defaultdict
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reportgen.errors import SourceError
+from reportgen.forking import can_fork, usable_cores
 from reportgen.runs import Column, History, Run
 from reportgen.sources.wandb_file import Damage, FileContents, find_wandb_files, stat_and_read
 from reportgen.spec import RunsSpec, SourceSpec
@@ -408,9 +408,9 @@ def _decode(
     storing its cache entry itself: only the decoded arrays come back). Without fork (macOS,
     Windows) or with one core, this process decodes, and a thread beside it stores the
     entries: most of a write is waiting for the disk, which then overlaps the decoding."""
-    workers = min(len(paths), _cores())
+    workers = min(len(paths), usable_cores())
     total = sum(_size(path) for path in paths)
-    if in_workers and workers >= 2 and total >= PARALLEL_MIN_BYTES and _can_fork():
+    if in_workers and workers >= 2 and total >= PARALLEL_MIN_BYTES and can_fork():
         yield from _decode_in_workers(paths, store, workers)
         return
     writer = ThreadPoolExecutor(max_workers=1) if store is not None and paths else None
@@ -477,16 +477,6 @@ def _read_in_worker(path: Path) -> tuple[FileContents, History]:
     if _worker_store is not None:
         _worker_store(path, before, contents, history)
     return replace(contents, points={}), history
-
-
-def _cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def _can_fork() -> bool:
-    return sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
 
 
 def _size(path: Path) -> int:
