@@ -23,7 +23,9 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import queue
 import signal
+import threading
 from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from reportgen.sources.offline import OfflineSource
 
 Progress = Callable[[int, int, str], None]
+Taken = list[tuple[Run, list[int]]]  # runs read, each with its files' places in the folder
 
 MIN_RUNS = 24  # below this a fork and the pickled digests cost about what they save
 
@@ -247,17 +250,19 @@ class _Shares:
         now: datetime,
         other_alive: Callable[[], bool],
         progress: Progress | None = None,
-    ) -> tuple[list[tuple[Run, list[int]]], dict[str, RunDigest]]:
+        after_take: Callable[[Taken, dict[str, RunDigest]], None] | None = None,
+    ) -> tuple[Taken, dict[str, RunDigest]]:
         """Groups taken, read and digested until none is left: each run read, with its files'
         places (a run whose files are in two takes is here twice, each time with one take's),
         and the digests of those the filters let through, by run id. A run whose
         digest raised has none: it is digested again where the runs are put in order, and
-        raises there."""
+        raises there. `after_take` is given each take's runs and digests as it ends."""
         index = {path: at for at, path in enumerate(self.files)}
         total = len(self.files)
-        read: list[tuple[Run, list[int]]] = []
+        read: Taken = []
         digests: dict[str, RunDigest] = {}
         while (taking := self.take(other_alive)) is not None:
+            read_before, made = len(read), {}
 
             def reading(
                 done: int, _: int, item: str, before: int = self._before[taking[0]]
@@ -271,9 +276,14 @@ class _Shares:
                 read.append((run, [index[path] for path in source.run_paths(run)]))
                 if may_be_chosen(run, spec.runs, now):
                     try:
-                        digests[run.id] = digest_run(spec, run, source.history(run), now)
+                        digests[run.id] = made[run.id] = digest_run(
+                            spec, run, source.history(run), now
+                        )
                     except Exception:
                         digests.pop(run.id, None)
+                        made.pop(run.id, None)
+            if after_take is not None:
+                after_take(read[read_before:], made)
         return read, digests
 
 
@@ -294,8 +304,11 @@ def _lead(
 ) -> tuple[int, list[RunDigest]]:
     """This process's side of `read_and_digest`."""
     files = shares.files
-    mine, digests = shares.read_and_digest(spec, source, copy_notes, now, worker_alive, progress)
-    sent = _receive_any(worker)
+    inbox = _Inbox(worker)
+    mine, digests = shares.read_and_digest(
+        spec, source, copy_notes, now, worker_alive, progress, inbox.between_takes
+    )
+    sent = inbox.everything()
     if sent is None:  # the worker failed to read what it took: read every file here
         everything = source.read_runs(files, progress, now, copy_notes)
         return len(everything), digest_runs(
@@ -352,17 +365,49 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _receive_any(connection: Connection) -> Any:
-    """What the other process sent; None when it sent nothing (it raised, or died)."""
-    try:
-        return connection.recv()
-    except (EOFError, OSError):
-        return None
+class _Inbox:
+    """What the worker of `read_and_digest` sends: each take's runs and digests as the take
+    ends, then its warnings. This process receives them whenever it is between two takes of
+    its own, so that little is left to receive (and unpickle) once both are done."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.runs: Taken = []
+        self.digests: dict[str, RunDigest] = {}
+        self.warnings: list[str] | None = None  # set by the worker's last message
+        self.closed = False
+
+    def between_takes(self, *_: Any) -> None:
+        self._receive(wait=False)
+
+    def everything(self) -> tuple[Taken, dict[str, RunDigest], list[str]] | None:
+        """All the worker sent; None when it did not get to its end (it raised, or died):
+        then what it sent is not used, and this process reads every file."""
+        self._receive(wait=True)
+        if self.warnings is None:
+            return None
+        return self.runs, self.digests, self.warnings
+
+    def _receive(self, *, wait: bool) -> None:
+        while not self.closed and self.warnings is None and (wait or self.connection.poll()):
+            try:
+                message = self.connection.recv()
+            except (EOFError, OSError):
+                self.closed = True
+                return
+            if isinstance(message, list):  # the worker's warnings: it is done
+                self.warnings = message
+            else:
+                runs, digests = message
+                self.runs += runs
+                self.digests.update(digests)
 
 
 def _reader(connection: Connection) -> None:
     """The forked worker of `read_and_digest`: read and digest the groups of files it takes,
-    and send the runs' metadata and their digests (each without its run: the parent holds it)."""
+    and send the runs' metadata and their digests (each without its run: the parent holds it),
+    a take at a time, from a thread (this one goes on reading while the parent is busy), then
+    the warnings it gave (the end)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPPING)  # held back since the fork
@@ -371,16 +416,36 @@ def _reader(connection: Connection) -> None:
     parent = os.getppid()
     cache = source.run_cache
     warned = len(cache.warnings) if cache else 0
+    outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    sender = threading.Thread(target=_send_each, args=(outbox, connection), daemon=True)
+    sender.start()
+
+    def taken(read: Taken, digests: dict[str, RunDigest]) -> None:
+        bare = {  # the runs are left out of the pickle: the parent holds them
+            run_id: replace(digest, run=None)  # type: ignore[arg-type]
+            for run_id, digest in digests.items()
+        }
+        outbox.put((read, bare))
+
     try:
-        read, digests = shares.read_and_digest(
-            spec, source, copy_notes, now, lambda: os.getppid() == parent
+        shares.read_and_digest(
+            spec, source, copy_notes, now, lambda: os.getppid() == parent, after_take=taken
         )
-    except Exception:
-        connection.close()  # nothing sent: the parent reads these files, and raises it there
-        return
-    bare = {  # the runs are left out of the pickle: the parent holds them
-        run_id: replace(digest, run=None)  # type: ignore[arg-type]
-        for run_id, digest in digests.items()
-    }
-    connection.send((read, bare, cache.warnings[warned:] if cache else []))
+    except Exception:  # no end sent: the parent reads every file, and raises it there
+        outbox.put(None)
+    else:
+        outbox.put(cache.warnings[warned:] if cache else [])
+    sender.join()
     connection.close()
+
+
+def _send_each(outbox: queue.SimpleQueue[Any], connection: Connection) -> None:
+    """Send what is put in `outbox` until its end: the warnings (a list), or None (the worker
+    failed, and sends no end)."""
+    while (message := outbox.get()) is not None:
+        try:
+            connection.send(message)
+        except OSError:  # the parent has gone: nothing more to send
+            return
+        if isinstance(message, list):
+            return

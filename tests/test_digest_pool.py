@@ -407,3 +407,37 @@ def test_a_signal_while_both_processes_read_ends_the_build_and_the_worker(
     assert err.strip().splitlines() == [line]
     assert not Path(f"/proc/{workers[0]}").exists()  # reaped: gone
     assert not (tmp_path / "out" / "report.json").exists()
+
+
+def _send_takes_then(connection, takes: list, end: list | None) -> None:
+    """A forked sender speaking the worker's protocol: takes, then its end (or none)."""
+    for take in takes:
+        connection.send(take)
+    if end is not None:
+        connection.send(end)
+    connection.close()
+
+
+@pytest.mark.parametrize("ends", [True, False])
+def test_the_worker_s_takes_are_received_between_takes_and_used_only_when_it_ends(ends):
+    """The worker sends each take's runs and digests as the take ends, and its warnings last.
+    This process receives whatever has arrived whenever it is between takes of its own (the
+    pipe would otherwise hold the worker up) and then the rest; a worker that stops before its
+    end (it raised, or was killed) sent nothing usable: this process reads every file."""
+    context = multiprocessing.get_context("fork")
+    receiving, sending = context.Pipe(duplex=False)
+    takes = [([("run-a", [0])], {"a": "digest of a"}), ([("run-b", [1, 2])], {"b": "b's"})]
+    end = ["cache: a warning"] if ends else None
+    sender = context.Process(target=_send_takes_then, args=(sending, takes, end))
+    sender.start()
+    sending.close()
+    sender.join()
+    inbox = digest_pool._Inbox(receiving)
+    inbox.between_takes()  # all of it has arrived: received now, up to the end
+    assert inbox.runs == [("run-a", [0]), ("run-b", [1, 2])]
+    assert inbox.digests == {"a": "digest of a", "b": "b's"}
+    if ends:
+        assert inbox.everything() == (inbox.runs, inbox.digests, ["cache: a warning"])
+    else:
+        assert inbox.everything() is None and inbox.closed
+    receiving.close()
