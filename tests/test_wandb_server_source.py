@@ -452,16 +452,20 @@ def test_a_damaged_cache_entry_is_reported_and_fetched_again(
     with serve(served_runs) as server:
         spec = server_spec(tmp_path, server)
         first = csv_files(build(spec).out_dir)
-        (entry,) = wandb_env.glob(f"{LAYOUT}/wandb-*/entries/rlmid001")
+        (meta,) = wandb_env.glob(f"{LAYOUT}/wandb-*/entries/rlmid001.json")
+        parquet = meta.with_suffix(".parquet")
         if damage == "truncated-parquet":
-            data = (entry / "history.parquet").read_bytes()
-            (entry / "history.parquet").write_bytes(data[: len(data) // 2])
+            data = parquet.read_bytes()
+            parquet.write_bytes(data[: len(data) // 2])
+            reason = f"(rlmid001.parquet has {len(data) // 2:,} bytes, {len(data):,} expected)"
         else:
-            (entry / "meta.json").write_text('{"fingerprint": {"state": "fin')
+            meta.write_text('{"fingerprint": {"state": "fin')
+            reason = "(rlmid001.json is not valid JSON ("
         server.reset_log()
         result = build(spec)
     assert len(result.warnings) == 1
     assert "rlmid001" in result.warnings[0] and "damaged" in result.warnings[0]
+    assert reason in result.warnings[0]
     assert {r.run for r in server.history_requests()} == {"rlmid001"}
     assert csv_files(result.out_dir) == first
     server.reset_log()
