@@ -504,6 +504,25 @@ def test_offline_exits_3_when_a_selected_run_is_not_cached(
     assert err.endswith("; build once without --offline\n")
 
 
+def test_offline_names_the_entry_file_whose_run_record_is_damaged_and_exits_3(
+    served_runs, wandb_env, tmp_path, capsys
+):
+    with serve(served_runs) as server:
+        spec = server_spec(tmp_path, server)
+        build(spec)
+    (meta,) = wandb_env.glob(f"{LAYOUT}/wandb-*/entries/rlmid001.json")
+    entry = json.loads(meta.read_text())
+    entry["run"]["id"] = 5  # valid JSON, a valid history record, but no run
+    meta.write_text(json.dumps(entry))
+    assert main(["build", str(spec), "--offline"]) == 3
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: --offline: the cached entry of run ")
+    assert line.endswith(
+        "(rlmid001) is damaged (rlmid001.json does not hold a run (id is not text)); "
+        "build once without --offline to fetch it again"
+    )
+
+
 def test_offline_with_an_empty_cache_exits_3(served_runs, wandb_env, tmp_path, capsys):
     with serve(served_runs) as server:
         spec = server_spec(tmp_path, server)
