@@ -448,6 +448,20 @@ _STATS = _NUMBER_OF_KIND["stats"]
 _TIMED = np.array(sorted(_NUMBER_OF_KIND[k] for k in ("stats", "output", "output_raw")))
 _IS_KIND = np.zeros(max(_KIND_BY_FIELD) + 1, dtype=bool)
 _IS_KIND[list(_KIND_BY_FIELD)] = True
+_NUMBER_OF: dict[str | None, int] = {**_NUMBER_OF_KIND, None: -1}  # None: no record type
+
+
+def _kinds_table(numbers: np.ndarray) -> np.ndarray:
+    """Flags by record kind (a field number, or -1 for none: the table's last place), for
+    looking a window's kinds up at once (np.isin sorts both sides every time)."""
+    table = np.zeros(max(_KIND_BY_FIELD) + 2, dtype=bool)
+    table[numbers] = True
+    return table
+
+
+_IS_PRIMARY = _kinds_table(_PRIMARY)
+_IS_OTHER_WANTED = _kinds_table(_OTHER_WANTED)
+_IS_TIMED = _kinds_table(_TIMED)
 
 
 @functools.cache
@@ -492,19 +506,26 @@ class _RecordReader:
 
     def add(self, window: list[bytes]) -> None:
         scan = self.scan_from is not None and len(window) >= self.scan_from
-        buffer = wire.as_buffer(window)
-        types = wandb_records.record_types(buffer.u8, buffer.starts, buffer.ends)
-        kinds = record_kinds(buffer, window, types)
+        if scan:
+            buffer = wire.as_buffer(window)
+            types = wandb_records.record_types(buffer.u8, buffer.starts, buffer.ends)
+            kinds = record_kinds(buffer, window, types)
+        else:  # a window read the plain way: each record's kind read on its own
+            kinds = np.array([_NUMBER_OF[record_kind(p)] for p in window], dtype=np.int64)
         contents = self.contents
-        if np.isin(kinds, _PRIMARY).any():
+        if _IS_PRIMARY[kinds].any():
             contents.writes_metadata = True
         history = np.flatnonzero(kinds == _HISTORY)
         summary = np.flatnonzero(kinds == _SUMMARY)
         if history.size or summary.size:
-            decoded = wandb_records.decode_window(
-                buffer, history, summary, window, self.names, pb.Record.FromString, scan,
-                types,
-            )  # fmt: skip
+            if scan:
+                decoded = wandb_records.decode_window(
+                    buffer, history, summary, window, self.names, pb.Record.FromString, types
+                )
+            else:
+                decoded = wandb_records.decode_plainly(
+                    history.tolist(), summary.tolist(), window, pb.Record.FromString
+                )
             self._add_history(decoded.history, history, window)
             # Roughly two summary records per logged step: only the last value of each key
             # is decoded, unless the window must be merged record by record.
@@ -521,10 +542,10 @@ class _RecordReader:
                     _merge_summaries(
                         payloads[start : start + SUMMARY_BATCH], self.summary, contents
                     )
-        others = np.flatnonzero(np.isin(kinds, _OTHER_WANTED))
-        timed = others[np.isin(kinds[others], _TIMED)]
+        others = np.flatnonzero(_IS_OTHER_WANTED[kinds])
+        timed = others[_IS_TIMED[kinds[others]]]
         if scan and timed.size and self._add_timed(buffer, types, timed, kinds[timed], window):
-            others = others[~np.isin(kinds[others], _TIMED)]
+            others = others[~_IS_TIMED[kinds[others]]]
         for index in others.tolist():
             self._add_other(window[index], _KIND_BY_FIELD[int(kinds[index])])
 
