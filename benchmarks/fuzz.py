@@ -14,7 +14,8 @@ the real `wandb.Api`. Categories:
            expressions, unknown and missing keys)
   files    one run's .wandb file truncated, zeroed, bit-flipped or replaced (by an empty file,
            a directory, a dangling symlink, a FIFO) before a build
-  cache    a warm cache's meta.json / Parquet files replaced by wrong shapes or garbage
+  cache    a warm cache's entry metadata (<name>.json) / Parquet files replaced by wrong
+           shapes or garbage
   server   a build against the loopback server answering with random faults (malformed
            bodies, 429 with Retry-After up to an hour, 5xx, 404), some forever
 
@@ -347,8 +348,9 @@ def damage_files(runs: Path, damage: dict[str, Any]) -> None:
 
 
 def damage_cache(cache: Path, damage: dict[str, Any]) -> None:
-    metas = sorted(cache.rglob("meta.json"))
-    parquets = sorted(cache.rglob("history.parquet"))
+    # An entry's metadata is entries/<name>.json; a side file (<name>.console.json) has two dots.
+    metas = sorted(p for p in cache.rglob("entries/*.json") if p.name.count(".") == 1)
+    parquets = sorted(cache.rglob("entries/*.parquet"))
     chosen = (lambda items: items) if damage["all"] else (lambda items: items[:1])
     if damage["what"] == "meta":
         for path in chosen(metas):

@@ -5,25 +5,32 @@ fingerprint (state, heartbeat, history line count), so an unchanged run costs no
 and a growing one fetches only its new steps; the offline source keys entries by file path and
 stores the file's size and mtime, so an unchanged `.wandb` file is not decoded again.
 
-Layout (a team can point DuckDB or Spark at the Parquet files):
+Layout (a team can point DuckDB or Spark at the Parquet files, `entries/*.parquet`):
 
     <root>/CACHEDIR.TAG
-    <root>/v4/<area>/source.json              what the area holds (never credentials)
-    <root>/v4/<area>/listing.json             W&B sources: the last run listing (for --offline)
-    <root>/v4/<area>/entries/<name>/meta.json
-    <root>/v4/<area>/entries/<name>/history.parquet   columns row, step, key, value: rows
-                                                      grouped by key, the keys and their counts
-                                                      in the schema metadata (reportgen.keys)
-    <root>/v4/<area>/entries/<name>/console.json      offline source: the file's whole console
-                                                      output, read only for a run of several
-                                                      files (meta.json has a lone file's tail)
+    <root>/v5/<area>/source.json              what the area holds (never credentials)
+    <root>/v5/<area>/listing.json             W&B sources: the last run listing (for --offline)
+    <root>/v5/<area>/entries/<name>.json      the entry's metadata, which vouches for the rest
+    <root>/v5/<area>/entries/<name>.parquet   columns row, step, key, value: rows grouped by
+                                              key, the keys and their counts in the schema
+                                              metadata (reportgen.keys)
+    <root>/v5/<area>/entries/<name>.console.json   a side file (offline source: the file's
+                                              whole console output, read only for a run of
+                                              several files; <name>.json has a lone file's tail)
+
+An entry is files side by side in one folder, not a folder of its own: making a folder and the
+first files in it costs the file system several times what a file in an existing folder costs,
+and a cold build stores an entry per run. An entry's name has no dot (a run id with one, or any
+other unusual character, and every file path become `h-<hash>`), so the first dot in a file's
+name ends the name of the entry it belongs to: no entry's file can be another entry's.
 
 Writes are atomic (a reader sees the old file or the new one) and go under an exclusive file
 lock per area; reads take a shared lock, so two builds at once never see half an entry. The
-metadata records the SHA-256 of its Parquet file (and of any side file): a truncated or mismatched file is detected,
-reported and fetched again instead of being trusted; so is a meta.json that parses but has the
-wrong shape. A cache folder this user cannot write (a shared, read-only cache) is used
-read-only: what it holds is read, nothing is stored, and the build says so once.
+metadata records the SHA-256 of its Parquet file (and of any side file): a truncated or
+mismatched file is detected, reported and fetched again instead of being trusted; so is
+metadata that parses but has the wrong shape. A cache folder this user cannot write (a shared,
+read-only cache) is used read-only: what it holds is read, nothing is stored, and the build
+says so once.
 """
 
 from __future__ import annotations
@@ -54,10 +61,14 @@ ENV_DIR = "REPORTGEN_CACHE_DIR"
 # The layout version. v2 histories kept every record (columns row, step, key, value); v3 keeps
 # the same columns grouped by key, with the keys and their counts in the Parquet metadata; v4
 # keeps an offline file's console output beside meta.json (console.json) rather than in it, as
-# a warm rebuild needs only its tail. An entry of an older layout (v1: one value per key and
-# `_step`) is never read: old shapes are not served.
-LAYOUT = "v4"
-OLD_LAYOUTS = ("v1", "v2", "v3")  # never read; `reportgen cache clear` removes them
+# a warm rebuild needs only its tail; v5 keeps the same files flat in entries/ (<name>.json,
+# <name>.parquet, <name>.console.json) instead of in a folder per entry. An entry of an older
+# layout (v1: one value per key and `_step`) is never read: old shapes are not served.
+LAYOUT = "v5"
+OLD_LAYOUTS = ("v1", "v2", "v3", "v4")  # never read; `reportgen cache clear` removes them
+# The suffixes of an entry's metadata and history files; a side file's suffix is its own name.
+META = "json"
+HISTORY = "parquet"
 CHARTS = "charts"  # drawn charts kept by content (render/chart_cache.py), beside the layouts
 MODES = ("normal", "refresh", "offline")
 
@@ -149,7 +160,7 @@ class RunCache:
         for folder in sorted(p for p in base.iterdir() if p.is_dir()):
             identity = _read_json_quietly(folder / "source.json") or {}
             entries = folder / "entries"
-            count = sum(1 for p in entries.iterdir() if p.is_dir()) if entries.is_dir() else 0
+            count = sum(map(_is_metadata, os.listdir(entries))) if entries.is_dir() else 0
             found.append(AreaInfo(folder, identity, count, _folder_bytes(folder)))
         return found
 
@@ -266,8 +277,9 @@ class CacheArea:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
-    def entry_dir(self, name: str) -> Path:
-        return self.path / "entries" / _entry_name(name)
+    def entry_file(self, name: str, suffix: str) -> Path:
+        """The file of entry `name` with `suffix`: META, HISTORY or a side file's name."""
+        return self.path / "entries" / f"{_entry_name(name)}.{suffix}"
 
     def read(self, name: str, *, history: bool = True) -> CachedEntry | None:
         """The entry, or None when there is none (or the cache is being refreshed).
@@ -276,8 +288,7 @@ class CacheArea:
         """
         if not self.cache.reads:
             return None
-        folder = self.entry_dir(name)
-        meta_path = folder / "meta.json"
+        meta_path = self.entry_file(name, META)
         if not meta_path.exists():
             return None
         with self.locked(shared=True):
@@ -286,48 +297,49 @@ class CacheArea:
             try:
                 meta = json.loads(meta_path.read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-                raise CacheDamaged(f"meta.json is not valid JSON ({exc})") from None
-            _check_meta(meta)
+                raise CacheDamaged(f"{meta_path.name} is not valid JSON ({exc})") from None
+            _check_meta(meta, meta_path.name)
             expected = meta["history"]
-            parquet = folder / "history.parquet"
+            parquet = self.entry_file(name, HISTORY)
             try:
                 size = parquet.stat().st_size
             except OSError:
-                raise CacheDamaged("history.parquet is missing") from None
+                raise CacheDamaged(f"{parquet.name} is missing") from None
             if size != expected.get("bytes"):
                 raise CacheDamaged(
-                    f"history.parquet has {size:,} bytes, {expected.get('bytes'):,} expected"
+                    f"{parquet.name} has {size:,} bytes, {expected.get('bytes'):,} expected"
                 )
             if not history:
                 return CachedEntry(meta, None)
             data = parquet.read_bytes()
         if hashlib.sha256(data).hexdigest() != expected.get("sha256"):
-            raise CacheDamaged("history.parquet does not match its checksum")
+            raise CacheDamaged(f"{parquet.name} does not match its checksum")
         try:
             loaded = history_from_bytes(data)
         except Exception as exc:  # pyarrow raises several types for damaged files
-            raise CacheDamaged(f"history.parquet cannot be read ({exc})") from None
+            raise CacheDamaged(f"{parquet.name} cannot be read ({exc})") from None
         return CachedEntry(meta, loaded)
 
     def read_side(self, name: str, file: str, meta: Mapping[str, Any]) -> bytes:
-        """A side file of the entry whose meta.json `read` returned (see `write`'s `sides`),
-        checked against the size and checksum that meta.json records for it.
+        """A side file of the entry whose metadata `read` returned (see `write`'s `sides`),
+        checked against the size and checksum that the metadata records for it.
 
-        Raises CacheDamaged when it is missing, or is not the file meta.json vouches for (an
+        Raises CacheDamaged when it is missing, or is not the file the metadata vouches for (an
         entry written again meanwhile included): the caller reads the source again.
         """
+        path = self.entry_file(name, _side_name(file))
         record = (meta.get("sides") or {}).get(file)
         if not isinstance(record, dict):
-            raise CacheDamaged(f"meta.json records no {file}")
+            raise CacheDamaged(f"{self.entry_file(name, META).name} records no {file}")
         with self.locked(shared=True):
             try:
-                data = (self.entry_dir(name) / _side_name(file)).read_bytes()
+                data = path.read_bytes()
             except OSError:
-                raise CacheDamaged(f"{file} is missing") from None
+                raise CacheDamaged(f"{path.name} is missing") from None
         if len(data) != record.get("bytes") or (
             hashlib.sha256(data).hexdigest() != record.get("sha256")
         ):
-            raise CacheDamaged(f"{file} does not match its checksum")
+            raise CacheDamaged(f"{path.name} does not match its checksum")
         return data
 
     def write(
@@ -356,21 +368,34 @@ class CacheArea:
         # Keys in the run's own order (no sort_keys): a config read back from the cache must
         # print in the same order as one read fresh, or report.json differs with the cache state.
         text = json.dumps(record, ensure_ascii=False, default=_jsonable)
-        folder = self.entry_dir(name)
+        files = [
+            (self.entry_file(name, _side_name(file)), side) for file, side in (sides or {}).items()
+        ]
         with self.locked(shared=False):
             self._write_identity()
-            # Not flushed to disk: after a machine crash the checksum in meta.json finds a
-            # history that did not reach the disk, and the run is read again.
-            atomic.write_bytes(folder / "history.parquet", data, private=True, durable=False)
-            for file, side in (sides or {}).items():
-                atomic.write_bytes(folder / _side_name(file), side, private=True, durable=False)
-            atomic.write_text(folder / "meta.json", text, private=True, durable=False)
+            # Not flushed to disk: after a machine crash the checksums in the metadata find a
+            # history or side file that did not reach the disk, and the run is read again.
+            atomic.write_bytes(self.entry_file(name, HISTORY), data, private=True, durable=False)
+            for path, side in files:
+                atomic.write_bytes(path, side, private=True, durable=False)
+            atomic.write_text(self.entry_file(name, META), text, private=True, durable=False)
 
     def remove(self, name: str) -> None:
+        """Remove every file of the entry: its metadata first (what is left is then vouched for
+        by nothing), then its history, its side files and any temporary file a writer left."""
         if not self.cache.stores:
             return
+        entry = _entry_name(name)
+        folder = self.path / "entries"
         with self.locked(shared=False):
-            shutil.rmtree(self.entry_dir(name), ignore_errors=True)
+            try:
+                names = os.listdir(folder)
+            except OSError:
+                return
+            belongs = [n for n in names if n.startswith((f"{entry}.", f".{entry}."))]
+            for file in sorted(belongs, key=lambda n: n != f"{entry}.{META}"):
+                with contextlib.suppress(FileNotFoundError):
+                    (folder / file).unlink()
 
     def read_document(self, file: str) -> Any:
         """A JSON document kept beside the entries (the run listing); None when absent."""
@@ -454,8 +479,9 @@ def run_to_dict(run: Run) -> dict[str, Any]:
     return {k: _jsonable(v) for k, v in dataclasses.asdict(run).items()}
 
 
-def run_from_dict(data: Mapping[str, Any]) -> Run:
-    """A cached run; CacheDamaged when the entry does not have a run's shape."""
+def run_from_dict(data: Mapping[str, Any], where: str = "the cached record") -> Run:
+    """A cached run; CacheDamaged, naming `where` (the file it came from), when the data does
+    not have a run's shape."""
     try:
         names = {f.name for f in dataclasses.fields(Run)}
         values = {k: v for k, v in data.items() if k in names}
@@ -472,10 +498,11 @@ def run_from_dict(data: Mapping[str, Any]) -> Run:
                 raise TypeError(f"{key} is not a mapping")
         return Run(**values)
     except (AttributeError, TypeError, ValueError) as exc:
-        raise CacheDamaged(f"meta.json does not hold a run ({exc})") from None
+        raise CacheDamaged(f"{where} does not hold a run ({exc})") from None
 
 
-# The parts of meta.json every entry has, and the JSON types of the optional parts.
+# The JSON types of the optional parts of an entry's metadata (its history record is checked
+# on its own).
 _META_TYPES: dict[str, tuple[type, ...]] = {
     "fingerprint": (dict, type(None)),
     "run": (dict,),
@@ -486,26 +513,27 @@ _META_TYPES: dict[str, tuple[type, ...]] = {
 
 
 def _side_name(file: str) -> str:
-    """A side file's name: a plain name inside the entry's folder, never a path."""
-    if not _SAFE.match(file) or file in ("meta.json", "history.parquet", ".lock"):
+    """A side file's name, the suffix of its file after the entry's name: a plain name, never
+    a path, and never the suffix of the entry's metadata or history."""
+    if not _SAFE.match(file) or ".." in file or file in (META, HISTORY):
         raise ValueError(f"not a side file name: {file!r}")
     return file
 
 
-def _check_meta(meta: Any) -> None:
-    """Raise CacheDamaged unless meta.json has the shape `write` gives it."""
+def _check_meta(meta: Any, file: str) -> None:
+    """Raise CacheDamaged unless the metadata read from `file` has the shape `write` gives it."""
     if not isinstance(meta, dict) or not isinstance(meta.get("history"), dict):
-        raise CacheDamaged("meta.json lacks its history record")
+        raise CacheDamaged(f"{file} lacks its history record")
     record = meta["history"]
     if not (
         isinstance(record.get("sha256"), str)
         and type(record.get("bytes")) is int
         and type(record.get("keys", 0)) is int
     ):
-        raise CacheDamaged("meta.json's history record has the wrong shape")
+        raise CacheDamaged(f"{file}'s history record has the wrong shape")
     for key, types in _META_TYPES.items():
         if key in meta and (not isinstance(meta[key], types) or isinstance(meta[key], bool)):
-            raise CacheDamaged(f"meta.json's {key} has the wrong type")
+            raise CacheDamaged(f"{file}'s {key} has the wrong type")
 
 
 def _usable_folder(path: Path, what: str) -> bool:
@@ -559,13 +587,22 @@ def _folder_bytes(folder: Path) -> int:
 
 
 _SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+_PLAIN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,99}$")  # an entry's name: no dot
 
 
 def _entry_name(name: str) -> str:
-    """A run id as a folder name; anything unusual becomes a hash (ids come from servers)."""
-    if _SAFE.match(name) and ".." not in name:
+    """A run id as the start of file names; anything unusual becomes a hash (ids come from
+    servers). A dot is unusual: the first dot in an entry's file name ends the entry's name,
+    so that `<a>.console.json` (a side file of entry `a`) is never the metadata of an entry
+    `a.console`."""
+    if _PLAIN.match(name):
         return name
     return "h-" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:32]
+
+
+def _is_metadata(file: str) -> bool:
+    """Whether a file in entries/ is an entry's metadata (one per entry), by its name alone."""
+    return file.endswith(f".{META}") and _PLAIN.match(file[: -len(META) - 1]) is not None
 
 
 def _safe_part(text: str) -> str:

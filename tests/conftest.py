@@ -126,6 +126,15 @@ def write_spec(path: Path, text: str) -> Path:
     return path
 
 
+def cached_metas(cache: Path, area: str = "*") -> list[Path]:
+    """The metadata file of every entry in a cache folder's current layout, one per entry:
+    `entries/<name>.json`, whose name has one dot (a side file's, `<name>.console.json`, two)."""
+    from reportgen.cache import LAYOUT
+
+    found = cache.glob(f"{LAYOUT}/{area}/entries/*.json")
+    return sorted(path for path in found if path.name.count(".") == 1)
+
+
 @pytest.fixture(scope="session")
 def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One shared-mode run, written by a primary and a secondary process of the real client."""

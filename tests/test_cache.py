@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_spec
+from conftest import cached_metas, write_spec
 from runwriter import wandb_files
 
 from reportgen import build
@@ -53,7 +53,7 @@ def test_a_cached_history_is_plain_parquet_grouped_by_key_with_the_keys_listed(t
     )
     store = area(tmp_path)
     store.write("run1", {}, history)
-    table = pq.read_table(store.entry_dir("run1") / "history.parquet")
+    table = pq.read_table(store.path / "entries" / "run1.parquet")
     assert table.column_names == ["row", "step", "key", "value"]
     assert table.column("key").to_pylist() == ["loss"] * 3 + ["_step"] * 3 + ["acc"]
     assert table.column("row").to_pylist() == [0, 1, 2, 0, 1, 2, 2]
@@ -100,36 +100,190 @@ def test_a_missing_entry_is_none(tmp_path):
 @pytest.mark.parametrize(
     ("damage", "reason"),
     [
-        ("truncate", "history.parquet has"),
-        ("flip", "does not match its checksum"),
-        ("bad-json", "meta.json is not valid JSON"),
-        ("no-parquet", "history.parquet is missing"),
+        ("truncate", r"run1\.parquet has [\d,]+ bytes, [\d,]+ expected"),
+        ("flip", "run1.parquet does not match its checksum"),
+        ("bad-json", "run1.json is not valid JSON"),
+        ("no-parquet", "run1.parquet is missing"),
         # what a machine crash leaves of files renamed into place but not yet on the disk
-        ("zeros", "does not match its checksum"),
-        ("empty-meta", "meta.json is not valid JSON"),
+        ("zeros", "run1.parquet does not match its checksum"),
+        ("empty-meta", "run1.json is not valid JSON"),
     ],
 )
 def test_a_damaged_entry_raises_with_the_reason(tmp_path, damage, reason):
     history = history_of({"loss": (list(range(100)), [float(i) for i in range(100)])})
     store = area(tmp_path)
     store.write("run1", {"x": 1}, history)
-    folder = store.entry_dir("run1")
-    parquet = folder / "history.parquet"
+    folder = store.path / "entries"
+    parquet = folder / "run1.parquet"
     data = parquet.read_bytes()
     if damage == "truncate":
         parquet.write_bytes(data[:-10])
     elif damage == "flip":
         parquet.write_bytes(data[:40] + bytes([data[40] ^ 0xFF]) + data[41:])
     elif damage == "bad-json":
-        (folder / "meta.json").write_text('{"x": ')
+        (folder / "run1.json").write_text('{"x": ')
     elif damage == "zeros":
         parquet.write_bytes(bytes(len(data)))
     elif damage == "empty-meta":
-        (folder / "meta.json").write_bytes(b"")
+        (folder / "run1.json").write_bytes(b"")
     else:
         parquet.unlink()
     with pytest.raises(CacheDamaged, match=reason):
         store.read("run1")
+
+
+# --- the layout: an entry is files side by side in entries/ ----------------------------------
+
+
+CONSOLE = b'[[1.5, "step 1"], [2.0, "done"]]'
+
+
+def test_an_entry_is_its_metadata_history_and_side_files_flat_in_entries(tmp_path):
+    """No folder per entry: `<name>.parquet`, `<name>.<side>` and `<name>.json` (which records
+    the others' sizes and checksums) side by side, with no temporary file left behind."""
+    import hashlib
+    import json
+
+    store = area(tmp_path)
+    history = history_of({"loss": ([0, 1], [1.0, 0.5])})
+    store.write("run1", {"fingerprint": None}, history, {"console.json": CONSOLE})
+    entries = store.path / "entries"
+    assert store.path == tmp_path / "v5" / store.path.name
+    assert sorted(os.listdir(store.path)) == [".lock", "entries", "source.json"]
+    assert sorted(os.listdir(entries)) == ["run1.console.json", "run1.json", "run1.parquet"]
+    meta = json.loads((entries / "run1.json").read_text())
+    parquet = (entries / "run1.parquet").read_bytes()
+    assert meta["history"] == {
+        "sha256": hashlib.sha256(parquet).hexdigest(), "bytes": len(parquet), "keys": 1
+    }  # fmt: skip
+    assert meta["sides"] == {
+        "console.json": {"sha256": hashlib.sha256(CONSOLE).hexdigest(), "bytes": len(CONSOLE)}
+    }
+    assert (entries / "run1.console.json").read_bytes() == CONSOLE
+    entry = store.read("run1")
+    assert entry is not None and same(entry.history, history)
+    assert store.read_side("run1", "console.json", entry.meta) == CONSOLE
+    assert {oct(os.stat(entries / f).st_mode & 0o777) for f in os.listdir(entries)} == {"0o600"}
+
+
+def test_a_run_id_that_ends_like_a_side_file_is_its_own_entry(tmp_path):
+    """An entry's name has no dot, so `a.console` (whose metadata would be `a.console.json`, the
+    side file of entry `a`), `a.parquet` and `a.json` get hashed names: each of the four
+    entries reads back its own data, and `cache info` counts four."""
+    store = area(tmp_path)
+    names = ["a", "a.console", "a.parquet", "a.json"]
+    for number, name in enumerate(names):
+        side = f"[[0, {number}]]".encode()
+        store.write(name, {"n": number}, history_of({"x": ([0], [float(number)])}),
+                    {"console.json": side})  # fmt: skip
+    files = sorted(os.listdir(store.path / "entries"))
+    assert len(files) == 3 * len(names) and files[:3] == ["a.console.json", "a.json", "a.parquet"]
+    hashed = sorted({f.split(".")[0] for f in files} - {"a"})
+    assert len(hashed) == 3 and all(h.startswith("h-") and len(h) == 34 for h in hashed)
+    for number, name in enumerate(names):
+        entry = store.read(name)
+        assert entry is not None and entry.meta["n"] == number
+        assert entry.history.series("x").tolist() == [float(number)]
+        assert store.read_side(name, "console.json", entry.meta) == f"[[0, {number}]]".encode()
+    assert [info.entries for info in RunCache(tmp_path).areas()] == [4]
+
+
+@pytest.mark.parametrize("side", ["json", "parquet", "../x", "a/b", ".hidden", "a..b", ""])
+def test_a_side_file_cannot_take_the_name_of_the_metadata_history_or_a_path(tmp_path, side):
+    with pytest.raises(ValueError, match="not a side file name"):
+        area(tmp_path).write("run1", {}, History(), {side: b"x"})
+    assert not (tmp_path / LAYOUT).exists() or not list((tmp_path / LAYOUT).rglob("run1*"))
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/abs/path.wandb", "x" * 101, "-x", ""])
+def test_an_unusual_name_becomes_a_hashed_file_name_inside_entries(tmp_path, name):
+    store = area(tmp_path)
+    store.write(name, {"name": name}, History())
+    (meta,) = (store.path / "entries").glob("*.json")
+    assert meta.name.startswith("h-") and meta.with_suffix(".parquet").is_file()
+    entry = store.read(name)
+    assert entry is not None and entry.meta["name"] == name
+
+
+def test_remove_deletes_every_file_of_the_entry_and_nothing_else(tmp_path):
+    """Its metadata, history, side files and a temporary file a killed writer left; not the
+    files of `run10` or `run1-b`, whose names start with `run1`."""
+    store = area(tmp_path)
+    for name in ("run1", "run10", "run1-b"):
+        store.write(name, {}, history_of({"x": ([0], [1.0])}), {"console.json": CONSOLE})
+    entries = store.path / "entries"
+    (entries / ".run1.parquet.0123abcd.tmp").write_bytes(b"half")
+    store.remove("run1")
+    assert sorted(os.listdir(entries)) == [
+        "run1-b.console.json", "run1-b.json", "run1-b.parquet",
+        "run10.console.json", "run10.json", "run10.parquet",
+    ]  # fmt: skip
+    assert store.read("run1") is None
+    assert store.read("run10") is not None and store.read("run1-b") is not None
+    store.remove("run1")  # nothing left to remove
+    area(tmp_path, "offline").remove("run10")  # an offline cache stores and removes nothing
+    assert store.read("run10") is not None
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        ("missing", "run1.console.json is missing"),
+        ("cut", "run1.console.json does not match its checksum"),
+        ("altered", "run1.console.json does not match its checksum"),
+        ("unrecorded", "run1.json records no console.json"),
+    ],
+)
+def test_a_damaged_side_file_raises_with_the_reason(tmp_path, damage, reason):
+    """The history still reads (a side file is read only when asked for); the side file is
+    trusted only as the metadata records it."""
+    store = area(tmp_path)
+    store.write("run1", {}, history_of({"x": ([0], [1.0])}), {"console.json": CONSOLE})
+    side = store.path / "entries" / "run1.console.json"
+    if damage == "missing":
+        side.unlink()
+    elif damage == "cut":
+        side.write_bytes(CONSOLE[:-3])
+    elif damage == "altered":
+        side.write_bytes(CONSOLE.replace(b"done", b"DONE"))
+    entry = store.read("run1")
+    assert entry is not None and entry.history.series("x").tolist() == [1.0]
+    meta = {k: v for k, v in entry.meta.items() if k != "sides" or damage != "unrecorded"}
+    with pytest.raises(CacheDamaged, match=reason):
+        store.read_side("run1", "console.json", meta)
+
+
+def test_an_entry_of_layout_v4_is_never_read_and_cache_clear_removes_it(
+    tmp_path, monkeypatch, capsys
+):
+    """A whole, valid v4 entry (a folder with meta.json and history.parquet, as the previous
+    version wrote it) in the same area: not read, named by `cache info`, removed by `clear`."""
+    import hashlib
+    import json
+
+    from reportgen.cache import history_bytes
+
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "c"))
+    store = area(tmp_path / "c")
+    old = tmp_path / "c" / "v4" / store.path.name / "entries" / "run1"
+    old.mkdir(parents=True)
+    data = history_bytes(history_of({"loss": ([0, 1], [1.0, 2.0])}))
+    (old / "history.parquet").write_bytes(data)
+    record = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "keys": 1}
+    (old / "meta.json").write_text(json.dumps({"fingerprint": None, "history": record}))
+    size = len(data) + (old / "meta.json").stat().st_size
+    shown = f"{size} B" if size < 1024 else f"{size / 1024:.1f} KB"
+    assert store.read("run1") is None
+    assert main(["cache", "info"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "  empty",
+        f"  an older layout, never read: v4, {shown} (`reportgen cache clear` removes it)",
+    ]
+    store.write("run2", {}, History())
+    assert main(["cache", "clear"]) == 0
+    assert not (tmp_path / "c" / "v4").exists()
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["CACHEDIR.TAG", LAYOUT]
+    assert list((tmp_path / "c" / LAYOUT).iterdir()) == [] and store.read("run2") is None
 
 
 def test_refresh_reads_nothing_and_offline_writes_nothing(tmp_path):
@@ -305,7 +459,7 @@ def test_every_record_round_trips_and_entries_of_the_old_layout_are_never_served
 
     legacy = Path(__file__).parent / "data" / "legacy"
     cache = RunCache(tmp_path / "cache")
-    for layout in ("v1", "v2", "v3"):
+    for layout in ("v1", "v2", "v3", "v4"):
         old = tmp_path / "cache" / layout / "wandb-offline-0123456789" / "entries" / "x"
         old.mkdir(parents=True)
         (old / "meta.json").write_text('{"history": {"bytes": 0, "sha256": ""}}')
@@ -318,17 +472,17 @@ def test_every_record_round_trips_and_entries_of_the_old_layout_are_never_served
             0: 0.0, 1: 0.09, 2: 0.18, 3: 0.27
         }  # fmt: skip
         assert history.to_long().columns.tolist() == ["row", "step", "key", "value"]
-    entries = sorted((tmp_path / "cache" / LAYOUT).glob("wandb-offline-*/entries/*/meta.json"))
-    assert len(entries) == 2
-    assert [a.path.parent.name for a in cache.areas()] == [LAYOUT] == ["v4"]
+    assert len(cached_metas(tmp_path / "cache", "wandb-offline-*")) == 2
+    assert [a.path.parent.name for a in cache.areas()] == [LAYOUT] == ["v5"]
 
 
 def test_a_console_is_kept_beside_the_metadata_and_read_only_for_a_run_of_several_files(
     project_copy, shared_dir, tmp_path
 ):
-    """meta.json keeps the tail a lone file's run shows; console.json the whole console, read
-    when files merge (a shared-mode run's two writers). Runs read from the cache are those
-    read from the files, console tails included; a damaged console.json is read again."""
+    """The entry's metadata keeps the tail a lone file's run shows; its side file
+    `<name>.console.json` the whole console, read when files merge (a shared-mode run's two
+    writers). Runs read from the cache are those read from the files, console tails included;
+    a damaged console side file is read again."""
     import json
     import shutil
 
@@ -354,18 +508,19 @@ def test_a_console_is_kept_beside_the_metadata_and_read_only_for_a_run_of_severa
     assert repr(runs(cache)) == repr(decoded)  # decoded, and stored
     metas = {
         json.loads(meta.read_text())["contents"]["run_id"]: meta
-        for meta in (tmp_path / "cache").glob(f"{LAYOUT}/*/entries/*/meta.json")
+        for meta in cached_metas(tmp_path / "cache")
     }
     crash = json.loads(metas["crash001"].read_text())
     assert "console" not in crash["contents"]
     assert tuple(crash["contents"]["console_tail"]) == crash_tail
-    assert (metas["crash001"].parent / CONSOLE_FILE).is_file()
+    assert metas["crash001"].with_name(f"{metas['crash001'].stem}.{CONSOLE_FILE}").is_file()
     assert repr(runs(cache)) == repr(decoded) and not cache.warnings  # from the cache
-    shared = [m for m in (tmp_path / "cache").glob(f"{LAYOUT}/*/entries/*/meta.json")
+    shared = [m for m in cached_metas(tmp_path / "cache")
               if json.loads(m.read_text())["contents"]["run_id"] == "shared01"]  # fmt: skip
     assert len(shared) == 2
-    side = shared[0].parent / CONSOLE_FILE
+    side = shared[0].with_name(f"{shared[0].stem}.{CONSOLE_FILE}")
     side.write_bytes(side.read_bytes()[:-5])  # cut short
     assert repr(runs(cache)) == repr(decoded)
-    assert len(cache.warnings) == 1 and "console.json" in cache.warnings[0]
+    assert len(cache.warnings) == 1
+    assert f"({side.name} does not match its checksum)" in cache.warnings[0]
     assert "read the file again" in cache.warnings[0]

@@ -7,7 +7,7 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from conftest import RL_INDEX, rl_rows, write_spec
+from conftest import RL_INDEX, cached_metas, rl_rows, write_spec
 from runwriter import wandb_files
 
 from reportgen import build
@@ -162,12 +162,12 @@ def test_files_decoded_in_worker_processes_are_cached_as_one_process_caches_them
     together = read_into(tmp_path / "together")
     assert together == alone and any("bytes could not be read" in run for run in alone)
     entries = sorted(p.relative_to(tmp_path / "alone") for p in (tmp_path / "alone").rglob("*"))
-    assert sum(p.name == "meta.json" for p in entries) == len(list(project_copy.rglob("*.wandb")))
+    assert len(cached_metas(tmp_path / "alone")) == len(list(project_copy.rglob("*.wandb")))
     assert entries == sorted(
         p.relative_to(tmp_path / "together") for p in (tmp_path / "together").rglob("*")
     )
     for path in entries:
-        if path.name in ("meta.json", "history.parquet"):
+        if path.parent.name == "entries":  # every file of every entry
             alone_bytes = (tmp_path / "alone" / path).read_bytes()
             assert alone_bytes == (tmp_path / "together" / path).read_bytes(), path
     assert read_into(tmp_path / "together") == alone  # read back from the workers' entries

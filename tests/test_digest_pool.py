@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_spec
+from conftest import cached_metas, write_spec
 
 from reportgen import build, digest_pool
 from reportgen.cache import LAYOUT, RunCache, default_location
@@ -306,9 +306,9 @@ def test_a_cold_build_split_on_two_processes_writes_the_files_and_the_cache_of_o
     two = sorted(
         p.relative_to(tmp_path / "cache-split") for p in (tmp_path / "cache-split").rglob("*")
     )
-    assert one == two and sum(p.name == "meta.json" for p in one) == 9  # every file's entry
+    assert one == two and len(cached_metas(tmp_path / "cache-alone")) == 9  # every file's entry
     for path in one:
-        if path.name in ("meta.json", "history.parquet"):
+        if path.parent.name == "entries":  # every file of every entry
             assert (tmp_path / "cache-alone" / path).read_bytes() == (
                 tmp_path / "cache-split" / path
             ).read_bytes(), path
@@ -356,7 +356,7 @@ def test_entries_gone_stale_are_decoded_by_whichever_process_reads_them(
     assert not shared.warnings
     assert_same_files(alone, shared.out_dir)
     stored = entry_files(tmp_path / "cache")
-    assert any(path.name == "meta.json" for path in stored)
+    assert any(path.parent.name == "entries" and path.suffix == ".json" for path in stored)
     again = build(spec, out_dir=tmp_path / "again", now=NOW).out_dir
     # Every entry was stored again, by the process that decoded it: this build decodes and
     # stores nothing (a file decoded again would be stored again, with a new inode).

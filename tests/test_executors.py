@@ -18,11 +18,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from conftest import write_spec
+from conftest import cached_metas, write_spec
 from runwriter import wandb_files
 
 from reportgen import build
-from reportgen.cache import LAYOUT
 from reportgen.errors import EXIT_SOURCE, EXIT_USAGE, SpecError, UsageError
 from reportgen.executors import RayExecutor, read_and_digest
 from reportgen.spec import ExecutorSpec, load_spec
@@ -368,7 +367,7 @@ def test_ray_tasks_fill_and_read_the_run_cache_with_the_local_readers_keys(
         )
     )
     cold = build(spec, out_dir=tmp_path / "cold", now=NOW, executor=ExecutorSpec("ray"))
-    entries = sorted(cache.glob(f"{LAYOUT}/wandb-offline-*/entries/*/meta.json"))
+    entries = cached_metas(cache, "wandb-offline-*")
     assert len(entries) == len(files)  # every file decoded on Ray was stored
     assert all(json.loads(e.read_text())["fingerprint"] for e in entries)
     _damage_keeping_size_and_time(wandb_files(project_copy)["rllong01"])
@@ -517,7 +516,7 @@ def test_a_limit_decodes_only_the_runs_it_keeps(project_copy, tmp_path, monkeypa
     assert [run.id for run in result.report.runs] == newest
     stored = {
         json.loads(meta.read_text())["contents"]["run_id"]
-        for meta in cache.glob(f"{LAYOUT}/wandb-offline-*/entries/*/meta.json")
+        for meta in cached_metas(cache, "wandb-offline-*")
     }
     assert stored == set(newest)
     assert result.report.runs_found == len(wandb_files(project_copy))
@@ -539,7 +538,7 @@ def test_a_limit_on_ray_digests_a_batch_not_every_run(
     assert_same_files(local, on_ray)
     stored = {
         json.loads(meta.read_text())["contents"]["run_id"]
-        for meta in cache.glob(f"{LAYOUT}/wandb-offline-*/entries/*/meta.json")
+        for meta in cached_metas(cache, "wandb-offline-*")
     }
     # Batches of as many runs as the instance has CPUs (2), newest first, until one passes.
     from reportgen.spec import RunsSpec

@@ -114,7 +114,7 @@ def test_cached_history_reads_back_every_point_and_value():
 def test_a_truncated_cached_history_is_reported_as_damaged(tmp_path):
     area = RunCache(tmp_path).area("wandb-offline", {})
     area.write("run", {}, History.from_points({"x": ([0, 1], [1.0, 2.0])}))
-    parquet = area.entry_dir("run") / "history.parquet"
+    parquet = area.path / "entries" / "run.parquet"
     data = parquet.read_bytes()
     parquet.write_bytes(data[: len(data) // 2] + b"\0" * (len(data) - len(data) // 2))
     with pytest.raises(CacheDamaged, match="checksum"):

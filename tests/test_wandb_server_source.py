@@ -452,16 +452,20 @@ def test_a_damaged_cache_entry_is_reported_and_fetched_again(
     with serve(served_runs) as server:
         spec = server_spec(tmp_path, server)
         first = csv_files(build(spec).out_dir)
-        (entry,) = wandb_env.glob(f"{LAYOUT}/wandb-*/entries/rlmid001")
+        (meta,) = wandb_env.glob(f"{LAYOUT}/wandb-*/entries/rlmid001.json")
+        parquet = meta.with_suffix(".parquet")
         if damage == "truncated-parquet":
-            data = (entry / "history.parquet").read_bytes()
-            (entry / "history.parquet").write_bytes(data[: len(data) // 2])
+            data = parquet.read_bytes()
+            parquet.write_bytes(data[: len(data) // 2])
+            reason = f"(rlmid001.parquet has {len(data) // 2:,} bytes, {len(data):,} expected)"
         else:
-            (entry / "meta.json").write_text('{"fingerprint": {"state": "fin')
+            meta.write_text('{"fingerprint": {"state": "fin')
+            reason = "(rlmid001.json is not valid JSON ("
         server.reset_log()
         result = build(spec)
     assert len(result.warnings) == 1
     assert "rlmid001" in result.warnings[0] and "damaged" in result.warnings[0]
+    assert reason in result.warnings[0]
     assert {r.run for r in server.history_requests()} == {"rlmid001"}
     assert csv_files(result.out_dir) == first
     server.reset_log()
@@ -498,6 +502,25 @@ def test_offline_exits_3_when_a_selected_run_is_not_cached(
     err = capsys.readouterr().err
     assert err.startswith(f"error: --offline: the cache at {wandb_env} lacks 6 run(s) of ")
     assert err.endswith("; build once without --offline\n")
+
+
+def test_offline_names_the_entry_file_whose_run_record_is_damaged_and_exits_3(
+    served_runs, wandb_env, tmp_path, capsys
+):
+    with serve(served_runs) as server:
+        spec = server_spec(tmp_path, server)
+        build(spec)
+    (meta,) = wandb_env.glob(f"{LAYOUT}/wandb-*/entries/rlmid001.json")
+    entry = json.loads(meta.read_text())
+    entry["run"]["id"] = 5  # valid JSON, a valid history record, but no run
+    meta.write_text(json.dumps(entry))
+    assert main(["build", str(spec), "--offline"]) == 3
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: --offline: the cached entry of run ")
+    assert line.endswith(
+        "(rlmid001) is damaged (rlmid001.json does not hold a run (id is not text)); "
+        "build once without --offline to fetch it again"
+    )
 
 
 def test_offline_with_an_empty_cache_exits_3(served_runs, wandb_env, tmp_path, capsys):

@@ -42,7 +42,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from reportgen.cache import CacheArea, CacheDamaged, RunCache, run_from_dict, run_to_dict
+from reportgen.cache import (
+    META,
+    CacheArea,
+    CacheDamaged,
+    RunCache,
+    run_from_dict,
+    run_to_dict,
+)
 from reportgen.errors import SourceError
 from reportgen.runs import STEP, Column, History, Run
 from reportgen.select import matches
@@ -465,7 +472,8 @@ class CloudSource:
                 missing.append(run)
                 continue
             try:
-                full[run.id] = run_from_dict(entry.meta.get("run") or {})
+                where = self.area.entry_file(run.id, META).name  # type: ignore[union-attr]
+                full[run.id] = run_from_dict(entry.meta.get("run") or {}, where)
             except CacheDamaged as exc:
                 raise SourceError(
                     f"--offline: the cached entry of run {run.name} ({run.id}) is damaged "
@@ -1282,7 +1290,7 @@ def _listing_entry(run: Run) -> dict[str, Any]:
 
 
 def _listing_run(node: Mapping[str, Any], entity: str, project: str) -> Run:
-    run = run_from_dict(node)
+    run = run_from_dict(node, LISTING)
     return dataclasses.replace(run, entity=run.entity or entity, project=run.project or project)
 
 

@@ -206,8 +206,8 @@ class OfflineSource:
     def _with_console(
         self, contents: FileContents, history: History
     ) -> tuple[FileContents, History]:
-        """A file read from the cache with its whole console, from the entry's console.json;
-        read again from the file when that cannot be trusted."""
+        """A file read from the cache with its whole console, from the entry's side file
+        (`<entry>.console.json`); read again from the file when that cannot be trusted."""
         cached = self._cached_consoles.pop(contents.path, None)
         if cached is None or self._cache is None:
             return contents, history  # decoded: it has its console

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +37,8 @@ def outputs(tmp_path: Path) -> dict[str, str]:
 
 
 def metas(cache: Path) -> list[Path]:
-    return sorted(cache.glob(f"{LAYOUT}/*/entries/*/meta.json"))
+    """Each entry's metadata file (`<name>.json`; a side file's name has a second dot)."""
+    return sorted(p for p in cache.glob(f"{LAYOUT}/*/entries/*.json") if p.name.count(".") == 1)
 
 
 WRONG_SHAPES = {
@@ -57,7 +59,8 @@ def test_a_meta_json_of_the_wrong_shape_is_a_miss_with_a_warning(
     spec = spec_for(project_dir, tmp_path)
     assert main(["build", str(spec), "-q"]) == 0
     first = outputs(tmp_path)
-    for meta in metas(cache):
+    damaged = metas(cache)
+    for meta in damaged:
         wrong = WRONG_SHAPES[shape]
         if isinstance(wrong, str):  # keep the entry valid but for this one field
             data = json.loads(meta.read_text())
@@ -68,7 +71,8 @@ def test_a_meta_json_of_the_wrong_shape_is_a_miss_with_a_warning(
     assert main(["build", str(spec), "-q"]) == 0
     err = capsys.readouterr().err.splitlines()
     assert err and all(line.startswith("warning: cache: the entry of ") for line in err)
-    assert all("was damaged (meta.json" in line for line in err)
+    named = [re.search(r"was damaged \((h-[0-9a-f]{32}\.json)[ ']", line) for line in err]
+    assert sorted(match.group(1) for match in named if match) == [m.name for m in damaged]
     assert outputs(tmp_path) == first
     assert main(["build", str(spec), "-q"]) == 0  # the entries were written again
     assert capsys.readouterr().err == ""
