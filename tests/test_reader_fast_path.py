@@ -258,6 +258,64 @@ def test_system_stats_and_console_records_are_read_as_protobuf_reads_them(tmp_pa
     assert [d.reason for d in undecodable.damages] == ["a record could not be decoded"]
 
 
+def console_body(seconds: int | None, line: bytes | None, extra: bytes = b"") -> bytes:
+    """An OutputRawRecord's bytes: its timestamp (seconds only), its line, then `extra`."""
+    out = b""
+    if seconds is not None:
+        stamp = b"\x08" + varint(seconds)
+        out += b"\x12" + varint(len(stamp)) + stamp
+    if line is not None:
+        out += b"\x1a" + varint(len(line)) + line
+    return out + extra
+
+
+def raw_console(body: bytes) -> bytes:
+    """A Record holding `body` as its output_raw message."""
+    number = pb.Record.DESCRIPTOR.fields_by_name["output_raw"].number
+    return varint(number << 3 | 2) + varint(len(body)) + body
+
+
+def test_console_records_read_a_window_at_a_time_are_protobuf_s(tmp_path, real_payloads):
+    """Console records read a window at a time give protobuf's moments and lines, line by
+    line, however their fields are written (a field given twice: merged, or the last kept;
+    nanos beyond int32: the low 32 bits; an unknown field; none at all); a line that is not
+    UTF-8 leaves the record to be read (and reported) on its own."""
+    late = 4_000_000_000
+    stamp = b"\x08" + varint(late + 7) + b"\x10" + varint((1 << 64) - 5)  # nanos -5
+    big = b"\x08" + varint(late + 8) + b"\x10" + varint((1 << 32) + 3)  # kept as 3
+    cases = {
+        "lines": [
+            raw_console(console_body(late + at, f"line {at} ✓ é\n".encode())) for at in range(30)
+        ],
+        "negative nanos": [raw_console(b"\x12" + varint(len(stamp)) + stamp + b"\x1a\x02n\n")],
+        "nanos beyond int32": [raw_console(b"\x12" + varint(len(big)) + big + b"\x1a\x02b\n")],
+        "two stamps": [raw_console(console_body(late + 9, b"t\n") + console_body(late + 2, None))],
+        "two lines": [raw_console(console_body(late + 3, b"first\n") + console_body(None, b"2nd"))],
+        "no stamp": [raw_console(console_body(None, b"timeless\n"))],
+        "no line": [raw_console(console_body(late + 4, None))],
+        "unknown field": [raw_console(console_body(late + 5, b"u\n", b"\x38\x01"))],
+        "not utf-8": [raw_console(console_body(late + 6, b"\xff\n"))],
+    }
+    read = {}
+    for name, payloads in cases.items():
+        read[name], _ = read_both(tmp_path / name.replace(" ", "-"), [*real_payloads, *payloads])
+    assert read["lines"].console[-2:] == [
+        (late + 28, "line 28 ✓ é\n"),
+        (late + 29, "line 29 ✓ é\n"),
+    ]
+    assert read["lines"].last_time == late + 29
+    assert read["negative nanos"].console[-1] == (late + 7 - 5e-9, "n\n")
+    assert read["nanos beyond int32"].console[-1] == (late + 8 + 3e-9, "b\n")
+    assert read["two stamps"].console[-1] == (late + 2, "t\n")  # merged: the later seconds
+    assert read["two lines"].console[-1] == (late + 3, "2nd")  # the last line kept
+    assert read["no stamp"].console[-1] == (0.0, "timeless\n")
+    assert read["no line"].console[-1] == (late + 4, "")
+    assert read["unknown field"].console[-1] == (late + 5, "u\n")
+    damaged = read["not utf-8"]
+    assert [d.reason for d in damaged.damages] == ["a record could not be decoded"]
+    assert damaged.last_time < late
+
+
 def test_config_and_summary_values_are_what_json_loads_gives(tmp_path, real_payloads):
     """Plain numbers skip json's decoder; every value is still what json.loads gives (or
     the text itself when it is not JSON)."""
