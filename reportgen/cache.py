@@ -148,7 +148,8 @@ class RunCache:
         return CacheArea(self, self.root / LAYOUT / name, kind, dict(identity))
 
     def warn(self, message: str) -> None:
-        self.warnings.append(message)
+        if message not in self.warnings:  # the same from another process, or a later entry
+            self.warnings.append(message)
 
     # --- `reportgen cache info` / `reportgen cache clear` ---------------------------------------
 
@@ -245,6 +246,7 @@ class CacheArea:
         self.path = path
         self.kind = kind
         self.identity = identity
+        self.unstored = 0  # entries that could not be written (the disk full, say)
 
     @contextlib.contextmanager
     def locked(self, *, shared: bool) -> Iterator[None]:
@@ -371,14 +373,27 @@ class CacheArea:
         files = [
             (self.entry_file(name, _side_name(file)), side) for file, side in (sides or {}).items()
         ]
-        with self.locked(shared=False):
-            self._write_identity()
-            # Not flushed to disk: after a machine crash the checksums in the metadata find a
-            # history or side file that did not reach the disk, and the run is read again.
-            atomic.write_bytes(self.entry_file(name, HISTORY), data, private=True, durable=False)
-            for path, side in files:
-                atomic.write_bytes(path, side, private=True, durable=False)
-            atomic.write_text(self.entry_file(name, META), text, private=True, durable=False)
+        try:
+            with self.locked(shared=False):
+                self._write_identity()
+                # Not flushed to disk: after a machine crash the checksums in the metadata find
+                # a history or side file that did not reach the disk, and the run is read again.
+                atomic.write_bytes(
+                    self.entry_file(name, HISTORY), data, private=True, durable=False
+                )
+                for path, side in files:
+                    atomic.write_bytes(path, side, private=True, durable=False)
+                atomic.write_text(self.entry_file(name, META), text, private=True, durable=False)
+        except OSError as exc:
+            # The cache only spares work: what it cannot keep (a full disk, a name taken by a
+            # folder) is read again next time, and the build goes on. Said once per area: a full
+            # disk fails every entry after the first. No metadata: the entry is never served.
+            if not self.unstored:
+                self.cache.warn(
+                    f"cache: could not store run data in {self.path} ({exc.strerror or exc}); "
+                    "what is not stored is read again by the next build"
+                )
+            self.unstored += 1
 
     def remove(self, name: str) -> None:
         """Remove every file of the entry: its metadata first (what is left is then vouched for

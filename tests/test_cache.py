@@ -15,7 +15,14 @@ from conftest import cached_metas, write_spec
 from runwriter import wandb_files
 
 from reportgen import build
-from reportgen.cache import LAYOUT, CacheDamaged, CacheLocation, RunCache, default_location
+from reportgen.cache import (
+    HISTORY,
+    LAYOUT,
+    CacheDamaged,
+    CacheLocation,
+    RunCache,
+    default_location,
+)
 from reportgen.cli import main
 from reportgen.runs import History
 
@@ -393,6 +400,36 @@ def test_a_file_written_moments_ago_is_not_cached(project_copy, tmp_path, monkey
     )
     build(spec)
     assert not list(cache.glob(f"{LAYOUT}/*/entries/*"))
+
+
+def test_an_entry_that_cannot_be_stored_is_one_warning_and_the_build_goes_on(
+    project_copy, tmp_path, monkeypatch, capsys
+):
+    """A cache write that fails (here a folder where the entry's Parquet goes; a full disk
+    alike) is said once, as a warning: the build writes its outputs and exits 0, the other
+    files are cached, and the next build reads that file again."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(cache))
+    for path in project_copy.glob("wandb/*/run-*.wandb"):
+        _age(path, 60)
+    spec = write_spec(
+        tmp_path / "s.yaml",
+        OFFLINE_SPEC.format(path=project_copy, out=tmp_path / "out").replace(
+            "runs: {ids: [rlshort1]}\n", ""
+        ),
+    )
+    area = RunCache(cache).area("wandb-offline", {})
+    blocked = wandb_files(project_copy)["rlshort1"]
+    area.entry_file(str(blocked.resolve()), HISTORY).mkdir(parents=True)
+    files = len({path.resolve() for path in project_copy.glob("wandb/*/run-*.wandb")})
+    for attempt in range(2):
+        assert main(["build", str(spec), "-q"]) == 0
+        assert capsys.readouterr().err.splitlines() == [
+            f"warning: cache: could not store run data in {area.path} (Is a directory); "
+            "what is not stored is read again by the next build"
+        ], attempt
+        assert (tmp_path / "out" / "grpo-rlshort1_experiment.csv").is_file()
+        assert len(cached_metas(cache)) == files - 1
 
 
 # --- the cache command -------------------------------------------------------------------------

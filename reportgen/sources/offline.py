@@ -173,6 +173,7 @@ class OfflineSource:
         for path in files:
             hit = cached[path]
             yield path, next(decoded) if hit is None else hit
+        next(decoded, None)  # its end: the cache writes done, any that raised raising here
 
     def _from_cache(self, path: Path) -> tuple[FileContents, History] | None:
         """A file's cached contents, if the cache holds them for its current (size, mtime)."""
