@@ -38,7 +38,7 @@ from reportgen.select import choose, filter_runs
 from reportgen.shortfalls import LeftOut, find_shortfalls
 from reportgen.sources import RunFetchError, Source, open_source
 from reportgen.spec import ExecutorSpec, Spec, load_spec
-from reportgen.stopping import raise_if_past_deadline
+from reportgen.stopping import raise_if_stopped
 
 if TYPE_CHECKING:
     from reportgen.publish import CommentResult
@@ -142,7 +142,7 @@ def _write_files(
                 folder.holds,
                 _chart_cache(cache),
             )
-            raise_if_past_deadline()  # a build past its deadline posts and commits nothing
+            raise_if_stopped()  # a build stopped, or past its deadline, posts and commits nothing
             if comment or spec.outputs.comment is not None:
                 environment = os.environ if env is None else env
                 from reportgen.publish import publish_comment  # jinja2 and the forges: only here

@@ -33,7 +33,7 @@ from reportgen.errors import (
     exit_code_lines,
 )
 from reportgen.safetext import visible
-from reportgen.stopping import default_timeout, install_stop_handlers, stop_message
+from reportgen.stopping import default_timeout, install_stop_handlers, stop_message, stopped_by
 
 # Each verb imports what it uses when it runs: `--help`, `validate` and `schema` start in a
 # fraction of the time that pandas, pyarrow, matplotlib or W&B's protobuf classes take to load
@@ -844,6 +844,8 @@ def _run_verb(func: Callable[[argparse.Namespace], int], args: argparse.Namespac
 
         if args.debug:
             traceback.print_exc()
+        if stopped_by():  # a stop signal whose exception an import wrapped in another
+            return _stopped(Stopped(stopped_by()))
         where = traceback.extract_tb(exc.__traceback__)[-1]
         _stderr(
             f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} "

@@ -25,22 +25,31 @@ from reportgen.errors import BuildTimeout, Stopped
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 CI_TIMEOUT_SECONDS = 3600.0  # when CI is set: a stuck build fails in an hour, not in 6 (GitHub)
 
-_stopping = False
+# The stop signal whose handler has run (0: none). Its exception can be lost where the signal
+# lands: in code that swallows exceptions (a `__del__`, a garbage-collector callback) or wraps
+# them (a class's `__set_name__` during an import makes it a RuntimeError). So the CLI asks
+# `stopped_by()` of any error, and the build `raise_if_stopped()` before it commits its outputs.
+_stopped_by = 0
 
 
 def _on_stop_signal(signum: int, frame: FrameType | None) -> None:
-    global _stopping
-    if _stopping:  # the user insists: no more unwinding
+    global _stopped_by
+    if _stopped_by:  # the user insists: no more unwinding
         sys.stderr.write(f"\n{signal.Signals(signum).name} again: stopping at once\n")
         sys.stderr.flush()
         os._exit(128 + signum)
-    _stopping = True
+    _stopped_by = signum
     raise Stopped(signum)
+
+
+def stopped_by() -> int:
+    """The stop signal received since the handlers were installed (0: none)."""
+    return _stopped_by
 
 
 def install_stop_handlers() -> None:
     """SIGINT and SIGTERM raise `Stopped` in the main thread (no-op in other threads)."""
-    global _stopping
+    global _stopped_by
     if threading.current_thread() is not threading.main_thread():
         return
     multiprocessing = sys.modules.get("multiprocessing")
@@ -49,7 +58,7 @@ def install_stop_handlers() -> None:
         # process group, and the parent, not each worker, decides what it means.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         return
-    _stopping = False
+    _stopped_by = 0
     for signum in STOP_SIGNALS:
         signal.signal(signum, _on_stop_signal)
 
@@ -61,8 +70,10 @@ def stop_message(stopped: Stopped) -> str:
 
 def restore_stop_handlers() -> None:
     """Python's defaults again (for callers such as tests that run `main` in-process)."""
+    global _stopped_by
     if threading.current_thread() is not threading.main_thread():
         return
+    _stopped_by = 0
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
@@ -73,9 +84,9 @@ def default_timeout(env: Mapping[str, str]) -> float | None:
     return CI_TIMEOUT_SECONDS if ci and ci not in ("0", "false", "no") else None
 
 
-# The message of a deadline that has passed. The timer's exception can be lost when the signal
-# lands inside code that swallows exceptions (a `__del__`, a garbage-collector callback), so the
-# build also asks `raise_if_past_deadline()` before it commits its outputs.
+# The message of a deadline that has passed. The timer's exception can be lost as a stop
+# signal's can (see `_stopped_by`), so the build also asks `raise_if_stopped()` before it
+# commits its outputs.
 _passed: list[str] = []
 
 
@@ -114,6 +125,14 @@ def raise_if_past_deadline() -> None:
     """BuildTimeout if the deadline passed, even where its exception was swallowed."""
     if _passed:
         raise BuildTimeout(_passed[0])
+
+
+def raise_if_stopped() -> None:
+    """Stopped if a stop signal came, BuildTimeout if the deadline passed: even where their
+    exception was lost on its way up."""
+    if _stopped_by:
+        raise Stopped(_stopped_by)
+    raise_if_past_deadline()
 
 
 def format_seconds(seconds: float) -> str:

@@ -3,6 +3,8 @@ and their documented exit codes (errors.EXIT_CODES), never a traceback, never ha
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -12,18 +14,23 @@ from pathlib import Path
 
 import pytest
 
+from reportgen import build
+from reportgen.cli import _run_verb
 from reportgen.errors import (
     EXIT_CODES,
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
     EXIT_TIMEOUT,
     BuildTimeout,
+    Stopped,
 )
 from reportgen.stopping import (
     CI_TIMEOUT_SECONDS,
     deadline,
     default_timeout,
+    install_stop_handlers,
     raise_if_past_deadline,
+    restore_stop_handlers,
 )
 
 SPEC = """\
@@ -112,6 +119,48 @@ def test_a_deadline_whose_exception_was_swallowed_still_ends_the_build():
             raise_if_past_deadline()
     assert len(swallowed) == 1
     raise_if_past_deadline()  # a new build starts with no deadline passed
+
+
+def test_a_stop_signal_whose_exception_was_lost_still_ends_the_build_before_it_commits(
+    project_dir, tmp_path
+):
+    """Ctrl-C's exception can be lost where the signal lands (a `__del__`, a collector
+    callback): the build still stops before it commits anything, with Ctrl-C's exception."""
+    install_stop_handlers()
+    try:
+        with contextlib.suppress(Stopped):  # as a `__del__` would
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        with pytest.raises(Stopped) as stopped:
+            build(spec_for(project_dir, tmp_path), cache_mode="refresh")
+        assert stopped.value.signum == signal.SIGINT
+        assert not list((tmp_path / "out").rglob("*"))  # nothing committed, nothing staged
+    finally:
+        restore_stop_handlers()
+
+
+def test_a_stop_signal_wrapped_in_another_error_is_still_ctrl_c(capsys):
+    """A signal landing in a class's `__set_name__` while a module loads: Python 3.11 wraps
+    the handler's exception in a RuntimeError. The command still ends as Ctrl-C does, not
+    as an internal error."""
+
+    def verb(args: argparse.Namespace) -> int:
+        class Named:
+            def __set_name__(self, owner: type, name: str) -> None:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)
+
+        class Owner:
+            field = Named()
+
+        return 0
+
+    install_stop_handlers()
+    try:
+        assert _run_verb(verb, argparse.Namespace(debug=False)) == EXIT_INTERRUPTED
+    finally:
+        restore_stop_handlers()
+    assert capsys.readouterr().err.splitlines() == ["interrupted"]
 
 
 def test_a_malformed_timeout_is_a_usage_error(project_dir, tmp_path, capsys):
