@@ -63,7 +63,7 @@ def stats_table(
         for run in runs:
             metric = metrics[run.id][alias]
             values = (
-                stat_values(metric.series, spec.stats)
+                stat_values(metric.points, spec.stats)
                 if metric.found
                 else dict.fromkeys(spec.stats, None)
             )

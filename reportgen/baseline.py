@@ -145,7 +145,7 @@ def compare_with_baseline(
 def _reduced(metric: ResolvedMetric | None, how: str) -> float | None:
     if metric is None or not metric.found:
         return None
-    return reduce(metric.series, how)
+    return reduce(metric.points, how)
 
 
 def _row(
@@ -239,18 +239,18 @@ def _traces(
             for run, role in roles
             if alias in metrics[run.id] and metrics[run.id][alias].found
         ]
-        found = [(run, role, m) for run, role, m in found if len(m.series)]
+        found = [(run, role, m) for run, role, m in found if len(m.points)]
         if not found:
             continue
-        lo = min(float(m.series.index.min()) for _, _, m in found)
-        hi = max(float(m.series.index.max()) for _, _, m in found)
+        lo = min(float(m.points.xs.min()) for _, _, m in found)
+        hi = max(float(m.points.xs.max()) for _, _, m in found)
         grid = np.linspace(lo, hi, TRACE_POINTS)
         if lo.is_integer() and hi.is_integer():
             grid = np.round(grid)  # whole steps read better on a chart's axis
         grid = np.unique(grid)
         for run, role, metric in found:
-            values, present = align(metric.series, grid, "asof")
-            present &= grid <= metric.series.index.max()  # a run that stopped early stays short
+            values, present = align(metric.points, grid, "asof")
+            present &= grid <= metric.points.xs.max()  # a run that stopped early stays short
             traces.append(
                 Trace(
                     alias=alias,

@@ -55,6 +55,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from reportgen import atomic
+from reportgen.arrow import arrow_array, numpy_array, string_array
 from reportgen.runs import History, Run
 
 ENV_DIR = "REPORTGEN_CACHE_DIR"
@@ -460,10 +461,15 @@ def history_bytes(history: History) -> bytes:
     reader slices each key's values out without reading or grouping the key strings."""
     keys, counts, rows, steps, values = history.to_arrays()
     # Each key's text repeated for its values, copied by Arrow from one array of the keys.
-    codes = pa.array(np.repeat(np.arange(len(keys), dtype=np.int32), counts))
-    key_column = pa.DictionaryArray.from_arrays(codes, pa.array(keys, pa.string()))
+    codes = arrow_array(np.repeat(np.arange(len(keys), dtype=np.int32), counts))
+    key_column = pa.DictionaryArray.from_arrays(codes, string_array(keys))
     table = pa.Table.from_arrays(
-        [pa.array(rows), pa.array(steps), key_column.cast(pa.string()), pa.array(values)],
+        [
+            arrow_array(rows),
+            arrow_array(steps),
+            key_column.cast(pa.string()),
+            arrow_array(values),
+        ],
         schema=HISTORY_SCHEMA,
     )
     listing = json.dumps([[key, count] for key, count in zip(keys, counts, strict=True)])
@@ -485,7 +491,7 @@ def history_from_bytes(data: bytes) -> History:
     listing = json.loads((parquet.schema_arrow.metadata or {})[KEYS_METADATA])
     table = parquet.read(columns=["row", "step", "value"], use_threads=False)
     rows, steps, values = (
-        table.column(name).to_numpy().copy() for name in ("row", "step", "value")
+        numpy_array(table.column(name)).copy() for name in ("row", "step", "value")
     )
     keys = [str(key) for key, _ in listing]
     counts = [int(count) for _, count in listing]

@@ -204,7 +204,7 @@ def run_value(run: Run, metric: ResolvedMetric, how: str) -> float | None:
         if value is not None:
             return value
         how = "last"
-    return reduce(metric.series, how)
+    return reduce(metric.points, how)
 
 
 def change(
@@ -284,18 +284,18 @@ def compare_histories(
     }
     ends = {}
     for run_id, metrics in resolved.items():
-        logged = [m.series.index.max() for m in metrics.values() if m.found and len(m.series)]
+        logged = [m.points.xs.max() for m in metrics.values() if m.found and len(m.points)]
         ends[run_id] = max(logged) if logged else -np.inf
-    series = {
-        (alias, c.run_id): resolved[c.run_id][alias].series for alias in names for c in compared
+    curves = {
+        (alias, c.run_id): resolved[c.run_id][alias].points for alias in names for c in compared
     }
-    found = [s.index.to_numpy() for s in series.values() if len(s)]
+    found = [points.xs for points in curves.values() if len(points)]
     xs = np.unique(np.concatenate(found)) if found else np.array([], dtype=np.int64)
     grid, note = sample_grid(xs, sampling)
     how = "exact" if note else sampling.align
     values: dict[str, np.ndarray] = {}
     present: dict[str, np.ndarray] = {}
-    for (alias, run_id), points in series.items():
+    for (alias, run_id), points in curves.items():
         column = f"{alias}.{run_id}"
         values[column], present[column] = align(points, grid, how)
         present[column] &= grid <= ends[run_id]

@@ -11,7 +11,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 
 SPARK_BARS = "▁▂▃▄▅▆▇█"
 
@@ -65,6 +64,8 @@ def smooth(values: np.ndarray, weight: float) -> np.ndarray:
     """
     if weight <= 0 or len(values) == 0:
         return np.asarray(values, dtype=float)
+    import pandas as pd  # for charts only: a build without them never imports pandas
+
     clean = np.where(np.isfinite(values), values, np.nan)
     averaged = pd.Series(clean).ewm(alpha=1.0 - weight, adjust=True, ignore_na=True).mean()
     result = averaged.to_numpy(dtype=float, copy=True)

@@ -14,10 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from reportgen.expressions import evaluate, evaluate_condition, parse_expression
-from reportgen.runs import STEP, History, Run
+from reportgen.runs import STEP, History, Points, Run
 from reportgen.spec import MetricAlias, Sampling
 
 # Words of a metric's name that say which direction is better when an alias has no `goal`.
@@ -117,7 +116,7 @@ class ResolvedMetric:
     alias: str
     key: str | None
     x_key: str
-    series: pd.Series
+    points: Points
     tried: tuple[str, ...] = ()
     closest: tuple[str, ...] = ()
     expr: str | None = None
@@ -194,13 +193,13 @@ def _resolve_keys(
     for key in alias.keys:
         if key in history:
             x_key = _x_key(run, alias, key, x)
-            return ResolvedMetric(alias.name, key, x_key, history.series(key, x_key), alias.keys)
+            return ResolvedMetric(alias.name, key, x_key, history.points(key, x_key), alias.keys)
     closest: list[str] = []
     for key in alias.keys:
         closest += [c for c in _close_keys(key, tuple(logged)) if c not in closest]
     x_key = alias.x or x or STEP
     return ResolvedMetric(
-        alias.name, None, x_key, history.series("", x_key), alias.keys, tuple(closest[:3])
+        alias.name, None, x_key, history.points("", x_key), alias.keys, tuple(closest[:3])
     )
 
 
@@ -233,17 +232,17 @@ def _resolve_expr(
     missing = [m.alias for m in inputs if not m.found]
     x_key = inputs[0].x_key if inputs else default_x
     if missing or len(inputs) != len(used):
-        empty = pd.Series(
-            [], dtype=float, index=pd.Index([], dtype=np.int64, name=x_key), name=alias.name
-        )
+        empty = Points(alias.name, x_key, np.array([], dtype=np.int64), np.array([], dtype=float))
         return ResolvedMetric(alias.name, None, x_key, empty, tuple(used), expr=alias.expr)
-    joined = pd.concat(
-        [m.series.rename(m.alias) for m in inputs], axis=1, join="inner"
-    ).sort_index()
-    values = evaluate(alias.expr, {name: joined[name].to_numpy(dtype=float) for name in used})
-    values = np.broadcast_to(values, (len(joined),))
-    series = pd.Series(values, index=joined.index, name=alias.name)
-    return ResolvedMetric(alias.name, f"={alias.expr}", x_key, series, tuple(used), expr=alias.expr)
+    # Where every input was logged: each input's xs are distinct and ascending.
+    xs = functools.reduce(np.intersect1d, [m.points.xs for m in inputs])
+    columns = {
+        m.alias: m.points.values[np.searchsorted(m.points.xs, xs)].astype(float, copy=False)
+        for m in inputs
+    }
+    values = np.array(np.broadcast_to(evaluate(alias.expr, columns), (len(xs),)), dtype=float)
+    points = Points(alias.name, x_key, xs, values)
+    return ResolvedMetric(alias.name, f"={alias.expr}", x_key, points, tuple(used), expr=alias.expr)
 
 
 # --- sampling ----------------------------------------------------------------------------------
@@ -290,10 +289,9 @@ def sample_grid(xs: np.ndarray, sampling: Sampling) -> tuple[np.ndarray, str | N
     return np.unique(grid), None  # a fractional end, passed by the last regular step
 
 
-def align(series: pd.Series, grid: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
-    """Values of a series on grid steps, and whether each grid step has one."""
-    xs = series.index.to_numpy()
-    vs = series.to_numpy(dtype=float)
+def align(points: Points, grid: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
+    """Values of a metric's points on grid steps, and whether each grid step has one."""
+    xs, vs = points.xs, points.values
     n = len(xs)
     values = np.full(len(grid), np.nan)
     present = np.zeros(len(grid), dtype=bool)
@@ -332,7 +330,7 @@ def align(series: pd.Series, grid: np.ndarray, how: str) -> tuple[np.ndarray, np
 
 def sample(resolved: Mapping[str, ResolvedMetric], sampling: Sampling) -> SampledTable:
     """Put a run's aliases on one grid (found aliases only decide the grid's extent)."""
-    found = [m for m in resolved.values() if m.found and len(m.series)]
+    found = [m for m in resolved.values() if m.found and len(m.points)]
     if not found:
         empty = np.array([], dtype=np.int64)
         return SampledTable(
@@ -342,13 +340,13 @@ def sample(resolved: Mapping[str, ResolvedMetric], sampling: Sampling) -> Sample
         )
     # Every x, repeats and all: the grid needs their extent (and, over a short range, the
     # distinct ones among them, which sample_grid finds).
-    xs = np.concatenate([m.series.index.to_numpy() for m in found])
+    xs = np.concatenate([m.points.xs for m in found])
     grid, note = sample_grid(xs, sampling)
     values: dict[str, np.ndarray] = {}
     present: dict[str, np.ndarray] = {}
     for alias, metric in resolved.items():
         how = "exact" if note else sampling.align
-        values[alias], present[alias] = align(metric.series, grid, how)
+        values[alias], present[alias] = align(metric.points, grid, how)
     return SampledTable(grid, values, present, (note,) if note else ())
 
 
@@ -394,10 +392,9 @@ class MetricStats:
 PERCENTILES = (10, 25, 50, 75, 90)
 
 
-def describe(series: pd.Series) -> MetricStats:
+def describe(points: Points) -> MetricStats:
     """First/last/min/max/mean over finite values, a trend word, and percentiles."""
-    values = series.to_numpy(dtype=float)
-    steps = series.index.to_numpy()
+    values, steps = points.values, points.xs
     finite = np.isfinite(values)
     count = int(finite.sum())
     if count == 0:
@@ -445,10 +442,23 @@ def trend_word(values: np.ndarray, spread_by: tuple[float, float] | None = None)
     return "rising" if change > 0 else "falling"
 
 
-def reduce(series: pd.Series, how: str) -> float | None:
-    """One number from a series (finite values only): mean, first, last, min or max."""
-    values = series.to_numpy(dtype=float)
-    values = values[np.isfinite(values)]
+def average_ranks(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Each value's rank from 1 (ties share their mean rank, NaN stays NaN): exactly pandas'
+    `Series.rank()`, without importing pandas."""
+    values = np.asarray(values, dtype=float)
+    ranks = np.full(len(values), np.nan)
+    kept = np.flatnonzero(~np.isnan(values))
+    order = kept[np.argsort(values[kept], kind="stable")]
+    ordered = values[order]
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    ends = np.append(starts[1:], len(ordered))  # a tie group holds ranks starts+1 … ends
+    ranks[order] = np.repeat((starts + 1 + ends) / 2, ends - starts)
+    return ranks
+
+
+def reduce(points: Points, how: str) -> float | None:
+    """One number from a metric's points (finite values only): mean, first, last, min or max."""
+    values = points.values[np.isfinite(points.values)]
     if len(values) == 0:
         return None
     if how == "mean":
@@ -464,13 +474,13 @@ def reduce(series: pd.Series, how: str) -> float | None:
     raise ValueError(f"unknown reduction {how!r}")
 
 
-def stat_values(series: pd.Series, names: Sequence[str]) -> dict[str, float | None]:
-    """Named statistics of a series' finite values (None where none exist).
+def stat_values(points: Points, names: Sequence[str]) -> dict[str, float | None]:
+    """Named statistics of a metric's finite values (None where none exist).
 
     Percentiles `pNN` are numpy.percentile's default (linear); `std` is the sample standard
     deviation; `count` and `non_finite` count logged points.
     """
-    values = series.to_numpy(dtype=float)
+    values = points.values
     finite = values[np.isfinite(values)]
     wanted = [n for n in names if n.startswith("p") and n[1:].isdigit()]
     percentiles: dict[str, float] = {}
@@ -491,5 +501,5 @@ def stat_values(series: pd.Series, names: Sequence[str]) -> dict[str, float | No
         elif name == "std":
             result[name] = float(np.std(finite, ddof=1)) if len(finite) > 1 else None
         else:
-            result[name] = reduce(series, name)
+            result[name] = reduce(points, name)
     return result

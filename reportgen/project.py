@@ -22,13 +22,12 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from reportgen.jsonvalues import jsonable
-from reportgen.metrics import ResolvedMetric, goal_for, reduce
-from reportgen.runs import Run, flatten
+from reportgen.metrics import ResolvedMetric, average_ranks, goal_for, reduce
+from reportgen.runs import Points, Run, flatten
 from reportgen.spec import MetricAlias, ParetoSpec, PivotSpec, ProjectTableSpec
 
 if TYPE_CHECKING:
@@ -250,15 +249,15 @@ def _numeric(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def run_cell(series: pd.Series, how: str) -> float | None:
+def run_cell(points: Points, how: str) -> float | None:
     """One run's value of an alias: `reduce`, except that `last` of a run whose curve ended
     NaN or infinite is that value, not its last finite one (a diverged run must not look
     like it ended well, in its row or in its group's mean)."""
-    if how == "last" and len(series):
-        final = float(series.iloc[-1])
+    if how == "last" and len(points):
+        final = float(points.values[-1])
         if not math.isfinite(final):
             return final
-    return reduce(series, how)
+    return reduce(points, how)
 
 
 def _summary_numbers(summary: Mapping[str, Any]) -> dict[str, float]:
@@ -337,7 +336,7 @@ def run_cells(spec: ProjectTableSpec, run: Run, metrics: Mapping[str, ResolvedMe
             cells[f"metric.{key}"] = number
     for alias, how in reductions.items():
         metric = metrics[alias]
-        cells[f"metric.{alias}"] = run_cell(metric.series, how) if metric.found else None
+        cells[f"metric.{alias}"] = run_cell(metric.points, how) if metric.found else None
     return RunCells(
         cells=cells,
         nested=nested,
@@ -747,8 +746,7 @@ def group_rows(
 
 def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float | None:
     """Spearman's rho: Pearson's correlation of the ranks (ties share their mean rank)."""
-    rx = pd.Series(x, dtype=float).rank(method="average").to_numpy()
-    ry = pd.Series(y, dtype=float).rank(method="average").to_numpy()
+    rx, ry = average_ranks(x), average_ranks(y)
     if len(rx) < 2 or np.std(rx) == 0 or np.std(ry) == 0:
         return None
     return float(np.corrcoef(rx, ry)[0, 1])

@@ -377,7 +377,7 @@ def run_report(
                 key=metric.key,
                 x_key=metric.x_key,
                 goal=goal_for(spec.metrics.get(alias), alias),
-                stats=describe(metric.series) if metric.found else None,
+                stats=describe(metric.points) if metric.found else None,
                 missing_note=note,
             )
         )
@@ -407,7 +407,7 @@ def run_report(
         curves=tuple(
             _curve(metric, spec.plots.points, spec.plots.smoothing)
             for metric in resolved.values()
-            if metric.found and len(metric.series)
+            if metric.found and len(metric.points)
         ),
         health=health,
         logged_name=run.logged_name,
@@ -460,8 +460,7 @@ def _plot_notes(spec: Spec) -> tuple[str, ...]:
 
 def _curve(metric: ResolvedMetric, max_points: int, smoothing: float) -> Curve:
     """The points a chart draws for one alias: thinned, with the smoothing done on all of them."""
-    steps = metric.series.index.to_numpy()
-    values = metric.series.to_numpy(dtype=float)
+    steps, values = metric.points.xs, metric.points.values
     keep = thin(steps, values, max_points)
     smoothed = smooth(values, smoothing)[keep] if smoothing > 0 else None
     return Curve(metric.alias, metric.x_key, steps[keep], values[keep], smoothed, len(values))

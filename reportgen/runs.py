@@ -11,12 +11,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from reportgen.choices import STATES  # noqa: F401  (re-exported: where runs are described)
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STEP = "_step"
 
@@ -81,12 +83,12 @@ class History:
     step (several writer processes, a resumed run that logs steps again, writers that set no
     step at all), and every value of every record is kept. Row numbers order the records as they
     were written (fragments of a merged run one after another), so that a metric's x value is
-    taken from the same record as the metric itself (`series(key, "train/step")`).
+    taken from the same record as the metric itself (`points(key, "train/step")`).
 
     Only logged points are present: a record where a key was not logged has no entry, while a
     logged NaN or infinity is kept as that value. The two are never confused.
 
-    Where several values of a key fall on one x, `series` uses the one written last (the later
+    Where several values of a key fall on one x, `points` uses the one written last (the later
     row) and `overlaps` counts the others, so that the report can say how many there were.
     """
 
@@ -96,7 +98,7 @@ class History:
         # A key's Column is made when it is asked for: a run logs dozens of keys, and the
         # report looks closely at a few (the rest only in passes over every key at once).
         self._grouped: _Grouped | None = None
-        self._series: dict[tuple[str, str], pd.Series] = {}
+        self._points: dict[tuple[str, str], Points] = {}
         self._axes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._steps: np.ndarray | None = None
         self._ascending: set[str] | None = None
@@ -177,6 +179,8 @@ class History:
 
     def to_long(self) -> pd.DataFrame:
         """One row per logged value: row (int64), step (int64), key (str), value (float64)."""
+        import pandas as pd
+
         keys, counts, rows, steps, values = self.to_arrays()
         return pd.DataFrame(
             {
@@ -245,17 +249,20 @@ class History:
             columns[key] = shifted if mine is None else mine.extended(shifted)
         return History(columns)
 
-    def series(self, key: str, x: str = STEP) -> pd.Series:
-        """The values of `key` indexed by x, ascending: `_step`, or another key logged in the
+    def points(self, key: str, x: str = STEP) -> Points:
+        """The values of `key` on the axis x, ascending: `_step`, or another key logged in the
         same records (a step metric declared with define_metric). Records of `key` without that
         x are left out; where several records share an x, the one written last gives the value.
         """
-        cached = self._series.get((key, x))
+        cached = self._points.get((key, x))
         if cached is None:
             xs, values, _, _ = self._placed(key, x)
-            index = pd.Index(xs, name=x)
-            cached = self._series[(key, x)] = pd.Series(values, index=index, name=key)
+            cached = self._points[(key, x)] = Points(key, x, xs, values)
         return cached
+
+    def series(self, key: str, x: str = STEP) -> pd.Series:
+        """`points(key, x)` as a pandas Series indexed by x (for use from Python)."""
+        return self.points(key, x).to_series()
 
     def overlaps(self, key: str, x: str = STEP) -> tuple[int, int]:
         """(values hidden by a later value at the same x, values whose record lacks x)."""
@@ -388,6 +395,29 @@ class Column:
             np.concatenate([self.steps, later.steps]),
             np.concatenate([self.values, later.values]),
         )
+
+
+@dataclass(frozen=True, eq=False)
+class Points:
+    """One key's values on one x axis: `xs` ascending and distinct, a float value at each.
+
+    What the report and the health checks read a metric as. Plain arrays rather than a pandas
+    Series: a build never imports pandas, which costs more to import than most builds spend
+    digesting their runs (`to_series` gives the Series, for use from Python).
+    """
+
+    name: str
+    x: str
+    xs: np.ndarray
+    values: np.ndarray  # float64
+
+    def __len__(self) -> int:
+        return len(self.xs)
+
+    def to_series(self) -> pd.Series:
+        import pandas as pd
+
+        return pd.Series(self.values, index=pd.Index(self.xs, name=self.x), name=self.name)
 
 
 def _union(arrays: list[np.ndarray]) -> np.ndarray:

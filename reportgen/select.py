@@ -177,7 +177,7 @@ def choose(
             too_short.append(run_id)
             continue
         metric = resolved.get(selection.by)
-        value = reduce(metric.series, selection.reduce) if metric and metric.found else None
+        value = reduce(metric.points, selection.reduce) if metric and metric.found else None
         ranked.append(Ranked(run_id, value))
     sign = 1.0 if selection.pick == "min" else -1.0
     ranked.sort(key=lambda r: (r.value is None, sign * (r.value or 0.0), r.run_id))

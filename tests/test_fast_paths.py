@@ -319,9 +319,8 @@ def test_the_user_stop_line_is_the_one_a_search_of_every_line_finds():
 def test_metric_percentiles_in_one_call_are_those_of_one_call_each():
     """`describe` asks numpy for all its percentiles at once: the same numbers, and the same
     trend word, as one call per percentile."""
-    import pandas as pd
-
     from reportgen.metrics import PERCENTILES, describe
+    from reportgen.runs import Points
 
     def trend_by_single_calls(values: np.ndarray) -> str:
         n = len(values)
@@ -338,7 +337,7 @@ def test_metric_percentiles_in_one_call_are_those_of_one_call_each():
     for trial in range(300):
         values = _curve(rng, [1, 2, 3, 4, 7, 50, 400, 3000][trial % 8], trial)
         values += np.linspace(0, float(rng.normal()) * 5, len(values))  # some rise, some fall
-        stats = describe(pd.Series(values, index=np.arange(len(values)) * 10))
+        stats = describe(Points("m", "_step", np.arange(len(values)) * 10, values))
         finite = values[np.isfinite(values)]
         if not len(finite):
             assert stats.percentiles == {}
@@ -577,3 +576,70 @@ def test_values_placed_on_a_declared_axis_are_those_sorting_by_x_and_row_gives()
         assert history.overlaps("loss", "train/step") == (hidden, unplaced)
         shapes.add((hidden > 0, unplaced > 0))
     assert shapes == {(False, False), (True, False), (False, True), (True, True)}
+
+
+# --- without pandas: the build's own ranks, expanding medians, joins and Arrow conversions ----
+
+
+@pytest.mark.parametrize("length", [0, 1, 2, 10, 400])
+def test_average_ranks_are_pandas_ranks(length):
+    import pandas as pd
+
+    from reportgen.metrics import average_ranks
+
+    rng = np.random.default_rng(length)
+    for trial in range(40):
+        values = _curve(rng, length, trial)
+        expected = pd.Series(values, dtype=float).rank().to_numpy()
+        assert np.array_equal(average_ranks(values), expected, equal_nan=True), trial
+    assert average_ranks([3.0, 1.0, 3.0, math.nan, 2.0]).tolist()[:3] == [3.5, 1.0, 3.5]
+
+
+@pytest.mark.parametrize("length", [1, 2, 9, 300, 3000])
+def test_expanding_medians_are_pandas_expanding_medians(length):
+    import pandas as pd
+
+    from reportgen.health.stats import expanding_median
+
+    rng = np.random.default_rng(length)
+    for trial in range(30 if length < 1000 else 3):
+        values = _curve(rng, length, trial)
+        values = values[np.isfinite(values)]  # what the divergence check gives it
+        least = int(rng.integers(1, 30))
+        expected = pd.Series(values).expanding(min_periods=least).median().to_numpy()
+        found = expanding_median(values, least)
+        assert np.array_equal(found, expected, equal_nan=True), (trial, least)
+    assert expanding_median(np.array([4.0, 1.0, 3.0, 2.0]), 2).tolist()[1:] == [2.5, 3.0, 2.5]
+
+
+def test_a_derived_metric_is_computed_where_all_its_inputs_were_logged():
+    from reportgen.metrics import resolve_metrics
+    from reportgen.runs import Run
+    from reportgen.spec import MetricAlias
+
+    history = History.from_points(
+        {"a": ([0, 2, 4, 6], [1.0, 2.0, 3.0, 4.0]), "b": ([2, 3, 6, 8], [10.0, 20.0, 30.0, 0.0])}
+    )
+    aliases = {
+        "a": MetricAlias("a", ("a",)),
+        "b": MetricAlias("b", ("b",)),
+        "gap": MetricAlias("gap", (), expr="b - a"),
+    }
+    gap = resolve_metrics(Run("r", "r", "finished"), history, aliases)["gap"]
+    assert gap.points.xs.tolist() == [2, 6]
+    assert gap.points.values.tolist() == [8.0, 26.0]
+    assert gap.points.to_series().to_dict() == {2: 8.0, 6: 26.0}
+
+
+def test_arrow_conversions_round_trip_without_pandas():
+    from reportgen.arrow import arrow_array, numpy_array, string_array, string_scalar
+
+    for values in (np.arange(5, dtype=np.int64), np.array([0.5, math.nan, -math.inf]),
+                   np.array([True, False, True, True, False, False, True, False, True]),
+                   np.zeros(0), np.arange(10)[::3]):  # fmt: skip
+        back = numpy_array(arrow_array(values))
+        assert back.dtype == values.dtype and np.array_equal(back, values, equal_nan=True)
+    sliced = arrow_array(np.array([True, False, True, True, False]))[1:4]
+    assert numpy_array(sliced).tolist() == [False, True, True]
+    assert string_array(["a", "é", ""]).to_pylist() == ["a", "é", ""]
+    assert string_scalar(None).as_py() is None and string_scalar("x").as_py() == "x"

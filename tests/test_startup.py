@@ -150,3 +150,27 @@ def test_a_csv_and_json_build_loads_no_template_chart_or_forge_code(
     assert "reportgen.publish" not in loaded and "reportgen.forges" not in loaded
     _, loaded = loaded_after("build", str(named), "-q")
     assert "regex" in loaded  # a name filter: the regex engine matches the names
+
+
+def test_a_build_never_imports_pandas(tmp_path, project_dir, monkeypatch):
+    """pandas costs about 0.2 s to import, more than most builds spend digesting their runs:
+    metrics, health checks, CSV and the cache work on numpy and Arrow without it (and Arrow is
+    never asked to convert in a way that makes pyarrow import it), cold and warm."""
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "cache"))
+    spec = write_spec(
+        tmp_path / "spec.yaml",
+        f"version: 1\nsource: {{type: wandb-offline, path: '{project_dir}'}}\n"
+        + SPEC.split("\n", 2)[2].replace("dir: out", f"dir: '{tmp_path / 'out'}'")
+        + "health: {preset: auto}\n",
+    )
+    spec.write_text(
+        spec.read_text().replace("outputs: {", "outputs: {formats: [csv, json, markdown], "),
+        encoding="utf-8",
+    )
+    for build in ("cold", "warm"):
+        code, loaded = loaded_after("build", str(spec), "-q")
+        assert code in (0, 1), build
+        assert "pandas" not in loaded, build
+        report = json.loads((tmp_path / "out" / "report.json").read_text())
+        assert report["selections"]["best"] and len(report["runs"]) >= 5, build
+        assert any(run["findings"] for run in report["runs"]), build  # the checks ran

@@ -178,17 +178,17 @@ class SignalResolver:
         for key in KNOWN_KEYS[name]:
             if key in self.history:
                 x = self.run.x_key_for(key)
-                series = self.history.series(key, x)
-                return _signal(name, key, x, series.index.to_numpy(), series.to_numpy(), name)
+                points = self.history.points(key, x)
+                return _signal(name, key, x, points.xs, points.values, name)
         return None
 
     def _from_alias(self, alias: str, role: str) -> Signal | None:
         metric = self.resolved.get(alias)
-        if metric is None or not metric.found or metric.key is None or not len(metric.series):
+        if metric is None or not metric.found or metric.key is None or not len(metric.points):
             return None
         goal = self.aliases[alias].goal if alias in self.aliases else None
-        s = metric.series
-        signal = _signal(alias, metric.key, metric.x_key, s.index.to_numpy(), s.to_numpy(), role)
+        points = metric.points
+        signal = _signal(alias, metric.key, metric.x_key, points.xs, points.values, role)
         if goal:
             signal = Signal(signal.name, signal.key, signal.x, signal.steps, signal.values, goal)
         return signal

@@ -7,13 +7,15 @@ deviation (MAD), so one bad batch cannot hide or fake a finding.
 
 from __future__ import annotations
 
+import heapq
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
+
+from reportgen.metrics import average_ranks
 
 MAD_TO_SIGMA = 1.4826  # MAD × this estimates the standard deviation of normal noise
 TINY = 1e-12
@@ -75,6 +77,8 @@ def trailing_stats(
     floats = np.asarray(values, dtype=float)
     n = len(floats)
     if n > SORT_UP_TO:
+        import pandas as pd  # imported only for such curves: it costs 0.2 s to import
+
         series = pd.Series(floats)
         return [
             (
@@ -197,6 +201,36 @@ def majority_from(mask: np.ndarray) -> int | None:
     return int(hits[0]) if len(hits) else None
 
 
+HEAPS_UP_TO = 50_000  # points; on longer curves pandas' skip list beats Python's heaps
+
+
+def expanding_median(values: np.ndarray, min_periods: int) -> np.ndarray:
+    """The median of each point and all before it (NaN before `min_periods` points): exactly
+    `pd.Series(values).expanding(min_periods).median()` for finite values. Two heaps hold the
+    lower and upper halves; a median of an even count is the mean of the middle two."""
+    n = len(values)
+    if n > HEAPS_UP_TO:
+        import pandas as pd
+
+        return pd.Series(values).expanding(min_periods=min_periods).median().to_numpy()
+    lower: list[float] = []  # negated: heapq keeps the least first
+    upper: list[float] = []
+    medians: list[float] = []
+    for value in np.asarray(values, dtype=float).tolist():
+        if lower and value > -lower[0]:
+            heapq.heappush(upper, value)
+            if len(upper) > len(lower):
+                heapq.heappush(lower, -heapq.heappop(upper))
+        else:
+            heapq.heappush(lower, -value)
+            if len(lower) > len(upper) + 1:
+                heapq.heappush(upper, -heapq.heappop(lower))
+        medians.append(-lower[0] if len(lower) > len(upper) else (-lower[0] + upper[0]) / 2)
+    found = np.array(medians, dtype=float)
+    found[: max(0, min(min_periods, n + 1) - 1)] = np.nan
+    return found
+
+
 def start_level(values: np.ndarray) -> float:
     """Where a fast-moving curve starts: the median of its first three points."""
     return float(np.median(values[:3]))
@@ -214,7 +248,7 @@ def rising_trend(values: np.ndarray) -> bool:
     n = len(values)
     if n < 10:
         return False
-    ranks = pd.Series(values).rank().to_numpy()
+    ranks = average_ranks(values)
     rho = float(np.corrcoef(np.arange(n), ranks)[0, 1]) if np.std(ranks) > 0 else 0.0
     return rho * np.sqrt(n - 1) > 2.0
 

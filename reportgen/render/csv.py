@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from reportgen.arrow import arrow_array, float_scalar, numpy_array, string_array, string_scalar
 from reportgen.report import TableReport
 
 
@@ -43,17 +44,19 @@ def render_step_table(
     for column in columns:
         texts = number_texts(np.asarray(values[column], dtype=float))
         shown = np.asarray(present[column], dtype=bool)
-        fields.append(texts if shown.all() else pc.if_else(pa.array(shown), texts, ""))
+        fields.append(
+            texts if shown.all() else pc.if_else(arrow_array(shown), texts, string_scalar(""))
+        )
     return out.getvalue() + csv_body(fields).decode("utf-8")
 
 
 def number_cells(values: pa.Array) -> pa.Array:
     """`number_texts` of a column of numbers (any numeric type), null where it is null."""
-    numbers = np.asarray(pc.fill_null(values.cast(pa.float64()), np.nan).to_numpy(), dtype=float)
+    numbers = numpy_array(pc.fill_null(values.cast(pa.float64()), float_scalar(np.nan)))
     texts = number_texts(numbers)
-    missing = np.asarray(pc.is_null(values).to_numpy(zero_copy_only=False), dtype=bool)
+    missing = numpy_array(pc.is_null(values))
     if missing.any():
-        texts = pc.if_else(pa.array(missing), pa.scalar(None, pa.string()), texts)
+        texts = pc.if_else(arrow_array(missing), string_scalar(None), texts)
     return texts
 
 
@@ -68,16 +71,16 @@ def number_texts(numbers: np.ndarray) -> pa.Array:
         finite = np.isfinite(numbers)
         whole = finite & (numbers == np.round(numbers)) & (size < 1e15)
     if whole.all():  # a step column, or counts
-        return pc.cast(pa.array(numbers.astype(np.int64)), pa.string())
-    texts = pc.cast(pa.array(numbers), pa.string())
+        return pc.cast(arrow_array(numbers.astype(np.int64)), pa.string())
+    texts = pc.cast(arrow_array(numbers), pa.string())
     with np.errstate(invalid="ignore"):
         elsewhere = finite & ~whole & ((size < 1e-4) | (size >= 1e9))
     if whole.any():
-        ints = pc.cast(pa.array(numbers[whole].astype(np.int64)), pa.string())
-        texts = pc.replace_with_mask(texts, pa.array(whole), ints)
+        ints = pc.cast(arrow_array(numbers[whole].astype(np.int64)), pa.string())
+        texts = pc.replace_with_mask(texts, arrow_array(whole), ints)
     if elsewhere.any():
-        written = pa.array(list(map(repr, numbers[elsewhere].tolist())), pa.string())
-        texts = pc.replace_with_mask(texts, pa.array(elsewhere), written)
+        written = string_array(list(map(repr, numbers[elsewhere].tolist())))
+        texts = pc.replace_with_mask(texts, arrow_array(elsewhere), written)
     return texts
 
 
@@ -90,8 +93,9 @@ def csv_body(fields: list[pa.Array]) -> bytes:
         return b""
     text = fields[0].type
     # The last field carries the line's end, so that one join makes the whole body.
-    fields[-1] = pc.binary_join_element_wise(fields[-1], pa.scalar("", text), pa.scalar("\n", text))
-    lines = pc.binary_join_element_wise(*fields, pa.scalar(",", text))
+    empty, newline = string_scalar("", text), string_scalar("\n", text)
+    fields[-1] = pc.binary_join_element_wise(fields[-1], empty, newline)
+    lines = pc.binary_join_element_wise(*fields, string_scalar(",", text))
     fields.clear()
     wide = pa.types.is_large_string(text)
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64 if wide else np.int32)

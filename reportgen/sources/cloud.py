@@ -970,15 +970,18 @@ def _agrees(cached: History, fetched: History, from_step: int) -> bool:
     """Whether the fetched steps from `from_step` on match what the cache holds for them."""
     keys = cached.keys()
     for key in keys:
-        old = cached.series(key)
-        old = old[old.index >= from_step]
-        if not len(old):
+        old = cached.points(key)
+        kept = old.xs >= from_step
+        xs, before = old.xs[kept], old.values[kept]
+        if not len(xs):
             continue
-        new = fetched.series(key)
-        new = new.reindex(old.index)
-        same = (old.to_numpy() == new.to_numpy()) | (
-            np.isnan(old.to_numpy()) & np.isnan(new.to_numpy())
-        )
+        new = fetched.points(key)
+        at = np.minimum(np.searchsorted(new.xs, xs), max(len(new.xs) - 1, 0))
+        now = np.full(len(xs), np.nan)  # NaN where the fetched steps lack one of the cached
+        if len(new.xs):
+            found = new.xs[at] == xs
+            now[found] = new.values[at[found]]
+        same = (before == now) | (np.isnan(before) & np.isnan(now))
         if not bool(np.all(same)):
             return False
     return True

@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from reportgen.arrow import arrow_array, numpy_array
 from reportgen.sources import wire
 
 STEP_KEY = "_step"
@@ -285,7 +286,9 @@ def _regions(data: bytes, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
     from one array whose elements are the regions and the gaps between them (regions in
     the order they lie in `data`; others are put in that order first)."""
     if not len(starts):
-        return pa.array([], pa.large_binary())
+        return pa.LargeBinaryArray.from_buffers(
+            pa.large_binary(), 0, [None, pa.py_buffer(np.zeros(1, np.int64)), pa.py_buffer(b"")]
+        )
     offsets = np.empty(2 * len(starts), dtype=np.int64)
     offsets[0::2] = starts
     offsets[1::2] = ends
@@ -303,7 +306,7 @@ def _regions(data: bytes, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
         2 * len(starts) - 1,
         [None, pa.py_buffer(offsets), pa.py_buffer(data)],
     )
-    return spans.take(pa.array(picks))
+    return spans.take(arrow_array(picks))
 
 
 @dataclass
@@ -333,7 +336,7 @@ def _key_codes(data: bytes, items: Items, names: KeyNames) -> KeyCodes:
             code = code_of[name] = len(keys)
             keys.append(name)
         remap[index] = code
-    indices = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    indices = numpy_array(encoded.indices).astype(np.int64)
     return KeyCodes(remap[indices], keys, broken[indices])
 
 
@@ -351,14 +354,14 @@ def _values(data: bytes, items: Items) -> tuple[np.ndarray, np.ndarray, np.ndarr
     plain = ~_any_byte(texts, _NOT_NUMERIC)
     candidates = present[plain]
     if candidates.size:
-        chosen = texts.filter(pa.array(plain))
+        chosen = texts.filter(arrow_array(plain))
         try:
-            values[candidates] = pc.cast(chosen, pa.float64()).to_numpy(zero_copy_only=False)
+            values[candidates] = numpy_array(pc.cast(chosen, pa.float64()))
             numeric[candidates] = True
         except pa.ArrowInvalid:  # something like "1-2": Python's float decides each
             _by_python(chosen, candidates, values, numeric, broken)
     if not plain.all():
-        _by_python(texts.filter(pa.array(~plain)), present[~plain], values, numeric, broken)
+        _by_python(texts.filter(arrow_array(~plain)), present[~plain], values, numeric, broken)
     return values, numeric, broken
 
 
@@ -391,7 +394,7 @@ def _by_python(
         if number is not None:
             converted[index] = number
             is_number[index] = True
-    indices = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    indices = numpy_array(encoded.indices).astype(np.int64)
     values[where] = converted[indices]
     numeric[where] = is_number[indices]
     broken[where] = not_text[indices]

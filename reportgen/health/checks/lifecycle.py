@@ -250,7 +250,7 @@ def _counter(ctx: CheckContext, keys: tuple[str, ...]) -> float | None:
     found: list[float] = []
     for key in keys:
         if key in ctx.history:
-            values = ctx.history.series(key).to_numpy(dtype=float)
+            values = ctx.history.points(key).values
             values = values[np.isfinite(values)]
             if len(values):
                 found.append(float(values.max()))
@@ -267,10 +267,11 @@ def _live_counter(ctx: CheckContext, keys: tuple[str, ...]) -> float | None:
     for key in keys:
         if key not in ctx.history or not len(steps):
             continue
-        series = ctx.history.series(key)
-        series = series[np.isfinite(series.to_numpy(dtype=float))]
-        if len(series) >= 2 and float(series.index[-1]) >= 0.9 * float(steps[-1]):
-            return float(series.max())
+        points = ctx.history.points(key)
+        finite = np.isfinite(points.values)
+        values, xs = points.values[finite], points.xs[finite]
+        if len(values) >= 2 and float(xs[-1]) >= 0.9 * float(steps[-1]):
+            return float(values.max())
     return None
 
 
@@ -385,10 +386,9 @@ def _unfinished_schedule(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     for key in LR_KEYS:
         if key not in ctx.history:
             continue
-        series = ctx.history.series(key)
-        values = series.to_numpy(dtype=float)
-        keep = np.isfinite(values)
-        values, at = values[keep], series.index.to_numpy()[keep]
+        points = ctx.history.points(key)
+        keep = np.isfinite(points.values)
+        values, at = points.values[keep], points.xs[keep]
         if len(values) < 10 or values.max() <= 0:
             return []
         top = int(np.argmax(values))
@@ -442,15 +442,15 @@ def stalled(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
     """A running run has logged no new step for longer than `after`. It uses the wall-clock time W&B records with every step, so a run that is still sending heartbeats but no longer stepping is caught too."""
     if ctx.run.state != "running" or "_timestamp" not in ctx.history:
         return []
-    stamps = ctx.history.series("_timestamp")
-    stamps = stamps[np.isfinite(stamps.to_numpy())]
-    if not len(stamps):
+    stamps = ctx.history.points("_timestamp")
+    finite = np.flatnonzero(np.isfinite(stamps.values))
+    if not len(finite):
         return []
-    last_time = datetime.fromtimestamp(float(stamps.iloc[-1]), tz=timezone.utc)
+    last_time = datetime.fromtimestamp(float(stamps.values[finite[-1]]), tz=timezone.utc)
     quiet = ctx.now - last_time
     if quiet <= p["after"]:
         return []
-    step = float(stamps.index[-1])
+    step = float(stamps.xs[finite[-1]])
     message = (
         f"the run is marked running but has logged no new step for {_ago(quiet)} "
         f"(last at step {step:g}, {last_time:%Y-%m-%d %H:%M} UTC)"

@@ -358,10 +358,9 @@ def _no_eos(ctx: CheckContext, p: dict[str, Any]) -> list[Finding]:
         if key not in ctx.history:
             continue
         x = ctx.run.x_key_for(key)
-        series = ctx.history.series(key, x)
-        values = series.to_numpy(dtype=float)
-        keep = np.isfinite(values)
-        values, steps = values[keep], series.index.to_numpy()[keep]
+        points = ctx.history.points(key, x)
+        keep = np.isfinite(points.values)
+        values, steps = points.values[keep], points.xs[keep]
         if len(values) < 10 or np.median(values) > 0:
             return []
         share = float(np.mean(values == 0))
@@ -516,10 +515,8 @@ def _task_components(ctx: CheckContext, reward: Signal) -> list[Signal]:
         if key == reward.key or not any(word in name for word in _TASK_WORDS):
             continue
         x = ctx.run.x_key_for(key)
-        series = ctx.history.series(key, x)
-        found.append(
-            Signal(key, key, x, series.index.to_numpy(), series.to_numpy(dtype=float), "maximize")
-        )
+        points = ctx.history.points(key, x)
+        found.append(Signal(key, key, x, points.xs, points.values, "maximize"))
     return found
 
 

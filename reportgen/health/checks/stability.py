@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from reportgen.health import stats
 from reportgen.health.context import CheckContext, num
@@ -146,7 +145,7 @@ def _divergence(ctx: CheckContext, p: dict[str, Any], signal: Signal) -> Finding
     capped = np.clip(values, -big, big)
     rolling = stats.rolling_median(capped, w)
     if _is_norm(signal):
-        earlier = pd.Series(capped).expanding(min_periods=w).median().shift(1).to_numpy()
+        earlier = np.concatenate([[np.nan], stats.expanding_median(capped, w)[:-1]])
         with np.errstate(over="ignore", invalid="ignore"):
             threshold = p["norm_factor"] * np.abs(earlier)
         reference = "the median of its earlier values"
@@ -309,13 +308,12 @@ def loss_is_kl_penalty(ctx: CheckContext, loss: Signal) -> bool:
     kl = ctx.signal("ref_kl")
     if kl is None:
         return False
-    l_s = pd.Series(loss.values, index=loss.steps)
-    k_s = pd.Series(kl.values, index=kl.steps)
-    both = pd.concat([l_s.rename("l"), k_s.rename("k")], axis=1, join="inner").dropna()
-    both = both[np.isfinite(both["l"]) & np.isfinite(both["k"])]
-    if len(both) < 5:
+    _, at_loss, at_kl = np.intersect1d(loss.steps, kl.steps, return_indices=True)
+    lv, kv = loss.values[at_loss], kl.values[at_kl]
+    both = np.isfinite(lv) & np.isfinite(kv)
+    if both.sum() < 5:
         return False
-    lv, kv = both["l"].to_numpy(), both["k"].to_numpy()
+    lv, kv = lv[both], kv[both]
     if not np.any(kv != 0):
         return bool(np.all(np.abs(lv) <= 1e-4))  # no KL yet and a loss rounded to 0
     scale = float(np.dot(lv, kv) / np.dot(kv, kv))
