@@ -595,7 +595,7 @@ def test_average_ranks_are_pandas_ranks(length):
     assert average_ranks([3.0, 1.0, 3.0, math.nan, 2.0]).tolist()[:3] == [3.5, 1.0, 3.5]
 
 
-@pytest.mark.parametrize("length", [1, 2, 9, 300, 3000])
+@pytest.mark.parametrize("length", [1, 2, 9, 300, 3000, 5000])
 def test_expanding_medians_are_pandas_expanding_medians(length):
     import pandas as pd
 

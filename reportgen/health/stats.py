@@ -201,15 +201,16 @@ def majority_from(mask: np.ndarray) -> int | None:
     return int(hits[0]) if len(hits) else None
 
 
-HEAPS_UP_TO = 50_000  # points; on longer curves pandas' skip list beats Python's heaps
 
 
 def expanding_median(values: np.ndarray, min_periods: int) -> np.ndarray:
     """The median of each point and all before it (NaN before `min_periods` points): exactly
     `pd.Series(values).expanding(min_periods).median()` for finite values. Two heaps hold the
-    lower and upper halves; a median of an even count is the mean of the middle two."""
+    lower and upper halves; a median of an even count is the mean of the middle two. Curves
+    longer than SORT_UP_TO go to pandas, as in `trailing_stats` (a point costs twice as much
+    in the heaps, and a curve that long has pandas imported for its rolling median anyway)."""
     n = len(values)
-    if n > HEAPS_UP_TO:
+    if n > SORT_UP_TO:
         import pandas as pd
 
         return pd.Series(values).expanding(min_periods=min_periods).median().to_numpy()
