@@ -201,8 +201,6 @@ def majority_from(mask: np.ndarray) -> int | None:
     return int(hits[0]) if len(hits) else None
 
 
-
-
 def expanding_median(values: np.ndarray, min_periods: int) -> np.ndarray:
     """The median of each point and all before it (NaN before `min_periods` points): exactly
     `pd.Series(values).expanding(min_periods).median()` for finite values. Two heaps hold the
