@@ -92,7 +92,7 @@ def measure_stage(spec_path: Path) -> None:
     """The analysis stage alone, in this process, on runs already digested (median of 3)."""
     from datetime import datetime, timezone
 
-    from reportgen.analysis import analyse
+    from reportgen.analysis.stage import analyse
     from reportgen.executors import LocalExecutor
     from reportgen.render.analysis import analysis_files
     from reportgen.select import choose

@@ -43,8 +43,8 @@ def make_cells(count: int):  # type: ignore[no-untyped-def]
 
     import numpy as np
 
+    from reportgen.analysis.project import RunCells, json_text
     from reportgen.digest import StepSpan
-    from reportgen.project import RunCells, json_text
     from reportgen.runs import Run
 
     rng = np.random.default_rng(0)
@@ -100,7 +100,7 @@ def run_side(side: str, count: int) -> dict[str, float]:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    from reportgen.project import project_table
+    from reportgen.analysis.project import project_table
     from reportgen.render.analysis import project_csv, project_parquet
     from reportgen.spec import MetricAlias, ParetoSpec, PivotSpec, ProjectTableSpec
 

@@ -12,7 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reportgen.discover import chosen_runs, key_rows, pick_run, run_rows, runs_spec_from_options
+from reportgen.analysis.discover import (
+    chosen_runs,
+    key_rows,
+    pick_run,
+    run_rows,
+    runs_spec_from_options,
+)
 from reportgen.errors import UsageError
 from reportgen.quickspec import ExportRequest, RunChoice, spec_yaml
 from reportgen.render.summary import SEVERITY_ORDER, summary_data

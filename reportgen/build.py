@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reportgen.analysis import analyse
-from reportgen.baseline import BaselineComparison, compare_with_baseline
+from reportgen.analysis.baseline import BaselineComparison, compare_with_baseline
+from reportgen.analysis.stage import analyse
 from reportgen.cache import RunCache, default_location
 from reportgen.checkpoint import resolve_checkpoints
 from reportgen.collector import fewer_collections

@@ -402,8 +402,12 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def _discovered(args: argparse.Namespace) -> tuple[Source, list[Run]]:
     """The runs `runs`/`keys` describe: a spec's source and filters, or --source, then flags."""
+    from reportgen.analysis.discover import (
+        chosen_runs,
+        runs_spec_from_options,
+        source_from_argument,
+    )
     from reportgen.checkpoint import with_checkpoint_runs
-    from reportgen.discover import chosen_runs, runs_spec_from_options, source_from_argument
     from reportgen.sources import open_source
     from reportgen.spec import load_spec
 
@@ -442,7 +446,7 @@ def _print_json(rows: list[dict[str, Any]]) -> None:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from reportgen.discover import run_rows
+    from reportgen.analysis.discover import run_rows
     from reportgen.render.console import text_table
 
     source, runs = _discovered(args)
@@ -474,8 +478,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
+    from reportgen.analysis.discover import key_rows, pick_run
     from reportgen.checkpoint import resolve_run_ref
-    from reportgen.discover import key_rows, pick_run
     from reportgen.render.console import text_table
     from reportgen.render.text import format_number
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from reportgen.analysis.project import RunCells, run_cells
 from reportgen.metrics import ResolvedMetric, SampledTable, keep_rows, resolve_metrics, sample
-from reportgen.project import RunCells, run_cells
 from reportgen.report import RunReport, run_report
 from reportgen.runs import STEP, History, Run
 from reportgen.spec import Spec

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
+from reportgen.analysis.discover import source_from_argument
 from reportgen.choices import ALIGNS
-from reportgen.discover import source_from_argument
 from reportgen.errors import UsageError
 from reportgen.health.roles import KNOWN_KEYS, ROLE_ALIASES
 from reportgen.spec import Spec, parse_spec

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from reportgen.analysis import Analysis
-from reportgen.baseline import BaselineComparison
+from reportgen.analysis.baseline import BaselineComparison
+from reportgen.analysis.stage import Analysis
 from reportgen.check_catalogue import SEVERITIES
 from reportgen.curves import smooth, thin
 from reportgen.metrics import MetricStats, ResolvedMetric, SampledTable, describe, goal_for

@@ -130,7 +130,7 @@ def test_spec_and_source_together_is_a_usage_error(runs_dir, tmp_path, capsys):
 
 
 def test_a_wandb_url_names_a_server_project(runs_dir, capsys):
-    from reportgen.discover import source_from_argument
+    from reportgen.analysis.discover import source_from_argument
 
     spec = source_from_argument("wandb://my-team/rlvr")
     assert (spec.type, spec.entity, spec.project) == ("wandb", "my-team", "rlvr")

@@ -17,14 +17,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from reportgen.digest import StepSpan
-from reportgen.project import (
+from reportgen.analysis.project import (
     ProjectColumn,
     group_aggregates,
     pareto_front,
     project_table,
     run_cells,
 )
+from reportgen.digest import StepSpan
 from reportgen.render.analysis import cell, project_csv, project_parquet
 from reportgen.runs import Run
 from reportgen.spec import PivotSpec, ProjectTableSpec

@@ -26,9 +26,9 @@ from conftest import write_spec
 from runwriter import PlannedRun, write_runs
 
 from reportgen import build
+from reportgen.analysis.project import name_value, pareto_front
 from reportgen.checkpoint import CheckpointError, read_checkpoint_run
 from reportgen.cli import main
-from reportgen.project import name_value, pareto_front
 
 # run id: (name, lr, batch size, last accuracy, last tokens or None)
 RUNS = {

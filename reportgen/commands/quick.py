@@ -27,8 +27,8 @@ from reportgen.errors import (
 # every `reportgen` command, even `--help`, does) must not load pandas, numpy or the spec's
 # YAML and schema libraries.
 if TYPE_CHECKING:
+    from reportgen.analysis.discover import KeyRow
     from reportgen.build import BuildResult
-    from reportgen.discover import KeyRow
     from reportgen.quickspec import ExportRequest, RunChoice
     from reportgen.runs import Run
     from reportgen.sources import Source
@@ -49,8 +49,8 @@ self-hosted one)."""
 
 
 def open_quick_source(source: str) -> Source:
+    from reportgen.analysis.discover import source_from_argument
     from reportgen.cache import RunCache, default_location
-    from reportgen.discover import source_from_argument
     from reportgen.sources import open_source
 
     return open_source(source_from_argument(source), RunCache.at(default_location(None)))
@@ -82,7 +82,7 @@ def health(
 
 def find_runs(source: Source, refs: Sequence[str]) -> list[Run]:
     """Each RUN argument (an id, or a unique display name) among the source's runs."""
-    from reportgen.discover import pick_run
+    from reportgen.analysis.discover import pick_run
 
     runs = source.list_runs()
     found = []
@@ -115,7 +115,7 @@ def show(
     dry_run: bool = False,
 ) -> ShowAnswer:
     """One run: its keys (those matching `select`), stats, and rows where `where` holds."""
-    from reportgen.discover import key_rows
+    from reportgen.analysis.discover import key_rows
     from reportgen.quickspec import show_document
 
     pattern = _regex(select, "--select") if select else None

@@ -24,15 +24,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from reportgen.analysis import Analysis, StatsTable
-from reportgen.compare import Comparison
-from reportgen.project import (
+from reportgen.analysis.compare import Comparison
+from reportgen.analysis.project import (
     GroupTable,
     ParetoFront,
     PivotTable,
     ProjectTable,
     json_text,
 )
+from reportgen.analysis.stage import Analysis, StatsTable
 from reportgen.render.csv import csv_body, number_cells, render_step_table
 from reportgen.render.json import jsonable
 from reportgen.render.text import exact_number

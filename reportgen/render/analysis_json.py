@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from reportgen.analysis import Analysis, StatsTable
-from reportgen.compare import Comparison
-from reportgen.project import ParetoFront, PivotTable, ProjectTable
+from reportgen.analysis.compare import Comparison
+from reportgen.analysis.project import ParetoFront, PivotTable, ProjectTable
+from reportgen.analysis.stage import Analysis, StatsTable
 
 
 def _stats(table: StatsTable) -> dict[str, Any]:

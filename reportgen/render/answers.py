@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from reportgen.discover import KeyRow
+from reportgen.analysis.discover import KeyRow
 from reportgen.render.json import jsonable
 from reportgen.render.summary import SEVERITY_ORDER, _clip, _run_label, _step
 from reportgen.render.text import format_number

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reportgen.baseline import BaselineRow
+from reportgen.analysis.baseline import BaselineRow
 from reportgen.render.text import format_number
 
 

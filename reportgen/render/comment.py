@@ -21,7 +21,7 @@ from typing import Any
 
 import jinja2
 
-from reportgen.baseline import FAIL, MISSING, BaselineComparison, BaselineRow, Trace
+from reportgen.analysis.baseline import FAIL, MISSING, BaselineComparison, BaselineRow, Trace
 from reportgen.curves import spark_bars
 from reportgen.render.baseline import row_cells
 from reportgen.render.mermaid import mermaid_number

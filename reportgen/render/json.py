@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from json.encoder import encode_basestring
 from typing import Any
 
-from reportgen.baseline import BaselineComparison
+from reportgen.analysis.baseline import BaselineComparison
 from reportgen.jsonvalues import jsonable
 from reportgen.render.analysis_json import analysis_dict
 from reportgen.report import MetricReport, Report, RunReport, TableReport

@@ -31,7 +31,7 @@ from reportgen.safetext import visible
 T = TypeVar("T")
 
 if TYPE_CHECKING:
-    from reportgen.project import ParetoFront
+    from reportgen.analysis.project import ParetoFront
     from reportgen.render.chart_cache import ChartCache
 
 # The key (and file stem) of the Pareto chart among the alias charts: no alias has a hyphen.

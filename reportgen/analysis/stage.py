@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from reportgen.compare import Comparison, compare_runs
+from reportgen.analysis.compare import Comparison, compare_runs
+from reportgen.analysis.project import ProjectTable, RunCells, project_table
 from reportgen.metrics import ResolvedMetric, stat_values
-from reportgen.project import ProjectTable, RunCells, project_table
 from reportgen.runs import History, Run
 from reportgen.select import SelectionResult
 from reportgen.spec import Spec, StatsSpec
