@@ -226,7 +226,7 @@ def expanding_median(values: np.ndarray, min_periods: int) -> np.ndarray:
                 heapq.heappush(upper, -heapq.heappop(lower))
         medians.append(-lower[0] if len(lower) > len(upper) else (-lower[0] + upper[0]) / 2)
     found = np.array(medians, dtype=float)
-    found[: max(0, min(min_periods, n + 1) - 1)] = np.nan
+    found[: max(min_periods - 1, 0)] = np.nan
     return found
 
 
