@@ -236,10 +236,7 @@ def _resolve_expr(
         return ResolvedMetric(alias.name, None, x_key, empty, tuple(used), expr=alias.expr)
     # Where every input was logged: each input's xs are distinct and ascending.
     xs = functools.reduce(np.intersect1d, [m.points.xs for m in inputs])
-    columns = {
-        m.alias: m.points.values[np.searchsorted(m.points.xs, xs)].astype(float, copy=False)
-        for m in inputs
-    }
+    columns = {m.alias: m.points.at(xs)[0] for m in inputs}
     values = np.array(np.broadcast_to(evaluate(alias.expr, columns), (len(xs),)), dtype=float)
     points = Points(alias.name, x_key, xs, values)
     return ResolvedMetric(alias.name, f"={alias.expr}", x_key, points, tuple(used), expr=alias.expr)
@@ -298,9 +295,7 @@ def align(points: Points, grid: np.ndarray, how: str) -> tuple[np.ndarray, np.nd
     if n == 0 or len(grid) == 0:
         return values, present
     if how == "exact":
-        idx = np.clip(np.searchsorted(xs, grid), 0, n - 1)
-        present = xs[idx] == grid
-        values[present] = vs[idx[present]]
+        values, present = points.at(grid)
     elif how == "asof":
         idx = np.searchsorted(xs, grid, side="right") - 1
         present = idx >= 0

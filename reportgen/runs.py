@@ -414,6 +414,16 @@ class Points:
     def __len__(self) -> int:
         return len(self.xs)
 
+    def at(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The value at each of `xs` (NaN where none was logged), and whether one was."""
+        values = np.full(len(xs), np.nan)
+        if not len(self.xs) or not len(xs):
+            return values, np.zeros(len(xs), dtype=bool)
+        found = np.clip(np.searchsorted(self.xs, xs), 0, len(self.xs) - 1)
+        present = self.xs[found] == xs
+        values[present] = self.values[found[present]]
+        return values, present
+
     def to_series(self) -> pd.Series:
         import pandas as pd
 

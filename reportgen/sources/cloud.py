@@ -975,12 +975,7 @@ def _agrees(cached: History, fetched: History, from_step: int) -> bool:
         xs, before = old.xs[kept], old.values[kept]
         if not len(xs):
             continue
-        new = fetched.points(key)
-        at = np.minimum(np.searchsorted(new.xs, xs), max(len(new.xs) - 1, 0))
-        now = np.full(len(xs), np.nan)  # NaN where the fetched steps lack one of the cached
-        if len(new.xs):
-            found = new.xs[at] == xs
-            now[found] = new.values[at[found]]
+        now, _ = fetched.points(key).at(xs)  # NaN where the fetched steps lack a cached one
         same = (before == now) | (np.isnan(before) & np.isnan(now))
         if not bool(np.all(same)):
             return False
