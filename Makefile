@@ -23,7 +23,7 @@ test: $(BIN)/reportgen  ## lint, type-check and run the test suite
 bench: $(BIN)/reportgen  ## run the benchmarks (slow; prints figures)
 	$(BIN)/python -m compileall -q reportgen
 	$(BIN)/python benchmarks/startup.py
-	$(BIN)/python benchmarks/folder_build.py --files 300 --cold 5
+	$(BIN)/python benchmarks/folder_build.py --files 300 --cold 9
 	$(BIN)/python benchmarks/read_offline.py
 	$(BIN)/python benchmarks/pdf_report.py
 	$(BIN)/python benchmarks/server_fetch.py
