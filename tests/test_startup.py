@@ -77,6 +77,8 @@ def test_the_version_is_a_constant_that_the_installed_package_reports_too():
     code, loaded = loaded_after("--version")
     assert code == 0
     assert "importlib.metadata" not in loaded
+    _, loaded = loaded_after("--help")
+    assert "importlib.metadata" not in loaded
     assert version("reportgen") == reportgen.__version__
 
 
